@@ -1,0 +1,234 @@
+/**
+ * `distill`: the command line over the loader, planner and runner.
+ * Exit codes: 0 success, 1 a stage failed, 2 the pipeline or the command is invalid, 130 interrupted.
+ */
+import { resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { Command, Option } from 'commander';
+import { PipelineError } from '../pipeline/diagnostics.js';
+import { loadPipeline } from '../pipeline/load.js';
+import type { Pipeline } from '../pipeline/model.js';
+import type { RegisterCommands } from '../plugin/contract.js';
+import { distilleryPackages, ModuleRegistry, workspaceRoot } from '../plugin/registry.js';
+import { detectResources } from '../runner/devices.js';
+import { planPipeline, selectStages, type PlannedStage } from '../runner/plan.js';
+import { formatDuration, ProgressView } from '../runner/progress.js';
+import { readRunRecords } from '../runner/record.js';
+import { runPipeline } from '../runner/run.js';
+import { findProjectRoot, Workspace } from '../runner/workspace.js';
+import { collectGarbage } from './gc.js';
+import { renderDag } from './dag.js';
+import { writePipelineSchema } from './schema.js';
+
+/** An error whose message is the whole story: printed without a stack. */
+export class UsageError extends Error {}
+
+const collect = (value: string, previous: string[]): string[] => [...previous, value];
+
+interface CommonOptions {
+  set: string[];
+  root?: string;
+  json?: boolean;
+}
+
+async function open(file: string, options: CommonOptions): Promise<{ pipeline: Pipeline; ws: Workspace; registry: ModuleRegistry }> {
+  const registry = await new ModuleRegistry().init();
+  const pipeline = await loadPipeline(file, { registry, overrides: options.set });
+  const ws = new Workspace(options.root ? resolve(options.root) : findProjectRoot(pipeline.dir));
+  return { pipeline, ws, registry };
+}
+
+function printJson(value: unknown): void {
+  process.stdout.write(`${JSON.stringify(value, null, 2)}\n`);
+}
+
+function withCommon(command: Command): Command {
+  return command
+    .option('--set <stage.param=value>', 'override a parameter (repeatable); params.<name>=value overrides the params file', collect, [])
+    .option('--root <dir>', 'project root holding .distill/ and out/ (default: nearest with .distill, nx.json or .git)');
+}
+
+export function buildProgram(): Command {
+  const program = new Command('distill')
+    .description('Pipeline-as-code for knowledge distillation: run, plan and inspect pipelines of stage plugins')
+    .showHelpAfterError()
+    .configureOutput({ writeErr: (s) => process.stderr.write(s) });
+
+  withCommon(program.command('run <pipeline>').description('run the pipeline; only stages whose inputs, params or code changed execute'))
+    .option('--force <stage>', 'run this stage even if cached (repeatable)', collect, [])
+    .option('--from <stage>', 'run this stage and everything downstream, even if cached')
+    .option('--json', 'print one JSON document describing the run on stdout')
+    .option('--quiet', 'no progress output')
+    .option('--verbose', 'echo stage log lines')
+    .addOption(new Option('--cpus <n>', 'CPU slots (default: core count)').argParser(Number))
+    .addOption(new Option('--gpus <n>', 'pretend the machine has n GPUs (default: nvidia-smi)').argParser(Number))
+    .action(async (file: string, options: CommonOptions & { force: string[]; from?: string; quiet?: boolean; verbose?: boolean; cpus?: number; gpus?: number }) => {
+      const { pipeline, ws } = await open(file, options);
+      const machine = await detectResources({ cpus: options.cpus, gpus: options.gpus });
+      const controller = new AbortController();
+      const onSignal = (): void => controller.abort();
+      process.once('SIGINT', onSignal);
+      process.once('SIGTERM', onSignal);
+      const started = Date.now();
+      validateSelection(pipeline, [...options.force, ...(options.from ? [options.from] : [])]);
+      const record = await runPipeline(ws, pipeline, {
+        machine,
+        force: options.force,
+        from: options.from,
+        signal: controller.signal,
+        verbose: options.verbose,
+        progress: new ProgressView(process.stderr, Boolean(options.quiet)),
+      });
+      const count = (status: string): number => record.stages.filter((s) => s.status === status).length;
+      if (!options.quiet) {
+        process.stderr.write(
+          `${pipeline.name}: ${count('ran')} ran, ${count('cached')} cached, ${count('failed')} failed, ${count('skipped')} skipped in ${formatDuration(Date.now() - started)} (run ${record.runId})\n`,
+        );
+      }
+      if (options.json) {
+        printJson({
+          runId: record.runId,
+          pipeline: record.pipeline,
+          status: record.status,
+          stages: record.stages.map((s) => ({ id: s.id, status: s.status, durationMs: s.durationMs, key: s.key ?? null, ...(s.reason ? { reason: s.reason } : {}), ...(s.error ? { error: s.error } : {}), metrics: s.metrics })),
+        });
+      }
+      process.exitCode = record.status === 'interrupted' ? 130 : record.status === 'failed' ? 1 : 0;
+    });
+
+  withCommon(program.command('plan <pipeline>').description('show what a run would execute and why; runs nothing'))
+    .option('--force <stage>', 'as for run', collect, [])
+    .option('--from <stage>', 'as for run')
+    .option('--json', 'print JSON')
+    .action(async (file: string, options: CommonOptions & { force: string[]; from?: string }) => {
+      const { pipeline, ws } = await open(file, options);
+      validateSelection(pipeline, [...options.force, ...(options.from ? [options.from] : [])]);
+      const plan = await planPipeline(ws, pipeline, options);
+      if (options.json) printJson({ pipeline: pipeline.name, stages: plan.map(planJson) });
+      else printPlan(plan);
+    });
+
+  withCommon(program.command('status <pipeline>').description('last run of each stage, and whether it is up to date now'))
+    .option('--json', 'print JSON')
+    .action(async (file: string, options: CommonOptions) => {
+      const { pipeline, ws } = await open(file, options);
+      const plan = await planPipeline(ws, pipeline);
+      const records = readRunRecords(ws.runsDir(), pipeline.name);
+      const rows = plan.map((p) => {
+        const last = records.map((r) => r.stages.find((s) => s.id === p.id && s.status !== 'skipped')).find(Boolean);
+        return {
+          id: p.id,
+          status: last?.status ?? 'never-run',
+          durationMs: last?.durationMs ?? 0,
+          key: p.key ?? last?.key ?? null,
+          upToDate: p.state === 'cached',
+          ...(p.state === 'run' ? { reason: p.reason } : {}),
+        };
+      });
+      if (options.json) printJson({ pipeline: pipeline.name, lastRun: records[0]?.runId ?? null, stages: rows });
+      else for (const r of rows) process.stdout.write(`${r.upToDate ? '✓' : '✗'} ${r.id.padEnd(32)} last: ${String(r.status).padEnd(9)} ${r.upToDate ? 'up to date' : `stale: ${r.reason}`}\n`);
+    });
+
+  withCommon(program.command('why <pipeline> <stage>').description('explain what change (input, parameter, code) makes a stage stale'))
+    .action(async (file: string, stageName: string, options: CommonOptions) => {
+      const { pipeline, ws } = await open(file, options);
+      const ids = selectStages(pipeline, [stageName]);
+      const plan = new Map((await planPipeline(ws, pipeline)).map((p) => [p.id, p]));
+      const explain = (id: string, depth: number): void => {
+        const p = plan.get(id) as PlannedStage;
+        const pad = '  '.repeat(depth);
+        if (p.state === 'cached') {
+          process.stdout.write(`${pad}${id}: up to date (key ${p.key?.slice(0, 12)})\n`);
+          return;
+        }
+        process.stdout.write(`${pad}${id}: will run: ${p.reason}\n`);
+        const stage = pipeline.byId.get(id);
+        for (const up of stage?.upstream ?? []) if (plan.get(up)?.state === 'run') explain(up, depth + 1);
+      };
+      for (const id of ids) explain(id, 0);
+    });
+
+  withCommon(program.command('dag <pipeline>').description('print the stage graph as Mermaid or DOT'))
+    .addOption(new Option('--format <format>', 'output format').choices(['mermaid', 'dot']).default('mermaid'))
+    .action(async (file: string, options: CommonOptions & { format: 'mermaid' | 'dot' }) => {
+      const { pipeline } = await open(file, options);
+      process.stdout.write(renderDag(pipeline, options.format));
+    });
+
+  program
+    .command('gc')
+    .description('remove temporary files and store objects that no cache entry references')
+    .option('--root <dir>', 'project root', process.cwd())
+    .option('--workspace', 'also drop cache entries not used by the latest run of any pipeline (loses the run-cache)')
+    .option('--dry-run', 'only report what would be removed')
+    .option('--json', 'print JSON')
+    .action(async (options: { root: string; workspace?: boolean; dryRun?: boolean; json?: boolean }) => {
+      const ws = new Workspace(findProjectRoot(resolve(options.root)));
+      const result = await collectGarbage(ws, { workspaceOnly: Boolean(options.workspace), dryRun: Boolean(options.dryRun) });
+      if (options.json) printJson(result);
+      else process.stdout.write(`${options.dryRun ? 'would remove' : 'removed'} ${result.objects} objects, ${result.trees} trees, ${result.entries} cache entries, ${result.tmp} temporary dirs: ${(result.bytes / 1024 ** 2).toFixed(1)} MiB\n`);
+    });
+
+  program
+    .command('schema')
+    .description('write the pipeline JSON Schema (with every plugin\'s parameters) for editors')
+    .option('--out <file>', 'where to write it', resolve(workspaceRoot(), 'schema', 'pipeline.schema.json'))
+    .action(async (options: { out: string }) => {
+      const registry = await new ModuleRegistry().init();
+      await writePipelineSchema(registry, options.out);
+      process.stdout.write(`wrote ${options.out}\n`);
+    });
+
+  return program;
+}
+
+function validateSelection(pipeline: Pipeline, names: string[]): void {
+  try {
+    selectStages(pipeline, names);
+  } catch (error) {
+    throw new UsageError((error as Error).message);
+  }
+}
+
+function planJson(p: PlannedStage): Record<string, unknown> {
+  return { id: p.id, plugin: p.plugin, status: p.state, reason: p.reason, key: p.key ?? null };
+}
+
+function printPlan(plan: PlannedStage[]): void {
+  for (const p of plan) process.stdout.write(`${p.state === 'cached' ? '  cached' : '→ run   '} ${p.id.padEnd(32)} ${p.state === 'run' ? p.reason : ''}\n`);
+  const runs = plan.filter((p) => p.state === 'run').length;
+  process.stdout.write(`${runs} of ${plan.length} stages would run\n`);
+}
+
+/** Adds the subcommands of packages that declare `distillery.cli`. */
+async function registerExtensions(program: Command): Promise<void> {
+  for (const [pkgDir, fields] of distilleryPackages(workspaceRoot())) {
+    if (!fields.cli) continue;
+    const module = (await import(pathToFileURL(resolve(pkgDir, fields.cli)).href)) as { registerCommands?: RegisterCommands };
+    module.registerCommands?.(program);
+  }
+}
+
+const CORE_COMMANDS = new Set(['run', 'plan', 'status', 'why', 'dag', 'gc', 'schema', 'help', '--help', '-h', '--version']);
+
+export async function main(argv: string[]): Promise<void> {
+  const program = buildProgram();
+  const command = argv[2];
+  if (command === undefined || !CORE_COMMANDS.has(command) || command === 'help' || command.startsWith('-')) await registerExtensions(program);
+  try {
+    await program.parseAsync(argv);
+  } catch (error) {
+    if (error instanceof PipelineError) {
+      process.stderr.write(`${error.message}\n`);
+      process.stderr.write(`${error.diagnostics.length} error(s); nothing was run\n`);
+      process.exitCode = 2;
+    } else if (error instanceof UsageError) {
+      process.stderr.write(`error: ${error.message}\n`);
+      process.exitCode = 2;
+    } else {
+      process.stderr.write(`error: ${(error as Error).message}\n`);
+      if (process.env.DISTILL_DEBUG) process.stderr.write(`${(error as Error).stack}\n`);
+      process.exitCode = 2;
+    }
+  }
+}

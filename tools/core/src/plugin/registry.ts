@@ -1,0 +1,123 @@
+/**
+ * Finds stage plugins: the built-in ones in core, the packages of the workspace that list plugin
+ * modules in package.json (`"distillery": { "plugins": [...] }`), and plugin modules named by
+ * path in a pipeline (`plugin: ./my-plugin.js`).
+ */
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { dirname, isAbsolute, join, resolve } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import type { PluginDefinition } from './contract.js';
+import type { LoadedPlugin } from '../pipeline/model.js';
+
+export interface PluginRegistry {
+  /** Names of the plugins that can be named in `plugin:`. */
+  names(): string[];
+  /** The plugin for a name or a module path (relative to `pipelineDir`); undefined if unknown. */
+  resolve(spec: string, pipelineDir: string): Promise<LoadedPlugin | undefined>;
+}
+
+/** The package.json fields a plugin package uses. */
+export interface DistilleryPackageFields {
+  plugins?: string[];
+  cli?: string;
+}
+
+const coreDist = dirname(dirname(fileURLToPath(import.meta.url)));
+/** Core libraries that plugins build on: their code is part of every plugin's code version. */
+const SHARED_CODE = ['shards', 'onnx', 'tfjs', 'plugin/contract.js'].map((p) => join(coreDist, p));
+const BUILTIN_MODULES = [join(coreDist, 'plugins', 'exec.js')];
+
+/** Workspace packages under `root` that declare distillery fields: [package dir, fields]. */
+export function distilleryPackages(root: string): Array<[string, DistilleryPackageFields]> {
+  const found: Array<[string, DistilleryPackageFields]> = [];
+  const scopeDir = join(root, 'node_modules', '@distillery');
+  if (!existsSync(scopeDir)) return found;
+  for (const entry of readdirSync(scopeDir).sort()) {
+    const pkgDir = join(scopeDir, entry);
+    try {
+      const pkg = JSON.parse(readFileSync(join(pkgDir, 'package.json'), 'utf8')) as { distillery?: DistilleryPackageFields };
+      if (pkg.distillery) found.push([pkgDir, pkg.distillery]);
+    } catch {
+      // not a package
+    }
+  }
+  return found;
+}
+
+/** Directory holding node_modules/@distillery: the workspace this core belongs to. */
+export function workspaceRoot(): string {
+  let dir = coreDist;
+  while (dirname(dir) !== dir) {
+    if (existsSync(join(dir, 'node_modules', '@distillery'))) return dir;
+    dir = dirname(dir);
+  }
+  return process.cwd();
+}
+
+export class ModuleRegistry implements PluginRegistry {
+  private readonly modules = new Map<string, string>();
+  private readonly loaded = new Map<string, Promise<LoadedPlugin>>();
+  private namesLoaded = false;
+
+  /** @param extraModules plugin modules to register besides the workspace's (tests use this). */
+  constructor(
+    private readonly root: string = workspaceRoot(),
+    private readonly extraModules: string[] = [],
+  ) {}
+
+  names(): string[] {
+    return [...this.modules.keys()].sort();
+  }
+
+  async init(): Promise<this> {
+    if (this.namesLoaded) return this;
+    const modulePaths = [...BUILTIN_MODULES.filter((m) => existsSync(m))];
+    for (const [pkgDir, fields] of distilleryPackages(this.root)) {
+      for (const rel of fields.plugins ?? []) modulePaths.push(resolve(pkgDir, rel));
+    }
+    modulePaths.push(...this.extraModules);
+    for (const modulePath of modulePaths) {
+      const plugin = await this.load(modulePath);
+      if (this.modules.has(plugin.name)) throw new Error(`two plugins are named "${plugin.name}": ${this.modules.get(plugin.name)} and ${modulePath}`);
+      this.modules.set(plugin.name, modulePath);
+    }
+    this.namesLoaded = true;
+    return this;
+  }
+
+  async resolve(spec: string, pipelineDir: string): Promise<LoadedPlugin | undefined> {
+    await this.init();
+    const known = this.modules.get(spec);
+    if (known) return this.load(known);
+    if (spec.startsWith('.') || isAbsolute(spec)) {
+      const path = isAbsolute(spec) ? spec : resolve(pipelineDir, spec);
+      return existsSync(path) ? this.load(path) : undefined;
+    }
+    return undefined;
+  }
+
+  private load(modulePath: string): Promise<LoadedPlugin> {
+    let promise = this.loaded.get(modulePath);
+    if (!promise) {
+      promise = importPlugin(modulePath);
+      this.loaded.set(modulePath, promise);
+    }
+    return promise;
+  }
+}
+
+async function importPlugin(modulePath: string): Promise<LoadedPlugin> {
+  const module = (await import(pathToFileURL(modulePath).href)) as { default?: PluginDefinition };
+  const definition = module.default;
+  if (!definition || typeof definition.run !== 'function' || typeof definition.name !== 'string' || !definition.params) {
+    throw new Error(`${modulePath} does not export a plugin (expected: export default definePlugin({ name, version, params, run }))`);
+  }
+  // A workspace plugin's code is its package's compiled sources; a lone module is itself.
+  const srcDir = dirname(modulePath);
+  const codePaths = [basenameIs(srcDir, 'src') ? srcDir : modulePath, ...SHARED_CODE.filter((p) => existsSync(p))];
+  return { name: definition.name, definition, modulePath, codePaths };
+}
+
+function basenameIs(path: string, name: string): boolean {
+  return path.endsWith(`/${name}`);
+}

@@ -1,0 +1,94 @@
+/**
+ * The planner: decides, without running anything, which stages are cached and which must run,
+ * and why. The runner makes the same decisions as it goes (a stage whose upstream reran may still
+ * hit the cache if that upstream produced the same output).
+ */
+import { explainKeyChange, type KeyParts } from '../cache/key.js';
+import type { Pipeline, StageInstance } from '../pipeline/model.js';
+import { readRunRecords } from './record.js';
+import type { Workspace } from './workspace.js';
+
+export interface PlanOptions {
+  /** Stage names or instance ids to run even if cached. */
+  force?: string[];
+  /** Run this stage (name or instance id) and everything downstream of it, even if cached. */
+  from?: string;
+}
+
+export interface PlannedStage {
+  id: string;
+  plugin: string;
+  state: 'cached' | 'run';
+  reason: string;
+  /** Known when every upstream is cached. */
+  key?: string;
+  parts?: KeyParts;
+  /** Output tree of the cache entry, for cached stages. */
+  tree?: string;
+}
+
+/** Instance ids selected by names (a fan-out name selects all its instances). */
+export function selectStages(pipeline: Pipeline, names: string[]): Set<string> {
+  const selected = new Set<string>();
+  for (const name of names) {
+    const ids = pipeline.groups.get(name) ?? (pipeline.byId.has(name) ? [name] : undefined);
+    if (!ids) throw new Error(`unknown stage "${name}" in ${pipeline.file} (stages: ${[...pipeline.groups.keys()].join(', ')})`);
+    ids.forEach((id) => selected.add(id));
+  }
+  return selected;
+}
+
+/** `ids` and every stage downstream of them. */
+export function downstreamOf(pipeline: Pipeline, ids: Set<string>): Set<string> {
+  const result = new Set(ids);
+  for (const stage of pipeline.stages) if (stage.upstream.some((u) => result.has(u))) result.add(stage.id);
+  return result;
+}
+
+export function forcedStages(pipeline: Pipeline, options: PlanOptions): Set<string> {
+  const forced = selectStages(pipeline, options.force ?? []);
+  if (options.from) downstreamOf(pipeline, selectStages(pipeline, [options.from])).forEach((id) => forced.add(id));
+  return forced;
+}
+
+export async function planPipeline(ws: Workspace, pipeline: Pipeline, options: PlanOptions = {}): Promise<PlannedStage[]> {
+  const forced = forcedStages(pipeline, options);
+  const planned = new Map<string, PlannedStage>();
+  for (const stage of pipeline.stages) {
+    const base = { id: stage.id, plugin: stage.plugin.name };
+    const rerunning = stage.upstream.filter((u) => planned.get(u)?.state !== 'cached');
+    if (rerunning.length > 0) {
+      planned.set(stage.id, { ...base, state: 'run', reason: `upstream will run: ${rerunning.join(', ')}` });
+      continue;
+    }
+    const parts = await ws.keyParts(stage, (id) => planned.get(id)?.tree as string);
+    const key = ws.key(parts);
+    const entry = ws.store.readEntry(key);
+    if (forced.has(stage.id)) planned.set(stage.id, { ...base, state: 'run', reason: 'forced', key, parts });
+    else if (entry) planned.set(stage.id, { ...base, state: 'cached', reason: 'up to date', key, parts, tree: entry.tree });
+    else planned.set(stage.id, { ...base, state: 'run', reason: staleReason(ws, pipeline, stage, parts, planned), key, parts });
+  }
+  ws.hashes.save();
+  return pipeline.stages.map((s) => planned.get(s.id) as PlannedStage);
+}
+
+/** Why a stage whose key has no cache entry is stale, compared with its last recorded execution. */
+export function staleReason(ws: Workspace, pipeline: Pipeline, stage: StageInstance, parts: KeyParts, planned?: Map<string, PlannedStage>): string {
+  const previous = lastEntryFor(ws, pipeline.name, stage.id);
+  if (!previous) return 'never ran';
+  const names = new Map<string, string>();
+  planned?.forEach((p) => p.tree && names.set(p.tree, p.id));
+  const reasons = explainKeyChange(previous, parts, names);
+  return reasons.length > 0 ? reasons.join('; ') : 'no cache entry for this key';
+}
+
+/** Key parts of the most recent recorded execution (ran or cached) of a stage. */
+export function lastEntryFor(ws: Workspace, pipelineName: string, stageId: string): KeyParts | undefined {
+  for (const record of readRunRecords(ws.runsDir(), pipelineName)) {
+    const stage = record.stages.find((s) => s.id === stageId && s.key && (s.status === 'ran' || s.status === 'cached'));
+    if (!stage?.key) continue;
+    const entry = ws.store.readEntry(stage.key);
+    if (entry) return entry.parts;
+  }
+  return undefined;
+}

@@ -1,0 +1,67 @@
+/**
+ * The run record: what one `distill run` did, written to .distill/runs/<runId>.json after every
+ * stage (so a killed run still leaves an account) and read by status, why, reports and compare.
+ */
+import { readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { writeFileAtomicSync } from '../util/fs.js';
+
+export type StageStatus = 'ran' | 'cached' | 'failed' | 'skipped';
+
+export interface StageRecord {
+  id: string;
+  plugin: string;
+  status: StageStatus;
+  durationMs: number;
+  /** Cache key; absent when the stage never got as far as computing it (skipped). */
+  key?: string;
+  /** Output tree hash. */
+  tree?: string;
+  /** Why it ran, or why it failed or was skipped. */
+  reason?: string;
+  error?: string;
+  /** Path of the stage's full log. */
+  log?: string;
+  metrics: Record<string, number>;
+  /** Per-step metric values: name -> [step, value] pairs. */
+  series?: Record<string, Array<[number, number]>>;
+  devices?: { cpus: number; gpus: number[] };
+}
+
+export interface RunRecord {
+  runId: string;
+  pipeline: string;
+  file: string;
+  startedAt: string;
+  finishedAt?: string;
+  status: 'running' | 'ok' | 'failed' | 'interrupted';
+  stages: StageRecord[];
+}
+
+export function writeRunRecord(runsDir: string, record: RunRecord): void {
+  writeFileAtomicSync(join(runsDir, `${record.runId}.json`), JSON.stringify(record, null, 1));
+}
+
+/** Run records of a pipeline, newest first. */
+export function readRunRecords(runsDir: string, pipeline?: string): RunRecord[] {
+  let names: string[];
+  try {
+    names = readdirSync(runsDir).filter((n) => n.endsWith('.json'));
+  } catch {
+    return [];
+  }
+  const records: RunRecord[] = [];
+  for (const name of names.sort().reverse()) {
+    try {
+      const record = JSON.parse(readFileSync(join(runsDir, name), 'utf8')) as RunRecord;
+      if (!pipeline || record.pipeline === pipeline) records.push(record);
+    } catch {
+      // a record being written by a concurrent run; skip
+    }
+  }
+  return records;
+}
+
+export function newRunId(): string {
+  return `${new Date().toISOString().replace(/[-:]/g, '').replace(/\..*/, '')}-${process.pid}-${Math.random().toString(36).slice(2, 6)}`;
+}

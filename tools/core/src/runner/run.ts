@@ -1,0 +1,385 @@
+/**
+ * The stage runner: walks the DAG, serves stages from the cache, and runs the rest concurrently in
+ * child processes, bounded by CPU, GPU and memory slots.
+ *
+ * Crash safety: a stage writes into a private temporary directory; only after it exits 0 are its
+ * files moved into the store, then the cache entry is written (the commit point), then the output
+ * is materialised. A kill at any moment leaves at most an orphan temp directory, which nothing
+ * trusts and `distill gc` removes. Per-key locks keep two concurrent runs from executing the same
+ * stage twice: the second waits, then finds the first one's cache entry.
+ */
+import { randomBytes } from 'node:crypto';
+import { createWriteStream, mkdirSync } from 'node:fs';
+import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { execaNode } from 'execa';
+import lockfile from 'proper-lockfile';
+import type { KeyParts } from '../cache/key.js';
+import type { RemoteStore } from '../cache/store.js';
+import type { InputArtifact } from '../plugin/contract.js';
+import type { Pipeline, StageInstance } from '../pipeline/model.js';
+import type { MachineResources } from './devices.js';
+import { forcedStages, staleReason, type PlanOptions } from './plan.js';
+import { formatDuration, ProgressView, type ProgressSink } from './progress.js';
+import { newRunId, writeRunRecord, type RunRecord, type StageRecord } from './record.js';
+import type { WorkerJob, WorkerMessage } from './worker.js';
+import type { Workspace } from './workspace.js';
+
+const WORKER = join(dirname(fileURLToPath(import.meta.url)), 'worker.js');
+
+export interface RunOptions extends PlanOptions {
+  machine: MachineResources;
+  progress?: ProgressSink;
+  /** Echo stage log lines to the progress view. */
+  verbose?: boolean;
+  /** Aborting cancels running stages (SIGTERM to their processes). */
+  signal?: AbortSignal;
+  /** Lines of stderr shown when a stage fails. */
+  stderrTail?: number;
+  /**
+   * Execute only these instance ids (`distill stage run`); every other stage must be served from
+   * the cache, and is left out (skipped) when it is not needed.
+   */
+  only?: Set<string>;
+  /** Shared store consulted on a local cache miss and published to after each stage. */
+  remote?: RemoteStore;
+}
+
+interface StageState {
+  stage: StageInstance;
+  record: StageRecord;
+  done: boolean;
+}
+
+/** Checks, before anything runs, that every stage fits the machine. */
+export function checkResources(pipeline: Pipeline, machine: MachineResources): string[] {
+  const problems: string[] = [];
+  for (const stage of pipeline.stages) {
+    const r = stage.resources;
+    if (r.gpus > machine.gpus.length) problems.push(`stage ${stage.id} needs ${r.gpus} GPU(s) but this machine has ${machine.gpus.length}`);
+    if (r.cpus > machine.cpus) problems.push(`stage ${stage.id} needs ${r.cpus} CPUs but this machine has ${machine.cpus}`);
+    if (r.memoryMiB > machine.memoryMiB) problems.push(`stage ${stage.id} needs ${Math.round(r.memoryMiB)} MiB of memory but this machine has ${Math.round(machine.memoryMiB)} MiB`);
+  }
+  return problems;
+}
+
+export async function runPipeline(ws: Workspace, pipeline: Pipeline, options: RunOptions): Promise<RunRecord> {
+  const problems = checkResources(pipeline, options.machine);
+  if (problems.length > 0) throw new Error(`cannot run ${pipeline.file}:\n  ${problems.join('\n  ')}`);
+  const runner = new Runner(ws, pipeline, options);
+  return runner.run();
+}
+
+class Runner {
+  private readonly record: RunRecord;
+  private readonly states = new Map<string, StageState>();
+  private readonly forced: Set<string>;
+  /** With `only`: the selected stages and everything upstream of them. */
+  private readonly needed: Set<string>;
+  private readonly progress: ProgressSink;
+  private readonly manifest;
+  private freeCpus: number;
+  private readonly freeGpus: number[];
+  private freeMemory: number;
+  private readonly running = new Map<string, Promise<void>>();
+  private readonly assignedGpus = new Map<string, number[]>();
+  private interrupted = false;
+
+  constructor(
+    private readonly ws: Workspace,
+    private readonly pipeline: Pipeline,
+    private readonly options: RunOptions,
+  ) {
+    this.record = { runId: newRunId(), pipeline: pipeline.name, file: pipeline.file, startedAt: new Date().toISOString(), status: 'running', stages: [] };
+    this.forced = forcedStages(pipeline, options);
+    this.needed = new Set(options.only ?? []);
+    for (const stage of [...pipeline.stages].reverse()) if (this.needed.has(stage.id)) stage.upstream.forEach((u) => this.needed.add(u));
+    this.progress = options.progress ?? new ProgressView();
+    this.manifest = ws.readManifest(pipeline.name);
+    this.freeCpus = options.machine.cpus;
+    this.freeGpus = [...options.machine.gpus];
+    this.freeMemory = options.machine.memoryMiB;
+    for (const stage of pipeline.stages) {
+      const record: StageRecord = { id: stage.id, plugin: stage.plugin.name, status: 'skipped', durationMs: 0, metrics: {} };
+      this.states.set(stage.id, { stage, record, done: false });
+      this.record.stages.push(record);
+    }
+  }
+
+  async run(): Promise<RunRecord> {
+    const onAbort = (): void => {
+      this.interrupted = true;
+    };
+    this.options.signal?.addEventListener('abort', onAbort);
+    try {
+      await this.loop();
+    } finally {
+      this.options.signal?.removeEventListener('abort', onAbort);
+      this.ws.hashes.save();
+      this.ws.writeManifest(this.pipeline.name, this.manifest);
+      this.progress.close();
+    }
+    const failed = this.record.stages.some((s) => s.status === 'failed');
+    this.record.status = this.interrupted ? 'interrupted' : failed ? 'failed' : 'ok';
+    this.record.finishedAt = new Date().toISOString();
+    this.saveRecord();
+    return this.record;
+  }
+
+  private saveRecord(): void {
+    writeRunRecord(this.ws.runsDir(), this.record);
+  }
+
+  private async loop(): Promise<void> {
+    for (;;) {
+      let progressed = false;
+      for (const state of this.states.values()) {
+        if (state.done || this.running.has(state.stage.id)) continue;
+        const upstream = state.stage.upstream.map((id) => this.states.get(id) as StageState);
+        if (upstream.some((u) => !u.done)) continue;
+        const broken = upstream.filter((u) => u.record.status === 'failed' || u.record.status === 'skipped');
+        if (broken.length > 0 || this.interrupted) {
+          state.done = true;
+          state.record.reason = this.interrupted ? 'run interrupted' : `upstream failed: ${broken.map((u) => u.stage.id).join(', ')}`;
+          progressed = true;
+          continue;
+        }
+        if (this.options.only && !this.needed.has(state.stage.id)) {
+          state.done = true;
+          state.record.reason = 'not selected';
+          progressed = true;
+          continue;
+        }
+        if (!this.fits(state.stage)) continue;
+        this.take(state.stage);
+        const task = this.execute(state).finally(() => {
+          this.release(state.stage);
+          this.running.delete(state.stage.id);
+        });
+        this.running.set(state.stage.id, task);
+        progressed = true;
+      }
+      if (this.running.size === 0) {
+        if (progressed) continue;
+        break;
+      }
+      await Promise.race(this.running.values());
+    }
+  }
+
+  private fits(stage: StageInstance): boolean {
+    const r = stage.resources;
+    return r.cpus <= this.freeCpus && r.memoryMiB <= this.freeMemory && r.gpus <= this.freeGpus.length;
+  }
+
+  /** Holds the stage's slots; its GPUs are the lowest free indices. */
+  private take(stage: StageInstance): void {
+    this.freeCpus -= stage.resources.cpus;
+    this.freeMemory -= stage.resources.memoryMiB;
+    this.assignedGpus.set(stage.id, this.freeGpus.splice(0, stage.resources.gpus));
+  }
+
+  private release(stage: StageInstance): void {
+    this.freeCpus += stage.resources.cpus;
+    this.freeMemory += stage.resources.memoryMiB;
+    this.freeGpus.push(...(this.assignedGpus.get(stage.id) ?? []));
+    this.freeGpus.sort((a, b) => a - b);
+    this.assignedGpus.delete(stage.id);
+  }
+
+  private upstreamTree(id: string): string {
+    return this.states.get(id)?.record.tree as string;
+  }
+
+  private async execute(state: StageState): Promise<void> {
+    const { stage, record } = state;
+    const started = Date.now();
+    try {
+      const parts = await this.ws.keyParts(stage, (id) => this.upstreamTree(id));
+      const key = this.ws.key(parts);
+      record.key = key;
+      if (!this.forced.has(stage.id) && (await this.serveFromCache(state, key))) return;
+      if (this.options.only && !this.options.only.has(stage.id)) {
+        throw new Error(`stage ${stage.id} has no output in the store${this.options.remote ? ` (${this.options.remote.describe()})` : ''}; run it first (it is upstream of ${[...this.options.only].join(', ')})`);
+      }
+      const reason = this.forced.has(stage.id) ? 'forced' : staleReason(this.ws, this.pipeline, stage, parts);
+      const release = await this.lock(key, stage.id);
+      try {
+        // Another run may have produced it while we waited for the lock.
+        if (!this.forced.has(stage.id) && (await this.serveFromCache(state, key))) return;
+        await this.runStage(state, key, parts, reason, started);
+      } finally {
+        await release();
+      }
+    } catch (error) {
+      record.status = 'failed';
+      record.error ??= (error as Error).message;
+      record.durationMs = Date.now() - started;
+      this.progress.finished(stage.id, `✗ ${stage.id} failed after ${formatDuration(record.durationMs)}: ${record.error}`);
+    } finally {
+      state.done = true;
+      this.saveRecord();
+    }
+  }
+
+  private async serveFromCache(state: StageState, key: string): Promise<boolean> {
+    let entry = this.ws.store.readEntry(key);
+    if (!entry && this.options.remote && (await this.options.remote.pull(key, this.ws.store))) entry = this.ws.store.readEntry(key);
+    if (!entry) return false;
+    const { stage, record } = state;
+    if (!this.ws.isMaterialised(this.manifest, this.pipeline.name, stage.id, entry.tree)) {
+      await this.ws.materialise(this.manifest, this.pipeline.name, stage.id, entry.tree);
+    }
+    Object.assign(record, { status: 'cached', tree: entry.tree, metrics: entry.metrics, durationMs: 0, reason: 'up to date' });
+    this.progress.message(`✓ ${stage.id} cached`);
+    return true;
+  }
+
+  private async lock(key: string, stageId: string): Promise<() => Promise<void>> {
+    const lockPath = join(this.ws.stateRoot, 'locks', key);
+    await mkdir(dirname(lockPath), { recursive: true });
+    let announced = false;
+    for (;;) {
+      try {
+        return await lockfile.lock(lockPath, { realpath: false, stale: 10_000, update: 2_000 });
+      } catch (error) {
+        if ((error as NodeJS.ErrnoException).code !== 'ELOCKED') throw error;
+        if (!announced) this.progress.message(`… ${stageId} is being run by another distill process; waiting for it`);
+        announced = true;
+        await new Promise((resolve) => setTimeout(resolve, 500));
+      }
+    }
+  }
+
+  private async runStage(state: StageState, key: string, parts: KeyParts, reason: string, started: number): Promise<void> {
+    const { stage, record } = state;
+    const gpus = this.assignedGpus.get(stage.id) ?? [];
+    const devices = { cpus: Math.max(1, stage.resources.cpus), gpus };
+    const scratch = join(this.ws.store.tmpDir, `${key.slice(0, 16)}-${randomBytes(4).toString('hex')}`);
+    const outDir = join(scratch, 'out');
+    const stateDir = this.ws.stateDir(key);
+    const logPath = this.ws.logFile(this.record.runId, stage.id);
+    await mkdir(outDir, { recursive: true });
+    await mkdir(stateDir, { recursive: true });
+    mkdirSync(dirname(logPath), { recursive: true });
+    Object.assign(record, { reason, log: logPath, devices });
+    const job: WorkerJob = {
+      modulePath: stage.plugin.modulePath,
+      stageId: stage.id,
+      pipeline: this.pipeline.name,
+      pipelineDir: this.pipeline.dir,
+      params: withAbsolutePaths(stage),
+      inputs: this.inputArtifacts(stage),
+      outDir,
+      stateDir,
+      devices,
+      resultFile: join(scratch, 'result.json'),
+    };
+    await writeFile(join(scratch, 'job.json'), JSON.stringify(job));
+    this.progress.started(stage.id, `(${stage.plugin.name}; ${reason}${gpus.length ? `; GPUs ${gpus.join(',')}` : ''})`);
+    const series: Record<string, Array<[number, number]>> = {};
+    try {
+      const exit = await this.spawn(stage, job, join(scratch, 'job.json'), logPath, series);
+      if (exit.error) {
+        record.error = exit.error;
+        throw new Error(exit.error);
+      }
+      const result = JSON.parse(await readFile(job.resultFile, 'utf8')) as { metrics: Record<string, number> };
+      const { hash } = await this.ws.store.ingest(outDir, this.ws.hashes);
+      const durationMs = Date.now() - started;
+      await this.ws.store.writeEntry({
+        key,
+        stage: stage.id,
+        plugin: stage.plugin.name,
+        tree: hash,
+        parts,
+        metrics: result.metrics,
+        durationMs,
+        createdAt: new Date().toISOString(),
+      });
+      await this.ws.materialise(this.manifest, this.pipeline.name, stage.id, hash);
+      await rm(stateDir, { recursive: true, force: true });
+      if (this.options.remote) await this.options.remote.push(key, this.ws.store);
+      Object.assign(record, { status: 'ran', tree: hash, metrics: result.metrics, durationMs });
+      if (Object.keys(series).length > 0) record.series = series;
+      this.progress.finished(stage.id, `✓ ${stage.id} ran in ${formatDuration(durationMs)}`);
+    } finally {
+      await rm(scratch, { recursive: true, force: true });
+    }
+  }
+
+  private inputArtifacts(stage: StageInstance): Record<string, InputArtifact[]> {
+    const inputs: Record<string, InputArtifact[]> = {};
+    const named = new Set<string>();
+    for (const [name, ids] of Object.entries(stage.inputs)) {
+      inputs[name] = ids.map((id) => ({ stage: id, path: this.ws.outputDir(this.pipeline.name, id) }));
+      ids.forEach((id) => named.add(id));
+    }
+    for (const id of stage.upstream) {
+      if (!named.has(id)) inputs[id] = [{ stage: id, path: this.ws.outputDir(this.pipeline.name, id) }];
+    }
+    return inputs;
+  }
+
+  /** Runs the worker; resolves with an error message when the stage failed. */
+  private async spawn(
+    stage: StageInstance,
+    job: WorkerJob,
+    jobFile: string,
+    logPath: string,
+    series: Record<string, Array<[number, number]>>,
+  ): Promise<{ error?: string }> {
+    const log = createWriteStream(logPath, { flags: 'a' });
+    const tail: string[] = [];
+    const keep = this.options.stderrTail ?? 20;
+    const env: Record<string, string> = { DISTILL_STAGE: stage.id };
+    env.CUDA_VISIBLE_DEVICES = job.devices.gpus.join(',');
+    const child = execaNode(WORKER, [jobFile], {
+      ipc: true,
+      reject: false,
+      buffer: false,
+      stdin: 'ignore',
+      env,
+      cancelSignal: this.options.signal,
+      forceKillAfterDelay: 5_000,
+    });
+    const onData = (chunk: Buffer, isErr: boolean): void => {
+      log.write(chunk);
+      if (isErr) {
+        tail.push(...chunk.toString('utf8').split('\n').filter((l) => l.length > 0));
+        if (tail.length > keep) tail.splice(0, tail.length - keep);
+      }
+    };
+    child.stdout?.on('data', (c: Buffer) => onData(c, false));
+    child.stderr?.on('data', (c: Buffer) => onData(c, true));
+    child.on('message', (raw: unknown) => {
+      const message = raw as WorkerMessage;
+      if (message.type === 'progress') this.progress.progress(stage.id, message.done, message.total, message.unit);
+      else if (message.type === 'metric' && message.step !== undefined) (series[message.name] ??= []).push([message.step, message.value]);
+      else if (message.type === 'log' && this.options.verbose) this.progress.message(`  [${stage.id}] ${message.message}`);
+    });
+    const result = await child;
+    await new Promise<void>((resolve) => log.end(resolve));
+    if (result.exitCode === 0 && !result.isCanceled) return {};
+    const how = result.isCanceled
+      ? 'cancelled'
+      : result.signal
+        ? `killed by ${result.signal}${result.signal === 'SIGKILL' ? ' (out of memory?)' : ''}`
+        : `exited with code ${result.exitCode}`;
+    const lines = tail.length > 0 ? `\n    ${tail.join('\n    ')}` : '';
+    return { error: `${how}; log: ${logPath}${lines}` };
+  }
+}
+
+/** Params as the plugin sees them: path params made absolute. */
+function withAbsolutePaths(stage: StageInstance): Record<string, unknown> {
+  const params = structuredClone(stage.params);
+  for (const ref of stage.pathParams) {
+    const keys = ref.pointer.split('.');
+    let node = params as Record<string, unknown>;
+    keys.slice(0, -1).forEach((k) => (node = node[k] as Record<string, unknown>));
+    node[keys[keys.length - 1] as string] = ref.absolute;
+  }
+  return params;
+}

@@ -1,0 +1,96 @@
+/**
+ * Child-process entry that runs one stage: `node worker.js <job.json>`. The runner talks to it over
+ * the IPC channel (progress, metrics, log lines) and reads its result file when it exits 0.
+ */
+import { readFileSync } from 'node:fs';
+import { pathToFileURL } from 'node:url';
+import type { InputArtifact, PluginDefinition, StageContext, StageLogger, StageResult } from '../plugin/contract.js';
+import { writeFileAtomicSync } from '../util/fs.js';
+
+/** What the runner writes for the worker. */
+export interface WorkerJob {
+  modulePath: string;
+  stageId: string;
+  pipeline: string;
+  pipelineDir: string;
+  params: Record<string, unknown>;
+  inputs: Record<string, InputArtifact[]>;
+  outDir: string;
+  stateDir: string;
+  devices: { cpus: number; gpus: number[] };
+  resultFile: string;
+}
+
+/** Messages from worker to runner. */
+export type WorkerMessage =
+  | { type: 'progress'; done: number; total?: number; unit?: string }
+  | { type: 'metric'; name: string; value: number; step?: number }
+  | { type: 'log'; level: 'info' | 'warn' | 'debug'; message: string };
+
+function send(message: WorkerMessage): void {
+  if (process.send) process.send(message);
+}
+
+async function main(): Promise<void> {
+  const jobFile = process.argv[2];
+  if (!jobFile) throw new Error('usage: worker.js <job.json>');
+  const job = JSON.parse(readFileSync(jobFile, 'utf8')) as WorkerJob;
+  const module = (await import(pathToFileURL(job.modulePath).href)) as { default: PluginDefinition };
+  const plugin = module.default;
+  const controller = new AbortController();
+  for (const signal of ['SIGTERM', 'SIGINT'] as const) {
+    process.on(signal, () => {
+      controller.abort(new Error(`stage ${job.stageId} cancelled (${signal})`));
+      // Give the plugin a moment to stop cleanly, then go.
+      setTimeout(() => process.exit(130), 2000).unref();
+    });
+  }
+  const log: StageLogger = {
+    info: (message) => {
+      console.log(message);
+      send({ type: 'log', level: 'info', message });
+    },
+    warn: (message) => {
+      console.error(`warning: ${message}`);
+      send({ type: 'log', level: 'warn', message });
+    },
+    debug: (message) => {
+      console.log(`debug: ${message}`);
+    },
+  };
+  const metrics: Record<string, number> = {};
+  const ctx: StageContext<Record<string, unknown>> = {
+    stageId: job.stageId,
+    pipeline: job.pipeline,
+    params: job.params,
+    inputs: job.inputs,
+    input(name) {
+      const list = job.inputs[name];
+      if (!list || list.length === 0) throw new Error(`stage ${job.stageId}: no input named "${name}" (inputs: ${Object.keys(job.inputs).join(', ') || 'none'})`);
+      if (list.length > 1) throw new Error(`stage ${job.stageId}: input "${name}" holds ${list.length} artifacts; use ctx.inputs["${name}"]`);
+      return (list[0] as InputArtifact).path;
+    },
+    outDir: job.outDir,
+    stateDir: job.stateDir,
+    pipelineDir: job.pipelineDir,
+    devices: job.devices,
+    log,
+    progress: (done, total, unit) => send({ type: 'progress', done, ...(total !== undefined ? { total } : {}), ...(unit ? { unit } : {}) }),
+    metric: (name, value, step) => {
+      metrics[name] = value;
+      send({ type: 'metric', name, value, ...(step !== undefined ? { step } : {}) });
+    },
+    signal: controller.signal,
+  };
+  const result = ((await plugin.run(ctx)) ?? {}) as StageResult;
+  writeFileAtomicSync(job.resultFile, JSON.stringify({ metrics: { ...metrics, ...(result.metrics ?? {}) } }));
+}
+
+main().then(
+  () => process.exit(0),
+  (error: unknown) => {
+    const err = error as Error;
+    console.error(err?.stack ?? String(error));
+    process.exit(1);
+  },
+);
