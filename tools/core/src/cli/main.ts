@@ -19,6 +19,8 @@ import { findProjectRoot, Workspace } from '../runner/workspace.js';
 import { collectGarbage } from './gc.js';
 import { renderDag } from './dag.js';
 import { writePipelineSchema } from './schema.js';
+import { registerRemoteCommands } from './remote-commands.js';
+import { openRemoteStore } from '../remote/index.js';
 
 /** An error whose message is the whole story: printed without a stack. */
 export class UsageError extends Error {}
@@ -31,7 +33,7 @@ interface CommonOptions {
   json?: boolean;
 }
 
-async function open(file: string, options: CommonOptions): Promise<{ pipeline: Pipeline; ws: Workspace; registry: ModuleRegistry }> {
+export async function open(file: string, options: CommonOptions): Promise<{ pipeline: Pipeline; ws: Workspace; registry: ModuleRegistry }> {
   const registry = await new ModuleRegistry().init();
   const pipeline = await loadPipeline(file, { registry, overrides: options.set });
   const ws = new Workspace(options.root ? resolve(options.root) : findProjectRoot(pipeline.dir));
@@ -62,7 +64,8 @@ export function buildProgram(): Command {
     .option('--verbose', 'echo stage log lines')
     .addOption(new Option('--cpus <n>', 'CPU slots (default: core count)').argParser(Number))
     .addOption(new Option('--gpus <n>', 'pretend the machine has n GPUs (default: nvidia-smi)').argParser(Number))
-    .action(async (file: string, options: CommonOptions & { force: string[]; from?: string; quiet?: boolean; verbose?: boolean; cpus?: number; gpus?: number }) => {
+    .addOption(new Option('--store <url>', 'shared artifact store consulted on cache misses and published to').env('DISTILL_STORE'))
+    .action(async (file: string, options: CommonOptions & { force: string[]; from?: string; quiet?: boolean; verbose?: boolean; cpus?: number; gpus?: number; store?: string }) => {
       const { pipeline, ws } = await open(file, options);
       const machine = await detectResources({ cpus: options.cpus, gpus: options.gpus });
       const controller = new AbortController();
@@ -78,6 +81,7 @@ export function buildProgram(): Command {
         signal: controller.signal,
         verbose: options.verbose,
         progress: new ProgressView(process.stderr, Boolean(options.quiet)),
+        ...(options.store ? { remote: openRemoteStore(options.store) } : {}),
       });
       const count = (status: string): number => record.stages.filter((s) => s.status === status).length;
       if (!options.quiet) {
@@ -179,6 +183,7 @@ export function buildProgram(): Command {
       process.stdout.write(`wrote ${options.out}\n`);
     });
 
+  registerRemoteCommands(program, { open, printJson });
   return program;
 }
 
@@ -209,7 +214,7 @@ async function registerExtensions(program: Command): Promise<void> {
   }
 }
 
-const CORE_COMMANDS = new Set(['run', 'plan', 'status', 'why', 'dag', 'gc', 'schema', 'help', '--help', '-h', '--version']);
+const CORE_COMMANDS = new Set(['run', 'plan', 'status', 'why', 'dag', 'gc', 'schema', 'stage', 'export', 'help', '--help', '-h', '--version']);
 
 export async function main(argv: string[]): Promise<void> {
   const program = buildProgram();

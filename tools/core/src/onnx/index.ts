@@ -1,0 +1,3 @@
+/** ONNX models without onnxruntime: graph builder, encode/decode, atomic write (see model.ts). */
+export * from './model.js';
+export { ONNX_PROTO_SUBSET } from './schema.js';

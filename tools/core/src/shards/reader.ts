@@ -1,0 +1,218 @@
+/**
+ * Streaming shard reader: async iteration over record batches (or rows) of a shard set, one
+ * shard in memory at a time (memory is bounded by the shard size, not the data set size). Each
+ * shard is checked against the manifest (size, sha256 unless `verify: 'size'`) and parsed as an
+ * Arrow IPC file; a truncated or corrupt shard raises an error naming the file.
+ */
+import { createHash } from 'node:crypto';
+import { existsSync, statSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
+import { basename, dirname, join } from 'node:path';
+import type * as ArrowNs from 'apache-arrow';
+import { columnValuesOf, fromArrowSchema, loadArrow, type Arrow } from './arrow.js';
+import { MANIFEST_FILE, type ColumnSpec, type ColumnValues, type ListValues, type NumericArray, type ShardManifest, type ShardSchema } from './schema.js';
+
+/** One record batch of a shard set, with typed column accessors (views, valid until the next shard). */
+export interface ShardBatch {
+  readonly numRows: number;
+  /** Path of the shard file the batch came from. */
+  readonly file: string;
+  /** Index in the whole set of this batch's first row. */
+  readonly startRow: number;
+  readonly schema: ShardSchema;
+  column(name: string): ColumnValues;
+  /** A utf8 column. */
+  strings(name: string): string[];
+  /** A scalar or fixed-size list column: flat, row-major. */
+  numeric(name: string): NumericArray;
+  /** A variable-length list column. */
+  list(name: string): ListValues;
+}
+
+export interface ReadOptions {
+  /** 'sha256' (default) checks every shard's hash; 'size' only its byte size. */
+  verify?: 'sha256' | 'size';
+  /** Read only these shard indices, in this order (default: all, in manifest order). */
+  shards?: number[];
+}
+
+/** An opened shard set: its manifest and schema, plus streaming iteration. */
+export interface ShardSet {
+  readonly dir: string;
+  readonly manifest: ShardManifest;
+  readonly schema: ShardSchema;
+  readonly totalRows: number;
+  batches(options?: ReadOptions): AsyncGenerator<ShardBatch>;
+  /** Rows as plain objects (strings, numbers, typed-array views for list columns). Slower than batches. */
+  rows(options?: ReadOptions): AsyncGenerator<Record<string, string | number | NumericArray>>;
+}
+
+const MAGIC = Buffer.from('ARROW1');
+
+class Batch implements ShardBatch {
+  private readonly cache = new Map<string, ColumnValues>();
+  constructor(
+    private readonly rb: ArrowNs.RecordBatch,
+    readonly file: string,
+    readonly startRow: number,
+    readonly schema: ShardSchema,
+  ) {}
+  get numRows(): number {
+    return this.rb.numRows;
+  }
+  private spec(name: string): ColumnSpec {
+    const spec = this.schema.columns.find((c) => c.name === name);
+    if (!spec) throw new Error(`${this.file}: no column ${name} (have ${this.schema.columns.map((c) => c.name).join(', ')})`);
+    return spec;
+  }
+  column(name: string): ColumnValues {
+    let v = this.cache.get(name);
+    if (!v) {
+      const spec = this.spec(name);
+      const index = this.schema.columns.indexOf(spec);
+      v = columnValuesOf(spec, this.rb.data.children[index]!);
+      this.cache.set(name, v);
+    }
+    return v;
+  }
+  strings(name: string): string[] {
+    if (this.spec(name).type !== 'utf8') throw new Error(`${this.file}: column ${name} is not utf8`);
+    return this.column(name) as string[];
+  }
+  numeric(name: string): NumericArray {
+    const spec = this.spec(name);
+    if (spec.type === 'utf8' || spec.list) throw new Error(`${this.file}: column ${name} is not a numeric scalar or fixed-size list`);
+    return this.column(name) as NumericArray;
+  }
+  list(name: string): ListValues {
+    if (!this.spec(name).list) throw new Error(`${this.file}: column ${name} is not a list column`);
+    return this.column(name) as ListValues;
+  }
+}
+
+function sameColumns(a: ColumnSpec[], b: ColumnSpec[]): boolean {
+  return a.length === b.length && a.every((c, i) => c.name === b[i]!.name && c.type === b[i]!.type && (c.width ?? 0) === (b[i]!.width ?? 0) && !!c.list === !!b[i]!.list);
+}
+
+async function loadShard(arrow: Arrow, path: string, expect: { bytes?: number; sha256?: string }, verify: 'sha256' | 'size'): Promise<ArrowNs.RecordBatchFileReader> {
+  let bytes: Buffer;
+  try {
+    bytes = await readFile(path);
+  } catch (error) {
+    throw new Error(`shard ${path}: cannot read (${(error as Error).message})`);
+  }
+  if (expect.bytes !== undefined && bytes.byteLength !== expect.bytes) {
+    throw new Error(`shard ${path}: truncated or corrupt: ${bytes.byteLength} bytes, manifest says ${expect.bytes}`);
+  }
+  if (verify === 'sha256' && expect.sha256 !== undefined) {
+    const got = createHash('sha256').update(bytes).digest('hex');
+    if (got !== expect.sha256) throw new Error(`shard ${path}: corrupt: sha256 ${got} does not match the manifest's ${expect.sha256}`);
+  }
+  if (bytes.byteLength < 12 || !bytes.subarray(0, 6).equals(MAGIC) || !bytes.subarray(bytes.byteLength - 6).equals(MAGIC)) {
+    throw new Error(`shard ${path}: truncated or corrupt: not a complete Arrow IPC file (magic bytes missing)`);
+  }
+  try {
+    const reader = arrow.RecordBatchReader.from(bytes);
+    if (!reader.isFile()) throw new Error('not in the Arrow IPC file format');
+    return reader.open() as ArrowNs.RecordBatchFileReader;
+  } catch (error) {
+    throw new Error(`shard ${path}: corrupt Arrow IPC file (${(error as Error).message})`);
+  }
+}
+
+/**
+ * Opens a shard set: a directory with manifest.json, or a single Arrow IPC file (a foreign file
+ * without manifest, read as a one-shard set without hash check).
+ */
+export async function openShardSet(path: string): Promise<ShardSet> {
+  const arrow = await loadArrow();
+  let dir: string;
+  let manifest: ShardManifest;
+  if (existsSync(path) && statSync(path).isFile()) {
+    dir = dirname(path);
+    const reader = await loadShard(arrow, path, {}, 'size');
+    const schema = fromArrowSchema(arrow, reader.schema, path);
+    manifest = {
+      format: 'distillery-shards', version: 1, rowsPerShard: 0, totalRows: -1,
+      columns: schema.columns, metadata: schema.metadata,
+      shards: [{ file: basename(path), rows: -1, bytes: statSync(path).size, sha256: '' }],
+    };
+  } else {
+    dir = path;
+    const manifestPath = join(dir, MANIFEST_FILE);
+    let text: string;
+    try {
+      text = await readFile(manifestPath, 'utf8');
+    } catch {
+      throw new Error(`shard set ${dir}: no ${MANIFEST_FILE} (missing directory, or the writer did not finish)`);
+    }
+    try {
+      manifest = JSON.parse(text) as ShardManifest;
+    } catch (error) {
+      throw new Error(`${manifestPath}: corrupt JSON (${(error as Error).message})`);
+    }
+    if (manifest.format !== 'distillery-shards' || !Array.isArray(manifest.shards) || !Array.isArray(manifest.columns)) {
+      throw new Error(`${manifestPath}: not a distillery shard manifest`);
+    }
+  }
+  const schema: ShardSchema = { columns: manifest.columns, metadata: manifest.metadata };
+
+  async function* batches(options: ReadOptions = {}): AsyncGenerator<ShardBatch> {
+    const verify = options.verify ?? 'sha256';
+    const order = options.shards ?? manifest.shards.map((_, i) => i);
+    const starts: number[] = [];
+    let acc = 0;
+    for (const s of manifest.shards) {
+      starts.push(acc);
+      acc += Math.max(0, s.rows);
+    }
+    for (const index of order) {
+      const entry = manifest.shards[index];
+      if (!entry) throw new Error(`shard set ${dir}: no shard #${index} (has ${manifest.shards.length})`);
+      const file = join(dir, entry.file);
+      const reader = await loadShard(arrow, file, entry.sha256 ? { bytes: entry.bytes, sha256: entry.sha256 } : {}, verify);
+      const fileSchema = fromArrowSchema(arrow, reader.schema, file);
+      if (!sameColumns(fileSchema.columns, schema.columns)) throw new Error(`shard ${file}: columns differ from the manifest's`);
+      let row = starts[index]!;
+      let rows = 0;
+      try {
+        for (const rb of reader) {
+          yield new Batch(rb, file, row, schema);
+          row += rb.numRows;
+          rows += rb.numRows;
+        }
+      } catch (error) {
+        if ((error as Error).message.startsWith(`shard ${file}`)) throw error;
+        throw new Error(`shard ${file}: corrupt Arrow IPC file (${(error as Error).message})`);
+      }
+      if (entry.rows >= 0 && rows !== entry.rows) throw new Error(`shard ${file}: ${rows} rows, manifest says ${entry.rows}`);
+    }
+  }
+
+  async function* rows(options: ReadOptions = {}): AsyncGenerator<Record<string, string | number | NumericArray>> {
+    for await (const b of batches(options)) {
+      const cols = schema.columns.map((c) => [c, b.column(c.name)] as const);
+      for (let r = 0; r < b.numRows; r++) {
+        const row: Record<string, string | number | NumericArray> = {};
+        for (const [c, v] of cols) {
+          if (c.type === 'utf8') row[c.name] = (v as string[])[r]!;
+          else if (c.list) {
+            const lv = v as ListValues;
+            row[c.name] = lv.values.subarray(lv.offsets[r]!, lv.offsets[r + 1]!);
+          } else if (c.width !== undefined) row[c.name] = (v as NumericArray).subarray(r * c.width, (r + 1) * c.width);
+          else row[c.name] = (v as NumericArray)[r]!;
+        }
+        yield row;
+      }
+    }
+  }
+
+  return {
+    dir,
+    manifest,
+    schema,
+    totalRows: manifest.totalRows,
+    batches,
+    rows,
+  };
+}
