@@ -67,7 +67,9 @@ export function buildProgram(): Command {
     .addOption(new Option('--store <url>', 'shared artifact store consulted on cache misses and published to').env('DISTILL_STORE'))
     .action(async (file: string, options: CommonOptions & { force: string[]; from?: string; quiet?: boolean; verbose?: boolean; cpus?: number; gpus?: number; store?: string }) => {
       const { pipeline, ws } = await open(file, options);
-      const machine = await detectResources({ cpus: options.cpus, gpus: options.gpus });
+      // nvidia-smi is asked only when some stage wants a GPU.
+      const wantsGpus = pipeline.stages.some((s) => s.resources.gpus > 0);
+      const machine = await detectResources({ cpus: options.cpus, gpus: options.gpus, ...(wantsGpus ? {} : { detectGpus: async () => [] }) });
       const controller = new AbortController();
       const onSignal = (): void => controller.abort();
       process.once('SIGINT', onSignal);

@@ -169,7 +169,11 @@ class LoadContext {
     const plugin = await this.registry.resolve(stage.plugin, this.dir);
     if (!plugin) {
       this.diagnostics.push(
-        this.map.at([...stagePath, 'plugin'], `unknown plugin "${stage.plugin}" in stage "${name}"${didYouMean(stage.plugin, this.registry.names())}; available: ${this.registry.names().join(', ')}`),
+        this.map.at(
+          [...stagePath, 'plugin'],
+          `unknown plugin "${stage.plugin}" in stage "${name}"${didYouMean(stage.plugin, this.registry.names())}; available: ${this.registry.names().join(', ') || 'none'}` +
+            (this.registry.broken.length > 0 ? `; plugin modules that failed to load: ${this.registry.broken.join('; ')}` : ''),
+        ),
       );
       return [];
     }

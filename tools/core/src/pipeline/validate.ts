@@ -66,7 +66,10 @@ function toDiagnostic(error: ErrorObject, origin: ValueOrigin, what: string): Di
   const segments = pointerSegments(error.instancePath);
   const dotted = segments.join('.');
   const name = dotted ? `"${dotted}"` : 'value';
-  const override = origin.overrides && [...origin.overrides].find(([key]) => dotted === key || dotted.startsWith(`${key}.`));
+  // The value's own path; for an unknown key, the path of that key (it may come from --set).
+  const extra = error.keyword === 'additionalProperties' ? String((error.params as { additionalProperty: string }).additionalProperty) : undefined;
+  const blamed = extra === undefined ? dotted : [...segments, extra].join('.');
+  const override = origin.overrides && [...origin.overrides].find(([key]) => blamed === key || blamed.startsWith(`${key}.`));
   let message: string;
   let path: YamlPath = [...origin.base, ...segments];
   let at: 'key' | 'value' = 'value';

@@ -12,6 +12,8 @@ import type { LoadedPlugin } from '../pipeline/model.js';
 export interface PluginRegistry {
   /** Names of the plugins that can be named in `plugin:`. */
   names(): string[];
+  /** Plugin modules that could not be loaded, with the reason. */
+  readonly broken: readonly string[];
   /** The plugin for a name or a module path (relative to `pipelineDir`); undefined if unknown. */
   resolve(spec: string, pipelineDir: string): Promise<LoadedPlugin | undefined>;
 }
@@ -58,6 +60,8 @@ export class ModuleRegistry implements PluginRegistry {
   private readonly modules = new Map<string, string>();
   private readonly loaded = new Map<string, Promise<LoadedPlugin>>();
   private namesLoaded = false;
+  /** Plugin modules that failed to import, with the reason (shown when a plugin is not found). */
+  readonly broken: string[] = [];
 
   /** @param extraModules plugin modules to register besides the workspace's (tests use this). */
   constructor(
@@ -72,12 +76,21 @@ export class ModuleRegistry implements PluginRegistry {
   async init(): Promise<this> {
     if (this.namesLoaded) return this;
     const modulePaths = [...BUILTIN_MODULES.filter((m) => existsSync(m))];
-    for (const [pkgDir, fields] of distilleryPackages(this.root)) {
+    // DISTILL_NO_WORKSPACE_PLUGINS=1 keeps to built-in and path plugins (isolated tests).
+    const packages = process.env.DISTILL_NO_WORKSPACE_PLUGINS === '1' ? [] : distilleryPackages(this.root);
+    for (const [pkgDir, fields] of packages) {
       for (const rel of fields.plugins ?? []) modulePaths.push(resolve(pkgDir, rel));
     }
     modulePaths.push(...this.extraModules);
     for (const modulePath of modulePaths) {
-      const plugin = await this.load(modulePath);
+      let plugin: LoadedPlugin;
+      try {
+        plugin = await this.load(modulePath);
+      } catch (error) {
+        // One broken plugin package must not stop pipelines that do not use it.
+        this.broken.push(`${modulePath}: ${(error as Error).message.split('\n')[0]}`);
+        continue;
+      }
       if (this.modules.has(plugin.name)) throw new Error(`two plugins are named "${plugin.name}": ${this.modules.get(plugin.name)} and ${modulePath}`);
       this.modules.set(plugin.name, modulePath);
     }

@@ -4,7 +4,6 @@
  * fake 0, 1 or 4 GPUs on a machine without any.
  */
 import { availableParallelism, totalmem } from 'node:os';
-import { execa } from 'execa';
 
 export interface MachineResources {
   cpus: number;
@@ -18,6 +17,7 @@ export type GpuDetector = () => Promise<number[]>;
 /** GPU indices reported by `nvidia-smi`; none when it is missing or fails. */
 export const nvidiaSmiGpus: GpuDetector = async () => {
   try {
+    const { execa } = await import('execa');
     const { stdout } = await execa('nvidia-smi', ['--query-gpu=index', '--format=csv,noheader'], { timeout: 10_000 });
     return stdout
       .split('\n')

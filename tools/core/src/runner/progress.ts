@@ -3,7 +3,6 @@
  * redrawn in place; otherwise plain log lines, throttled. Everything goes to stderr so that
  * `--json` output on stdout stays clean.
  */
-import { createLogUpdate } from 'log-update';
 
 interface Running {
   startedAt: number;
@@ -46,7 +45,10 @@ export class ProgressView implements ProgressSink {
   ) {
     this.live = Boolean(stream.isTTY) && !quiet && process.env.CI !== 'true';
     if (this.live) {
-      this.render = createLogUpdate(stream, { showCursor: true });
+      // Loaded lazily: a fully cached run never draws, and should not pay for the import.
+      void import('log-update').then(({ createLogUpdate }) => {
+        this.render = createLogUpdate(stream, { showCursor: true });
+      });
       this.timer = setInterval(() => this.draw(), 200);
       this.timer.unref();
     }

@@ -13,7 +13,6 @@ import { createWriteStream, mkdirSync } from 'node:fs';
 import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { execaNode } from 'execa';
 import lockfile from 'proper-lockfile';
 import type { KeyParts } from '../cache/key.js';
 import type { RemoteStore } from '../cache/store.js';
@@ -335,6 +334,7 @@ class Runner {
     const keep = this.options.stderrTail ?? 20;
     const env: Record<string, string> = { DISTILL_STAGE: stage.id };
     env.CUDA_VISIBLE_DEVICES = job.devices.gpus.join(',');
+    const { execaNode } = await import('execa');
     const child = execaNode(WORKER, [jobFile], {
       ipc: true,
       reject: false,

@@ -69,6 +69,7 @@ export async function selectBackend(options: BackendOptions): Promise<BackendCho
     return current.choice;
   }
   const tf = (await import('@tensorflow/tfjs-core')) as Tf;
+  await registerGradients(tf);
   const order: Exclude<BackendPreference, 'auto'>[] =
     prefer === 'auto' ? ['tensorflow-gpu', 'tensorflow', 'wasm', 'cpu'] : [prefer];
   const skipped: { name: string; reason: string }[] = [];
@@ -89,6 +90,18 @@ export async function selectBackend(options: BackendOptions): Promise<BackendCho
     }
   }
   throw new Error(`no tfjs backend could be loaded: ${skipped.map((s) => `${s.name}: ${s.reason}`).join('; ')}`);
+}
+
+/**
+ * tfjs-core's CommonJS bundle registers no gradient functions (only the tfjs / tfjs-layers bundles
+ * do, into tfjs-core's process-global registry); without them autodiff fails on the first op.
+ * tfjs-layers (pure JS, peer of tfjs-core) is imported for that side effect only.
+ */
+async function registerGradients(tf: Tf): Promise<void> {
+  if (tf.getGradient('Sum') !== undefined) return;
+  // @ts-ignore -- no type declarations are needed for a side-effect import
+  await import('@tensorflow/tfjs-layers');
+  if (tf.getGradient('Sum') === undefined) throw new Error('tfjs gradients could not be registered (@tensorflow/tfjs-layers missing?)');
 }
 
 async function loadBackend(tf: Tf, name: Exclude<BackendPreference, 'auto'>, cpus: number): Promise<number> {
