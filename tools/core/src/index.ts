@@ -14,3 +14,4 @@ export { detectResources, nvidiaSmiGpus, type MachineResources, type GpuDetector
 export { readRunRecords, type RunRecord, type StageRecord, type StageStatus } from './runner/record.js';
 export { ProgressView, formatDuration, type ProgressSink } from './runner/progress.js';
 export { writeFileAtomic, writeFileAtomicSync } from './util/fs.js';
+export { Rng } from './util/rng.js';

@@ -37,6 +37,14 @@ export async function collectGarbage(ws: Workspace, options: { workspaceOnly: bo
     result.tmp++;
     await remove(join(ws.store.tmpDir, name));
   }
+  // Staging directories of materialisations a kill interrupted: out/<pipeline>/<stage>.tmp-*.
+  const outDir = join(ws.root, 'out');
+  for (const pipeline of list(outDir)) {
+    for (const name of list(join(outDir, pipeline)).filter((n) => /\.tmp-\d+-[0-9a-f]+$/.test(n))) {
+      result.tmp++;
+      await remove(join(outDir, pipeline, name));
+    }
+  }
   // Keys the latest run of each pipeline used, when only those are kept.
   const keep = new Set<string>();
   if (options.workspaceOnly) {

@@ -66,18 +66,19 @@ export async function planPipeline(ws: Workspace, pipeline: Pipeline, options: P
     const entry = ws.store.readEntry(key);
     if (forced.has(stage.id)) planned.set(stage.id, { ...base, state: 'run', reason: 'forced', key, parts });
     else if (entry) planned.set(stage.id, { ...base, state: 'cached', reason: 'up to date', key, parts, tree: entry.tree });
-    else planned.set(stage.id, { ...base, state: 'run', reason: staleReason(ws, pipeline, stage, parts, planned), key, parts });
+    else planned.set(stage.id, { ...base, state: 'run', reason: staleReason(ws, pipeline, stage, parts, planned.values()), key, parts });
   }
   ws.hashes.save();
   return pipeline.stages.map((s) => planned.get(s.id) as PlannedStage);
 }
 
 /** Why a stage whose key has no cache entry is stale, compared with its last recorded execution. */
-export function staleReason(ws: Workspace, pipeline: Pipeline, stage: StageInstance, parts: KeyParts, planned?: Map<string, PlannedStage>): string {
+export function staleReason(ws: Workspace, pipeline: Pipeline, stage: StageInstance, parts: KeyParts, known?: Iterable<{ id: string; tree?: string }>): string {
   const previous = lastEntryFor(ws, pipeline.name, stage.id);
   if (!previous) return 'never ran';
+  // Output tree -> the stage that produced it, to name the upstream whose output changed.
   const names = new Map<string, string>();
-  planned?.forEach((p) => p.tree && names.set(p.tree, p.id));
+  for (const p of known ?? []) if (p.tree) names.set(p.tree, p.id);
   const reasons = explainKeyChange(previous, parts, names);
   return reasons.length > 0 ? reasons.join('; ') : 'no cache entry for this key';
 }

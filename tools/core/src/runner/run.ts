@@ -202,7 +202,7 @@ class Runner {
       if (this.options.only && !this.options.only.has(stage.id)) {
         throw new Error(`stage ${stage.id} has no output in the store${this.options.remote ? ` (${this.options.remote.describe()})` : ''}; run it first (it is upstream of ${[...this.options.only].join(', ')})`);
       }
-      const reason = this.forced.has(stage.id) ? 'forced' : staleReason(this.ws, this.pipeline, stage, parts);
+      const reason = this.forced.has(stage.id) ? 'forced' : staleReason(this.ws, this.pipeline, stage, parts, this.record.stages);
       const release = await this.lock(key, stage.id);
       try {
         // Another run may have produced it while we waited for the lock.

@@ -45,6 +45,11 @@ async function main(): Promise<void> {
       setTimeout(() => process.exit(130), 2000).unref();
     });
   }
+  // The runner died (e.g. SIGKILL): stop, rather than work on for a result nobody will collect.
+  process.on('disconnect', () => {
+    controller.abort(new Error(`stage ${job.stageId}: the runner went away`));
+    process.exit(137);
+  });
   const log: StageLogger = {
     info: (message) => {
       console.log(message);

@@ -6,7 +6,7 @@
  * partial shard behind.
  */
 import { createHash, type Hash } from 'node:crypto';
-import { closeSync, fsyncSync, mkdirSync, openSync, renameSync, rmSync, writeFileSync, writeSync } from 'node:fs';
+import { closeSync, mkdirSync, openSync, renameSync, rmSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import type * as ArrowNs from 'apache-arrow';
 import { checkColumn, concatColumn, copyColumn, loadArrow, makeRecordBatch, sliceColumn, toArrowSchema, type Arrow } from './arrow.js';
@@ -56,8 +56,9 @@ class FileSink {
     this.used = 0;
   }
   close(): void {
+    // No fsync: rename-after-close protects readers from partial files on a crash of this
+    // process; durability against power loss is the store's job when it publishes outDir.
     this.flush();
-    fsyncSync(this.fd);
     closeSync(this.fd);
   }
 }

@@ -1,0 +1,153 @@
+#!/usr/bin/env node
+// teacher-infer benchmark (run after `npx tsc -b`): node bench/teacher-infer/run.mjs [--quick]
+// 1. Fashion-MNIST import (real data, if /usr/share/datasets/fashion-mnist exists).
+// 2. Extraction throughput vs bare onnxruntime-node on the same model, batch size and threads.
+// 3. Bytes per sample per storage mode at 1,000 and 100,000 classes.
+// 4. Peak RSS of extraction at 1x / 10x / 100x data (each in a fresh child process).
+import { existsSync, mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { spawnSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+
+const root = fileURLToPath(new URL('../..', import.meta.url));
+const dist = (p) => join(root, p);
+const { GraphBuilder, writeModelFile } = await import(dist('tools/core/dist/src/onnx/index.js'));
+const { openShardSet } = await import(dist('tools/core/dist/src/shards/index.js'));
+const { importDataset } = await import(dist('plugins/teacher-infer/dist/src/import.js'));
+const { extractTeacherOutputs } = await import(dist('plugins/teacher-infer/dist/src/infer.js'));
+const ort = await import('onnxruntime-node');
+
+const quick = process.argv.includes('--quick');
+const work = mkdtempSync(join(tmpdir(), 'bench-teacher-'));
+const THREADS = 1, BATCH = 256;
+
+function mulberry32(a) { return () => { a = (a + 0x6d2b79f5) >>> 0; let t = a; t = Math.imul(t ^ (t >>> 15), t | 1); t ^= t + Math.imul(t ^ (t >>> 7), t | 61); return ((t ^ (t >>> 14)) >>> 0) / 4294967296; }; }
+function mlp(path, inDim, hidden, classes, seed) {
+  const r = mulberry32(seed);
+  const w = (n, s) => Float32Array.from({ length: n }, () => (r() * 2 - 1) * s);
+  writeModelFile(path, new GraphBuilder('mlp').input('x', 'float32', ['N', inDim])
+    .initializer('W1', w(inDim * hidden, 1 / Math.sqrt(inDim)), [inDim, hidden]).initializer('b1', w(hidden, 0.1), [hidden])
+    .initializer('W2', w(hidden * classes, 3 / Math.sqrt(hidden)), [hidden, classes]).initializer('b2', w(classes, 0.1), [classes])
+    .node('Gemm', ['x', 'W1', 'b1'], ['h']).node('Relu', ['h'], ['feat']).node('Gemm', ['feat', 'W2', 'b2'], ['logits'])
+    .output('logits', 'float32', ['N', classes]).output('feat', 'float32', ['N', hidden]).build());
+}
+const dirBytes = (d) => readdirSync(d).filter((f) => f.endsWith('.arrow')).reduce((s, f) => s + statSync(join(d, f)).size, 0);
+const base = (o) => ({ teacherId: 'bench', activation: 'softmax', temperature: 1, dense: false, batchSize: BATCH, rowsPerShard: 8192, threads: THREADS, gpus: [], scale: 1 / 255, mean: [], std: [], inputLayout: 'as-is', ...o });
+
+// ---- 1. real data: Fashion-MNIST
+const fm = '/usr/share/datasets/fashion-mnist';
+let dataset;
+if (existsSync(fm)) {
+  const t = performance.now();
+  const m = await importDataset({ format: 'idx', numClasses: 10, rowsPerShard: 8192, outDir: join(work, 'fmnist'), sources: [
+    { split: 'train', path: `${fm}/train-images-idx3-ubyte.gz`, labels: `${fm}/train-labels-idx1-ubyte.gz` },
+    { split: 'test', path: `${fm}/t10k-images-idx3-ubyte.gz`, labels: `${fm}/t10k-labels-idx1-ubyte.gz` }] });
+  const s = (performance.now() - t) / 1000;
+  console.log(`import Fashion-MNIST (IDX.gz): ${m.totalRows} samples, ${m.shards.length} shards, ${(dirBytes(join(work, 'fmnist')) / 2 ** 20).toFixed(1)} MiB, ${s.toFixed(2)} s (${Math.round(m.totalRows / s)} samples/s)`);
+  dataset = join(work, 'fmnist');
+} else {
+  await importDataset({ format: 'synthetic', dim: 784, classes: 10, sources: [{ split: 'train', samples: 20000 }], rowsPerShard: 8192, outDir: join(work, 'syn784') });
+  dataset = join(work, 'syn784');
+  console.log('Fashion-MNIST not found: synthetic 20000 x 784 instead');
+}
+
+// ---- 2. throughput vs bare onnxruntime, a small and a larger teacher
+function deepMlp(path, dims, seed) {
+  const r = mulberry32(seed);
+  const g = new GraphBuilder('mlp').input('x', 'float32', ['N', dims[0]]);
+  let prev = 'x';
+  for (let l = 1; l < dims.length; l++) {
+    const [i, o] = [dims[l - 1], dims[l]];
+    g.initializer(`W${l}`, Float32Array.from({ length: i * o }, () => (r() * 2 - 1) * 2 / Math.sqrt(i)), [i, o]).initializer(`b${l}`, new Float32Array(o), [o]);
+    const out = l === dims.length - 1 ? 'logits' : `a${l}`;
+    g.node('Gemm', [prev, `W${l}`, `b${l}`], [l === dims.length - 1 ? out : `h${l}`]);
+    if (l < dims.length - 1) g.node('Relu', [`h${l}`], [out]);
+    prev = out;
+  }
+  writeModelFile(path, g.output('logits', 'float32', ['N', dims.at(-1)]).build());
+}
+const model = join(work, 'mlp.onnx');
+async function bare(modelPath) {
+  const session = await ort.InferenceSession.create(modelPath, { intraOpNumThreads: THREADS, interOpNumThreads: 1, graphOptimizationLevel: 'all', executionProviders: ['cpu'] });
+  // Inputs prepared up front (not timed): bare inference only.
+  const batches = [];
+  const set = await openShardSet(dataset);
+  const buf = new Float32Array(BATCH * 784);
+  let fill = 0;
+  for await (const b of set.batches()) {
+    const px = b.numeric('pixels');
+    for (let r = 0; r < b.numRows; r++) {
+      for (let i = 0; i < 784; i++) buf[fill * 784 + i] = px[r * 784 + i] / 255;
+      if (++fill === BATCH) { batches.push(buf.slice()); fill = 0; }
+    }
+  }
+  if (fill) batches.push(buf.slice(0, fill * 784));
+  const t = performance.now();
+  let n = 0;
+  for (const x of batches) { const out = await session.run({ x: new ort.Tensor('float32', x, [x.length / 784, 784]) }, ['logits']); n += x.length / 784; out.logits.dispose(); }
+  const s = (performance.now() - t) / 1000;
+  await session.release();
+  return n / s;
+}
+async function extract(modelPath, modes, outName) {
+  const t = performance.now();
+  const r = await extractTeacherOutputs(base({ modelPath, datasetDir: dataset, outDir: join(work, outName), ...modes }));
+  const rate = r.samples / ((performance.now() - t) / 1000);
+  rmSync(join(work, outName), { recursive: true, force: true });
+  return rate;
+}
+for (const dims of quick ? [[784, 512, 10]] : [[784, 512, 10], [784, 2048, 2048, 10]]) {
+  deepMlp(model, dims, 1);
+  const bareRate = await bare(model);
+  const denseRate = await extract(model, { dense: true }, 'x-dense');
+  const topkRate = await extract(model, { dense: false, topk: { k: 5 } }, 'x-topk');
+  const bare2 = await bare(model); // again: the machine is shared, this shows the noise
+  const ref = (bareRate + bare2) / 2;
+  console.log(`throughput, MLP ${dims.join('-')}, batch ${BATCH}, ${THREADS} thread: bare onnxruntime ${Math.round(bareRate)} / ${Math.round(bare2)} samples/s (before / after)`);
+  console.log(`  extraction dense: ${Math.round(denseRate)} samples/s = ${(100 * denseRate / ref).toFixed(1)}% of bare (includes reading + hashing dataset shards, uint8->float, Arrow writing)`);
+  console.log(`  extraction top-5: ${Math.round(topkRate)} samples/s = ${(100 * topkRate / ref).toFixed(1)}% of bare`);
+}
+
+// ---- 3. bytes per sample
+const synth = join(work, 'syn64');
+await importDataset({ format: 'synthetic', dim: 64, classes: 10, sources: [{ split: 'train', samples: 2000 }], rowsPerShard: 4096, outDir: synth });
+for (const classes of [1000, 100000]) {
+  const m = join(work, `m${classes}.onnx`);
+  mlp(m, 64, 64, classes, 2);
+  const rows = [];
+  for (const [name, modes] of [['dense', { dense: true }], ['top-20', { topk: { k: 20 } }], ['sampled N=50', { sampled: { draws: 50, tau: 1, seed: 0 } }], ['features (64)', { featuresOutput: 'feat', dense: false }]]) {
+    const out = join(work, `b-${classes}-${name.replace(/\W/g, '')}`);
+    const r = await extractTeacherOutputs(base({ modelPath: m, datasetDir: synth, outDir: out, temperature: 2, ...modes }));
+    const idBytes = 0; // ids are included in the total (~10 bytes each)
+    rows.push(`${name} ${(dirBytes(out) / r.samples + idBytes).toFixed(0)} B`);
+    if (name.startsWith('sampled')) {
+      let distinct = 0;
+      for await (const b of (await openShardSet(out)).batches()) distinct += b.list('sample_ids').values.length;
+      rows[rows.length - 1] += ` (${(distinct / r.samples).toFixed(1)} distinct ids)`;
+    }
+    rmSync(out, { recursive: true, force: true });
+  }
+  console.log(`bytes/sample at ${classes} classes (T=2, random MLP): ${rows.join(', ')}`);
+}
+
+// ---- 4. RSS at 1x / 10x / 100x
+const child = `
+const [dist, dataset, model, out] = process.argv.slice(1);
+const { extractTeacherOutputs } = await import(dist + '/plugins/teacher-infer/dist/src/infer.js');
+await extractTeacherOutputs({ teacherId: 'rss', modelPath: model, datasetDir: dataset, outDir: out, activation: 'softmax', temperature: 1, dense: true, topk: { k: 20 }, batchSize: 256, rowsPerShard: 8192, threads: 1, gpus: [], scale: 1, mean: [], std: [], inputLayout: 'as-is' });
+console.log(JSON.stringify({ maxRssMiB: process.resourceUsage().maxRSS / 1024 }));`;
+const m1k = join(work, 'm1000.onnx');
+const rss = [];
+for (const n of quick ? [1000, 10000] : [1000, 10000, 100000]) {
+  const d = join(work, `rss-${n}`);
+  await importDataset({ format: 'synthetic', dim: 64, classes: 10, sources: [{ split: 'train', samples: n }], rowsPerShard: 8192, outDir: d });
+  const t = performance.now();
+  const res = spawnSync(process.execPath, ['--input-type=module', '-e', child, root, d, m1k, join(work, `rss-out-${n}`)], { encoding: 'utf8' });
+  if (res.status !== 0) throw new Error(res.stderr);
+  rss.push(`${n}: ${JSON.parse(res.stdout.trim()).maxRssMiB.toFixed(0)} MiB (${((performance.now() - t) / 1000).toFixed(1)} s)`);
+  rmSync(d, { recursive: true, force: true });
+  rmSync(join(work, `rss-out-${n}`), { recursive: true, force: true });
+}
+console.log(`peak RSS, dense+top-20 at 1000 classes, 64-dim inputs: ${rss.join(', ')}`);
+rmSync(work, { recursive: true, force: true });

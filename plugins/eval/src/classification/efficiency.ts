@@ -1,0 +1,221 @@
+/**
+ * Model efficiency as MedDet reports it: parameters, FLOPs counted from the ONNX graph, and
+ * latency/throughput in onnxruntime-node with identical session options for teacher and student.
+ *
+ * Parameters: elements of floating-point initializers (integer initializers are shape constants).
+ * FLOPs (one multiply-add = 2 FLOPs), for the given input shapes, by static shape propagation:
+ *   MatMul 2·M·K·N (times broadcast batch), Gemm 2·M·K·N (+ M·N with C), Conv
+ *   2·Cout·prod(out spatial)·(Cin/group)·prod(kernel) (+ bias), pools prod(kernel) per output,
+ *   GlobalAveragePool one per input element, elementwise ops one per output element,
+ *   BatchNormalization 2 and Softmax 3 per element; Flatten/Reshape/Identity/Dropout 0.
+ * Any other op throws "not implemented" rather than undercount.
+ */
+import { readModelFile, type OnnxModel, type OnnxAttribute } from '@distillery/core/onnx/index';
+
+/** Parameter and FLOP count of one model for given input shapes. */
+export interface ModelCost {
+  parameters: number;
+  flops: number;
+  flopsByOp: Record<string, number>;
+}
+
+const FLOAT_TYPES = new Set(['float32', 'float16', 'float64', 'bfloat16']);
+const ELEMENTWISE = new Set(['Add', 'Sub', 'Mul', 'Div', 'Relu', 'Sigmoid', 'Tanh', 'LeakyRelu', 'Clip', 'Exp', 'Erf', 'Sqrt', 'Pow', 'HardSigmoid', 'HardSwish', 'Neg', 'Max', 'Min']);
+const FREE = new Set(['Identity', 'Dropout', 'Flatten', 'Reshape']);
+
+function attrInts(attrs: Record<string, OnnxAttribute>, name: string): number[] | undefined {
+  const a = attrs[name];
+  return a && 'ints' in a ? a.ints : undefined;
+}
+function attrInt(attrs: Record<string, OnnxAttribute>, name: string, dflt: number): number {
+  const a = attrs[name];
+  return a && 'i' in a ? a.i : dflt;
+}
+const prod = (xs: number[]): number => xs.reduce((a, b) => a * b, 1);
+
+function broadcast(a: number[], b: number[]): number[] {
+  const n = Math.max(a.length, b.length);
+  return Array.from({ length: n }, (_, i) => {
+    const x = a[a.length - n + i] ?? 1;
+    const y = b[b.length - n + i] ?? 1;
+    if (x !== y && x !== 1 && y !== 1) throw new Error(`shapes [${a}] and [${b}] do not broadcast`);
+    return Math.max(x, y);
+  });
+}
+
+/** Output spatial size of a conv/pool along each axis. */
+function windowOut(inSpatial: number[], kernel: number[], attrs: Record<string, OnnxAttribute>): number[] {
+  const strides = attrInts(attrs, 'strides') ?? kernel.map(() => 1);
+  const dil = attrInts(attrs, 'dilations') ?? kernel.map(() => 1);
+  const pads = attrInts(attrs, 'pads') ?? kernel.map(() => 0).concat(kernel.map(() => 0));
+  const autoPad = attrs.auto_pad && 's' in attrs.auto_pad ? attrs.auto_pad.s : 'NOTSET';
+  return inSpatial.map((x, i) => {
+    if (autoPad === 'SAME_UPPER' || autoPad === 'SAME_LOWER') return Math.ceil(x / strides[i]!);
+    const pad = autoPad === 'VALID' ? 0 : pads[i]! + pads[i + kernel.length]!;
+    return Math.floor((x + pad - dil[i]! * (kernel[i]! - 1) - 1) / strides[i]!) + 1;
+  });
+}
+
+/** Counts parameters and FLOPs of a decoded model for `inputShapes` (by graph input name). */
+export function modelCost(model: OnnxModel, inputShapes: Record<string, number[]>): ModelCost {
+  const g = model.graph;
+  const shapes = new Map<string, number[]>();
+  let parameters = 0;
+  const initData = new Map<string, ArrayLike<number | bigint>>();
+  for (const t of g.initializers) {
+    shapes.set(t.name, t.dims);
+    if (FLOAT_TYPES.has(t.dataType)) parameters += prod(t.dims);
+    if (t.data && !Array.isArray(t.data)) initData.set(t.name, t.data as ArrayLike<number | bigint>);
+  }
+  for (const input of g.inputs) {
+    if (shapes.has(input.name)) continue;
+    const s = inputShapes[input.name];
+    if (!s) throw new Error(`model input ${input.name}: give its shape (e.g. [1, 3, 224, 224])`);
+    shapes.set(input.name, s);
+  }
+  const flopsByOp: Record<string, number> = {};
+  let flops = 0;
+  for (const node of g.nodes) {
+    const ins = node.inputs.map((n) => (n === '' ? undefined : shapes.get(n)));
+    const x = ins[0];
+    if (!x) throw new Error(`node ${node.name} (${node.opType}): shape of input ${node.inputs[0]} unknown`);
+    let out: number[];
+    let f = 0;
+    const op = node.opType;
+    if (op === 'MatMul') {
+      const w = ins[1]!;
+      const m = x.length >= 2 ? x[x.length - 2]! : 1;
+      const k = x[x.length - 1]!;
+      const n = w[w.length - 1]!;
+      const batch = broadcast(x.slice(0, -2), w.slice(0, -2));
+      out = [...batch, ...(x.length >= 2 ? [m] : []), n];
+      f = 2 * prod(batch) * m * k * n;
+    } else if (op === 'Gemm') {
+      const w = ins[1]!;
+      const transA = attrInt(node.attributes, 'transA', 0);
+      const transB = attrInt(node.attributes, 'transB', 0);
+      const [m, k] = transA ? [x[1]!, x[0]!] : [x[0]!, x[1]!];
+      const n = transB ? w[0]! : w[1]!;
+      out = [m, n];
+      f = 2 * m * k * n + (ins[2] ? m * n : 0);
+    } else if (op === 'Conv') {
+      const w = ins[1]!;
+      const kernel = attrInts(node.attributes, 'kernel_shape') ?? w.slice(2);
+      const group = attrInt(node.attributes, 'group', 1);
+      const spatial = windowOut(x.slice(2), kernel, node.attributes);
+      out = [x[0]!, w[0]!, ...spatial];
+      f = 2 * prod(out) * (x[1]! / group) * prod(kernel) + (ins[2] ? prod(out) : 0);
+    } else if (op === 'MaxPool' || op === 'AveragePool') {
+      const kernel = attrInts(node.attributes, 'kernel_shape')!;
+      out = [x[0]!, x[1]!, ...windowOut(x.slice(2), kernel, node.attributes)];
+      f = prod(out) * prod(kernel);
+    } else if (op === 'GlobalAveragePool' || op === 'GlobalMaxPool') {
+      out = [x[0]!, x[1]!, ...x.slice(2).map(() => 1)];
+      f = prod(x);
+    } else if (ELEMENTWISE.has(op)) {
+      out = ins.slice(1).reduce<number[]>((acc, s) => (s ? broadcast(acc, s) : acc), x);
+      f = prod(out);
+    } else if (op === 'BatchNormalization') {
+      out = x;
+      f = 2 * prod(x);
+    } else if (op === 'Softmax' || op === 'LogSoftmax') {
+      out = x;
+      f = 3 * prod(x);
+    } else if (FREE.has(op)) {
+      if (op === 'Flatten') {
+        const axis = attrInt(node.attributes, 'axis', 1);
+        const a = axis < 0 ? axis + x.length : axis;
+        out = [prod(x.slice(0, a)), prod(x.slice(a))];
+      } else if (op === 'Reshape') {
+        const target = initData.get(node.inputs[1]!);
+        if (!target) throw new Error(`node ${node.name} (Reshape): FLOP counting not implemented for a non-constant shape`);
+        const t = Array.from(target, (v) => Number(v));
+        const known = t.map((v, i) => (v === 0 ? x[i]! : v));
+        const minus = known.indexOf(-1);
+        if (minus >= 0) known[minus] = prod(x) / prod(known.filter((v) => v !== -1));
+        out = known;
+      } else {
+        out = x;
+      }
+    } else {
+      throw new Error(`node ${node.name}: FLOP counting not implemented for op ${op}`);
+    }
+    shapes.set(node.outputs[0]!, out);
+    flopsByOp[op] = (flopsByOp[op] ?? 0) + f;
+    flops += f;
+  }
+  return { parameters, flops, flopsByOp };
+}
+
+/** Latency and throughput of one model. */
+export interface LatencyStats {
+  p50Ms: number;
+  p95Ms: number;
+  /** Samples per second at the measured batch size (batch / mean latency). */
+  throughput: number;
+  batch: number;
+  iterations: number;
+}
+
+/** Session settings shared by teacher and student so that timings compare. */
+export interface LatencyOptions {
+  warmup?: number;
+  iterations?: number;
+  intraOpNumThreads?: number;
+  seed?: number;
+}
+
+/** Times `modelPath` on seeded random float32 input of `shape` (first dim = batch). */
+export async function measureLatency(modelPath: string, shape: number[], options: LatencyOptions = {}): Promise<LatencyStats> {
+  const ort = await import('onnxruntime-node');
+  const session = await ort.InferenceSession.create(modelPath, {
+    intraOpNumThreads: options.intraOpNumThreads ?? 1,
+    interOpNumThreads: 1,
+    graphOptimizationLevel: 'all',
+  });
+  try {
+    let state = (options.seed ?? 0) >>> 0;
+    const data = Float32Array.from({ length: prod(shape) }, () => {
+      state = (Math.imul(state, 1664525) + 1013904223) >>> 0;
+      return state / 4294967296 - 0.5;
+    });
+    const feeds = { [session.inputNames[0]!]: new ort.Tensor('float32', data, shape) };
+    for (let i = 0; i < (options.warmup ?? 5); i++) await session.run(feeds);
+    const iterations = options.iterations ?? 50;
+    const times: number[] = [];
+    for (let i = 0; i < iterations; i++) {
+      const t0 = performance.now();
+      await session.run(feeds);
+      times.push(performance.now() - t0);
+    }
+    const sorted = [...times].sort((a, b) => a - b);
+    // Nearest-rank percentiles.
+    const pct = (p: number) => sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)]!;
+    const mean = times.reduce((a, b) => a + b, 0) / times.length;
+    return { p50Ms: pct(50), p95Ms: pct(95), throughput: (shape[0]! * 1000) / mean, batch: shape[0]!, iterations };
+  } finally {
+    await session.release();
+  }
+}
+
+/** One row of the teacher-vs-student table. */
+export interface EfficiencyRow extends ModelCost, LatencyStats {
+  name: string;
+}
+
+/** Measures teacher and student under identical settings; ratios are teacher / student. */
+export async function compareEfficiency(
+  teacher: { name: string; path: string },
+  student: { name: string; path: string },
+  inputShape: number[],
+  options: LatencyOptions = {},
+): Promise<{ rows: [EfficiencyRow, EfficiencyRow]; speedup: number; parameterReduction: number; flopReduction: number }> {
+  const row = async (m: { name: string; path: string }): Promise<EfficiencyRow> => {
+    const model = await readModelFile(m.path);
+    const input = model.graph.inputs.find((i) => !model.graph.initializers.some((t) => t.name === i.name))!;
+    return { name: m.name, ...modelCost(model, { [input.name]: inputShape }), ...(await measureLatency(m.path, inputShape, options)) };
+  };
+  const t = await row(teacher);
+  const s = await row(student);
+  return { rows: [t, s], speedup: t.p50Ms / s.p50Ms, parameterReduction: t.parameters / s.parameters, flopReduction: t.flops / s.flops };
+}

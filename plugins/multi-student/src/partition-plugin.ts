@@ -1,0 +1,60 @@
+/**
+ * `partition`: splits the label space among K students (MSD) and writes the routing table,
+ * routing.json (see RoutingTable in ./partition.ts), a versioned, cached artifact like any other.
+ *
+ * Inputs: `dataset` (dataset shards: number of classes; class means for k-means), optional
+ * `teacher` (teacher shards with penultimate features: k-means on teacher features instead).
+ */
+import { Type } from '@sinclair/typebox';
+import { definePlugin, PathParam } from '@distillery/core';
+
+export default definePlugin({
+  name: 'partition',
+  version: '1',
+  description: 'Partitions the classes among K students (consecutive, random, balanced k-means, by vertical) into a routing table',
+  params: Type.Object(
+    {
+      students: Type.Integer({ minimum: 1, description: 'K' }),
+      strategy: Type.Union([Type.Literal('consecutive'), Type.Literal('random'), Type.Literal('kmeans'), Type.Literal('vertical')], { default: 'consecutive' }),
+      seed: Type.Integer({ default: 0 }),
+      split: Type.String({ default: 'train', description: 'kmeans: the split whose class means are clustered' }),
+      verticals: Type.Optional(PathParam({ description: 'vertical strategy: JSON file, an array of the vertical of each class or {"classToVertical": [...]}' })),
+    },
+    { additionalProperties: false },
+  ),
+  resources: { cpus: 1 },
+  async run(ctx) {
+    const { readFile, writeFile, rename } = await import('node:fs/promises');
+    const { join } = await import('node:path');
+    const { openShardSet, parseDatasetSchema } = await import('@distillery/core/shards/index');
+    const { balancedKMeans, consecutivePartition, randomPartition, routingTable, verticalPartition } = await import('./partition.js');
+    const p = ctx.params;
+    const datasetDir = ctx.input('dataset');
+    const info = parseDatasetSchema((await openShardSet(datasetDir)).schema, datasetDir);
+    let partitions: number[][];
+    let inertia: number | undefined;
+    if (p.strategy === 'consecutive') partitions = consecutivePartition(info.numClasses, p.students);
+    else if (p.strategy === 'random') partitions = randomPartition(info.numClasses, p.students, p.seed);
+    else if (p.strategy === 'vertical') {
+      if (!p.verticals) throw new Error(`stage ${ctx.stageId}: strategy "vertical" needs the parameter verticals (a class -> vertical JSON file)`);
+      const raw = JSON.parse(await readFile(p.verticals, 'utf8')) as unknown;
+      const map = Array.isArray(raw) ? raw : (raw as { classToVertical?: unknown }).classToVertical;
+      if (!Array.isArray(map) || map.length !== info.numClasses || !map.every((v) => Number.isInteger(v))) {
+        throw new Error(`${p.verticals}: expected ${info.numClasses} integer vertical ids (an array, or {"classToVertical": [...]})`);
+      }
+      partitions = verticalPartition(map as number[], p.students);
+    } else {
+      const { classMeanEmbeddings } = await import('./class-embeddings.js');
+      const teacher = ctx.inputs.teacher?.[0]?.path;
+      const { embeddings, numClasses, dim } = await classMeanEmbeddings(datasetDir, { split: p.split, signal: ctx.signal, ...(teacher ? { teacherDir: teacher } : {}) });
+      ({ partitions, inertia } = balancedKMeans(embeddings, numClasses, dim, p.students, p.seed));
+    }
+    const table = routingTable(info.numClasses, partitions, p.strategy, p.seed);
+    const sizes = table.partitions.map((x) => x.length);
+    ctx.log.info(`partition sizes: ${sizes.join(', ')}`);
+    const tmp = join(ctx.outDir, 'routing.json.tmp');
+    await writeFile(tmp, JSON.stringify(table));
+    await rename(tmp, join(ctx.outDir, 'routing.json'));
+    return { metrics: { students: table.students, min_size: Math.min(...sizes), max_size: Math.max(...sizes), ...(inertia !== undefined ? { inertia } : {}) } };
+  },
+});

@@ -1,0 +1,62 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { Rng } from '@distillery/core';
+import { balancedKMeans, consecutivePartition, randomPartition, routingTable, verticalPartition } from '../src/partition.js';
+
+function sizes(parts: number[][]): number[] {
+  return parts.map((p) => p.length);
+}
+
+test('consecutive: contiguous id ranges, sizes differ by at most one', () => {
+  const parts = consecutivePartition(10, 3);
+  assert.deepEqual(parts, [[0, 1, 2, 3], [4, 5, 6], [7, 8, 9]]);
+  const table = routingTable(10, parts, 'consecutive', 0);
+  assert.deepEqual(table.classToStudent, [0, 0, 0, 0, 1, 1, 1, 2, 2, 2]);
+});
+
+test('random: a seeded permutation, disjoint and complete, different seeds differ', () => {
+  const a = randomPartition(100, 4, 1);
+  const b = randomPartition(100, 4, 1);
+  const c = randomPartition(100, 4, 2);
+  assert.deepEqual(a, b);
+  assert.notDeepEqual(a, c);
+  assert.deepEqual(sizes(a), [25, 25, 25, 25]);
+  assert.deepEqual(a.flat().sort((x, y) => x - y), Array.from({ length: 100 }, (_, i) => i));
+});
+
+test('vertical: whole verticals kept together, balanced by the LPT rule', () => {
+  // verticals of sizes 5, 4, 3, 3, 1 -> two partitions: {5,3} = 8 and {4,3,1} = 8
+  const map = [0, 0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 3, 3, 3, 4];
+  const parts = verticalPartition(map, 2);
+  assert.deepEqual(sizes(parts), [8, 8]);
+  for (const part of parts) {
+    const verticals = new Set(part.map((c) => map[c]));
+    for (const v of verticals) assert.equal(part.filter((c) => map[c] === v).length, map.filter((x) => x === v).length, `vertical ${v} is whole`);
+  }
+  assert.throws(() => verticalPartition(map, 6), /5 verticals among 6 students/);
+});
+
+test('balanced k-means recovers well-separated clusters and respects the capacity', () => {
+  // 4 clusters of 6 classes each, far apart in 3-d.
+  const rng = new Rng(7);
+  const centres = [[0, 0, 0], [20, 0, 0], [0, 20, 0], [0, 0, 20]];
+  const truth: number[] = [];
+  const emb = new Float32Array(24 * 3);
+  for (let c = 0; c < 24; c++) {
+    const g = c % 4;
+    truth.push(g);
+    for (let d = 0; d < 3; d++) emb[c * 3 + d] = (centres[g] as number[])[d] as number + rng.normal();
+  }
+  const { partitions } = balancedKMeans(emb, 24, 3, 4, 3);
+  assert.deepEqual(sizes(partitions), [6, 6, 6, 6]);
+  for (const part of partitions) assert.equal(new Set(part.map((c) => truth[c])).size, 1, 'each partition is one true cluster');
+  // Unbalanced truth (a cluster of 10 and of 2) must still give equal sizes.
+  const { partitions: forced } = balancedKMeans(emb.subarray(0, 12 * 3), 12, 3, 3, 1);
+  assert.deepEqual(sizes(forced), [4, 4, 4]);
+});
+
+test('routing table rejects overlapping, missing or out-of-range classes', () => {
+  assert.throws(() => routingTable(4, [[0, 1], [1, 2, 3]], 'random', 0), /class 1 is in partitions 0 and 1/);
+  assert.throws(() => routingTable(4, [[0, 1], [2]], 'random', 0), /class 3 is in no partition/);
+  assert.throws(() => routingTable(3, [[0, 1], [2, 5]], 'random', 0), /class 5, outside 0..2/);
+});

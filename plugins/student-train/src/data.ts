@@ -1,0 +1,194 @@
+/**
+ * Training data: streams a dataset shard set and, row-aligned with it, zero or more teacher-output
+ * shard sets (via the core shards module), through a seeded shuffle buffer into minibatches.
+ *
+ * Teacher shard sets must hold the same sample ids in the same order as the dataset rows of the
+ * selected split (teacher-infer writes them so); a mismatch is an error naming the row and ids.
+ * The stream of an epoch is a pure function of (seed, epoch), so a resumed run fast-forwards to
+ * the checkpointed batch and continues with exactly the batches an uninterrupted run would see.
+ */
+import {
+  openShardSet,
+  parseDatasetSchema,
+  parseTeacherSchema,
+  type DatasetInfo,
+  type ShardBatch,
+  type ShardSet,
+  type TeacherOutputOptions,
+} from '@distillery/core/shards/index';
+import { Rng } from './rng.js';
+
+/** Teacher outputs of one sample, copied out of the shard (views would die with the shard). */
+export interface TeacherRow {
+  logits?: Float32Array;
+  topkIds?: Int32Array;
+  topkLogprobs?: Float32Array;
+  topkMissing?: number;
+  sampleIds?: Int32Array;
+  sampleCounts?: Uint16Array;
+  sampleWeights?: Float32Array;
+}
+
+/** One training sample. */
+export interface Sample {
+  id: string;
+  /** Input scaled to float (pixels / 255). */
+  x: Float32Array;
+  /** Single-label class id (-1 unlabelled) or the true ids of a multi-label sample. */
+  label: number;
+  labels?: Int32Array;
+  teachers: TeacherRow[];
+}
+
+export interface TeacherSource {
+  set: ShardSet;
+  info: TeacherOutputOptions;
+  /** Where it came from, for error messages. */
+  where: string;
+}
+
+export interface TrainingData {
+  dataset: ShardSet;
+  info: DatasetInfo;
+  teachers: TeacherSource[];
+  split: string;
+  /** Rows of the split. */
+  rows: number;
+}
+
+export async function openTrainingData(datasetDir: string, teacherDirs: string[], split: string): Promise<TrainingData> {
+  const dataset = await openShardSet(datasetDir);
+  const info = parseDatasetSchema(dataset.schema, datasetDir);
+  const teachers: TeacherSource[] = [];
+  for (const dir of teacherDirs) {
+    const set = await openShardSet(dir);
+    teachers.push({ set, info: parseTeacherSchema(set.schema, dir), where: dir });
+  }
+  let rows = 0;
+  for await (const batch of dataset.batches({ verify: 'size' })) {
+    const splits = batch.strings('split');
+    for (let r = 0; r < batch.numRows; r++) if (splits[r] === split) rows++;
+  }
+  if (rows === 0) throw new Error(`dataset ${datasetDir}: no rows with split "${split}"`);
+  return { dataset, info, teachers, split, rows };
+}
+
+function copyTeacherRow(batch: ShardBatch, r: number, has: Set<string>): TeacherRow {
+  const row: TeacherRow = {};
+  const fixed = (name: string): Float32Array | Int32Array => {
+    const v = batch.numeric(name);
+    const width = v.length / batch.numRows;
+    return v.slice(r * width, (r + 1) * width) as Float32Array | Int32Array;
+  };
+  const list = (name: string) => {
+    const l = batch.list(name);
+    return l.values.slice(l.offsets[r]!, l.offsets[r + 1]!);
+  };
+  if (has.has('logits')) row.logits = fixed('logits') as Float32Array;
+  if (has.has('topk_ids')) {
+    row.topkIds = fixed('topk_ids') as Int32Array;
+    row.topkLogprobs = fixed('topk_logprobs') as Float32Array;
+    row.topkMissing = batch.numeric('topk_missing_mass')[r]!;
+  }
+  if (has.has('sample_ids')) {
+    row.sampleIds = list('sample_ids') as Int32Array;
+    row.sampleCounts = list('sample_counts') as Uint16Array;
+    if (has.has('sample_weights')) row.sampleWeights = list('sample_weights') as Float32Array;
+  }
+  return row;
+}
+
+/** Row-by-row iterator over one teacher set, checking ids against the dataset. */
+class TeacherCursor {
+  private iterator: AsyncGenerator<ShardBatch>;
+  private batch: ShardBatch | undefined;
+  private ids: string[] = [];
+  private r = 0;
+  private row = 0;
+  private readonly has: Set<string>;
+  constructor(private readonly source: TeacherSource) {
+    this.iterator = source.set.batches({ verify: 'size' });
+    this.has = new Set(source.set.schema.columns.map((c) => c.name));
+  }
+  async next(expectedId: string): Promise<TeacherRow> {
+    while (!this.batch || this.r >= this.batch.numRows) {
+      const n = await this.iterator.next();
+      if (n.done) throw new Error(`teacher outputs ${this.source.where}: ended after ${this.row} rows, but the dataset has sample ${expectedId} next`);
+      this.batch = n.value;
+      this.ids = this.batch.strings('id');
+      this.r = 0;
+    }
+    const id = this.ids[this.r]!;
+    if (id !== expectedId) {
+      throw new Error(`teacher outputs ${this.source.where}: row ${this.row} is sample "${id}", the dataset's row is "${expectedId}" (teacher rows must follow the dataset's order)`);
+    }
+    const out = copyTeacherRow(this.batch, this.r, this.has);
+    this.r++;
+    this.row++;
+    return out;
+  }
+}
+
+/** Reads the split in file order; teacher rows aligned by id. */
+async function* readSamples(data: TrainingData): AsyncGenerator<Sample> {
+  const cursors = data.teachers.map((t) => new TeacherCursor(t));
+  const input = data.info.input;
+  const width = data.info.width;
+  for await (const batch of data.dataset.batches({ verify: 'size' })) {
+    const ids = batch.strings('id');
+    const splits = batch.strings('split');
+    const xs = batch.numeric(input);
+    const labels = data.info.labels === 'single' ? batch.numeric('label') : undefined;
+    const labelLists = data.info.labels === 'multi' ? batch.list('labels') : undefined;
+    for (let r = 0; r < batch.numRows; r++) {
+      if (splits[r] !== data.split) continue;
+      const x = new Float32Array(width);
+      const src = xs.subarray(r * width, (r + 1) * width);
+      if (input === 'pixels') for (let i = 0; i < width; i++) x[i] = src[i]! / 255;
+      else x.set(src);
+      const sample: Sample = { id: ids[r]!, x, label: labels ? labels[r]! : -1, teachers: [] };
+      if (labelLists) sample.labels = Int32Array.from(labelLists.values.subarray(labelLists.offsets[r]!, labelLists.offsets[r + 1]!));
+      for (const c of cursors) sample.teachers.push(await c.next(sample.id));
+      yield sample;
+    }
+  }
+}
+
+/**
+ * Minibatches of one epoch: samples pass through a shuffle buffer of `bufferSize` (seeded by
+ * seed and epoch); the last partial batch is kept.
+ */
+export async function* epochBatches(data: TrainingData, batchSize: number, bufferSize: number, seed: number, epoch: number): AsyncGenerator<Sample[]> {
+  const rng = new Rng(seed * 1000003 + epoch);
+  const buffer: Sample[] = [];
+  let batch: Sample[] = [];
+  const emit = (s: Sample) => {
+    batch.push(s);
+    if (batch.length === batchSize) {
+      const out = batch;
+      batch = [];
+      return out;
+    }
+    return undefined;
+  };
+  for await (const sample of readSamples(data)) {
+    buffer.push(sample);
+    if (buffer.length >= bufferSize) {
+      const i = rng.int(buffer.length);
+      const picked = buffer[i]!;
+      buffer[i] = buffer[buffer.length - 1]!;
+      buffer.pop();
+      const out = emit(picked);
+      if (out) yield out;
+    }
+  }
+  while (buffer.length > 0) {
+    const i = rng.int(buffer.length);
+    const picked = buffer[i]!;
+    buffer[i] = buffer[buffer.length - 1]!;
+    buffer.pop();
+    const out = emit(picked);
+    if (out) yield out;
+  }
+  if (batch.length > 0) yield batch;
+}

@@ -1,0 +1,440 @@
+/**
+ * Student architectures on tfjs-core: configurable MLP, small CNN (conv, batch norm, relu,
+ * pooling) and the Knowledge Concentration head (structurally connected layers + self-paced
+ * per-vertical scales, methods.md section 3). Each model knows how to write itself as ONNX.
+ *
+ * Inputs are float32 [n, ...inputShape] in the dataset's layout (HWC for images); logits come out
+ * in GLOBAL class order [n, numClasses].
+ */
+import * as tf from '@tensorflow/tfjs-core';
+import { dense } from '@distillery/core/tfjs/dense';
+import type { GraphBuilder } from '@distillery/core/onnx/index';
+import type { NamedVariable } from '../optim.js';
+import { Rng } from '../rng.js';
+
+export interface MlpConfig {
+  arch: 'mlp';
+  /** Hidden layer widths (relu), e.g. [1024, 1024]. */
+  hidden: number[];
+}
+
+export interface CnnConfig {
+  arch: 'cnn';
+  /** Output channels of each conv block (conv kxk same-padding -> [batch norm] -> relu -> 2x2 max pool). */
+  channels: number[];
+  kernel: number;
+  batchNorm: boolean;
+  /** Dense hidden widths after the conv blocks. */
+  hidden: number[];
+}
+
+export interface KcConfig {
+  arch: 'kc';
+  /** Hidden widths of the shared trunk before the SC head (empty: the head reads the input). */
+  hidden: number[];
+  /** Width s1 of the shared FC layer. */
+  sharedWidth: number;
+  /** Width s2 of each vertical's hidden block. */
+  verticalWidth: number;
+  /** Global class ids of each vertical; together they must cover every class exactly once. */
+  verticals: number[][];
+  /** Self-paced learning: y_v = gamma_v * x_v / ||x_v||_2 with gamma_v learnable. */
+  selfPaced: boolean;
+}
+
+export type StudentConfig = MlpConfig | CnnConfig | KcConfig;
+
+/** A model: trainable params, non-trainable buffers (batch-norm running stats), forward, ONNX. */
+export interface Student {
+  readonly config: StudentConfig;
+  readonly inputShape: number[];
+  readonly numClasses: number;
+  readonly params: NamedVariable[];
+  readonly buffers: NamedVariable[];
+  /** Logits [n, numClasses]. `training` selects batch statistics and updates running stats. */
+  apply(x: tf.Tensor, training: boolean): tf.Tensor2D;
+  /** Appends the inference graph reading `input` (float32 [n, ...inputShape]); returns the logits name. */
+  toOnnx(builder: GraphBuilder, input: string): string;
+}
+
+let nextVariableId = 0;
+const BN_EPS = 1e-5;
+const BN_MOMENTUM = 0.1;
+const L2_EPS = 1e-12;
+
+function prod(shape: number[]): number {
+  return shape.reduce((a, b) => a * b, 1);
+}
+
+/** Shared bookkeeping: creates named variables with seeded He-uniform initialisation. */
+class ParamStore {
+  readonly params: NamedVariable[] = [];
+  readonly buffers: NamedVariable[] = [];
+  constructor(private readonly rng: Rng) {}
+  weight(name: string, shape: number[], fanIn: number): tf.Variable {
+    const limit = Math.sqrt(6 / fanIn);
+    return this.add(name, tf.tensor(this.rng.uniformArray(prod(shape), limit), shape), true);
+  }
+  constant(name: string, shape: number[], value: number, trainable = true): tf.Variable {
+    return this.add(name, tf.fill(shape, value), trainable);
+  }
+  add(name: string, init: tf.Tensor, trainable: boolean): tf.Variable {
+    // tfjs variable names are process-global: a counter keeps them unique across models.
+    const variable = tf.variable(init, trainable, `${name}#${nextVariableId++}`);
+    init.dispose();
+    (trainable ? this.params : this.buffers).push({ name, variable });
+    return variable;
+  }
+}
+
+/** Float32 copy of a variable for an ONNX initializer (synchronous: export is a one-off). */
+function values(v: tf.Tensor): Float32Array {
+  return v.dataSync() as Float32Array;
+}
+
+interface DenseLayer {
+  w: tf.Variable;
+  b: tf.Variable;
+  name: string;
+  inDim: number;
+  outDim: number;
+}
+
+function makeDense(store: ParamStore, name: string, inDim: number, outDim: number): DenseLayer {
+  return { name, inDim, outDim, w: store.weight(`${name}.weight`, [inDim, outDim], inDim), b: store.constant(`${name}.bias`, [outDim], 0) };
+}
+
+function onnxDense(builder: GraphBuilder, layer: DenseLayer, input: string, relu: boolean): string {
+  builder.initializer(`${layer.name}.weight`, values(layer.w), [layer.inDim, layer.outDim]);
+  builder.initializer(`${layer.name}.bias`, values(layer.b), [layer.outDim]);
+  const out = `${layer.name}.out`;
+  builder.node('Gemm', [input, `${layer.name}.weight`, `${layer.name}.bias`], [relu ? `${out}.pre` : out], {}, { name: layer.name });
+  if (relu) builder.node('Relu', [`${out}.pre`], [out]);
+  return out;
+}
+
+/** Runs dense layers (relu on all but, when `lastLinear`, the last). */
+function applyStack(layers: DenseLayer[], x: tf.Tensor2D, lastLinear: boolean, inputGrad: boolean): tf.Tensor2D {
+  let h = x;
+  layers.forEach((layer, i) => {
+    const linear = lastLinear && i === layers.length - 1;
+    h = dense(h, layer.w as tf.Tensor2D, layer.b as tf.Tensor1D, linear ? 'linear' : 'relu', inputGrad || i > 0);
+  });
+  return h;
+}
+
+function onnxStack(builder: GraphBuilder, layers: DenseLayer[], input: string, lastLinear: boolean): string {
+  let h = input;
+  layers.forEach((layer, i) => (h = onnxDense(builder, layer, h, !(lastLinear && i === layers.length - 1))));
+  return h;
+}
+
+function onnxFlatten(builder: GraphBuilder, input: string, name: string): string {
+  builder.node('Flatten', [input], [name], { axis: { i: 1 } });
+  return name;
+}
+
+class Mlp implements Student {
+  readonly params: NamedVariable[];
+  readonly buffers: NamedVariable[];
+  private readonly layers: DenseLayer[];
+  constructor(readonly config: MlpConfig, readonly inputShape: number[], readonly numClasses: number, seed: number) {
+    const store = new ParamStore(new Rng(seed));
+    const widths = [prod(inputShape), ...config.hidden, numClasses];
+    this.layers = widths.slice(1).map((w, i) => makeDense(store, `fc${i}`, widths[i]!, w));
+    this.params = store.params;
+    this.buffers = store.buffers;
+  }
+  apply(x: tf.Tensor, _training: boolean): tf.Tensor2D {
+    return applyStack(this.layers, tf.reshape(x, [x.shape[0]!, -1]) as tf.Tensor2D, true, false);
+  }
+  toOnnx(builder: GraphBuilder, input: string): string {
+    return onnxStack(builder, this.layers, onnxFlatten(builder, input, 'flat'), true);
+  }
+}
+
+interface ConvBlock {
+  name: string;
+  w: tf.Variable; // [k*k*cin, cout], row index (dy*k + dx)*cin + c
+  b: tf.Variable;
+  gamma?: tf.Variable;
+  beta?: tf.Variable;
+  runningMean?: tf.Variable;
+  runningVar?: tf.Variable;
+  cin: number;
+  cout: number;
+}
+
+/**
+ * Small CNN. Convolutions are im2col (k*k shifted slices concatenated on channels) + the fast
+ * dense layer: tfjs-backend-wasm has no Conv2DBackpropFilter kernel, and this keeps every product
+ * on the plain-matMul path.
+ */
+class Cnn implements Student {
+  readonly params: NamedVariable[];
+  readonly buffers: NamedVariable[];
+  private readonly blocks: ConvBlock[];
+  private readonly head: DenseLayer[];
+  private readonly h0: number;
+  private readonly w0: number;
+  constructor(readonly config: CnnConfig, readonly inputShape: number[], readonly numClasses: number, seed: number) {
+    if (inputShape.length !== 3) throw new Error(`cnn student: input shape must be [H, W, C], got [${inputShape}]`);
+    if (config.kernel % 2 !== 1) throw new Error(`cnn student: kernel must be odd, got ${config.kernel}`);
+    const store = new ParamStore(new Rng(seed));
+    let [h, w, c] = inputShape as [number, number, number];
+    this.h0 = h;
+    this.w0 = w;
+    const k = config.kernel;
+    this.blocks = config.channels.map((cout, i) => {
+      const name = `conv${i}`;
+      const block: ConvBlock = {
+        name,
+        cin: c,
+        cout,
+        w: store.weight(`${name}.weight`, [k * k * c, cout], k * k * c),
+        b: store.constant(`${name}.bias`, [cout], 0),
+      };
+      if (config.batchNorm) {
+        block.gamma = store.constant(`${name}.bn.gamma`, [cout], 1);
+        block.beta = store.constant(`${name}.bn.beta`, [cout], 0);
+        block.runningMean = store.constant(`${name}.bn.running_mean`, [cout], 0, false);
+        block.runningVar = store.constant(`${name}.bn.running_var`, [cout], 1, false);
+      }
+      if (h < 2 || w < 2) throw new Error(`cnn student: too many pooling blocks for input [${inputShape}]`);
+      h = Math.floor(h / 2);
+      w = Math.floor(w / 2);
+      c = cout;
+      return block;
+    });
+    const widths = [h * w * c, ...config.hidden, numClasses];
+    this.head = widths.slice(1).map((width, i) => makeDense(store, `fc${i}`, widths[i]!, width));
+    this.params = store.params;
+    this.buffers = store.buffers;
+  }
+
+  apply(x: tf.Tensor, training: boolean): tf.Tensor2D {
+    const n = x.shape[0]!;
+    const k = this.config.kernel;
+    const pad = (k - 1) / 2;
+    let h = tf.reshape(x, [n, this.h0, this.w0, this.inputShape[2]!]) as tf.Tensor4D;
+    let height = this.h0;
+    let width = this.w0;
+    this.blocks.forEach((block, index) => {
+      const padded = tf.pad(h, [[0, 0], [pad, pad], [pad, pad], [0, 0]]);
+      const shifts: tf.Tensor4D[] = [];
+      for (let dy = 0; dy < k; dy++) {
+        for (let dx = 0; dx < k; dx++) shifts.push(tf.slice(padded, [0, dy, dx, 0], [n, height, width, block.cin]) as tf.Tensor4D);
+      }
+      const cols = tf.reshape(tf.concat(shifts, 3), [n * height * width, k * k * block.cin]) as tf.Tensor2D;
+      const useBn = block.gamma !== undefined;
+      let y = dense(cols, block.w as tf.Tensor2D, block.b as tf.Tensor1D, useBn ? 'linear' : 'relu', index > 0);
+      if (useBn) y = tf.relu(this.batchNorm(block, y, training));
+      const y4 = tf.reshape(y, [n, height, width, block.cout]) as tf.Tensor4D;
+      h = tf.maxPool(y4, 2, 2, 'valid');
+      height = Math.floor(height / 2);
+      width = Math.floor(width / 2);
+    });
+    return applyStack(this.head, tf.reshape(h, [n, -1]) as tf.Tensor2D, true, true);
+  }
+
+  /** Batch norm over rows of y [rows, channels]; training uses batch stats and updates running stats. */
+  private batchNorm(block: ConvBlock, y: tf.Tensor2D, training: boolean): tf.Tensor2D {
+    if (!training) {
+      const scale = tf.mul(block.gamma!, tf.rsqrt(tf.add(block.runningVar!, BN_EPS)));
+      return tf.add(tf.mul(tf.sub(y, block.runningMean!), scale), block.beta!) as tf.Tensor2D;
+    }
+    const { mean, variance } = tf.moments(y, 0);
+    const rows = y.shape[0];
+    // Running stats as torch.nn.BatchNorm2d: momentum 0.1, unbiased variance.
+    tf.tidy(() => {
+      // Not on the loss path: the tape never differentiates these.
+      const m = mean;
+      const v = tf.mul(variance, rows / Math.max(1, rows - 1));
+      block.runningMean!.assign(tf.add(tf.mul(block.runningMean!, 1 - BN_MOMENTUM), tf.mul(m, BN_MOMENTUM)));
+      block.runningVar!.assign(tf.add(tf.mul(block.runningVar!, 1 - BN_MOMENTUM), tf.mul(v, BN_MOMENTUM)));
+    });
+    const normalised = tf.mul(tf.sub(y, mean), tf.rsqrt(tf.add(variance, BN_EPS)));
+    return tf.add(tf.mul(normalised, block.gamma!), block.beta!) as tf.Tensor2D;
+  }
+
+  toOnnx(builder: GraphBuilder, input: string): string {
+    const k = this.config.kernel;
+    const pad = (k - 1) / 2;
+    builder.node('Transpose', [input], ['nchw'], { perm: { ints: [0, 3, 1, 2] } });
+    let h = 'nchw';
+    for (const block of this.blocks) {
+      // [k*k*cin, cout] with row (dy*k+dx)*cin+c  ->  ONNX [cout, cin, k, k]
+      const w = values(block.w);
+      const onnxW = new Float32Array(block.cout * block.cin * k * k);
+      for (let o = 0; o < block.cout; o++) {
+        for (let c = 0; c < block.cin; c++) {
+          for (let dy = 0; dy < k; dy++) {
+            for (let dx = 0; dx < k; dx++) onnxW[((o * block.cin + c) * k + dy) * k + dx] = w[((dy * k + dx) * block.cin + c) * block.cout + o]!;
+          }
+        }
+      }
+      builder.initializer(`${block.name}.weight`, onnxW, [block.cout, block.cin, k, k]);
+      builder.initializer(`${block.name}.bias`, values(block.b), [block.cout]);
+      const conv = `${block.name}.out`;
+      builder.node('Conv', [h, `${block.name}.weight`, `${block.name}.bias`], [conv], {
+        kernel_shape: { ints: [k, k] },
+        pads: { ints: [pad, pad, pad, pad] },
+        strides: { ints: [1, 1] },
+      });
+      let act = conv;
+      if (block.gamma) {
+        for (const [suffix, v] of [['gamma', block.gamma], ['beta', block.beta!], ['running_mean', block.runningMean!], ['running_var', block.runningVar!]] as const) {
+          builder.initializer(`${block.name}.bn.${suffix}`, values(v), [block.cout]);
+        }
+        act = `${block.name}.bn.out`;
+        builder.node(
+          'BatchNormalization',
+          [conv, `${block.name}.bn.gamma`, `${block.name}.bn.beta`, `${block.name}.bn.running_mean`, `${block.name}.bn.running_var`],
+          [act],
+          { epsilon: { f: BN_EPS } },
+        );
+      }
+      builder.node('Relu', [act], [`${block.name}.relu`]);
+      builder.node('MaxPool', [`${block.name}.relu`], [`${block.name}.pool`], { kernel_shape: { ints: [2, 2] }, strides: { ints: [2, 2] } });
+      h = `${block.name}.pool`;
+    }
+    // Back to NHWC so the flatten order matches tfjs.
+    builder.node('Transpose', [h], ['features.nhwc'], { perm: { ints: [0, 2, 3, 1] } });
+    return onnxStack(builder, this.head, onnxFlatten(builder, 'features.nhwc', 'flat'), true);
+  }
+}
+
+/**
+ * Column permutation with the inverse permutation as its gradient (tf.gather's own gradient
+ * needs UnsortedSegmentSum, which tfjs-backend-wasm lacks).
+ */
+function permuteColumns(x: tf.Tensor2D, perm: tf.Tensor1D, inverse: tf.Tensor1D): tf.Tensor2D {
+  return tf.customGrad((input, save) => {
+    void save;
+    return { value: tf.gather(input as tf.Tensor2D, perm, 1) as tf.Tensor2D, gradFunc: (dy: tf.Tensor2D) => tf.gather(dy, inverse, 1) };
+  })(x) as tf.Tensor2D;
+}
+
+/**
+ * Knowledge Concentration student: trunk -> shared FC (s1, relu) -> per-vertical blocks
+ * (s2, relu) each wired only to its vertical's outputs -> optional self-paced scaling.
+ * The M first-layer blocks share their input, so they are computed as one [s1, M*s2] product
+ * (the same parameters as M separate [s1, s2] blocks). Parameters of the SC part:
+ * s1*s2*M + s2*N (+ biases), as in methods.md.
+ */
+class KcStudent implements Student {
+  readonly params: NamedVariable[];
+  readonly buffers: NamedVariable[];
+  private readonly trunk: DenseLayer[];
+  private readonly shared: DenseLayer;
+  private readonly blocks: DenseLayer;
+  private readonly outputs: DenseLayer[];
+  private readonly gammas: tf.Variable[] = [];
+  private readonly perm: tf.Tensor1D;
+  private readonly inverse: tf.Tensor1D;
+  private readonly permArray: Int32Array;
+  constructor(readonly config: KcConfig, readonly inputShape: number[], readonly numClasses: number, seed: number) {
+    const rng = new Rng(seed);
+    const store = new ParamStore(rng);
+    const seen = new Int32Array(numClasses).fill(-1);
+    const concatOrder: number[] = [];
+    config.verticals.forEach((classes, v) => {
+      if (classes.length === 0) throw new Error(`kc student: vertical ${v} has no classes`);
+      for (const c of classes) {
+        if (!Number.isInteger(c) || c < 0 || c >= numClasses) throw new Error(`kc student: vertical ${v} names class ${c}, outside [0, ${numClasses})`);
+        if (seen[c] !== -1) throw new Error(`kc student: class ${c} is in verticals ${seen[c]} and ${v}`);
+        seen[c] = v;
+        concatOrder.push(c);
+      }
+    });
+    const missing = seen.indexOf(-1);
+    if (missing >= 0) throw new Error(`kc student: class ${missing} belongs to no vertical (verticals must partition the classes)`);
+    // perm[g] = concatenated column holding global class g.
+    this.permArray = new Int32Array(numClasses);
+    concatOrder.forEach((g, col) => (this.permArray[g] = col));
+    this.perm = tf.tensor1d(this.permArray, 'int32');
+    this.inverse = tf.tensor1d(Int32Array.from(concatOrder), 'int32');
+    const widths = [prod(inputShape), ...config.hidden];
+    this.trunk = widths.slice(1).map((w, i) => makeDense(store, `trunk${i}`, widths[i]!, w));
+    const sb = widths[widths.length - 1]!;
+    const m = config.verticals.length;
+    this.shared = makeDense(store, 'sc.shared', sb, config.sharedWidth);
+    this.blocks = makeDense(store, 'sc.blocks', config.sharedWidth, m * config.verticalWidth);
+    this.outputs = config.verticals.map((classes, v) => makeDense(store, `sc.out${v}`, config.verticalWidth, classes.length));
+    if (config.selfPaced) {
+      config.verticals.forEach((classes, v) => {
+        const init = Math.sqrt(classes.length) + 1e-3 * rng.normal();
+        this.gammas.push(store.constant(`sc.gamma${v}`, [1], init));
+      });
+    }
+    this.params = store.params;
+    this.buffers = store.buffers;
+  }
+
+  apply(x: tf.Tensor, _training: boolean): tf.Tensor2D {
+    const n = x.shape[0]!;
+    const flat = tf.reshape(x, [n, -1]) as tf.Tensor2D;
+    const features = this.trunk.length > 0 ? applyStack(this.trunk, flat, false, false) : flat;
+    const s = dense(features, this.shared.w as tf.Tensor2D, this.shared.b as tf.Tensor1D, 'relu', this.trunk.length > 0);
+    const hidden = dense(s, this.blocks.w as tf.Tensor2D, this.blocks.b as tf.Tensor1D, 'relu');
+    const s2 = this.config.verticalWidth;
+    const parts = this.outputs.map((layer, v) => {
+      const hv = tf.slice(hidden, [0, v * s2], [n, s2]) as tf.Tensor2D;
+      let out = dense(hv, layer.w as tf.Tensor2D, layer.b as tf.Tensor1D, 'linear');
+      if (this.config.selfPaced) {
+        const norm = tf.sqrt(tf.add(tf.sum(tf.square(out), 1, true), L2_EPS));
+        out = tf.mul(tf.div(out, norm), this.gammas[v]!) as tf.Tensor2D;
+      }
+      return out;
+    });
+    return permuteColumns(tf.concat(parts, 1) as tf.Tensor2D, this.perm, this.inverse);
+  }
+
+  toOnnx(builder: GraphBuilder, input: string): string {
+    const flat = onnxFlatten(builder, input, 'flat');
+    const features = this.trunk.length > 0 ? onnxStack(builder, this.trunk, flat, false) : flat;
+    const s = onnxDense(builder, this.shared, features, true);
+    const hidden = onnxDense(builder, this.blocks, s, true);
+    const s2 = this.config.verticalWidth;
+    builder.initializer('sc.axes1', new BigInt64Array([1n]), [1]);
+    builder.initializer('sc.l2eps', new Float32Array([L2_EPS]), []);
+    const parts = this.outputs.map((layer, v) => {
+      builder.initializer(`sc.slice${v}.start`, new BigInt64Array([BigInt(v * s2)]), [1]);
+      builder.initializer(`sc.slice${v}.end`, new BigInt64Array([BigInt((v + 1) * s2)]), [1]);
+      builder.node('Slice', [hidden, `sc.slice${v}.start`, `sc.slice${v}.end`, 'sc.axes1'], [`sc.h${v}`]);
+      const out = onnxDense(builder, layer, `sc.h${v}`, false);
+      if (!this.config.selfPaced) return out;
+      const p = `sc.sp${v}`;
+      builder.initializer(`sc.gamma${v}`, values(this.gammas[v]!), [1]);
+      builder.node('Mul', [out, out], [`${p}.sq`]);
+      builder.node('ReduceSum', [`${p}.sq`, 'sc.axes1'], [`${p}.ss`], { keepdims: { i: 1 } });
+      builder.node('Add', [`${p}.ss`, 'sc.l2eps'], [`${p}.ss_eps`]);
+      builder.node('Sqrt', [`${p}.ss_eps`], [`${p}.norm`]);
+      builder.node('Div', [out, `${p}.norm`], [`${p}.unit`]);
+      builder.node('Mul', [`${p}.unit`, `sc.gamma${v}`], [`${p}.out`]);
+      return `${p}.out`;
+    });
+    builder.node('Concat', parts, ['sc.concat'], { axis: { i: 1 } });
+    builder.initializer('sc.perm', Int32Array.from(this.permArray), [this.numClasses]);
+    builder.node('Gather', ['sc.concat', 'sc.perm'], ['logits.global'], { axis: { i: 1 } });
+    return 'logits.global';
+  }
+}
+
+/** Builds a student with seeded initialisation. */
+export function createStudent(config: StudentConfig, inputShape: number[], numClasses: number, seed: number): Student {
+  if (!Number.isInteger(numClasses) || numClasses < 1) throw new Error(`student: numClasses must be a positive integer, got ${numClasses}`);
+  switch (config.arch) {
+    case 'mlp':
+      return new Mlp(config, inputShape, numClasses, seed);
+    case 'cnn':
+      return new Cnn(config, inputShape, numClasses, seed);
+    case 'kc':
+      return new KcStudent(config, inputShape, numClasses, seed);
+  }
+}
+
+/** Number of trainable scalars. */
+export function parameterCount(student: Student): number {
+  return student.params.reduce((a, p) => a + p.variable.size, 0);
+}

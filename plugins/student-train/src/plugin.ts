@@ -1,0 +1,133 @@
+/**
+ * The `student-train` stage: trains a student (MLP, CNN or Knowledge Concentration head) on a
+ * dataset shard set, from hard labels (loss ce, how the pipeline trains its own teachers) or from
+ * one or several teachers' output shards, and writes `model.onnx` plus `training.json`.
+ *
+ * Inputs: `dataset` (a dataset shard set), optional `teacher` (teacher-output shard sets; several
+ * for loss kc, one per vertical).
+ */
+import { Type } from '@sinclair/typebox';
+import { definePlugin } from '@distillery/core';
+
+const Student = Type.Object(
+  {
+    arch: Type.Union([Type.Literal('mlp'), Type.Literal('cnn'), Type.Literal('kc')], { default: 'mlp' }),
+    hidden: Type.Array(Type.Integer({ minimum: 1 }), { default: [256], description: 'dense hidden widths (mlp, cnn head, kc trunk)' }),
+    channels: Type.Array(Type.Integer({ minimum: 1 }), { default: [16, 32], description: 'cnn: output channels per conv block' }),
+    kernel: Type.Integer({ minimum: 1, default: 3 }),
+    batchNorm: Type.Boolean({ default: true }),
+    sharedWidth: Type.Integer({ minimum: 1, default: 256, description: 'kc: s1' }),
+    verticalWidth: Type.Integer({ minimum: 1, default: 64, description: 'kc: s2' }),
+    selfPaced: Type.Boolean({ default: true, description: 'kc: learnable per-vertical scale on L2-normalised logits' }),
+  },
+  { additionalProperties: false, default: {} },
+);
+
+const params = Type.Object(
+  {
+    student: Student,
+    loss: Type.Union([Type.Literal('ce'), Type.Literal('kd'), Type.Literal('sigmoid_kd'), Type.Literal('kc')], { default: 'ce' }),
+    divergence: Type.Union(
+      ['forward_kl', 'reverse_kl', 'js', 'tv', 'hellinger', 'skew_kl', 'skew_rkl'].map((d) => Type.Literal(d)),
+      { default: 'forward_kl' },
+    ),
+    temperature: Type.Number({ exclusiveMinimum: 0, default: 1 }),
+    alpha: Type.Number({ minimum: 0, maximum: 1, default: 0, description: 'weight of the hard-label loss' }),
+    skew: Type.Number({ exclusiveMinimum: 0, exclusiveMaximum: 1, default: 0.1 }),
+    softLabels: Type.Union([Type.Literal('auto'), Type.Literal('dense'), Type.Literal('topk'), Type.Literal('sampled')], { default: 'auto' }),
+    topkPolicy: Type.Union([Type.Literal('renormalise'), Type.Literal('rest')], { default: 'renormalise' }),
+    kcTopK: Type.Integer({ minimum: 1, default: 100 }),
+    kcGtMix: Type.Number({ minimum: 0, maximum: 1, default: 0 }),
+    optimizer: Type.Union([Type.Literal('adam'), Type.Literal('sgd')], { default: 'adam' }),
+    lr: Type.Number({ exclusiveMinimum: 0, default: 1e-3 }),
+    momentum: Type.Number({ minimum: 0, maximum: 1, default: 0.9 }),
+    weightDecay: Type.Number({ minimum: 0, default: 0 }),
+    schedule: Type.Union([Type.Literal('constant'), Type.Literal('cosine'), Type.Literal('step'), Type.Literal('linear')], { default: 'constant' }),
+    warmupSteps: Type.Integer({ minimum: 0, default: 0 }),
+    stepSize: Type.Integer({ minimum: 1, default: 1000 }),
+    gamma: Type.Number({ exclusiveMinimum: 0, default: 0.1 }),
+    epochs: Type.Integer({ minimum: 1, default: 1 }),
+    maxSteps: Type.Integer({ minimum: 0, default: 0 }),
+    batchSize: Type.Integer({ minimum: 1, default: 128 }),
+    shuffleBuffer: Type.Integer({ minimum: 1, default: 10000 }),
+    clipNorm: Type.Number({ minimum: 0, default: 0 }),
+    seed: Type.Integer({ default: 0 }),
+    split: Type.String({ default: 'train' }),
+    checkpointEvery: Type.Integer({ minimum: 0, default: 200 }),
+    backend: Type.Union(['auto', 'tensorflow-gpu', 'tensorflow', 'wasm', 'cpu'].map((b) => Type.Literal(b)), { default: 'auto' }),
+  },
+  { additionalProperties: false },
+);
+
+export default definePlugin({
+  name: 'student-train',
+  version: '1',
+  description: 'Trains a student (MLP / CNN / Knowledge Concentration) by hard labels or distillation and exports model.onnx',
+  params,
+  resources: { cpus: 2, gpus: 0, memoryMiB: 4096 },
+  async run(ctx) {
+    const p = ctx.params;
+    const { selectBackend } = await import('@distillery/core/tfjs/backend');
+    const backend = await selectBackend({
+      cpus: ctx.devices.cpus,
+      gpus: ctx.devices.gpus,
+      prefer: p.backend as 'auto',
+      log: (m) => ctx.log.info(m),
+    });
+    const { openTrainingData } = await import('./data.js');
+    const { trainStudent, exportOnnx, ONNX_OPSET } = await import('./train.js');
+    const { writeFileSync, renameSync } = await import('node:fs');
+    const { join } = await import('node:path');
+    const teacherDirs = (ctx.inputs.teacher ?? []).map((a) => a.path);
+    const data = await openTrainingData(ctx.input('dataset'), teacherDirs, p.split);
+    const s = p.student;
+    const student =
+      s.arch === 'mlp'
+        ? { arch: 'mlp' as const, hidden: s.hidden }
+        : s.arch === 'cnn'
+          ? { arch: 'cnn' as const, hidden: s.hidden, channels: s.channels, kernel: s.kernel, batchNorm: s.batchNorm }
+          : { arch: 'kc' as const, hidden: s.hidden, sharedWidth: s.sharedWidth, verticalWidth: s.verticalWidth, verticals: [], selfPaced: s.selfPaced };
+    const result = await trainStudent(
+      data,
+      {
+        student,
+        loss: {
+          kind: p.loss,
+          divergence: p.divergence as 'forward_kl',
+          temperature: p.temperature,
+          alpha: p.alpha,
+          skew: p.skew,
+          softLabels: p.softLabels,
+          topkPolicy: p.topkPolicy,
+          kcTopK: p.kcTopK,
+          kcGtMix: p.kcGtMix,
+        },
+        optimizer: { name: p.optimizer, lr: p.lr, beta1: 0.9, beta2: 0.999, eps: 1e-8, momentum: p.momentum, weightDecay: p.weightDecay },
+        schedule: { name: p.schedule, warmupSteps: p.warmupSteps, stepSize: p.stepSize, gamma: p.gamma, minFactor: 0 },
+        epochs: p.epochs,
+        maxSteps: p.maxSteps,
+        batchSize: p.batchSize,
+        shuffleBuffer: p.shuffleBuffer,
+        clipNorm: p.clipNorm,
+        seed: p.seed,
+        checkpointEvery: p.checkpointEvery,
+      },
+      ctx.stateDir,
+      { log: (m) => ctx.log.info(m), metric: (n, v, st) => ctx.metric(n, v, st), progress: (d, t, u) => ctx.progress(d, t, u), signal: ctx.signal },
+    );
+    exportOnnx(result.student, join(ctx.outDir, 'model.onnx'), { 'distillery.backend': backend.name, 'distillery.seed': String(p.seed) });
+    const summary = {
+      arch: student.arch,
+      parameters: result.parameters,
+      steps: result.steps,
+      finalLoss: result.finalLoss,
+      backend: backend.name,
+      threads: backend.threads,
+      onnxOpset: ONNX_OPSET,
+      resumedFrom: result.resumedFrom,
+    };
+    writeFileSync(join(ctx.outDir, 'training.json.tmp'), JSON.stringify(summary, null, 2));
+    renameSync(join(ctx.outDir, 'training.json.tmp'), join(ctx.outDir, 'training.json'));
+    return { metrics: { final_loss: result.finalLoss, parameters: result.parameters, steps: result.steps } };
+  },
+});

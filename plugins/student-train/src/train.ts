@@ -1,0 +1,295 @@
+/**
+ * The training loop: minibatches from data.ts, loss from losses/, optimiser from optim.ts,
+ * checkpoints in the stage's state directory (resume after a kill), metrics and progress through
+ * the stage context, a stop on NaN/Inf naming the step and the loss term, ONNX export at the end.
+ */
+import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import * as tf from '@tensorflow/tfjs-core';
+import { GraphBuilder, writeModelFile } from '@distillery/core/onnx/index';
+import { epochBatches, type Sample, type TrainingData } from './data.js';
+import { crossEntropy, divergenceLoss, sigmoidCrossEntropy, sigmoidKd, type DivergenceName, type TeacherTarget } from './losses/index.js';
+import { createStudent, parameterCount, type Student, type StudentConfig } from './models/student.js';
+import { clipByGlobalNorm, Optimizer, scheduleFactor, type OptimizerConfig, type ScheduleConfig } from './optim.js';
+import { chooseSource, kcTarget, softTarget, teacherClasses, type SoftLabelSource, type TopkPolicy } from './targets.js';
+
+/** What to learn from. */
+export interface LossConfig {
+  /**
+   * ce: hard labels only (no teacher); kd: alpha * CE + (1-alpha) * T^2 * D(teacher || student);
+   * sigmoid_kd: BCE against teacher sigmoids; kc: Knowledge Concentration (sigmoid BCE against the
+   * label's vertical teacher, several teachers).
+   */
+  kind: 'ce' | 'kd' | 'sigmoid_kd' | 'kc';
+  divergence: DivergenceName;
+  temperature: number;
+  alpha: number;
+  skew: number;
+  softLabels: SoftLabelSource | 'auto';
+  topkPolicy: TopkPolicy;
+  /** kc: teacher outputs kept per sample (below the teacher's top-K the target is 0). */
+  kcTopK: number;
+  /** kc: weight of the one-hot ground truth mixed into the target. */
+  kcGtMix: number;
+}
+
+export interface TrainConfig {
+  student: StudentConfig;
+  loss: LossConfig;
+  optimizer: OptimizerConfig;
+  schedule: ScheduleConfig;
+  epochs: number;
+  /** Stop after this many steps (0 = epochs * batches per epoch). */
+  maxSteps: number;
+  batchSize: number;
+  shuffleBuffer: number;
+  /** Global-norm clipping (0 = off). */
+  clipNorm: number;
+  seed: number;
+  checkpointEvery: number;
+}
+
+/** Hooks into the stage context (or a test). */
+export interface TrainHooks {
+  log(message: string): void;
+  metric(name: string, value: number, step?: number): void;
+  progress(done: number, total?: number, unit?: string): void;
+  signal?: AbortSignal;
+}
+
+export interface TrainResult {
+  student: Student;
+  steps: number;
+  finalLoss: number;
+  parameters: number;
+  resumedFrom: number;
+}
+
+interface CheckpointHeader {
+  version: 1;
+  step: number;
+  epoch: number;
+  batchInEpoch: number;
+  optimizerStep: number;
+  tensors: { name: string; shape: number[]; offset: number; length: number }[];
+}
+
+function saveCheckpoint(dir: string, header: Omit<CheckpointHeader, 'tensors' | 'version'>, tensors: Record<string, tf.Tensor>): void {
+  mkdirSync(dir, { recursive: true });
+  const entries: CheckpointHeader['tensors'] = [];
+  const chunks: Float32Array[] = [];
+  let offset = 0;
+  for (const [name, t] of Object.entries(tensors)) {
+    const data = t.dataSync() as Float32Array;
+    entries.push({ name, shape: t.shape, offset, length: data.length });
+    chunks.push(data);
+    offset += data.length;
+  }
+  const all = new Float32Array(offset);
+  let at = 0;
+  for (const c of chunks) {
+    all.set(c, at);
+    at += c.length;
+  }
+  const full: CheckpointHeader = { version: 1, ...header, tensors: entries };
+  // Binary first, header last: a header always describes a complete binary.
+  writeFileSync(join(dir, 'checkpoint.bin.tmp'), new Uint8Array(all.buffer));
+  renameSync(join(dir, 'checkpoint.bin.tmp'), join(dir, `checkpoint-${header.step}.bin`));
+  writeFileSync(join(dir, 'checkpoint.json.tmp'), JSON.stringify({ ...full, bin: `checkpoint-${header.step}.bin` }));
+  renameSync(join(dir, 'checkpoint.json.tmp'), join(dir, 'checkpoint.json'));
+}
+
+function loadCheckpoint(dir: string): { header: CheckpointHeader; tensors: Record<string, Float32Array> } | undefined {
+  const path = join(dir, 'checkpoint.json');
+  if (!existsSync(path)) return undefined;
+  const header = JSON.parse(readFileSync(path, 'utf8')) as CheckpointHeader & { bin: string };
+  const bytes = readFileSync(join(dir, header.bin));
+  const all = new Float32Array(bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength));
+  const tensors: Record<string, Float32Array> = {};
+  for (const e of header.tensors) {
+    if (e.offset + e.length > all.length) throw new Error(`checkpoint ${path}: tensor ${e.name} beyond the end of ${header.bin}`);
+    tensors[e.name] = all.subarray(e.offset, e.offset + e.length);
+  }
+  return { header, tensors };
+}
+
+function inputTensor(samples: Sample[], shape: number[]): tf.Tensor {
+  const width = samples[0]!.x.length;
+  const x = new Float32Array(samples.length * width);
+  samples.forEach((s, i) => x.set(s.x, i * width));
+  return tf.tensor(x, [samples.length, ...shape]);
+}
+
+/** Multi-hot [n, C] of the true labels (multi-label datasets, or single labels). */
+function multiHot(samples: Sample[], numClasses: number): tf.Tensor2D {
+  const out = new Float32Array(samples.length * numClasses);
+  samples.forEach((s, b) => {
+    const labels = s.labels ?? (s.label >= 0 ? [s.label] : []);
+    for (const l of labels) out[b * numClasses + l] = 1;
+  });
+  return tf.tensor2d(out, [samples.length, numClasses]);
+}
+
+/** Verticals (global class ids per teacher) and class -> vertical map for KC. */
+export function kcVerticals(data: TrainingData, numClasses: number): { verticals: number[][]; verticalOfClass: Int32Array } {
+  const verticalOfClass = new Int32Array(numClasses).fill(-1);
+  const verticals = data.teachers.map((t, v) => {
+    const classes = teacherClasses(t.info);
+    for (const c of classes) {
+      if (c < 0 || c >= numClasses) throw new Error(`teacher ${t.where}: class_map names class ${c}, outside [0, ${numClasses})`);
+      if (verticalOfClass[c] !== -1) throw new Error(`teacher ${t.where}: class ${c} is also in teacher ${data.teachers[verticalOfClass[c]!]!.where}'s vertical`);
+      verticalOfClass[c] = v;
+    }
+    return classes;
+  });
+  return { verticals, verticalOfClass };
+}
+
+export async function trainStudent(data: TrainingData, config: TrainConfig, stateDir: string, hooks: TrainHooks): Promise<TrainResult> {
+  const numClasses = data.info.numClasses;
+  const loss = config.loss;
+  const needsTeacher = loss.kind !== 'ce';
+  if (needsTeacher && data.teachers.length === 0) throw new Error(`loss "${loss.kind}" needs teacher outputs (input "teacher")`);
+  if (loss.kind !== 'kc' && data.teachers.length > 1) throw new Error(`loss "${loss.kind}" takes one teacher, got ${data.teachers.length} (several teachers: loss kc)`);
+  let studentConfig = config.student;
+  let verticalOfClass: Int32Array | undefined;
+  if (loss.kind === 'kc') {
+    const kc = kcVerticals(data, numClasses);
+    verticalOfClass = kc.verticalOfClass;
+    if (studentConfig.arch === 'kc' && studentConfig.verticals.length === 0) studentConfig = { ...studentConfig, verticals: kc.verticals };
+  }
+  const teacher = data.teachers[0];
+  const source = teacher && loss.kind !== 'kc' ? chooseSource(teacher.info, loss.softLabels, teacher.where) : 'dense';
+  if (teacher && loss.kind === 'kd' && teacher.info.activation !== 'softmax') throw new Error(`loss kd needs a softmax teacher; ${teacher.where} is ${teacher.info.activation} (use sigmoid_kd)`);
+
+  const student = createStudent(studentConfig, data.info.shape, numClasses, config.seed);
+  const optimizer = new Optimizer(config.optimizer, student.params);
+  const batchesPerEpoch = Math.ceil(data.rows / config.batchSize);
+  const totalSteps = config.maxSteps > 0 ? Math.min(config.maxSteps, batchesPerEpoch * config.epochs) : batchesPerEpoch * config.epochs;
+  hooks.log(`student ${studentConfig.arch}: ${parameterCount(student)} parameters; ${data.rows} ${data.split} rows, ${batchesPerEpoch} batches/epoch, ${totalSteps} steps; loss ${loss.kind}${needsTeacher ? ` from ${loss.kind === 'kc' ? `${data.teachers.length} teachers` : source}` : ''}`);
+
+  let step = 0;
+  let startEpoch = 0;
+  let skip = 0;
+  const ckpt = loadCheckpoint(stateDir);
+  if (ckpt) {
+    for (const p of [...student.params, ...student.buffers]) {
+      const v = ckpt.tensors[`param/${p.name}`];
+      if (!v || v.length !== p.variable.size) throw new Error(`checkpoint in ${stateDir}: parameter ${p.name} missing or of another size (was the student config changed?)`);
+      p.variable.assign(tf.tensor(v, p.variable.shape));
+    }
+    const opt: Record<string, Float32Array> = {};
+    for (const [k, v] of Object.entries(ckpt.tensors)) if (k.startsWith('opt/')) opt[k.slice(4)] = v;
+    optimizer.load(opt, ckpt.header.optimizerStep);
+    step = ckpt.header.step;
+    startEpoch = ckpt.header.epoch;
+    skip = ckpt.header.batchInEpoch;
+    hooks.log(`resuming from the checkpoint at step ${step} (epoch ${startEpoch}, batch ${skip})`);
+  }
+  const resumedFrom = step;
+  const checkpoint = (epoch: number, batchInEpoch: number) => {
+    const tensors: Record<string, tf.Tensor> = {};
+    for (const p of [...student.params, ...student.buffers]) tensors[`param/${p.name}`] = p.variable;
+    for (const [k, v] of Object.entries(optimizer.state())) tensors[`opt/${k}`] = v;
+    saveCheckpoint(stateDir, { step, epoch, batchInEpoch, optimizerStep: optimizer.step }, tensors);
+  };
+
+  const vars = student.params.map((p) => p.variable);
+  let finalLoss = NaN;
+  const started = Date.now();
+  outer: for (let epoch = startEpoch; epoch < config.epochs; epoch++) {
+    let batchInEpoch = 0;
+    for await (const samples of epochBatches(data, config.batchSize, config.shuffleBuffer, config.seed, epoch)) {
+      if (epoch === startEpoch && batchInEpoch < skip) {
+        batchInEpoch++;
+        continue;
+      }
+      if (step >= totalSteps) break outer;
+      if (hooks.signal?.aborted) throw new Error(`training aborted at step ${step} (checkpoint at the last saved step in ${stateDir})`);
+      const lr = config.optimizer.lr * scheduleFactor(config.schedule, step, totalSteps);
+      const termValues: Record<string, number> = {};
+      tf.tidy(() => {
+        const x = inputTensor(samples, data.info.shape);
+        const labels = tf.tensor1d(Int32Array.from(samples, (s) => s.label), 'int32');
+        let target: TeacherTarget | undefined;
+        if (loss.kind === 'kc') target = kcTarget(samples, data.teachers.map((t) => t.info), verticalOfClass!, loss.kcTopK, loss.kcGtMix);
+        else if (teacher) target = softTarget(samples.map((s) => s.teachers[0]!), teacher.info, source, loss.topkPolicy, loss.temperature, numClasses, teacher.where);
+        const terms: Record<string, tf.Scalar> = {};
+        const { value, grads } = tf.variableGrads(() => {
+          const logits = student.apply(x, true);
+          const t = loss.temperature;
+          let total: tf.Scalar;
+          if (loss.kind === 'ce') {
+            total = data.info.labels === 'multi' ? sigmoidCrossEntropy(logits, multiHot(samples, numClasses)) : crossEntropy(logits, labels);
+            terms.hard = tf.keep(total);
+          } else if (loss.kind === 'kd') {
+            const soft = tf.mul(divergenceLoss(loss.divergence, logits, target!, t, loss.skew), t * t) as tf.Scalar;
+            terms.soft = tf.keep(soft);
+            if (loss.alpha > 0) {
+              const hard = crossEntropy(logits, labels);
+              terms.hard = tf.keep(hard);
+              total = tf.add(tf.mul(hard, loss.alpha), tf.mul(soft, 1 - loss.alpha)) as tf.Scalar;
+            } else total = soft;
+          } else {
+            // sigmoid_kd and kc: BCE against teacher sigmoids (T^2 keeps the gradient scale for T != 1).
+            const soft = tf.mul(sigmoidKd(logits, target!, t), t * t) as tf.Scalar;
+            terms.soft = tf.keep(soft);
+            if (loss.alpha > 0 && loss.kind === 'sigmoid_kd') {
+              const hard = sigmoidCrossEntropy(logits, multiHot(samples, numClasses));
+              terms.hard = tf.keep(hard);
+              total = tf.add(tf.mul(hard, loss.alpha), tf.mul(soft, 1 - loss.alpha)) as tf.Scalar;
+            } else total = soft;
+          }
+          return total;
+        }, vars);
+        for (const [name, t] of Object.entries(terms)) termValues[name] = t.dataSync()[0]!;
+        termValues.total = value.dataSync()[0]!;
+        for (const [name, v] of Object.entries(termValues)) {
+          if (!Number.isFinite(v)) throw new Error(`training stopped at step ${step}: loss term "${name}" is ${v} (lr ${lr})`);
+        }
+        const named: Record<string, tf.Tensor> = {};
+        for (const p of student.params) {
+          const g = grads[p.variable.name];
+          if (g) named[p.name] = tf.keep(g);
+        }
+        const norm = clipByGlobalNorm(named, config.clipNorm);
+        if (!Number.isFinite(norm)) throw new Error(`training stopped at step ${step}: gradient norm is ${norm} (loss ${termValues.total})`);
+        termValues.grad_norm = norm;
+        optimizer.apply(named, lr);
+      });
+      finalLoss = termValues.total!;
+      for (const [name, v] of Object.entries(termValues)) hooks.metric(name === 'total' ? 'loss' : `loss/${name}`, v, step);
+      hooks.metric('lr', lr, step);
+      step++;
+      batchInEpoch++;
+      hooks.progress(step, totalSteps, 'steps');
+      if (config.checkpointEvery > 0 && step % config.checkpointEvery === 0 && step < totalSteps) checkpoint(epoch, batchInEpoch);
+    }
+    skip = 0;
+  }
+  const seconds = (Date.now() - started) / 1000;
+  hooks.log(`trained ${step - resumedFrom} steps in ${seconds.toFixed(1)} s (${((step - resumedFrom) / Math.max(seconds, 1e-9)).toFixed(2)} steps/s), final loss ${finalLoss}`);
+  optimizer.dispose();
+  return { student, steps: step, finalLoss, parameters: parameterCount(student), resumedFrom };
+}
+
+export const ONNX_OPSET = 17;
+
+/** Writes the student as ONNX (opset 17): input "input" float32 [batch, ...shape], output "logits". */
+export function exportOnnx(student: Student, path: string, metadata: Record<string, string> = {}): void {
+  const builder = new GraphBuilder('student', {
+    opset: ONNX_OPSET,
+    metadata: {
+      'distillery.arch': student.config.arch,
+      'distillery.num_classes': String(student.numClasses),
+      'distillery.input_shape': JSON.stringify(student.inputShape),
+      'distillery.input_scale': 'pixels / 255 (features as stored)',
+      ...metadata,
+    },
+  });
+  builder.input('input', 'float32', ['batch', ...student.inputShape]);
+  const logits = student.toOnnx(builder, 'input');
+  builder.node('Identity', [logits], ['logits']);
+  builder.output('logits', 'float32', ['batch', student.numClasses]);
+  writeModelFile(path, builder.build());
+}

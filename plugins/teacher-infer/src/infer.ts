@@ -1,0 +1,340 @@
+/**
+ * Teacher extraction: runs one ONNX teacher over a dataset shard set and streams its outputs into
+ * a teacher-output shard set (schema: @distillery/core shards/schema.ts). Inference of batch i+1
+ * runs in onnxruntime's threads while batch i is post-processed and written on the JS thread.
+ * Any error aborts the shard writer, which deletes every shard it wrote.
+ */
+import { createHash } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import type * as Ort from 'onnxruntime-node';
+import {
+  ShardWriter, openShardSet, parseDatasetSchema, teacherOutputSchema,
+  type ColumnValues, type DatasetInfo, type ShardBatch, type ShardManifest, type StorageSpec,
+} from '@distillery/core/shards/index';
+import { firstNonFiniteRow, sampledRows, topKRows } from './outputs.js';
+
+/** Everything one extraction needs; the plugin fills it from params and the stage context. */
+export interface ExtractOptions {
+  modelPath: string;
+  datasetDir: string;
+  outDir: string;
+  teacherId: string;
+  /** Model input to feed (default: the model's only / first input). */
+  inputName?: string;
+  /** Model output holding logits (default: the first output). */
+  outputName?: string;
+  /** Model output holding penultimate features, stored when set. */
+  featuresOutput?: string;
+  activation: 'softmax' | 'sigmoid';
+  temperature: number;
+  /** Global label space size (default: max(classMap)+1, or the model's class count). */
+  numClasses?: number;
+  /** Global id of each local class of the teacher (a specialist's vertical); default identity. */
+  classMap?: number[];
+  dense: boolean;
+  topk?: { k: number };
+  sampled?: { draws: number; tau: number; seed: number };
+  batchSize: number;
+  rowsPerShard: number;
+  threads: number;
+  gpus: readonly number[];
+  /** Only rows of this split (default: every row). */
+  split?: string;
+  /** Input transform for pixels: x * scale, then (x - mean[c]) / std[c] per channel (last dim for HWC). */
+  scale: number;
+  mean: number[];
+  std: number[];
+  /** 'CHW' transposes HWC dataset images to CHW for the model. */
+  inputLayout: 'as-is' | 'CHW';
+  signal?: AbortSignal;
+  progress?: (done: number, total: number) => void;
+  warn?: (message: string) => void;
+}
+
+export interface ExtractResult {
+  samples: number;
+  seconds: number;
+  manifest: ShardManifest;
+}
+
+export async function sha256File(path: string): Promise<string> {
+  const hash = createHash('sha256');
+  try {
+    for await (const chunk of createReadStream(path)) hash.update(chunk as Buffer);
+  } catch (error) {
+    throw new Error(`ONNX model ${path}: cannot read (${(error as Error).message})`);
+  }
+  return hash.digest('hex');
+}
+
+function dimsOf(meta: Ort.InferenceSession.ValueMetadata): (number | string)[] | undefined {
+  return meta.isTensor ? [...meta.shape] : undefined;
+}
+const isFixed = (d: number | string | undefined): d is number => typeof d === 'number' && d > 0;
+
+/** Opens the model (CUDA EP first when GPUs were assigned); errors name the file. */
+export async function openSession(ort: typeof Ort, modelPath: string, threads: number, gpus: readonly number[], warn: (m: string) => void): Promise<Ort.InferenceSession> {
+  const base: Ort.InferenceSession.SessionOptions = {
+    intraOpNumThreads: Math.max(1, threads),
+    interOpNumThreads: 1,
+    graphOptimizationLevel: 'all',
+  };
+  if (gpus.length > 0) {
+    try {
+      return await ort.InferenceSession.create(modelPath, { ...base, executionProviders: [{ name: 'cuda', deviceId: 0 }, 'cpu'] });
+    } catch (error) {
+      warn(`CUDA execution provider unavailable (${(error as Error).message.split('\n')[0]}); running on CPU. See the teacher-infer README to enable it.`);
+    }
+  }
+  try {
+    return await ort.InferenceSession.create(modelPath, { ...base, executionProviders: ['cpu'] });
+  } catch (error) {
+    throw new Error(`ONNX model ${modelPath}: cannot load (${(error as Error).message.split('\n')[0]})`);
+  }
+}
+
+/** Checks a class map against the global label space; returns it as Int32Array. */
+export function checkClassMap(classMap: number[], numClasses: number, localClasses: number): Int32Array {
+  if (classMap.length !== localClasses) {
+    throw new Error(`classMap has ${classMap.length} entries but the teacher outputs ${localClasses} classes`);
+  }
+  const seen = new Set<number>();
+  classMap.forEach((g, j) => {
+    if (!Number.isInteger(g) || g < 0 || g >= numClasses) throw new Error(`classMap[${j}] = ${g} is out of range of the global label space [0, ${numClasses})`);
+    if (seen.has(g)) throw new Error(`classMap[${j}] = ${g} is a duplicate global id`);
+    seen.add(g);
+  });
+  return Int32Array.from(classMap);
+}
+
+interface ModelIo {
+  inputName: string;
+  outputName: string;
+  featuresOutput: string | undefined;
+  /** Fixed batch size of the model, or undefined when the batch dim is dynamic. */
+  fixedBatch: number | undefined;
+  /** Input dims after the batch dim. */
+  sampleDims: number[];
+  inputType: 'float32' | 'uint8';
+  localClasses: number;
+  featureDim: number | undefined;
+}
+
+function checkModelIo(session: Ort.InferenceSession, o: ExtractOptions, data: DatasetInfo): ModelIo {
+  const where = `ONNX model ${o.modelPath}`;
+  const inputName = o.inputName ?? session.inputNames[0];
+  const input = session.inputMetadata.find((m) => m.name === inputName);
+  if (!inputName || !input) throw new Error(`${where}: no input ${JSON.stringify(o.inputName)} (inputs: ${session.inputNames.join(', ')})`);
+  if (session.inputNames.length > 1 && !o.inputName) throw new Error(`${where}: several inputs (${session.inputNames.join(', ')}); set params.input`);
+  if (!input.isTensor || (input.type !== 'float32' && input.type !== 'uint8')) {
+    throw new Error(`${where}: input ${inputName} has dtype ${input.isTensor ? input.type : 'non-tensor'}; teacher-infer feeds float32 (or uint8 pixels)`);
+  }
+  if (input.type === 'uint8' && data.input !== 'pixels') throw new Error(`${where}: input ${inputName} is uint8 but the dataset holds float32 features`);
+  const dims = dimsOf(input)!;
+  const sampleDims = dims.slice(1);
+  if (dims.length < 2 || !sampleDims.every(isFixed)) {
+    throw new Error(`${where}: input ${inputName} has shape [${dims.join(', ')}]; need [batch, fixed dims...]`);
+  }
+  const perSample = sampleDims.reduce((a, b) => a * b, 1);
+  if (perSample !== data.width) {
+    throw new Error(`${where}: input ${inputName} expects shape [${dims.join(', ')}] (${perSample} values per sample) but the dataset's samples have shape [${data.shape.join(', ')}] (${data.width} values)`);
+  }
+  const outputName = o.outputName ?? session.outputNames[0]!;
+  const output = session.outputMetadata.find((m) => m.name === outputName);
+  if (!output || !output.isTensor) throw new Error(`${where}: no tensor output ${outputName} (outputs: ${session.outputNames.join(', ')})`);
+  const outDims = dimsOf(output)!;
+  const localClasses = outDims[outDims.length - 1];
+  if (outDims.length !== 2 || !isFixed(localClasses)) throw new Error(`${where}: output ${outputName} has shape [${outDims.join(', ')}]; need [batch, classes]`);
+  if (output.type !== 'float32') throw new Error(`${where}: output ${outputName} has dtype ${output.type}, need float32`);
+  let featureDim: number | undefined;
+  if (o.featuresOutput) {
+    const f = session.outputMetadata.find((m) => m.name === o.featuresOutput);
+    if (!f || !f.isTensor) throw new Error(`${where}: no tensor output ${o.featuresOutput} for features (outputs: ${session.outputNames.join(', ')})`);
+    const fd = dimsOf(f)!.slice(1);
+    if (!fd.every(isFixed) || f.type !== 'float32') throw new Error(`${where}: features output ${o.featuresOutput} must be float32 [batch, fixed dims], got ${f.type} [${dimsOf(f)!.join(', ')}]`);
+    featureDim = fd.reduce((a, b) => a * b, 1);
+  }
+  const batchDim = dims[0];
+  return {
+    inputName, outputName, featuresOutput: o.featuresOutput, fixedBatch: isFixed(batchDim) ? batchDim : undefined,
+    sampleDims: sampleDims as number[], inputType: input.type, localClasses, featureDim,
+  };
+}
+
+/** One model batch being assembled: flat inputs plus the sample ids. */
+interface PendingBatch {
+  input: Float32Array | Uint8Array;
+  ids: string[];
+  rows: number;
+}
+
+export async function extractTeacherOutputs(o: ExtractOptions): Promise<ExtractResult> {
+  const t0 = performance.now();
+  if (!(o.temperature > 0)) throw new Error(`temperature must be > 0, got ${o.temperature}`);
+  if (o.sampled && o.activation !== 'softmax') throw new Error('sampled storage needs a softmax teacher (sigmoid outputs are not one distribution)');
+  const dataset = await openShardSet(o.datasetDir);
+  const data = parseDatasetSchema(dataset.schema, `dataset ${o.datasetDir}`);
+  const modelSha256 = await sha256File(o.modelPath);
+  const ort = await import('onnxruntime-node');
+  const session = await openSession(ort, o.modelPath, o.threads, o.gpus, o.warn ?? (() => {}));
+  try {
+    const io = checkModelIo(session, o, data);
+    const numClasses = o.numClasses ?? (o.classMap ? Math.max(...o.classMap) + 1 : io.localClasses);
+    const classMap = o.classMap ? checkClassMap(o.classMap, numClasses, io.localClasses) : undefined;
+    if (!classMap && numClasses !== io.localClasses) throw new Error(`numClasses ${numClasses} differs from the teacher's ${io.localClasses} outputs; give a classMap`);
+    if (o.topk && (!Number.isInteger(o.topk.k) || o.topk.k < 1 || o.topk.k > io.localClasses)) throw new Error(`topk.k = ${o.topk.k} must be in [1, ${io.localClasses}]`);
+    if (o.sampled && (!Number.isInteger(o.sampled.draws) || o.sampled.draws < 1 || o.sampled.draws > 65535)) throw new Error(`sampled.draws = ${o.sampled.draws} must be in [1, 65535]`);
+    if (!o.dense && !o.topk && !o.sampled && !io.featureDim) throw new Error('no storage mode selected (dense, topk, sampled or features)');
+    const storage: StorageSpec = { dense: o.dense };
+    if (o.topk) storage.topk = { k: o.topk.k };
+    if (o.sampled) storage.sampled = { ...o.sampled };
+    if (io.featureDim) storage.features = { dim: io.featureDim };
+    const schema = teacherOutputSchema({ teacherId: o.teacherId, modelSha256, temperature: o.temperature, activation: o.activation, numClasses, classMap: o.classMap, storage });
+    const writer = await ShardWriter.create({ dir: o.outDir, schema, rowsPerShard: o.rowsPerShard });
+    try {
+      const samples = await runBatches(ort, session, io, o, data, dataset.batches(), dataset.totalRows, classMap, writer);
+      const manifest = await writer.close();
+      return { samples, seconds: (performance.now() - t0) / 1000, manifest };
+    } catch (error) {
+      await writer.abort();
+      throw error;
+    }
+  } finally {
+    await session.release();
+  }
+}
+
+async function runBatches(
+  ort: typeof Ort, session: Ort.InferenceSession, io: ModelIo, o: ExtractOptions, data: DatasetInfo,
+  source: AsyncGenerator<ShardBatch>, totalRows: number, classMap: Int32Array | undefined, writer: ShardWriter,
+): Promise<number> {
+  const batchSize = io.fixedBatch ?? o.batchSize;
+  if (io.fixedBatch && o.batchSize !== io.fixedBatch) o.warn?.(`model has a fixed batch size ${io.fixedBatch}; using it instead of ${o.batchSize}`);
+  const width = data.width;
+  const inputCol = data.input;
+  const channels = data.layout === 'HWC' && data.shape.length === 3 ? data.shape[2]! : data.layout === 'CHW' && data.shape.length === 3 ? data.shape[0]! : 1;
+  const spatial = width / channels;
+  const transpose = o.inputLayout === 'CHW' && data.layout === 'HWC' && channels > 1;
+  if (o.mean.length > 0 && o.mean.length !== channels && o.mean.length !== 1) throw new Error(`mean has ${o.mean.length} values for ${channels} channels`);
+  if (o.std.length > 0 && o.std.length !== channels && o.std.length !== 1) throw new Error(`std has ${o.std.length} values for ${channels} channels`);
+  const useUint8 = io.inputType === 'uint8';
+  const channelMul = new Float32Array(channels);
+  const channelAdd = new Float32Array(channels);
+  for (let ch = 0; ch < channels; ch++) {
+    const mean = o.mean.length ? o.mean[o.mean.length === 1 ? 0 : ch]! : 0;
+    const std = o.std.length ? o.std[o.std.length === 1 ? 0 : ch]! : 1;
+    if (!(std > 0)) throw new Error(`std[${ch}] must be > 0`);
+    const scale = inputCol === 'pixels' ? o.scale : 1;
+    channelMul[ch] = scale / std;
+    channelAdd[ch] = -mean / std;
+  }
+  const identity = channelMul.every((v) => v === 1) && channelAdd.every((v) => v === 0);
+
+  const newBatch = (): PendingBatch => ({ input: useUint8 ? new Uint8Array(batchSize * width) : new Float32Array(batchSize * width), ids: [], rows: 0 });
+  /** Copies sample `r` of a dataset batch into model-input row `row`, applying the transform. */
+  const fill = (dst: Float32Array | Uint8Array, row: number, src: ArrayLike<number>, srcStart: number) => {
+    const base = row * width;
+    if (useUint8 || (identity && !transpose)) {
+      for (let i = 0; i < width; i++) dst[base + i] = src[srcStart + i]!;
+      return;
+    }
+    if (transpose) {
+      for (let p = 0; p < spatial; p++) for (let ch = 0; ch < channels; ch++) {
+        dst[base + ch * spatial + p] = src[srcStart + p * channels + ch]! * channelMul[ch]! + channelAdd[ch]!;
+      }
+    } else if (data.layout === 'CHW') {
+      for (let ch = 0; ch < channels; ch++) for (let p = 0; p < spatial; p++) {
+        const i = ch * spatial + p;
+        dst[base + i] = src[srcStart + i]! * channelMul[ch]! + channelAdd[ch]!;
+      }
+    } else {
+      for (let i = 0; i < width; i++) {
+        const ch = i % channels;
+        dst[base + i] = src[srcStart + i]! * channelMul[ch]! + channelAdd[ch]!;
+      }
+    }
+  };
+
+  const total = o.split ? -1 : totalRows;
+  let done = 0;
+  const run = (b: PendingBatch): Promise<Ort.InferenceSession.OnnxValueMapType> => {
+    const n = io.fixedBatch ?? b.rows; // fixed-batch models get the zero-padded full batch
+    const input = b.input.subarray(0, n * width);
+    const tensor = useUint8 ? new ort.Tensor('uint8', input as Uint8Array, [n, ...io.sampleDims]) : new ort.Tensor('float32', input as Float32Array, [n, ...io.sampleDims]);
+    const fetches = io.featuresOutput ? [io.outputName, io.featuresOutput] : [io.outputName];
+    return session.run({ [io.inputName]: tensor }, fetches);
+  };
+  const finish = (b: PendingBatch, out: Ort.InferenceSession.OnnxValueMapType) => {
+    const n = b.rows;
+    const c = io.localClasses;
+    const logitsTensor = out[io.outputName]!;
+    const logits = (logitsTensor.data as Float32Array).subarray(0, n * c);
+    const bad = firstNonFiniteRow(logits, c);
+    if (bad >= 0) throw new Error(`teacher ${o.teacherId}: non-finite output (NaN or Inf) for sample ${b.ids[bad]} (model ${o.modelPath})`);
+    const columns: Record<string, ColumnValues> = { id: b.ids };
+    if (o.dense) columns.logits = logits;
+    if (o.topk) {
+      const t = topKRows(logits, n, c, o.topk.k, o.temperature, o.activation, classMap);
+      columns.topk_ids = t.ids;
+      columns.topk_logprobs = t.logprobs;
+      columns.topk_missing_mass = t.missingMass;
+    }
+    if (o.sampled) {
+      const s = sampledRows(logits, n, c, b.ids, o.sampled.draws, o.sampled.tau, o.sampled.seed, o.temperature, classMap);
+      columns.sample_ids = { offsets: s.offsets, values: s.ids };
+      columns.sample_counts = { offsets: s.offsets, values: s.counts };
+      if (o.sampled.tau !== 1) columns.sample_weights = { offsets: s.offsets, values: s.weights };
+    }
+    if (io.featuresOutput) {
+      const f = (out[io.featuresOutput]!.data as Float32Array).subarray(0, n * io.featureDim!);
+      const badF = firstNonFiniteRow(f, io.featureDim!);
+      if (badF >= 0) throw new Error(`teacher ${o.teacherId}: non-finite features (NaN or Inf) for sample ${b.ids[badF]} (model ${o.modelPath})`);
+      columns.features = f;
+    }
+    writer.append(columns, n);
+    for (const t of Object.values(out)) t.dispose();
+    done += n;
+    o.progress?.(done, total);
+  };
+
+  // Two batch buffers: while the model runs on one, the previous result is post-processed and the
+  // other buffer is filled. Runs on the session never overlap (one in flight at a time).
+  const buffers = [newBatch(), newBatch()];
+  let which = 0;
+  let current = buffers[0]!;
+  let inflight: { batch: PendingBatch; result: Promise<Ort.InferenceSession.OnnxValueMapType> } | undefined;
+  const launch = async () => {
+    const previous = inflight ? { batch: inflight.batch, out: await inflight.result } : undefined;
+    const result = run(current);
+    result.catch(() => {}); // awaited (and rethrown) on the next launch or at the end
+    inflight = { batch: current, result };
+    if (previous) finish(previous.batch, previous.out);
+    which ^= 1;
+    current = buffers[which]!;
+    current.rows = 0;
+    current.ids = [];
+    if (io.fixedBatch) current.input.fill(0);
+  };
+  try {
+    for await (const batch of source) {
+      if (o.signal?.aborted) throw new Error('teacher-infer: cancelled');
+      const ids = batch.strings('id');
+      const splits = o.split ? batch.strings('split') : undefined;
+      const values = batch.numeric(inputCol);
+      for (let r = 0; r < batch.numRows; r++) {
+        if (splits && splits[r] !== o.split) continue;
+        fill(current.input, current.rows, values, r * width);
+        current.ids.push(ids[r]!);
+        current.rows++;
+        if (current.rows === batchSize) await launch();
+      }
+    }
+    if (current.rows > 0) await launch();
+    if (inflight) finish(inflight.batch, await inflight.result);
+  } catch (error) {
+    // Let a running inference finish before the session is released.
+    if (inflight) await inflight.result.catch(() => {});
+    throw error;
+  }
+  return done;
+}
