@@ -1,10 +1,11 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { Command } from 'commander';
-import { cocoCommand, fidCommand, fidStatsCommand, registerCommands } from '../src/cli.js';
+import { cocoCommand, compareCommand, fidCommand, fidStatsCommand, registerCommands } from '../src/cli.js';
 import { encodeNpy } from '../src/index.js';
 
 test('eval coco prints the 12 numbers as JSON and as text', async () => {
@@ -53,6 +54,75 @@ test('eval fid on .npy features and saved .npz statistics; commands are register
     registerCommands(program);
     const evalCmd = program.commands.find((c) => c.name() === 'eval');
     assert.deepEqual(evalCmd?.commands.map((c) => c.name()), ['coco', 'fid', 'fid-stats']);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+/** A minimal valid report with one model whose numbers the caller picks. */
+function report(models: { name: string; top1: number; ece: number; p50: number; params: number }[], split = 'test') {
+  return {
+    format: 'distillery-eval-report', version: 1,
+    dataset: { split, samples: 10, skippedUnlabelled: 0, numClasses: 3 },
+    topk: [1, 5], eceBins: 15, models: models.map((m) => ({
+      name: m.name, role: 'student', modelSha256: 'x',
+      metrics: { samples: 10, topk: { 1: m.top1, 5: 1 }, top1: m.top1, perClassAccuracy: [], classCounts: [], ece: m.ece, reliability: [] },
+      efficiency: { parameters: m.params, flops: null, latencyP50Ms: m.p50, latencyP95Ms: m.p50, throughput: 1000 / m.p50, batch: 1, iterations: 1, threads: 1 },
+    })),
+    efficiency: [], plots: [],
+  };
+}
+
+test('compare: two reports side by side from files, stage directories and run records', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'cli-test-'));
+  try {
+    const a = join(dir, 'a.json');
+    writeFileSync(a, JSON.stringify(report([{ name: 'kd', top1: 0.5, ece: 0.1, p50: 2, params: 1000 }, { name: 'ce', top1: 0.4, ece: 0.2, p50: 2, params: 1000 }])));
+    // B as an eval stage's output directory (out/<pipeline>/<stage>/report.json).
+    mkdirSync(join(dir, 'out', 'evalB'), { recursive: true });
+    writeFileSync(join(dir, 'out', 'evalB', 'report.json'), JSON.stringify(report([{ name: 'kd', top1: 0.625, ece: 0.05, p50: 1, params: 2500 }])));
+    const json = JSON.parse(await compareCommand(a, join(dir, 'out', 'evalB'), { json: true })) as { a: string; b: string; rows: { model: string; metric: string; a: number | null; b: number | null; delta: number | null }[] };
+    assert.equal(json.b, 'evalB');
+    const row = (model: string, metric: string) => json.rows.find((r) => r.model === model && r.metric === metric);
+    assert.deepEqual(row('kd', 'top-1'), { model: 'kd', metric: 'top-1', a: 0.5, b: 0.625, delta: 0.125 });
+    assert.deepEqual(row('kd', 'ECE'), { model: 'kd', metric: 'ECE', a: 0.1, b: 0.05, delta: 0.05 - 0.1 });
+    assert.deepEqual(row('kd', 'parameters'), { model: 'kd', metric: 'parameters', a: 1000, b: 2500, delta: 1500 });
+    assert.deepEqual(row('ce', 'top-1'), { model: 'ce', metric: 'top-1', a: 0.4, b: null, delta: null });
+    assert.equal(row('kd', 'FLOPs'), undefined, 'a quantity neither side has is left out');
+    const text = await compareCommand(a, join(dir, 'out', 'evalB'));
+    assert.match(text, /\| model \| metric \| A: \S*a\.json \| B: evalB \| delta \(B - A\) \|/);
+    assert.match(text, /\| kd \| top-1 \| 0\.5000 \| 0\.6250 \| \+0\.1250 \|/);
+    assert.match(text, /\| kd \| parameters \| 1\.00k \| 2\.50k \| \+1\.50k \|/);
+    assert.match(text, /\| ce \| top-1 \| 0\.4000 \| - \| - \|/);
+
+    // A run record whose eval stage output lives in the workspace store (.distill/).
+    const { LocalStore } = await import('@distillery/core/cache/store');
+    const store = new LocalStore(join(dir, '.distill'));
+    const body = JSON.stringify(report([{ name: 'kd', top1: 0.75, ece: 0.05, p50: 1, params: 2500 }], 'val'));
+    const hash = createHash('sha256').update(body).digest('hex');
+    mkdirSync(dirname(store.objectPath(hash)), { recursive: true });
+    writeFileSync(store.objectPath(hash), body);
+    mkdirSync(store.treesDir, { recursive: true });
+    writeFileSync(join(store.treesDir, 'tree1.json'), JSON.stringify({ files: [{ path: 'report.json', hash, size: body.length }] }));
+    mkdirSync(join(dir, '.distill', 'runs'), { recursive: true });
+    const runFile = join(dir, '.distill', 'runs', 'r1.json');
+    const stage = (id: string, plugin: string, tree?: string) => ({ id, plugin, status: 'ran', durationMs: 1, metrics: {}, ...(tree ? { tree } : {}) });
+    writeFileSync(runFile, JSON.stringify({ runId: 'r1', pipeline: 'p', file: 'p.yaml', startedAt: '', status: 'ok', stages: [stage('train', 'student-train', 'other'), stage('eval', 'eval', 'tree1')] }));
+    const viaRun = JSON.parse(await compareCommand(a, runFile, { json: true })) as { b: string; note?: string; rows: { model: string; metric: string; b: number | null }[] };
+    assert.equal(viaRun.b, 'r1:eval');
+    assert.equal(viaRun.rows.find((r) => r.model === 'kd' && r.metric === 'top-1')?.b, 0.75);
+    assert.match(viaRun.note ?? '', /A evaluated split "test".*B split "val"/);
+    await assert.rejects(compareCommand(a, runFile, { stage: 'nope' }), /run r1 has no finished eval stage named nope \(eval\)/);
+    // Bad inputs are named.
+    writeFileSync(join(dir, 'bad.json'), '{"format": "something-else"}');
+    await assert.rejects(compareCommand(a, join(dir, 'bad.json')), /bad\.json: not an eval report/);
+    writeFileSync(join(dir, 'broken.json'), '{"format": ');
+    await assert.rejects(compareCommand(a, join(dir, 'broken.json')), /broken\.json: malformed JSON/);
+    await assert.rejects(compareCommand(a, join(dir, 'nothing')), /nothing: no such file or directory/);
+
+    const program = new Command();
+    registerCommands(program);
+    assert.deepEqual(program.commands.map((c) => c.name()), ['compare', 'eval']);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

@@ -49,3 +49,41 @@ test('teacher vs student table under identical settings', async () => {
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('FLOPs through shape-only ops (Transpose, Concat, Slice, Gather) and ReduceSum, checked against onnxruntime', async () => {
+  // x [1,2,3] -> Transpose [1,3,2] -> Concat with itself on axis 2 [1,3,4] -> Slice rows 1..3 of axis 1 [1,2,4]
+  // -> Gather columns [3,0,1] of axis 2 [1,2,3] -> Flatten [1,6] -> MatMul W[6,2] (2*6*2 = 24 FLOPs);
+  // ReduceSum over axis 2 of the transposed x: one per input element (6).
+  const model = new GraphBuilder('shapes', { opset: 13 })
+    .input('x', 'float32', [1, 2, 3])
+    .initializer('starts', BigInt64Array.from([1n]), [1])
+    .initializer('ends', BigInt64Array.from([3n]), [1])
+    .initializer('axes', BigInt64Array.from([1n]), [1])
+    .initializer('idx', BigInt64Array.from([3n, 0n, 1n]), [3])
+    .initializer('raxes', BigInt64Array.from([2n]), [1])
+    .initializer('W', Float32Array.from({ length: 12 }, (_, i) => i / 10), [6, 2])
+    .node('Transpose', ['x'], ['t'], { perm: { ints: [0, 2, 1] } })
+    .node('ReduceSum', ['t', 'raxes'], ['s'], { keepdims: { i: 1 } })
+    .node('Concat', ['t', 't'], ['c'], { axis: { i: 2 } })
+    .node('Slice', ['c', 'starts', 'ends', 'axes'], ['sl'])
+    .node('Gather', ['sl', 'idx'], ['g'], { axis: { i: 2 } })
+    .node('Flatten', ['g'], ['f'])
+    .node('MatMul', ['f', 'W'], ['y'])
+    .output('y', 'float32', [1, 2])
+    .output('s', 'float32', [1, 3, 1])
+    .build();
+  const cost = modelCost(model, { x: [1, 2, 3] });
+  assert.deepEqual(cost.flopsByOp, { Transpose: 0, ReduceSum: 6, Concat: 0, Slice: 0, Gather: 0, Flatten: 0, MatMul: 24 });
+  assert.equal(cost.parameters, 12);
+  // The graph is valid and the shapes above are what onnxruntime computes.
+  const ort = await import('onnxruntime-node');
+  const session = await ort.InferenceSession.create(encodeModel(model));
+  const out = await session.run({ x: new ort.Tensor('float32', Float32Array.from([1, 2, 3, 4, 5, 6]), [1, 2, 3]) });
+  assert.deepEqual(out.y!.dims, [1, 2]);
+  assert.deepEqual(out.s!.dims, [1, 3, 1]);
+  // Row of t = [[1,4],[2,5],[3,6]]; c rows 1..2 = [[2,5,2,5],[3,6,3,6]]; columns 3,0,1 -> [5,2,5, 6,3,6].
+  const f = [5, 2, 5, 6, 3, 6];
+  const expect = [0, 1].map((j) => f.reduce((s, v, k) => s + v * ((k * 2 + j) / 10), 0));
+  Array.from(out.y!.data as Float32Array).forEach((v, j) => assert.ok(Math.abs(v - expect[j]!) < 1e-5));
+  await session.release();
+});

@@ -290,3 +290,23 @@ test('the plugin code version is part of the key', async () => {
   // The code hash covers the plugin module itself.
   assert.ok(parts.code.startsWith(sha256(readFileSync(CONCAT))), 'code hash starts with the module hash');
 });
+
+test('fan-out: instances feed a downstream stage in order; --set on one instance reruns only it and its dependents', async () => {
+  const root = makeProject('distill-fan-');
+  const journal = join(root, 'journal.txt');
+  const file = writeText(
+    root,
+    'p.yaml',
+    `stages:\n  part:\n    plugin: ${CONCAT}\n    foreach: [x, y, z]\n    with: { text: "\${{ item }}", journal: ${JSON.stringify(journal)} }\n` +
+      `  merge:\n    plugin: ${CONCAT}\n    inputs: { parts: part }\n    with: { text: M, journal: ${JSON.stringify(journal)} }\n`,
+  );
+  const first = await runApi(root, file);
+  assert.deepEqual(statuses(first), { 'part@x': 'ran', 'part@y': 'ran', 'part@z': 'ran', merge: 'ran' });
+  assert.equal(output(root, 'p', 'merge'), 'x+y+z+M');
+  const before = executed(journal).length;
+  const second = await runApi(root, file, { set: ['part@y.text=Y'] });
+  assert.deepEqual(statuses(second), { 'part@x': 'cached', 'part@y': 'ran', 'part@z': 'cached', merge: 'ran' });
+  assert.deepEqual(executed(journal).slice(before), ['part@y', 'merge']);
+  assert.equal(output(root, 'p', 'merge'), 'x+Y+z+M');
+  assert.equal(output(root, 'p', 'part@y'), 'Y');
+});

@@ -69,7 +69,7 @@ stages:
     const param = await runYaml(dir, yaml('sh scripts/make.sh', 2));
     assert.equal(param.stage('make').status, 'ran', 'param change reruns');
     assert.equal(out(dir, 'make', 'out.txt'), 'v1:2');
-    writeFileSync(join(dir, 'scripts', 'make.sh'), 'printf "v2:%s" "$DISTILL_PARAM_N" > "$DISTILL_OUT/data.txt"\n');
+    writeFileSync(join(dir, 'scripts', 'make.sh'), 'printf "v2:%s" "$DISTILL_PARAM_N" > "$DISTILL_OUT/out.txt"\n');
     const dep = await runYaml(dir, yaml('sh scripts/make.sh', 2));
     assert.equal(dep.stage('make').status, 'ran', 'dep content change reruns');
     assert.match(dep.stage('make').reason ?? '', /content of path param deps\.0 changed/);
@@ -220,4 +220,13 @@ stages:${gpuStage('g1')}${gpuStage('g2')}${gpuStage('g3')}
       },
     );
   });
+});
+
+test('pipelines/exec-example.yaml loads: exec stages mixed with built-in plugins, scripts in the key', async () => {
+  const { loadPipeline } = await import('../src/pipeline/load.js');
+  const { ModuleRegistry, workspaceRoot } = await import('../src/plugin/registry.js');
+  const file = join(workspaceRoot(), 'pipelines', 'exec-example.yaml');
+  const pipeline = await loadPipeline(file, { registry: await new ModuleRegistry(workspaceRoot()).init() });
+  assert.deepEqual(pipeline.stages.map((s) => `${s.id}:${s.plugin.name}`), ['data:dataset', 'data-summary:exec', 'student:student-train', 'report:exec']);
+  assert.deepEqual(pipeline.byId.get('data-summary')?.pathParams.map((p) => p.absolute), [join(workspaceRoot(), 'pipelines', 'scripts', 'summarise.mjs')]);
 });

@@ -3,11 +3,12 @@
  * the runner mid-stage then rerun, two concurrent runs, and scheduling with faked CPU and GPU
  * counts (device assignment and concurrency judged from the plugins' own journals).
  */
-import { test } from 'node:test';
+import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { detectResources } from '../src/runner/devices.js';
+import { readRunRecords, writeRunRecord, type RunRecord } from '../src/runner/record.js';
 import { Workspace } from '../src/runner/workspace.js';
 import {
   MARKER, RecordingProgress, cacheEntryCount, concatStage, executed, listTree, makeProject, output, pipelineYaml,
@@ -46,242 +47,283 @@ function assertNoOrphanState(root: string): void {
   assert.deepEqual(listTree(join(root, '.distill', 'tmp')), [], 'no scratch left in .distill/tmp');
 }
 
-test('a failing stage: status failed with stderr tail, no cache entry, no out/ dir, dependents skipped', async () => {
-  const root = makeProject('distill-fail-');
-  const journal = join(root, 'journal.txt');
-  const file = writeText(
-    root,
-    'p.yaml',
-    pipelineYaml([
-      marker('a', { text: 'A', journal }),
-      marker('b', { text: 'B', journal, fail: true }, { inputs: { x: 'a' } }),
-      marker('c', { text: 'C', journal }, { inputs: { x: 'b' } }),
-      marker('d', { text: 'D', journal }),
-    ]),
-  );
-  const progress = new RecordingProgress();
-  const record = await runApi(root, file, { progress });
-  assert.deepEqual(statuses(record), { a: 'ran', b: 'failed', c: 'skipped', d: 'ran' });
-  assert.equal(record.status, 'failed');
-  const b = record.stages.find((s) => s.id === 'b');
-  assert.match(b?.error ?? '', /^exited with code 1; log: \S+b\.log\n/);
-  assert.match(b?.error ?? '', /marker b: failing on purpose/);
-  assert.match(b?.error ?? '', /Error: stage b failed on purpose/);
-  assert.equal(record.stages.find((s) => s.id === 'c')?.reason, 'upstream failed: b');
-  assert.ok(!existsSync(join(root, 'out', 'p', 'b')));
-  assert.ok(!existsSync(join(root, 'out', 'p', 'c')));
-  assert.equal(cacheEntryCount(root), 2, 'entries for a and d only');
-  assert.ok(b?.key && !new Workspace(root).store.readEntry(b.key));
-  assertNoOrphanState(root);
-  // The full log is kept on disk.
-  assert.match(readFileSync(b?.log ?? '', 'utf8'), /marker b writing "B"[\s\S]*failing on purpose/);
-  assert.ok(progress.lines.some((l) => l.startsWith('✗ b failed after')));
-  // Fixed: b and c run, a and d come from the cache.
-  writeText(root, 'p.yaml', readFileSync(file, 'utf8').replace('"fail":true', '"fail":false'));
-  const fixed = await runApi(root, file);
-  assert.deepEqual(statuses(fixed), { a: 'cached', b: 'ran', c: 'ran', d: 'cached' });
-  assert.equal(output(root, 'p', 'c'), 'A+B+C');
-  assert.deepEqual(executed(journal).sort(), ['a', 'b', 'c', 'd']);
-});
-
-test('a stage whose process is SIGKILLed (crash) fails cleanly; the runner survives and skips dependents', async () => {
-  const root = makeProject('distill-crash-');
-  const journal = join(root, 'journal.txt');
-  const file = writeText(
-    root,
-    'p.yaml',
-    pipelineYaml([concatStage('a', { text: 'A', journal }), concatStage('b', { text: 'B', journal, crash: true }, { inputs: { x: 'a' } }), concatStage('c', { text: 'C', journal }, { inputs: { x: 'b' } })]),
-  );
-  const record = await runApi(root, file);
-  assert.deepEqual(statuses(record), { a: 'ran', b: 'failed', c: 'skipped' });
-  assert.match(record.stages.find((s) => s.id === 'b')?.error ?? '', /^killed by SIGKILL \(out of memory\?\); log: /);
-  // b wrote out.txt and journalled before it was killed: none of it is published.
-  assert.deepEqual(executed(journal), ['a', 'b']);
-  assert.ok(!existsSync(join(root, 'out', 'p', 'b')));
-  assert.equal(cacheEntryCount(root), 1);
-  assertNoOrphanState(root);
-});
-
-test('SIGKILL of the runner mid-stage, then rerun: finished stages cached, the killed one reruns, nothing corrupt', async () => {
-  const root = makeProject('distill-kill-');
-  const journal = join(root, 'journal.txt');
-  const release = join(root, 'release');
-  const file = writeText(
-    root,
-    'p.yaml',
-    pipelineYaml([
-      marker('a', { text: 'A', journal }),
-      marker('b', { text: 'B', journal, waitFile: release }, { inputs: { x: 'a' } }),
-      marker('c', { text: 'C', journal }, { inputs: { x: 'b' } }),
-    ]),
-  );
-  const first = startCli(['run', file, '--cpus', '2'], { cwd: root });
-  await waitFor(() => readJournal(journal).some((l) => l.event === 'start' && l.stage === 'b'), 20_000, 'stage b to start');
-  process.kill(-(first.pid as number), 'SIGKILL');
-  const killed = await first.result;
-  assert.equal(killed.signal, 'SIGKILL');
-  const workerPid = readJournal(journal).find((l) => l.stage === 'b')?.pid as number;
-  await waitFor(() => !processAlive(workerPid), 5_000, 'the stage process to be gone with its group');
-  assert.deepEqual(executed(journal), ['a']);
-  assert.ok(!existsSync(join(root, 'out', 'p', 'b')), 'no output for the killed stage');
-  assert.equal(cacheEntryCount(root), 1, 'only a is in the cache');
-  // Rerun: a from the cache, b and c execute.
-  writeText(root, 'release', '');
-  const rerun = await runCli(['run', file, '--json', '--quiet'], { cwd: root, timeoutMs: 40_000 });
-  assert.equal(rerun.code, 0, rerun.stderr);
-  const doc = JSON.parse(rerun.stdout) as { stages: Array<{ id: string; status: string }> };
-  assert.deepEqual(Object.fromEntries(doc.stages.map((s) => [s.id, s.status])), { a: 'cached', b: 'ran', c: 'ran' });
-  assert.deepEqual(executed(journal), ['a', 'b', 'c']);
-  assert.equal(output(root, 'p', 'c'), 'A+B+C');
-  // Every cache entry is complete; gc then clears what the killed run left in tmp.
-  const ws = new Workspace(root);
-  for (const f of listTree(ws.store.cacheDir)) assert.ok(ws.store.readEntry(f.split('/')[1]?.replace('.json', '') ?? ''), f);
-  const gc = await runCli(['gc', '--root', root, '--json'], { cwd: root });
-  assert.equal(gc.code, 0, gc.stderr);
-  assertNoOrphanState(root);
-});
-
-function processAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-test('two concurrent runs of the same pipeline: both succeed, each stage executes once', async () => {
-  const root = makeProject('distill-concurrent-');
-  const journal = join(root, 'journal.txt');
-  const file = writeText(
-    root,
-    'p.yaml',
-    pipelineYaml([
-      marker('a', { text: 'A', journal, sleepMs: 400 }),
-      marker('b', { text: 'B', journal, sleepMs: 200 }, { inputs: { x: 'a' } }),
-      marker('c', { text: 'C', journal, sleepMs: 200 }),
-    ]),
-  );
-  const one = startCli(['run', file, '--json', '--quiet'], { cwd: root });
-  const two = startCli(['run', file, '--json', '--quiet'], { cwd: root });
-  const [r1, r2] = await Promise.all([one.result, two.result]);
-  assert.equal(r1.code, 0, r1.stderr);
-  assert.equal(r2.code, 0, r2.stderr);
-  const byRun = [r1, r2].map((r) => Object.fromEntries((JSON.parse(r.stdout) as { stages: Array<{ id: string; status: string }> }).stages.map((s) => [s.id, s.status])));
-  for (const id of ['a', 'b', 'c']) {
-    assert.deepEqual([byRun[0]?.[id], byRun[1]?.[id]].sort(), ['cached', 'ran'], `${id} ran in exactly one run`);
-  }
-  assert.deepEqual(executed(journal).sort(), ['a', 'b', 'c']);
-  assert.equal(cacheEntryCount(root), 3);
-  assert.equal(output(root, 'p', 'b'), 'A+B');
-  const again = await runApi(root, file);
-  assert.deepEqual(statuses(again), { a: 'cached', b: 'cached', c: 'cached' });
-  assertNoOrphanState(root);
-});
-
-test('0 GPUs: a stage asking for 1 fails the plan with a clear message; nothing runs', async () => {
-  const root = makeProject('distill-gpu0-');
-  const journal = join(root, 'journal.txt');
-  const file = writeText(root, 'p.yaml', pipelineYaml([marker('cpu', { journal }), marker('train', { journal }, { resources: { gpus: 1 } })]));
-  await assert.rejects(runApi(root, file, { machine: { cpus: 2, gpus: [], memoryMiB: 1024 } }), (error: Error) => {
-    assert.match(error.message, /stage train needs 1 GPU\(s\) but this machine has 0/);
-    return true;
+// The stages of these tests mostly sleep or wait (and the SIGKILL test waits for a stale lock), so
+// they run two at a time; each uses its own project and passes the machine explicitly.
+describe('runner', { concurrency: 2 }, () => {
+  test('a failing stage: status failed with stderr tail, no cache entry, no out/ dir, dependents skipped', async () => {
+    const root = makeProject('distill-fail-');
+    const journal = join(root, 'journal.txt');
+    const file = writeText(
+      root,
+      'p.yaml',
+      pipelineYaml([
+        marker('a', { text: 'A', journal }),
+        marker('b', { text: 'B', journal, fail: true }, { inputs: { x: 'a' } }),
+        marker('c', { text: 'C', journal }, { inputs: { x: 'b' } }),
+        marker('d', { text: 'D', journal }),
+      ]),
+    );
+    const progress = new RecordingProgress();
+    const record = await runApi(root, file, { progress });
+    assert.deepEqual(statuses(record), { a: 'ran', b: 'failed', c: 'skipped', d: 'ran' });
+    assert.equal(record.status, 'failed');
+    const b = record.stages.find((s) => s.id === 'b');
+    assert.match(b?.error ?? '', /^exited with code 1; log: \S+b\.log\n/);
+    assert.match(b?.error ?? '', /marker b: failing on purpose/);
+    assert.match(b?.error ?? '', /Error: stage b failed on purpose/);
+    assert.equal(record.stages.find((s) => s.id === 'c')?.reason, 'upstream failed: b');
+    assert.ok(!existsSync(join(root, 'out', 'p', 'b')));
+    assert.ok(!existsSync(join(root, 'out', 'p', 'c')));
+    assert.equal(cacheEntryCount(root), 2, 'entries for a and d only');
+    assert.ok(b?.key && !new Workspace(root).store.readEntry(b.key));
+    assertNoOrphanState(root);
+    // The full log is kept on disk.
+    assert.match(readFileSync(b?.log ?? '', 'utf8'), /marker b writing "B"[\s\S]*failing on purpose/);
+    assert.ok(progress.lines.some((l) => l.startsWith('✗ b failed after')));
+    // Fixed: b and c run, a and d come from the cache.
+    writeText(root, 'p.yaml', readFileSync(file, 'utf8').replace('"fail":true', '"fail":false'));
+    const fixed = await runApi(root, file);
+    assert.deepEqual(statuses(fixed), { a: 'cached', b: 'ran', c: 'ran', d: 'cached' });
+    assert.equal(output(root, 'p', 'c'), 'A+B+C');
+    assert.deepEqual(executed(journal).sort(), ['a', 'b', 'c', 'd']);
   });
-  assert.deepEqual(readJournal(journal), []);
-  // The same through the CLI with faked GPUs: exit code 2, the message on stderr.
-  const cli = await runCli(['run', file, '--gpus', '0'], { cwd: root });
-  assert.equal(cli.code, 2);
-  assert.match(cli.stderr, /stage train needs 1 GPU\(s\) but this machine has 0/);
-  assert.deepEqual(readJournal(journal), []);
-});
 
-test('1 GPU: two 1-GPU stages run one after the other, each with CUDA_VISIBLE_DEVICES=0', async () => {
-  const root = makeProject('distill-gpu1-');
-  const journal = join(root, 'journal.txt');
-  const file = writeText(root, 'p.yaml', pipelineYaml([
-      // Distinct texts: stages with equal params share one cache key (resources are not part of it).
-      marker('g', { text: 'g', journal, sleepMs: 300 }, { resources: { gpus: 1 } }),
-      marker('h', { text: 'h', journal, sleepMs: 300 }, { resources: { gpus: 1 } }),
-      marker('cpu', { text: 'cpu', journal, sleepMs: 300 }),
-    ]));
-  const record = await runApi(root, file, { machine: { cpus: 4, gpus: [0], memoryMiB: 1024 } });
-  assert.deepEqual(statuses(record), { g: 'ran', h: 'ran', cpu: 'ran' });
-  const spans = intervals(readJournal(journal));
-  const gpu = spans.filter((s) => s.stage !== 'cpu');
-  assert.equal(gpu.length, 2);
-  assert.equal(maxOverlap(gpu), 1, 'the GPU stages did not overlap');
-  assert.deepEqual(gpu.map((s) => s.cuda), ['0', '0']);
-  assert.equal(spans.find((s) => s.stage === 'cpu')?.cuda, '', 'a CPU stage sees no GPU');
-  assert.deepEqual(record.stages.find((s) => s.id === 'g')?.devices, { cpus: 1, gpus: [0] });
-});
-
-test('4 GPUs: four 1-GPU stages get distinct devices; a 2-GPU stage gets two', async () => {
-  const root = makeProject('distill-gpu4-');
-  const journal = join(root, 'journal.txt');
-  const file = writeText(
-    root,
-    'p.yaml',
-    `stages:\n  fan:\n    plugin: ${MARKER}\n    foreach: [w, x, y, z]\n    resources: { gpus: 1, cpus: 1 }\n    with: { text: "\${{ item }}", journal: ${JSON.stringify(journal)}, sleepMs: 200 }\n` +
-      `  pair:\n    plugin: ${MARKER}\n    needs: [fan]\n    resources: { gpus: 2 }\n    with: { journal: ${JSON.stringify(journal)} }\n`,
-  );
-  const record = await runApi(root, file, { machine: { cpus: 4, gpus: [0, 1, 2, 3], memoryMiB: 1024 } });
-  assert.equal(record.status, 'ok');
-  const spans = intervals(readJournal(journal));
-  const fan = spans.filter((s) => s.stage.startsWith('fan@'));
-  assert.deepEqual(fan.map((s) => s.cuda).sort(), ['0', '1', '2', '3']);
-  assert.equal(spans.find((s) => s.stage === 'pair')?.cuda, '0,1');
-});
-
-test('CPU slots bound concurrency: 1 slot runs stages one at a time, 2 slots run two at once', async () => {
-  const root = makeProject('distill-cpus-');
-  const j1 = join(root, 'j1.txt');
-  const j2 = join(root, 'j2.txt');
-  const stages = (journal: string): string[] => ['a', 'b', 'c'].map((n) => marker(n, { text: n, journal, sleepMs: 700 }));
-  const f1 = writeText(root, 'one.yaml', pipelineYaml(stages(j1)));
-  const f2 = writeText(root, 'two.yaml', pipelineYaml(stages(j2)));
-  await runApi(root, f1, { machine: { cpus: 1, gpus: [], memoryMiB: 1024 } });
-  assert.equal(maxOverlap(intervals(readJournal(j1))), 1);
-  await runApi(root, f2, { machine: { cpus: 2, gpus: [], memoryMiB: 1024 } });
-  const spans2 = intervals(readJournal(j2));
-  assert.equal(spans2.length, 3);
-  assert.equal(maxOverlap(spans2), 2, 'two stages in flight at once, never three');
-  // Separate processes: parallel stages really are separate OS processes.
-  assert.equal(new Set(spans2.map((s) => s.stage)).size, 3);
-  assert.equal(new Set(readJournal(j2).map((l) => l.pid)).size, 3);
-});
-
-test('a stage needing more CPUs or memory than the machine has fails the plan', async () => {
-  const root = makeProject('distill-big-');
-  const journal = join(root, 'journal.txt');
-  const file = writeText(root, 'p.yaml', pipelineYaml([marker('wide', { journal }, { resources: { cpus: 8 } }), marker('fat', { journal }, { resources: { memory: '2GiB' } })]));
-  await assert.rejects(runApi(root, file, { machine: { cpus: 2, gpus: [], memoryMiB: 1024 } }), (error: Error) => {
-    assert.match(error.message, /stage wide needs 8 CPUs but this machine has 2/);
-    assert.match(error.message, /stage fat needs 2048 MiB of memory but this machine has 1024 MiB/);
-    return true;
+  test('a stage whose process is SIGKILLed (crash) fails cleanly; the runner survives and skips dependents', async () => {
+    const root = makeProject('distill-crash-');
+    const journal = join(root, 'journal.txt');
+    const file = writeText(
+      root,
+      'p.yaml',
+      pipelineYaml([concatStage('a', { text: 'A', journal }), concatStage('b', { text: 'B', journal, crash: true }, { inputs: { x: 'a' } }), concatStage('c', { text: 'C', journal }, { inputs: { x: 'b' } })]),
+    );
+    const record = await runApi(root, file);
+    assert.deepEqual(statuses(record), { a: 'ran', b: 'failed', c: 'skipped' });
+    assert.match(record.stages.find((s) => s.id === 'b')?.error ?? '', /^killed by SIGKILL \(out of memory\?\); log: /);
+    // b wrote out.txt and journalled before it was killed: none of it is published.
+    assert.deepEqual(executed(journal), ['a', 'b']);
+    assert.ok(!existsSync(join(root, 'out', 'p', 'b')));
+    assert.equal(cacheEntryCount(root), 1);
+    assertNoOrphanState(root);
   });
-  assert.deepEqual(readJournal(journal), []);
-});
 
-test('GPU detection is injectable: options, DISTILL_FAKE_GPUS, a detector function', async () => {
-  assert.deepEqual((await detectResources({ gpus: 4, cpus: 3 })).gpus, [0, 1, 2, 3]);
-  assert.equal((await detectResources({ gpus: 4, cpus: 3 })).cpus, 3);
-  assert.deepEqual((await detectResources({ detectGpus: async () => [2, 5] })).gpus, [2, 5]);
-  const saved = process.env.DISTILL_FAKE_GPUS;
-  process.env.DISTILL_FAKE_GPUS = '1';
-  try {
-    assert.deepEqual((await detectResources({ detectGpus: async () => [7, 8, 9] })).gpus, [0]);
-  } finally {
-    if (saved === undefined) delete process.env.DISTILL_FAKE_GPUS;
-    else process.env.DISTILL_FAKE_GPUS = saved;
+  test('SIGKILL of the runner mid-stage, then rerun: finished stages cached, the killed one reruns, nothing corrupt', async () => {
+    const root = makeProject('distill-kill-');
+    const journal = join(root, 'journal.txt');
+    const release = join(root, 'release');
+    const file = writeText(
+      root,
+      'p.yaml',
+      pipelineYaml([
+        marker('a', { text: 'A', journal }),
+        marker('b', { text: 'B', journal, waitFile: release }, { inputs: { x: 'a' } }),
+        marker('c', { text: 'C', journal }, { inputs: { x: 'b' } }),
+      ]),
+    );
+    const first = startCli(['run', file, '--cpus', '2'], { cwd: root });
+    await waitFor(() => readJournal(journal).some((l) => l.event === 'start' && l.stage === 'b'), 20_000, 'stage b to start');
+    process.kill(-(first.pid as number), 'SIGKILL');
+    const killed = await first.result;
+    assert.equal(killed.signal, 'SIGKILL');
+    const workerPid = readJournal(journal).find((l) => l.stage === 'b')?.pid as number;
+    await waitFor(() => !processAlive(workerPid), 5_000, 'the stage process to be gone with its group');
+    assert.deepEqual(executed(journal), ['a']);
+    assert.ok(!existsSync(join(root, 'out', 'p', 'b')), 'no output for the killed stage');
+    assert.equal(cacheEntryCount(root), 1, 'only a is in the cache');
+    // Rerun: a from the cache, b and c execute.
+    writeText(root, 'release', '');
+    const rerun = await runCli(['run', file, '--json', '--quiet'], { cwd: root, timeoutMs: 40_000 });
+    assert.equal(rerun.code, 0, rerun.stderr);
+    const doc = JSON.parse(rerun.stdout) as { stages: Array<{ id: string; status: string }> };
+    assert.deepEqual(Object.fromEntries(doc.stages.map((s) => [s.id, s.status])), { a: 'cached', b: 'ran', c: 'ran' });
+    assert.deepEqual(executed(journal), ['a', 'b', 'c']);
+    assert.equal(output(root, 'p', 'c'), 'A+B+C');
+    // Every cache entry is complete; gc then clears what the killed run left in tmp.
+    const ws = new Workspace(root);
+    for (const f of listTree(ws.store.cacheDir)) assert.ok(ws.store.readEntry(f.split('/')[1]?.replace('.json', '') ?? ''), f);
+    const gc = await runCli(['gc', '--root', root, '--json'], { cwd: root });
+    assert.equal(gc.code, 0, gc.stderr);
+    assertNoOrphanState(root);
+  });
+
+  function processAlive(pid: number): boolean {
+    try {
+      process.kill(pid, 0);
+      return true;
+    } catch {
+      return false;
+    }
   }
-});
 
-test('DISTILL_FAKE_GPUS through the CLI assigns CUDA_VISIBLE_DEVICES', async () => {
-  const root = makeProject('distill-fakegpu-');
-  const journal = join(root, 'journal.txt');
-  const file = writeText(root, 'p.yaml', pipelineYaml([marker('g', { journal }, { resources: { gpus: 2 } })]));
-  const cli = await runCli(['run', file, '--quiet'], { cwd: root, env: { DISTILL_FAKE_GPUS: '2' } });
-  assert.equal(cli.code, 0, cli.stderr);
-  assert.equal(intervals(readJournal(journal))[0]?.cuda, '0,1');
-  assert.equal(readdirSync(join(root, 'out', 'p')).length, 1);
+  test('two concurrent runs of the same pipeline: both succeed, each stage executes once', async () => {
+    const root = makeProject('distill-concurrent-');
+    const journal = join(root, 'journal.txt');
+    const file = writeText(
+      root,
+      'p.yaml',
+      pipelineYaml([
+        marker('a', { text: 'A', journal, sleepMs: 400 }),
+        marker('b', { text: 'B', journal, sleepMs: 200 }, { inputs: { x: 'a' } }),
+        marker('c', { text: 'C', journal, sleepMs: 200 }),
+      ]),
+    );
+    const one = startCli(['run', file, '--json', '--quiet'], { cwd: root });
+    const two = startCli(['run', file, '--json', '--quiet'], { cwd: root });
+    const [r1, r2] = await Promise.all([one.result, two.result]);
+    assert.equal(r1.code, 0, r1.stderr);
+    assert.equal(r2.code, 0, r2.stderr);
+    const byRun = [r1, r2].map((r) => Object.fromEntries((JSON.parse(r.stdout) as { stages: Array<{ id: string; status: string }> }).stages.map((s) => [s.id, s.status])));
+    for (const id of ['a', 'b', 'c']) {
+      assert.deepEqual([byRun[0]?.[id], byRun[1]?.[id]].sort(), ['cached', 'ran'], `${id} ran in exactly one run`);
+    }
+    assert.deepEqual(executed(journal).sort(), ['a', 'b', 'c']);
+    assert.equal(cacheEntryCount(root), 3);
+    assert.equal(output(root, 'p', 'b'), 'A+B');
+    // Every entry is complete: its tree and every object are in the store.
+    const ws = new Workspace(root);
+    for (const f of listTree(ws.store.cacheDir)) assert.ok(ws.store.readEntry(f.split('/')[1]?.replace('.json', '') ?? ''), f);
+    const again = await runApi(root, file);
+    assert.deepEqual(statuses(again), { a: 'cached', b: 'cached', c: 'cached' });
+    assertNoOrphanState(root);
+  });
+
+  test('0 GPUs: a stage asking for 1 fails the plan with a clear message; nothing runs', async () => {
+    const root = makeProject('distill-gpu0-');
+    const journal = join(root, 'journal.txt');
+    const file = writeText(root, 'p.yaml', pipelineYaml([marker('cpu', { journal }), marker('train', { journal }, { resources: { gpus: 1 } })]));
+    await assert.rejects(runApi(root, file, { machine: { cpus: 2, gpus: [], memoryMiB: 1024 } }), (error: Error) => {
+      assert.match(error.message, /stage train needs 1 GPU\(s\) but this machine has 0/);
+      return true;
+    });
+    assert.deepEqual(readJournal(journal), []);
+    // The same through the CLI with faked GPUs: exit code 2, the message on stderr.
+    const cli = await runCli(['run', file, '--gpus', '0'], { cwd: root });
+    assert.equal(cli.code, 2);
+    assert.match(cli.stderr, /stage train needs 1 GPU\(s\) but this machine has 0/);
+    assert.deepEqual(readJournal(journal), []);
+  });
+
+  test('1 GPU: two 1-GPU stages run one after the other, each with CUDA_VISIBLE_DEVICES=0', async () => {
+    const root = makeProject('distill-gpu1-');
+    const journal = join(root, 'journal.txt');
+    const file = writeText(root, 'p.yaml', pipelineYaml([
+        // Distinct texts: stages with equal params share one cache key (resources are not part of it).
+        marker('g', { text: 'g', journal, sleepMs: 300 }, { resources: { gpus: 1 } }),
+        marker('h', { text: 'h', journal, sleepMs: 300 }, { resources: { gpus: 1 } }),
+        marker('cpu', { text: 'cpu', journal, sleepMs: 300 }),
+      ]));
+    const record = await runApi(root, file, { machine: { cpus: 4, gpus: [0], memoryMiB: 1024 } });
+    assert.deepEqual(statuses(record), { g: 'ran', h: 'ran', cpu: 'ran' });
+    const spans = intervals(readJournal(journal));
+    const gpu = spans.filter((s) => s.stage !== 'cpu');
+    assert.equal(gpu.length, 2);
+    assert.equal(maxOverlap(gpu), 1, 'the GPU stages did not overlap');
+    assert.deepEqual(gpu.map((s) => s.cuda), ['0', '0']);
+    assert.equal(spans.find((s) => s.stage === 'cpu')?.cuda, '', 'a CPU stage sees no GPU');
+    assert.deepEqual(record.stages.find((s) => s.id === 'g')?.devices, { cpus: 1, gpus: [0] });
+  });
+
+  test('4 GPUs: four 1-GPU stages get distinct devices; a 2-GPU stage gets two', async () => {
+    const root = makeProject('distill-gpu4-');
+    const journal = join(root, 'journal.txt');
+    const file = writeText(
+      root,
+      'p.yaml',
+      `stages:\n  fan:\n    plugin: ${MARKER}\n    foreach: [w, x, y, z]\n    resources: { gpus: 1, cpus: 1 }\n    with: { text: "\${{ item }}", journal: ${JSON.stringify(journal)}, sleepMs: 200 }\n` +
+        `  pair:\n    plugin: ${MARKER}\n    needs: [fan]\n    resources: { gpus: 2 }\n    with: { journal: ${JSON.stringify(journal)} }\n`,
+    );
+    const record = await runApi(root, file, { machine: { cpus: 4, gpus: [0, 1, 2, 3], memoryMiB: 1024 } });
+    assert.equal(record.status, 'ok');
+    const spans = intervals(readJournal(journal));
+    const fan = spans.filter((s) => s.stage.startsWith('fan@'));
+    assert.deepEqual(fan.map((s) => s.cuda).sort(), ['0', '1', '2', '3']);
+    assert.equal(spans.find((s) => s.stage === 'pair')?.cuda, '0,1');
+  });
+
+  test('CPU slots bound concurrency: 1 slot runs stages one at a time, 2 slots run two at once', async () => {
+    const root = makeProject('distill-cpus-');
+    const j1 = join(root, 'j1.txt');
+    const j2 = join(root, 'j2.txt');
+    // Long sleeps only where an overlap must be observed.
+    const stages = (journal: string, sleepMs: number): string[] => ['a', 'b', 'c'].map((n) => marker(n, { text: n, journal, sleepMs }));
+    const f1 = writeText(root, 'one.yaml', pipelineYaml(stages(j1, 100)));
+    const f2 = writeText(root, 'two.yaml', pipelineYaml(stages(j2, 700)));
+    await runApi(root, f1, { machine: { cpus: 1, gpus: [], memoryMiB: 1024 } });
+    assert.equal(maxOverlap(intervals(readJournal(j1))), 1);
+    await runApi(root, f2, { machine: { cpus: 2, gpus: [], memoryMiB: 1024 } });
+    const spans2 = intervals(readJournal(j2));
+    assert.equal(spans2.length, 3);
+    assert.equal(maxOverlap(spans2), 2, 'two stages in flight at once, never three');
+    // Separate processes: parallel stages really are separate OS processes.
+    assert.equal(new Set(spans2.map((s) => s.stage)).size, 3);
+    assert.equal(new Set(readJournal(j2).map((l) => l.pid)).size, 3);
+  });
+
+  test('a stage needing more CPUs or memory than the machine has fails the plan', async () => {
+    const root = makeProject('distill-big-');
+    const journal = join(root, 'journal.txt');
+    const file = writeText(root, 'p.yaml', pipelineYaml([marker('wide', { journal }, { resources: { cpus: 8 } }), marker('fat', { journal }, { resources: { memory: '2GiB' } })]));
+    await assert.rejects(runApi(root, file, { machine: { cpus: 2, gpus: [], memoryMiB: 1024 } }), (error: Error) => {
+      assert.match(error.message, /stage wide needs 8 CPUs but this machine has 2/);
+      assert.match(error.message, /stage fat needs 2048 MiB of memory but this machine has 1024 MiB/);
+      return true;
+    });
+    assert.deepEqual(readJournal(journal), []);
+  });
+
+  test('GPU detection is injectable: options, DISTILL_FAKE_GPUS, a detector function', async () => {
+    assert.deepEqual((await detectResources({ gpus: 4, cpus: 3 })).gpus, [0, 1, 2, 3]);
+    assert.equal((await detectResources({ gpus: 4, cpus: 3 })).cpus, 3);
+    assert.deepEqual((await detectResources({ detectGpus: async () => [2, 5] })).gpus, [2, 5]);
+    const saved = process.env.DISTILL_FAKE_GPUS;
+    process.env.DISTILL_FAKE_GPUS = '1';
+    try {
+      assert.deepEqual((await detectResources({ detectGpus: async () => [7, 8, 9] })).gpus, [0]);
+    } finally {
+      if (saved === undefined) delete process.env.DISTILL_FAKE_GPUS;
+      else process.env.DISTILL_FAKE_GPUS = saved;
+    }
+  });
+
+  test('DISTILL_FAKE_GPUS through the CLI assigns CUDA_VISIBLE_DEVICES', async () => {
+    const root = makeProject('distill-fakegpu-');
+    const journal = join(root, 'journal.txt');
+    const file = writeText(root, 'p.yaml', pipelineYaml([marker('g', { journal }, { resources: { gpus: 2 } })]));
+    const cli = await runCli(['run', file, '--quiet'], { cwd: root, env: { DISTILL_FAKE_GPUS: '2' } });
+    assert.equal(cli.code, 0, cli.stderr);
+    assert.equal(intervals(readJournal(journal))[0]?.cuda, '0,1');
+    assert.equal(readdirSync(join(root, 'out', 'p')).length, 1);
+  });
+
+  test('run records are read newest first, also for runs started within the same second', () => {
+    const root = makeProject('distill-records-');
+    const runs = join(root, '.distill', 'runs');
+    const record = (runId: string, startedAt: string): RunRecord => ({ runId, pipeline: 'p', file: 'p.yaml', startedAt, status: 'ok', stages: [] });
+    // Same second; the later run happens to have the smaller pid.
+    writeRunRecord(runs, record('20250101T000000-900-aaaa', '2025-01-01T00:00:00.100Z'));
+    writeRunRecord(runs, record('20250101T000000-100-bbbb', '2025-01-01T00:00:00.700Z'));
+    writeRunRecord(runs, record('20241231T235959-500-cccc', '2024-12-31T23:59:59.900Z'));
+    assert.deepEqual(
+      readRunRecords(runs, 'p').map((r) => r.runId),
+      ['20250101T000000-100-bbbb', '20250101T000000-900-aaaa', '20241231T235959-500-cccc'],
+    );
+  });
+
+  test('stateDir survives a failed attempt of the same stage and is removed after success', async () => {
+    const root = makeProject('distill-state-');
+    const journal = join(root, 'journal.txt');
+    const gate = join(root, 'gate');
+    const file = writeText(root, 'p.yaml', pipelineYaml([marker('s', { text: 'S', journal, failUnless: gate })]));
+    const first = await runApi(root, file);
+    assert.deepEqual(statuses(first), { s: 'failed' });
+    const key = first.stages[0]?.key ?? '';
+    const stateDir = new Workspace(root).stateDir(key);
+    assert.equal(readFileSync(join(stateDir, 'attempts'), 'utf8'), '1');
+    writeText(root, 'gate', '');
+    const second = await runApi(root, file);
+    assert.deepEqual(statuses(second), { s: 'ran' });
+    assert.equal(second.stages[0]?.key, key);
+    // The second attempt saw the first one's state.
+    assert.equal(output(root, 'p', 's'), 'attempt2+S');
+    assert.ok(!existsSync(stateDir), 'state removed after success');
+  });
 });

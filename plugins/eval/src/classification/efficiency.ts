@@ -7,7 +7,9 @@
  *   MatMul 2·M·K·N (times broadcast batch), Gemm 2·M·K·N (+ M·N with C), Conv
  *   2·Cout·prod(out spatial)·(Cin/group)·prod(kernel) (+ bias), pools prod(kernel) per output,
  *   GlobalAveragePool one per input element, elementwise ops one per output element,
- *   BatchNormalization 2 and Softmax 3 per element; Flatten/Reshape/Identity/Dropout 0.
+ *   BatchNormalization 2 and Softmax 3 per element, ReduceSum/ReduceMean one per input element;
+ *   Flatten/Reshape/Identity/Dropout/Transpose/Concat/Slice/Gather 0 (Slice and Gather need
+ *   constant starts/ends/indices).
  * Any other op throws "not implemented" rather than undercount.
  */
 import { readModelFile, type OnnxModel, type OnnxAttribute } from '@distillery/core/onnx/index';
@@ -121,6 +123,45 @@ export function modelCost(model: OnnxModel, inputShapes: Record<string, number[]
     } else if (op === 'Softmax' || op === 'LogSoftmax') {
       out = x;
       f = 3 * prod(x);
+    } else if (op === 'ReduceSum' || op === 'ReduceMean') {
+      // Axes from the second input (opset 13+) or the attribute (older opsets); none = all axes.
+      const axesData = node.inputs[1] ? initData.get(node.inputs[1]) : undefined;
+      if (node.inputs[1] && !axesData) throw new Error(`node ${node.name} (${op}): FLOP counting not implemented for non-constant axes`);
+      const axes = (axesData ? Array.from(axesData, Number) : attrInts(node.attributes, 'axes') ?? x.map((_, i) => i)).map((a) => (a < 0 ? a + x.length : a));
+      const keep = attrInt(node.attributes, 'keepdims', 1);
+      out = keep ? x.map((d, i) => (axes.includes(i) ? 1 : d)) : x.filter((_, i) => !axes.includes(i));
+      f = prod(x);
+    } else if (op === 'Transpose') {
+      const perm = attrInts(node.attributes, 'perm') ?? x.map((_, i) => x.length - 1 - i);
+      out = perm.map((p) => x[p]!);
+    } else if (op === 'Concat') {
+      const axis = attrInt(node.attributes, 'axis', 0);
+      const a = axis < 0 ? axis + x.length : axis;
+      out = [...x];
+      out[a] = ins.reduce((sum, s) => sum + (s ? s[a]! : 0), 0);
+    } else if (op === 'Slice') {
+      const [starts, ends, axesIn, stepsIn] = [1, 2, 3, 4].map((k) => (node.inputs[k] ? initData.get(node.inputs[k]) : undefined));
+      if (!starts || !ends || (node.inputs[3] && !axesIn) || (node.inputs[4] && !stepsIn)) throw new Error(`node ${node.name} (Slice): FLOP counting not implemented for non-constant starts/ends/axes/steps`);
+      const st = Array.from(starts, Number);
+      const en = Array.from(ends, Number);
+      const axes = axesIn ? Array.from(axesIn, Number) : st.map((_, i) => i);
+      const steps = stepsIn ? Array.from(stepsIn, Number) : st.map(() => 1);
+      out = [...x];
+      axes.forEach((axis, i) => {
+        const a = axis < 0 ? axis + x.length : axis;
+        const dim = x[a]!;
+        const clamp = (v: number, lo: number, hi: number) => Math.min(hi, Math.max(lo, v < 0 ? v + dim : v));
+        const step = steps[i]!;
+        const s0 = step > 0 ? clamp(st[i]!, 0, dim) : clamp(st[i]!, -1, dim - 1);
+        const e0 = step > 0 ? clamp(en[i]!, 0, dim) : clamp(en[i]!, -1, dim - 1);
+        out[a] = Math.max(0, Math.ceil((e0 - s0) / step));
+      });
+    } else if (op === 'Gather') {
+      const indices = ins[1];
+      if (!indices) throw new Error(`node ${node.name} (Gather): FLOP counting not implemented for indices of unknown shape`);
+      const axis = attrInt(node.attributes, 'axis', 0);
+      const a = axis < 0 ? axis + x.length : axis;
+      out = [...x.slice(0, a), ...indices, ...x.slice(a + 1)];
     } else if (FREE.has(op)) {
       if (op === 'Flatten') {
         const axis = attrInt(node.attributes, 'axis', 1);
@@ -165,7 +206,7 @@ export interface LatencyOptions {
   seed?: number;
 }
 
-/** Times `modelPath` on seeded random float32 input of `shape` (first dim = batch). */
+/** Times `modelPath` on seeded random input of `shape` (first dim = batch; float32, or uint8 pixels for a uint8 input). */
 export async function measureLatency(modelPath: string, shape: number[], options: LatencyOptions = {}): Promise<LatencyStats> {
   const ort = await import('onnxruntime-node');
   const session = await ort.InferenceSession.create(modelPath, {
@@ -175,11 +216,16 @@ export async function measureLatency(modelPath: string, shape: number[], options
   });
   try {
     let state = (options.seed ?? 0) >>> 0;
-    const data = Float32Array.from({ length: prod(shape) }, () => {
+    const next = () => {
       state = (Math.imul(state, 1664525) + 1013904223) >>> 0;
-      return state / 4294967296 - 0.5;
-    });
-    const feeds = { [session.inputNames[0]!]: new ort.Tensor('float32', data, shape) };
+      return state / 4294967296;
+    };
+    const meta = session.inputMetadata[0];
+    const uint8 = meta !== undefined && meta.isTensor && meta.type === 'uint8';
+    const tensor = uint8
+      ? new ort.Tensor('uint8', Uint8Array.from({ length: prod(shape) }, () => Math.floor(next() * 256)), shape)
+      : new ort.Tensor('float32', Float32Array.from({ length: prod(shape) }, () => next() - 0.5), shape);
+    const feeds = { [session.inputNames[0]!]: tensor };
     for (let i = 0; i < (options.warmup ?? 5); i++) await session.run(feeds);
     const iterations = options.iterations ?? 50;
     const times: number[] = [];

@@ -1,2 +1,3 @@
 export * from './metrics.js';
 export * from './efficiency.js';
+export * from './streaming.js';

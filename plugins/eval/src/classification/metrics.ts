@@ -38,7 +38,7 @@ function checkShape(scores: ScoreMatrix, labels: ArrayLike<number>): void {
 }
 
 /** Rank (0 = best) of class y in a row, ties broken by class index. */
-function rankOf(data: ArrayLike<number>, offset: number, cols: number, y: number): number {
+export function rankOf(data: ArrayLike<number>, offset: number, cols: number, y: number): number {
   const sy = data[offset + y]!;
   let rank = 0;
   for (let j = 0; j < cols; j++) {
@@ -191,6 +191,11 @@ export interface ReliabilityBin {
   confidence: number;
 }
 
+/** Bin of a confidence among m equal-width bins: (b/m, (b+1)/m]; confidence 0 goes to the first bin. */
+export function confidenceBin(confidence: number, m: number): number {
+  return Math.min(m - 1, Math.max(0, Math.ceil(confidence * m) - 1));
+}
+
 /** Expected calibration error and the reliability-diagram data. */
 export function expectedCalibrationError(
   scores: ScoreMatrix,
@@ -212,8 +217,7 @@ export function expectedCalibrationError(
       for (let j = 0; j < cols; j++) z += Math.exp(data[off + j]! - conf);
       conf = 1 / z;
     }
-    // Bin b holds confidences in (b/m, (b+1)/m]; confidence 0 goes to the first bin.
-    const b = Math.min(m - 1, Math.max(0, Math.ceil(conf * m) - 1));
+    const b = confidenceBin(conf, m);
     count[b]!++;
     confSum[b]! += conf;
     if (pred === labels[i]) correct[b]!++;

@@ -12,6 +12,7 @@ import { randomBytes } from 'node:crypto';
 import { createWriteStream, mkdirSync } from 'node:fs';
 import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
+import { hostname } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import lockfile from 'proper-lockfile';
 import type { KeyParts } from '../cache/key.js';
@@ -51,10 +52,10 @@ interface StageState {
   done: boolean;
 }
 
-/** Checks, before anything runs, that every stage fits the machine. */
-export function checkResources(pipeline: Pipeline, machine: MachineResources): string[] {
+/** Checks, before anything runs, that every stage fits the machine (only the `only` stages, when given: the rest come from the cache). */
+export function checkResources(pipeline: Pipeline, machine: MachineResources, only?: Set<string>): string[] {
   const problems: string[] = [];
-  for (const stage of pipeline.stages) {
+  for (const stage of pipeline.stages.filter((s) => !only || only.has(s.id))) {
     const r = stage.resources;
     if (r.gpus > machine.gpus.length) problems.push(`stage ${stage.id} needs ${r.gpus} GPU(s) but this machine has ${machine.gpus.length}`);
     if (r.cpus > machine.cpus) problems.push(`stage ${stage.id} needs ${r.cpus} CPUs but this machine has ${machine.cpus}`);
@@ -64,7 +65,7 @@ export function checkResources(pipeline: Pipeline, machine: MachineResources): s
 }
 
 export async function runPipeline(ws: Workspace, pipeline: Pipeline, options: RunOptions): Promise<RunRecord> {
-  const problems = checkResources(pipeline, options.machine);
+  const problems = checkResources(pipeline, options.machine, options.only);
   if (problems.length > 0) throw new Error(`cannot run ${pipeline.file}:\n  ${problems.join('\n  ')}`);
   const runner = new Runner(ws, pipeline, options);
   return runner.run();
@@ -238,12 +239,21 @@ class Runner {
   private async lock(key: string, stageId: string): Promise<() => Promise<void>> {
     const lockPath = join(this.ws.stateRoot, 'locks', key);
     await mkdir(dirname(lockPath), { recursive: true });
+    const ownerFile = `${lockPath}.owner`;
     let announced = false;
     for (;;) {
       try {
-        return await lockfile.lock(lockPath, { realpath: false, stale: 10_000, update: 2_000 });
+        const release = await lockfile.lock(lockPath, { realpath: false, stale: 10_000, update: 2_000 });
+        await writeFile(ownerFile, JSON.stringify({ pid: process.pid, host: hostname() }));
+        return release;
       } catch (error) {
         if ((error as NodeJS.ErrnoException).code !== 'ELOCKED') throw error;
+        // A lock left by a killed run on this host is broken at once instead of waiting until stale.
+        if (await ownerIsDead(ownerFile)) {
+          await rm(`${lockPath}.lock`, { recursive: true, force: true });
+          await rm(ownerFile, { force: true });
+          continue;
+        }
         if (!announced) this.progress.message(`… ${stageId} is being run by another distill process; waiting for it`);
         announced = true;
         await new Promise((resolve) => setTimeout(resolve, 500));
@@ -369,6 +379,18 @@ class Runner {
         : `exited with code ${result.exitCode}`;
     const lines = tail.length > 0 ? `\n    ${tail.join('\n    ')}` : '';
     return { error: `${how}; log: ${logPath}${lines}` };
+  }
+}
+
+/** True when the lock's owner was a process on this host that no longer exists. */
+async function ownerIsDead(ownerFile: string): Promise<boolean> {
+  try {
+    const owner = JSON.parse(await readFile(ownerFile, 'utf8')) as { pid: number; host: string };
+    if (owner.host !== hostname() || owner.pid === process.pid) return false;
+    process.kill(owner.pid, 0);
+    return false;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'ESRCH';
   }
 }
 

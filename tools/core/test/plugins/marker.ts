@@ -20,6 +20,8 @@ export default definePlugin({
       /** After sleeping, wait until this file exists (lets a test hold a stage in flight). */
       waitFile: Type.Optional(Type.String()),
       fail: Type.Boolean({ default: false }),
+      /** Fail unless this file exists; each attempt is counted in ctx.stateDir (checkpoint tests). */
+      failUnless: Type.Optional(Type.String()),
       /** Nested options, for located errors below `with:`. */
       options: Type.Optional(Type.Object({ level: Type.Integer({ minimum: 0 }) }, { additionalProperties: false })),
     },
@@ -33,6 +35,13 @@ export default definePlugin({
     const parts: string[] = [];
     for (const name of Object.keys(ctx.inputs).sort()) {
       for (const artifact of ctx.inputs[name] ?? []) parts.push(readFileSync(join(artifact.path, 'out.txt'), 'utf8'));
+    }
+    if (ctx.params.failUnless !== undefined) {
+      const attemptsFile = join(ctx.stateDir, 'attempts');
+      const attempts = existsSync(attemptsFile) ? Number(readFileSync(attemptsFile, 'utf8')) : 0;
+      writeFileSync(attemptsFile, String(attempts + 1));
+      if (!existsSync(ctx.params.failUnless)) throw new Error(`stage ${ctx.stageId}: ${ctx.params.failUnless} is missing`);
+      parts.push(`attempt${attempts + 1}`);
     }
     parts.push(ctx.params.text);
     await new Promise((r) => setTimeout(r, ctx.params.sleepMs));

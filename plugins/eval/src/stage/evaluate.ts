@@ -1,0 +1,355 @@
+/**
+ * The eval stage's work: runs every model (teachers first, then students) with onnxruntime-node
+ * over one split of a dataset shard set in lockstep, batch by batch (each dataset batch is read
+ * once and fed to every model; memory stays flat apart from what mean per-vertical AP keeps,
+ * see classification/streaming.ts), accumulates the classification metrics, then measures
+ * parameters, FLOPs and latency of each model under identical session options, and writes
+ * report.json, report.md and SVG plots into the output directory (each file via temp + rename).
+ *
+ * Input preprocessing follows teacher-infer: pixels x scale, then (x - mean[c]) / std[c] per
+ * channel; `inputLayout: 'CHW'` transposes HWC images; uint8 model inputs get the raw pixels.
+ */
+import { createHash } from 'node:crypto';
+import { createReadStream, existsSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type * as Ort from 'onnxruntime-node';
+import { openShardSet, parseDatasetSchema, type DatasetInfo } from '@distillery/core/shards/index';
+import { readModelFile } from '@distillery/core/onnx/index';
+import { StreamingClassificationMetrics, type VerticalMap } from '../classification/streaming.js';
+import { measureLatency, modelCost } from '../classification/efficiency.js';
+import { REPORT_FORMAT, renderMarkdown, type EfficiencyComparison, type EvalReport, type ModelEfficiency, type ModelReport } from './report.js';
+import { groupedBarChart, lineChart, reliabilityDiagram } from './svg.js';
+
+/** One model to evaluate: the directory holding model.onnx and the stage id that names it. */
+export interface EvalModelSpec {
+  name: string;
+  role: 'teacher' | 'student';
+  dir: string;
+}
+
+/** Everything one evaluation needs; the plugin fills it from params and the stage context. */
+export interface EvaluateOptions {
+  datasetDir: string;
+  /** Teachers first: the first teacher is the reference for agreement and efficiency ratios. */
+  models: EvalModelSpec[];
+  /** Split to evaluate; '*' = every row. */
+  split: string;
+  batchSize: number;
+  topk: number[];
+  eceBins: number;
+  /** 'logits' (softmaxed for ECE and AP) or 'probabilities' (used as they are). */
+  outputs: 'logits' | 'probabilities';
+  inputName?: string;
+  outputName?: string;
+  scale: number;
+  mean: number[];
+  std: number[];
+  inputLayout: 'as-is' | 'CHW';
+  verticals?: VerticalMap;
+  latency: { warmup: number; iterations: number; batch: number };
+  threads: number;
+  outDir: string;
+  signal?: AbortSignal;
+  progress?: (done: number, total: number | undefined) => void;
+  warn?: (message: string) => void;
+}
+
+async function sha256File(path: string): Promise<string> {
+  const hash = createHash('sha256');
+  for await (const chunk of createReadStream(path)) hash.update(chunk as Buffer);
+  return hash.digest('hex');
+}
+
+const isFixed = (d: number | string | undefined): d is number => typeof d === 'number' && d > 0;
+
+/** An opened model with its checked input/output. */
+interface OpenModel {
+  spec: EvalModelSpec;
+  path: string;
+  session: Ort.InferenceSession;
+  inputName: string;
+  outputName: string;
+  inputType: 'float32' | 'uint8';
+  sampleDims: number[];
+  fixedBatch: number | undefined;
+  metrics: StreamingClassificationMetrics;
+}
+
+async function openModel(ort: typeof Ort, spec: EvalModelSpec, o: EvaluateOptions, data: DatasetInfo): Promise<OpenModel> {
+  const path = join(spec.dir, 'model.onnx');
+  if (!existsSync(path)) throw new Error(`model ${spec.name}: no model.onnx in ${spec.dir}`);
+  let session: Ort.InferenceSession;
+  try {
+    session = await ort.InferenceSession.create(path, { intraOpNumThreads: Math.max(1, o.threads), interOpNumThreads: 1, graphOptimizationLevel: 'all', executionProviders: ['cpu'] });
+  } catch (error) {
+    throw new Error(`ONNX model ${path}: cannot load (${(error as Error).message.split('\n')[0]})`);
+  }
+  try {
+    const where = `ONNX model ${path} (${spec.name})`;
+    const inputName = o.inputName ?? session.inputNames[0];
+    const input = session.inputMetadata.find((m) => m.name === inputName);
+    if (!inputName || !input || !input.isTensor) throw new Error(`${where}: no tensor input ${JSON.stringify(o.inputName)} (inputs: ${session.inputNames.join(', ')})`);
+    if (session.inputNames.length > 1 && !o.inputName) throw new Error(`${where}: several inputs (${session.inputNames.join(', ')}); set params.input`);
+    if (input.type !== 'float32' && input.type !== 'uint8') throw new Error(`${where}: input ${inputName} has dtype ${input.type}; eval feeds float32 (or uint8 pixels)`);
+    if (input.type === 'uint8' && data.input !== 'pixels') throw new Error(`${where}: input ${inputName} is uint8 but the dataset holds float32 features`);
+    const dims = [...input.shape];
+    const sampleDims = dims.slice(1);
+    if (dims.length < 2 || !sampleDims.every(isFixed)) throw new Error(`${where}: input ${inputName} has shape [${dims.join(', ')}]; need [batch, fixed dims...]`);
+    const perSample = (sampleDims as number[]).reduce((a, b) => a * b, 1);
+    if (perSample !== data.width) throw new Error(`${where}: input ${inputName} takes ${perSample} values per sample but the dataset's samples have shape [${data.shape.join(', ')}] (${data.width} values)`);
+    const outputName = o.outputName ?? session.outputNames[0]!;
+    const output = session.outputMetadata.find((m) => m.name === outputName);
+    if (!output || !output.isTensor) throw new Error(`${where}: no tensor output ${outputName} (outputs: ${session.outputNames.join(', ')})`);
+    const outDims = [...output.shape];
+    const width = outDims[outDims.length - 1];
+    if (outDims.length !== 2) throw new Error(`${where}: output ${outputName} has shape [${outDims.join(', ')}]; need [batch, classes]`);
+    if (isFixed(width) && width !== data.numClasses) throw new Error(`${where}: output ${outputName} has ${width} classes but the dataset has ${data.numClasses}`);
+    if (output.type !== 'float32') throw new Error(`${where}: output ${outputName} has dtype ${output.type}, need float32`);
+    const metrics = new StreamingClassificationMetrics({ numClasses: data.numClasses, topk: o.topk, eceBins: o.eceBins, probabilities: o.outputs === 'probabilities', ...(o.verticals ? { verticals: o.verticals } : {}) });
+    return { spec, path, session, inputName, outputName, inputType: input.type, sampleDims: sampleDims as number[], fixedBatch: isFixed(dims[0]) ? dims[0] : undefined, metrics };
+  } catch (error) {
+    await session.release();
+    throw error;
+  }
+}
+
+/** Per-channel affine transform of teacher-infer (see module comment); returns a row filler. */
+function inputTransform(o: EvaluateOptions, data: DatasetInfo): (dst: Float32Array, row: number, src: ArrayLike<number>, srcStart: number) => void {
+  const width = data.width;
+  const channels = data.shape.length === 3 ? (data.layout === 'HWC' ? data.shape[2]! : data.layout === 'CHW' ? data.shape[0]! : 1) : 1;
+  const spatial = width / channels;
+  const transpose = o.inputLayout === 'CHW' && data.layout === 'HWC' && channels > 1;
+  if (o.mean.length > 0 && o.mean.length !== channels && o.mean.length !== 1) throw new Error(`params.mean has ${o.mean.length} values for ${channels} channels`);
+  if (o.std.length > 0 && o.std.length !== channels && o.std.length !== 1) throw new Error(`params.std has ${o.std.length} values for ${channels} channels`);
+  const mul = new Float32Array(channels);
+  const add = new Float32Array(channels);
+  for (let ch = 0; ch < channels; ch++) {
+    const mean = o.mean.length ? o.mean[o.mean.length === 1 ? 0 : ch]! : 0;
+    const std = o.std.length ? o.std[o.std.length === 1 ? 0 : ch]! : 1;
+    if (!(std > 0)) throw new Error(`params.std[${ch}] must be > 0`);
+    mul[ch] = (data.input === 'pixels' ? o.scale : 1) / std;
+    add[ch] = -mean / std;
+  }
+  const chOf = (i: number) => (data.layout === 'CHW' ? Math.floor(i / spatial) : i % channels);
+  return (dst, row, src, srcStart) => {
+    const base = row * width;
+    if (transpose) {
+      for (let p = 0; p < spatial; p++) for (let ch = 0; ch < channels; ch++) dst[base + ch * spatial + p] = src[srcStart + p * channels + ch]! * mul[ch]! + add[ch]!;
+    } else {
+      for (let i = 0; i < width; i++) {
+        const ch = chOf(i);
+        dst[base + i] = src[srcStart + i]! * mul[ch]! + add[ch]!;
+      }
+    }
+  };
+}
+
+/** Reads `lossHistory` from a model directory's training.json: [{step, loss}] or [loss, ...]. */
+export function readLossHistory(dir: string): { step: number; loss: number }[] | undefined {
+  const file = join(dir, 'training.json');
+  if (!existsSync(file)) return undefined;
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(readFileSync(file, 'utf8'));
+  } catch (error) {
+    throw new Error(`${file}: malformed JSON (${(error as Error).message})`);
+  }
+  const history = (parsed as { lossHistory?: unknown } | null)?.lossHistory;
+  if (history === undefined) return undefined;
+  if (!Array.isArray(history)) throw new Error(`${file}: lossHistory must be an array`);
+  return history.map((entry, i) => {
+    const point = typeof entry === 'number' ? { step: i, loss: entry } : (entry as { step?: unknown; loss?: unknown });
+    if (typeof point.step !== 'number' || typeof point.loss !== 'number') throw new Error(`${file}: lossHistory[${i}] must be a number or {"step": number, "loss": number}`);
+    return { step: point.step, loss: point.loss };
+  });
+}
+
+/** Writes a file via temp + rename, so a reader never sees half of it. */
+function writeAtomic(path: string, text: string): void {
+  const tmp = `${path}.tmp-${process.pid}`;
+  try {
+    writeFileSync(tmp, text);
+    renameSync(tmp, path);
+  } catch (error) {
+    rmSync(tmp, { force: true });
+    throw error;
+  }
+}
+
+/** File-name-safe form of a stage id (e.g. `student@a/b` -> `student_a_b`). */
+const safeName = (name: string): string => name.replace(/[^A-Za-z0-9._-]/g, '_');
+
+export async function evaluateModels(o: EvaluateOptions): Promise<EvalReport> {
+  if (o.models.length === 0) throw new Error('eval: no models to evaluate (bind the input "model" to one or more stages holding model.onnx)');
+  const names = new Set<string>();
+  for (const m of o.models) {
+    if (names.has(m.name)) throw new Error(`eval: two models are named ${m.name}`);
+    names.add(m.name);
+  }
+  if (o.topk.some((k) => !Number.isInteger(k) || k < 1)) throw new Error(`params.topk: every k must be an integer >= 1, got ${JSON.stringify(o.topk)}`);
+  const dataset = await openShardSet(o.datasetDir);
+  const data = parseDatasetSchema(dataset.schema, `dataset ${o.datasetDir}`);
+  if (data.labels !== 'single') throw new Error(`dataset ${o.datasetDir}: multi-label evaluation in the eval stage is not implemented (use multiLabelMAP from the library)`);
+  if (!(data.numClasses > 0)) throw new Error(`dataset ${o.datasetDir}: distillery.num_classes is missing`);
+  if (o.verticals && o.verticals.classToVertical.length !== data.numClasses) {
+    throw new Error(`vertical map covers ${o.verticals.classToVertical.length} classes but dataset ${o.datasetDir} has ${data.numClasses}`);
+  }
+  const fill = inputTransform(o, data);
+  const ort = await import('onnxruntime-node');
+  const models: OpenModel[] = [];
+  try {
+    for (const spec of o.models) models.push(await openModel(ort, spec, o, data));
+    const fixed = [...new Set(models.map((m) => m.fixedBatch).filter((b): b is number => b !== undefined))];
+    if (fixed.length > 1) throw new Error(`eval: models have different fixed batch sizes (${fixed.join(', ')}); export them with a dynamic batch dimension`);
+    const batchSize = fixed[0] ?? o.batchSize;
+    if (fixed.length === 1 && batchSize !== o.batchSize) o.warn?.(`a model has a fixed batch size ${batchSize}; using it instead of ${o.batchSize}`);
+    const width = data.width;
+    const needUint8 = models.some((m) => m.inputType === 'uint8');
+    const floatInput = new Float32Array(batchSize * width);
+    const rawInput = needUint8 ? new Uint8Array(batchSize * width) : undefined;
+    const labels = new Int32Array(batchSize);
+    const ids: string[] = [];
+    const reference = models.find((m) => m.spec.role === 'teacher');
+    let rows = 0;
+    let done = 0;
+    let skipped = 0;
+    const splitsSeen = new Set<string>();
+
+    const runBatch = async () => {
+      let refTop1: Int32Array | undefined;
+      for (const m of models) {
+        const n = m.fixedBatch ?? rows;
+        const tensor = m.inputType === 'uint8'
+          ? new ort.Tensor('uint8', rawInput!.subarray(0, n * width), [n, ...m.sampleDims])
+          : new ort.Tensor('float32', floatInput.subarray(0, n * width), [n, ...m.sampleDims]);
+        const out = await m.session.run({ [m.inputName]: tensor }, [m.outputName]);
+        const result = out[m.outputName]!;
+        const c = result.dims[1];
+        if (result.dims.length !== 2 || c !== data.numClasses) {
+          throw new Error(`ONNX model ${m.path} (${m.spec.name}): output ${m.outputName} has shape [${result.dims.join(', ')}] but the dataset has ${data.numClasses} classes`);
+        }
+        const scores = (result.data as Float32Array).subarray(0, rows * c);
+        for (let i = 0; i < scores.length; i++) {
+          if (!Number.isFinite(scores[i]!)) throw new Error(`ONNX model ${m.path} (${m.spec.name}): non-finite output (NaN or Inf) for sample ${ids[Math.floor(i / c)]}`);
+        }
+        const top1 = m.metrics.add(scores, labels, rows, m === reference ? undefined : refTop1);
+        if (m === reference) refTop1 = top1;
+        result.dispose();
+      }
+      done += rows;
+      rows = 0;
+      ids.length = 0;
+      if (models.some((m) => m.fixedBatch !== undefined)) {
+        floatInput.fill(0);
+        rawInput?.fill(0);
+      }
+      o.progress?.(done, o.split === '*' ? dataset.totalRows : undefined);
+    };
+
+    for await (const batch of dataset.batches()) {
+      if (o.signal?.aborted) throw new Error('eval: cancelled');
+      const batchIds = batch.strings('id');
+      const splits = batch.strings('split');
+      const label = batch.numeric('label');
+      const values = batch.numeric(data.input);
+      for (let r = 0; r < batch.numRows; r++) {
+        splitsSeen.add(splits[r]!);
+        if (o.split !== '*' && splits[r] !== o.split) continue;
+        const y = label[r]!;
+        if (y === -1) {
+          skipped++;
+          continue;
+        }
+        if (!Number.isInteger(y) || y < 0 || y >= data.numClasses) {
+          throw new Error(`dataset ${batch.file}: sample ${batchIds[r]} has label ${y}, outside [0, ${data.numClasses})`);
+        }
+        fill(floatInput, rows, values, r * width);
+        if (rawInput) rawInput.set(values.subarray(r * width, (r + 1) * width), rows * width);
+        labels[rows] = y;
+        ids.push(batchIds[r]!);
+        rows++;
+        if (rows === batchSize) await runBatch();
+      }
+    }
+    if (rows > 0) await runBatch();
+    if (done === 0) throw new Error(`dataset ${o.datasetDir}: no labelled samples in split "${o.split}" (splits present: ${[...splitsSeen].join(', ') || 'none'})`);
+    if (skipped > 0) o.warn?.(`${skipped} unlabelled samples (label -1) skipped`);
+
+    // Efficiency: one model at a time, the same session options for all.
+    const reports: ModelReport[] = [];
+    for (const m of models) {
+      if (o.signal?.aborted) throw new Error('eval: cancelled');
+      const shape = [o.latency.batch, ...m.sampleDims];
+      let flops: number | null = null;
+      let flopsNote: string | undefined;
+      const graph = await readModelFile(m.path);
+      let parameters: number;
+      try {
+        const cost = modelCost(graph, { [m.inputName]: shape });
+        parameters = cost.parameters;
+        flops = cost.flops;
+      } catch (error) {
+        // Parameters do not depend on the op set; FLOPs are left out rather than undercounted.
+        parameters = modelCost({ ...graph, graph: { ...graph.graph, nodes: [] } }, { [m.inputName]: shape }).parameters;
+        flopsNote = (error as Error).message;
+        o.warn?.(`model ${m.spec.name}: FLOPs not counted (${flopsNote})`);
+      }
+      const latency = await measureLatency(m.path, m.fixedBatch ? [m.fixedBatch, ...m.sampleDims] : shape, { warmup: o.latency.warmup, iterations: o.latency.iterations, intraOpNumThreads: Math.max(1, o.threads) });
+      const efficiency: ModelEfficiency = {
+        parameters, flops, latencyP50Ms: latency.p50Ms, latencyP95Ms: latency.p95Ms, throughput: latency.throughput,
+        batch: latency.batch, iterations: latency.iterations, threads: Math.max(1, o.threads),
+        ...(flopsNote ? { flopsNote } : {}),
+      };
+      const lossHistory = readLossHistory(m.spec.dir);
+      reports.push({
+        name: m.spec.name, role: m.spec.role, modelSha256: await sha256File(m.path), metrics: m.metrics.summary(), efficiency,
+        ...(lossHistory ? { lossHistory } : {}),
+      });
+    }
+    const ref = reports.find((r) => r.role === 'teacher');
+    const efficiency: EfficiencyComparison[] = ref
+      ? reports.filter((r) => r.role === 'student').map((s) => ({
+        teacher: ref.name,
+        student: s.name,
+        speedup: ref.efficiency.latencyP50Ms / s.efficiency.latencyP50Ms,
+        parameterReduction: ref.efficiency.parameters / s.efficiency.parameters,
+        flopReduction: ref.efficiency.flops !== null && s.efficiency.flops !== null ? ref.efficiency.flops / s.efficiency.flops : null,
+      }))
+      : [];
+    const report: EvalReport = {
+      format: REPORT_FORMAT,
+      version: 1,
+      dataset: { split: o.split, samples: done, skippedUnlabelled: skipped, numClasses: data.numClasses, ...(data.classNames ? { classNames: data.classNames } : {}) },
+      topk: o.topk,
+      eceBins: o.eceBins,
+      ...(o.verticals ? { verticals: { names: o.verticals.names, classToVertical: Array.from(o.verticals.classToVertical) } } : {}),
+      ...(ref ? { referenceTeacher: ref.name } : {}),
+      models: reports,
+      efficiency,
+      plots: [],
+    };
+    writePlots(report, o.outDir);
+    writeAtomic(join(o.outDir, 'report.json'), `${JSON.stringify(report, null, 1)}\n`);
+    writeAtomic(join(o.outDir, 'report.md'), renderMarkdown(report));
+    return report;
+  } finally {
+    for (const m of models) await m.session.release();
+  }
+}
+
+/** Writes the SVG plots and lists them in `report.plots`. */
+function writePlots(report: EvalReport, outDir: string): void {
+  const write = (file: string, svg: string) => {
+    writeAtomic(join(outDir, file), svg);
+    report.plots.push(file);
+  };
+  for (const m of report.models) write(`reliability-${safeName(m.name)}.svg`, reliabilityDiagram(`Reliability: ${m.name} (ECE ${m.metrics.ece.toFixed(4)})`, m.metrics.reliability));
+  if (report.verticals) {
+    write('vertical-ap.svg', groupedBarChart('Per-vertical AP', report.verticals.names, report.models.map((m) => m.name), report.models.map((m) => m.metrics.perVerticalAP ?? []), 'AP', 1));
+  }
+  const withLoss = report.models.filter((m) => m.lossHistory && m.lossHistory.length > 0);
+  if (withLoss.length > 0) {
+    write('loss-curves.svg', lineChart('Training loss', withLoss.map((m) => ({ name: m.name, points: m.lossHistory!.map((p) => ({ x: p.step, y: p.loss })) })), 'step', 'loss'));
+  }
+  write('efficiency.svg', groupedBarChart('Latency p50 (ms)', ['p50 latency'], report.models.map((m) => m.name), report.models.map((m) => [m.efficiency.latencyP50Ms]), 'ms'));
+}
