@@ -5,6 +5,7 @@
  */
 import { Type } from '@sinclair/typebox';
 import { definePlugin, PathParam } from '@distillery/core';
+import { readFileSync } from 'node:fs';
 import { isAbsolute, resolve } from 'node:path';
 
 const params = Type.Object(
@@ -18,7 +19,7 @@ const params = Type.Object(
     activation: Type.Union([Type.Literal('softmax'), Type.Literal('sigmoid')], { default: 'softmax', description: 'softmax: one distribution; sigmoid: multi-label' }),
     temperature: Type.Number({ default: 1, exclusiveMinimum: 0, description: 'Capture temperature T for top-k log-probs and sampling' }),
     numClasses: Type.Optional(Type.Integer({ minimum: 1, description: 'Global label space size; default max(classMap)+1 or the model\'s classes' })),
-    classMap: Type.Optional(Type.Array(Type.Integer({ minimum: 0 }), { description: 'Global id of each local class (specialist vertical)' })),
+    classMap: Type.Optional(Type.Array(Type.Integer({ minimum: 0 }), { description: 'Global id of each local class (specialist vertical); default: class_map.json of the stage input named "classMap", if bound' })),
     storage: Type.Array(Type.Union([Type.Literal('dense'), Type.Literal('topk'), Type.Literal('sampled')]), {
       default: ['dense'], uniqueItems: true, description: 'Storage modes (combinable); features are stored when featuresOutput is set',
     }),
@@ -47,6 +48,7 @@ export default definePlugin({
     const { extractTeacherOutputs } = await import('./infer.js');
     const p = ctx.params;
     const abs = (path: string) => (isAbsolute(path) ? path : resolve(ctx.pipelineDir, path));
+    if (p.classMap && ctx.inputs.classMap) throw new Error('teacher-infer: both the classMap parameter and a "classMap" input are given; use one');
     const result = await extractTeacherOutputs({
       modelPath: p.model ? abs(p.model) : modelFromInput(ctx.input('model')),
       datasetDir: p.dataset ? abs(p.dataset) : ctx.input('dataset'),
@@ -58,7 +60,7 @@ export default definePlugin({
       activation: p.activation,
       temperature: p.temperature,
       numClasses: p.numClasses,
-      classMap: p.classMap,
+      classMap: p.classMap ?? classMapFromInput(ctx.inputs.classMap),
       dense: p.storage.includes('dense'),
       topk: p.storage.includes('topk') ? { k: p.k } : undefined,
       sampled: p.storage.includes('sampled') ? { draws: p.draws, tau: p.tau, seed: p.seed } : undefined,
@@ -79,6 +81,26 @@ export default definePlugin({
     return { metrics: { samples: result.samples, seconds: result.seconds, samples_per_s: result.samples / Math.max(result.seconds, 1e-9) } };
   },
 });
+
+/**
+ * A class map an upstream stage produced (e.g. eft-vertical): its directory's class_map.json, a
+ * JSON array of non-negative integers (global id of each local class). Undefined when unbound.
+ */
+function classMapFromInput(artifacts: readonly { path: string }[] | undefined): number[] | undefined {
+  if (!artifacts || artifacts.length === 0) return undefined;
+  if (artifacts.length > 1) throw new Error(`teacher-infer: input "classMap" is bound to ${artifacts.length} artifacts; bind one`);
+  const path = resolve(artifacts[0]!.path, 'class_map.json');
+  let map: unknown;
+  try {
+    map = JSON.parse(readFileSync(path, 'utf8'));
+  } catch (error) {
+    throw new Error(`teacher-infer: class map ${path}: cannot read (${(error as Error).message})`);
+  }
+  if (!Array.isArray(map) || map.length === 0 || !map.every((c) => Number.isInteger(c) && c >= 0)) {
+    throw new Error(`teacher-infer: class map ${path} must be a non-empty JSON array of non-negative integers`);
+  }
+  return map as number[];
+}
 
 /** The model an upstream stage produced: its directory's model.onnx. */
 function modelFromInput(dir: string): string {

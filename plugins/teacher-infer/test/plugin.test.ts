@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, readdirSync, rmSync, truncateSync, writeFileSync, readFileSync, statSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, rmSync, truncateSync, writeFileSync, readFileSync, statSync } from 'node:fs';
 import { createHash } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -109,6 +109,30 @@ test('sampled soft labels: counts sum to N, mean of count/N approaches the dense
         assert.deepEqual(Array.from(rows2[17]!.sample_counts as Uint16Array), Array.from(rows[17]!.sample_counts as Uint16Array));
       }
     }
+  } finally {
+    rmSync(root, { recursive: true, force: true });
+  }
+});
+
+test('class map from the "classMap" input (class_map.json of e.g. eft-vertical); bad files and double binding are errors', async () => {
+  const n = 10;
+  const { root, x } = setup(n, 3);
+  try {
+    await writeFeatureDataset(join(root, 'data'), x, dim, 100);
+    const classMap = [90, 12, 40, 7, 55, 3];
+    mkdirSync(join(root, 'vert'), { recursive: true });
+    writeFileSync(join(root, 'vert', 'class_map.json'), JSON.stringify(classMap));
+    const base = { model: 'teacher.onnx', dataset: 'data', activation: 'sigmoid', numClasses: 100, storage: ['topk'], k: 2 };
+    const { ctx } = makeCtx(plugin, base, { outDir: join(root, 'out'), pipelineDir: root, inputs: { classMap: join(root, 'vert') } });
+    await plugin.run(ctx);
+    const { set, rows } = await readAll(join(root, 'out'));
+    assert.deepEqual(parseTeacherSchema(set.schema).classMap, classMap);
+    for (const row of rows) for (const id of row.topk_ids as Int32Array) assert.ok(classMap.includes(id));
+    const both = makeCtx(plugin, { ...base, classMap }, { outDir: join(root, 'out2'), pipelineDir: root, inputs: { classMap: join(root, 'vert') } });
+    await assert.rejects(plugin.run(both.ctx), /both the classMap parameter and a "classMap" input/);
+    writeFileSync(join(root, 'vert', 'class_map.json'), '[1, -2]');
+    const bad = makeCtx(plugin, base, { outDir: join(root, 'out3'), pipelineDir: root, inputs: { classMap: join(root, 'vert') } });
+    await assert.rejects(plugin.run(bad.ctx), /class map .*vert\/class_map\.json must be a non-empty JSON array of non-negative integers/);
   } finally {
     rmSync(root, { recursive: true, force: true });
   }
