@@ -8,7 +8,7 @@ import { writeFileSync, renameSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { ShardWriter, datasetSchema, type ShardManifest } from '@distillery/core/shards/index';
 import { EftGenerator, overlapStatistics, type EftGeometry, type OverlapStats } from './generator.js';
-import { writeTaxonomy, TAXONOMY_FILE, VERTICALS_DIR } from './taxonomy.js';
+import { writeTaxonomy, EVAL_VERTICALS_FILE, TAXONOMY_FILE, VERTICALS_DIR } from './taxonomy.js';
 
 /** Everything one generation needs. */
 export interface GenerateOptions {
@@ -75,6 +75,7 @@ export async function generateEft(o: GenerateOptions): Promise<GenerateResult> {
     rmSync(join(o.outDir, TAXONOMY_FILE), { force: true });
     rmSync(join(o.outDir, VERTICALS_DIR), { recursive: true, force: true });
     rmSync(join(o.outDir, 'stats.json'), { force: true });
+    rmSync(join(o.outDir, EVAL_VERTICALS_FILE), { force: true });
     throw error;
   }
 }

@@ -6,6 +6,8 @@
  *   taxonomy.json                 the Taxonomy below (JSON)
  *   verticals/<name>.json         per vertical: JSON int array, the global class id of each local
  *                                 class of that vertical (ascending) = a specialist's class map
+ *   verticals.json                {"classToVertical": [...], "names": [...]}: the class -> vertical
+ *                                 map the eval stage reads (input `taxonomy`)
  *
  * taxonomy.json:
  *   { "format": "distillery-taxonomy", "version": 1, "numClasses": 100000,
@@ -22,6 +24,8 @@ import { join } from 'node:path';
 
 export const TAXONOMY_FILE = 'taxonomy.json';
 export const VERTICALS_DIR = 'verticals';
+/** The class -> vertical map in the eval stage's format. */
+export const EVAL_VERTICALS_FILE = 'verticals.json';
 
 /** One vertical: a coherent subset of classes taught by one specialist. */
 export interface VerticalInfo {
@@ -129,6 +133,10 @@ export function writeTaxonomy(dir: string, t: Taxonomy): void {
       renameSync(`${path}.tmp`, path);
       written.push(path);
     });
+    const evalMap = join(dir, EVAL_VERTICALS_FILE);
+    writeFileSync(`${evalMap}.tmp`, JSON.stringify({ classToVertical: t.classVertical, names: t.verticals.map((v) => v.name) }));
+    renameSync(`${evalMap}.tmp`, evalMap);
+    written.push(evalMap);
     const path = join(dir, TAXONOMY_FILE);
     writeFileSync(`${path}.tmp`, JSON.stringify(t));
     renameSync(`${path}.tmp`, path);

@@ -73,6 +73,7 @@ test('class-to-vertical map: CSV and TSV to a taxonomy, errors name the line', (
     writeTaxonomy(dir, t);
     assert.deepEqual(readdirSync(join(dir, 'verticals')).sort(), ['bird.json', 'car.json']);
     assert.deepEqual(readTaxonomy(dir), t);
+    assert.deepEqual(JSON.parse(readFileSync(join(dir, 'verticals.json'), 'utf8')), { classToVertical: [1, 0, 0, 0], names: ['car', 'bird'] });
     writeFileSync(join(dir, 'taxonomy.json'), JSON.stringify({ ...t, numClasses: 5 }));
     assert.throws(() => readTaxonomy(dir), /taxonomy .*taxonomy\.json: classVertical \(4\) and classGroup \(4\) must both have numClasses = 5 entries/);
   } finally {

@@ -89,7 +89,7 @@ test('run --json: one document with id, status, durationMs and key per stage; ex
   const doc = JSON.parse(r.stdout) as RunDoc;
   assert.equal(doc.pipeline, 'p');
   assert.equal(doc.status, 'ok');
-  assert.match(doc.runId, /^\d{8}T\d{6}-\d+-\w+$/);
+  assert.match(doc.runId, /^\d{8}T\d{9}-\d+-\w+$/);
   assert.deepEqual(doc.stages.map((s) => [s.id, s.status]), [['a', 'ran'], ['b', 'ran'], ['c', 'ran']]);
   for (const s of doc.stages) {
     assert.equal(typeof s.durationMs, 'number');

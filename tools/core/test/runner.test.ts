@@ -246,7 +246,7 @@ describe('runner', { concurrency: 2 }, () => {
     // Long sleeps only where an overlap must be observed.
     const stages = (journal: string, sleepMs: number): string[] => ['a', 'b', 'c'].map((n) => marker(n, { text: n, journal, sleepMs }));
     const f1 = writeText(root, 'one.yaml', pipelineYaml(stages(j1, 100)));
-    const f2 = writeText(root, 'two.yaml', pipelineYaml(stages(j2, 700)));
+    const f2 = writeText(root, 'two.yaml', pipelineYaml(stages(j2, 1000)));
     await runApi(root, f1, { machine: { cpus: 1, gpus: [], memoryMiB: 1024 } });
     assert.equal(maxOverlap(intervals(readJournal(j1))), 1);
     await runApi(root, f2, { machine: { cpus: 2, gpus: [], memoryMiB: 1024 } });

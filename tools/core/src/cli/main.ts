@@ -4,7 +4,7 @@
  */
 import { resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { Command, Option } from 'commander';
+import { Command, CommanderError, Option } from 'commander';
 import { PipelineError } from '../pipeline/diagnostics.js';
 import { loadPipeline } from '../pipeline/load.js';
 import type { Pipeline } from '../pipeline/model.js';
@@ -54,7 +54,9 @@ export function buildProgram(): Command {
   const program = new Command('distill')
     .description('Pipeline-as-code for knowledge distillation: run, plan and inspect pipelines of stage plugins')
     .showHelpAfterError()
-    .configureOutput({ writeErr: (s) => process.stderr.write(s) });
+    .configureOutput({ writeErr: (s) => process.stderr.write(s) })
+    // Usage errors exit 2 (1 means a stage failed); inherited by every subcommand defined below.
+    .exitOverride();
 
   withCommon(program.command('run <pipeline>').description('run the pipeline; only stages whose inputs, params or code changed execute'))
     .option('--force <stage>', 'run this stage even if cached (repeatable)', collect, [])
@@ -225,7 +227,10 @@ export async function main(argv: string[]): Promise<void> {
   try {
     await program.parseAsync(argv);
   } catch (error) {
-    if (error instanceof PipelineError) {
+    if (error instanceof CommanderError) {
+      // commander has already printed its message.
+      process.exitCode = error.code === 'commander.helpDisplayed' || error.code === 'commander.version' || error.code === 'commander.help' ? 0 : 2;
+    } else if (error instanceof PipelineError) {
       process.stderr.write(`${error.message}\n`);
       process.stderr.write(`${error.diagnostics.length} error(s); nothing was run\n`);
       process.exitCode = 2;

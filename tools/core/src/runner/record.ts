@@ -59,9 +59,11 @@ export function readRunRecords(runsDir: string, pipeline?: string): RunRecord[] 
       // a record being written by a concurrent run; skip
     }
   }
-  return records;
+  // Newest first by start time (ids of older versions had one-second resolution).
+  return records.sort((a, b) => (a.startedAt < b.startedAt ? 1 : a.startedAt > b.startedAt ? -1 : a.runId < b.runId ? 1 : -1));
 }
 
 export function newRunId(): string {
-  return `${new Date().toISOString().replace(/[-:]/g, '').replace(/\..*/, '')}-${process.pid}-${Math.random().toString(36).slice(2, 6)}`;
+  // Millisecond resolution, so that runs started in the same second still sort by time.
+  return `${new Date().toISOString().replace(/[-:]/g, '').replace('.', '').replace('Z', '')}-${process.pid}-${Math.random().toString(36).slice(2, 6)}`;
 }

@@ -128,6 +128,11 @@ async function loadBackend(tf: Tf, name: Exclude<BackendPreference, 'auto'>, cpu
   }
 }
 
+/** A node worker_threads Worker as emscripten holds it. */
+interface WorkerLike {
+  unref?: () => void;
+}
+
 /** Source text of a Blob built from strings, kept so it can be written to a file synchronously. */
 const BLOB_TEXT = Symbol('blobText');
 
@@ -188,6 +193,9 @@ async function initWasmThreads(
     wasm.setThreadsCount(threads);
     if (!(await tf.setBackend('wasm'))) throw new Error('setBackend(wasm) failed');
     await tf.ready();
+    // The pool's worker threads must not keep the process alive once the work is done.
+    const pthreads = (tf.backend() as unknown as { wasm?: { PThread?: { unusedWorkers: WorkerLike[]; runningWorkers: WorkerLike[] } } }).wasm?.PThread;
+    for (const worker of [...(pthreads?.unusedWorkers ?? []), ...(pthreads?.runningWorkers ?? [])]) worker.unref?.();
   } finally {
     globalThis.Blob = OriginalBlob;
     URL.createObjectURL = originalCreateObjectURL;

@@ -1,3 +1,6 @@
+// Training throughput of the 100K-class students (generalist MLP 256-256-64-C, KC with SC head and
+// self-paced scales) on the tfjs backend student-train picks, batch 256, Adam: ms/step and samples/s.
+// Usage: npx tsc -b && node bench/eft-100k/head-throughput.mjs [classes=100000]
 import { selectBackend } from '@distillery/core/tfjs/backend';
 const choice = await selectBackend({ cpus: 2, gpus: [], prefer: 'auto', log: () => {} });
 const tf = choice.tf;
