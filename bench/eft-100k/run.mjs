@@ -99,9 +99,9 @@ for (const [i, spc] of scales.entries()) {
       const rerun = await runPipeline(root, sets);
       const ran = stagesOf(rerun.record).filter((s) => s.status === 'ran').map((s) => s.id);
       console.log(`  rerun, nothing changed: ${rerun.seconds.toFixed(2)} s, stages run: ${ran.length ? ran.join(', ') : 'none'}`);
-      const change = await runPipeline(root, [...sets, 'generalist.maxSteps=1']);
+      const change = await runPipeline(root, [...sets, 'eval.latencyRuns=7']);
       const ran2 = stagesOf(change.record).filter((s) => s.status === 'ran').map((s) => s.id);
-      console.log(`  one parameter changed (generalist.maxSteps): ${change.seconds.toFixed(1)} s, stages run: ${ran2.join(', ')}`);
+      console.log(`  one eval parameter changed (eval.latencyRuns): ${change.seconds.toFixed(1)} s, stages run: ${ran2.join(', ')}`);
       Object.assign(row, { rerunSeconds: rerun.seconds, rerunStages: ran.length, changedStages: ran2 });
     }
     results.push(row);

@@ -302,9 +302,12 @@ export class EftGenerator {
   /**
    * Rows of one split in chunks: row i of the split is class (j mod C), instance floor(j / C)
    * of a seeded permutation j of [0, C * perClass). Yields column batches for the shard writer.
+   * `classStride` s > 1 keeps only classes 0, s, 2s, ... (a class-subsampled evaluation split:
+   * every class with rows still competes with all C classes at scoring time).
    */
-  *rows(split: string, perClass: number, chunkRows: number): Generator<{ ids: string[]; splits: string[]; labels: Int32Array; features: Float32Array; rows: number }> {
-    const C = this.geometry.classes;
+  *rows(split: string, perClass: number, chunkRows: number, classStride = 1): Generator<{ ids: string[]; splits: string[]; labels: Int32Array; features: Float32Array; rows: number }> {
+    if (!(Number.isInteger(classStride) && classStride >= 1)) throw new Error(`eft-generate: class stride must be an integer >= 1, got ${classStride}`);
+    const C = Math.ceil(this.geometry.classes / classStride);
     const d = this.geometry.dim;
     const n = C * perClass;
     if (n === 0) return;
@@ -318,7 +321,7 @@ export class EftGenerator {
       const features = new Float32Array(rows * d);
       for (let i = 0; i < rows; i++) {
         const j = perm.at(start + i);
-        const c = j % C;
+        const c = (j % C) * classStride;
         this.sample(split, c, Math.floor(j / C), x);
         features.set(x, i * d);
         labels[i] = c;

@@ -1,7 +1,7 @@
 /**
  * `eval` stage: evaluates classifiers on a dataset split and writes report.json, report.md and
  * SVG plots. Inputs: `dataset` (dataset shard set), `model` (one or several stages whose output
- * holds model.onnx: the students; each is named by its stage id), optional `teacher` (stages
+ * holds model.onnx, or an msd-bundle stage: the students; each is named by its stage id), optional `teacher` (stages
  * holding model.onnx: reference models; the first is the reference for agreement and the
  * teacher vs student efficiency table), optional `taxonomy` (a stage whose output holds
  * verticals.json, used when the `verticals` param is not set). Heavy work: ./stage/evaluate.js.
@@ -75,6 +75,10 @@ export default definePlugin({
       metrics[`${m.name}/ece`] = m.metrics.ece;
       if (m.metrics.meanPerVerticalAP !== undefined && m.metrics.meanPerVerticalAP !== null) metrics[`${m.name}/mpvap`] = m.metrics.meanPerVerticalAP;
       if (m.metrics.agreement !== undefined) metrics[`${m.name}/agreement`] = m.metrics.agreement;
+      if (m.composite) {
+        metrics[`${m.name}/routing_accuracy`] = m.composite.routingAccuracy;
+        metrics[`${m.name}/known_partition_top1`] = m.composite.knownPartitionTop1;
+      }
       ctx.log.info(`${m.name}: top-1 ${(m.metrics.top1 * 100).toFixed(2)}%, ECE ${m.metrics.ece.toFixed(4)}, p50 ${m.efficiency.latencyP50Ms.toFixed(3)} ms`);
     }
     return { metrics };

@@ -26,7 +26,7 @@ const Student = Type.Object(
 const params = Type.Object(
   {
     student: Student,
-    loss: Type.Union([Type.Literal('ce'), Type.Literal('kd'), Type.Literal('sigmoid_kd'), Type.Literal('kc')], { default: 'ce' }),
+    loss: Type.Union([Type.Literal('ce'), Type.Literal('sigmoid_ce'), Type.Literal('kd'), Type.Literal('sigmoid_kd'), Type.Literal('kc')], { default: 'ce' }),
     divergence: Type.Union(
       ['forward_kl', 'reverse_kl', 'js', 'tv', 'hellinger', 'skew_kl', 'skew_rkl'].map((d) => Type.Literal(d)),
       { default: 'forward_kl' },
@@ -38,6 +38,11 @@ const params = Type.Object(
     topkPolicy: Type.Union([Type.Literal('renormalise'), Type.Literal('rest')], { default: 'renormalise' }),
     kcTopK: Type.Integer({ minimum: 1, default: 100 }),
     kcGtMix: Type.Number({ minimum: 0, maximum: 1, default: 0 }),
+    sampledNegatives: Type.Integer({
+      minimum: 0,
+      default: 0,
+      description: 'sigmoid losses: 0 = all classes; R = batch positives + R shared uniform negatives weighted to the full sum (an unbiased approximation)',
+    }),
     optimizer: Type.Union([Type.Literal('adam'), Type.Literal('sgd')], { default: 'adam' }),
     lr: Type.Number({ exclusiveMinimum: 0, default: 1e-3 }),
     momentum: Type.Number({ minimum: 0, maximum: 1, default: 0.9 }),
@@ -101,6 +106,7 @@ export default definePlugin({
           topkPolicy: p.topkPolicy,
           kcTopK: p.kcTopK,
           kcGtMix: p.kcGtMix,
+          sampledNegatives: p.sampledNegatives,
         },
         optimizer: { name: p.optimizer, lr: p.lr, beta1: 0.9, beta2: 0.999, eps: 1e-8, momentum: p.momentum, weightDecay: p.weightDecay },
         schedule: { name: p.schedule, warmupSteps: p.warmupSteps, stepSize: p.stepSize, gamma: p.gamma, minFactor: 0 },

@@ -134,8 +134,18 @@ export function kcTarget(
   topK: number,
   gtMix: number,
 ): SparseTarget {
-  return sparseFromLists(
-    samples.map((s) => {
+  return sparseFromLists(kcTargetRows(samples, infos, verticalOfClass, topK, gtMix), 'zero');
+}
+
+/** kcTarget's per-sample (ids, probs) lists, before padding into tensors. */
+export function kcTargetRows(
+  samples: Sample[],
+  infos: TeacherOutputOptions[],
+  verticalOfClass: Int32Array,
+  topK: number,
+  gtMix: number,
+): { ids: number[]; probs: number[]; tail: number }[] {
+  return samples.map((s) => {
       const v = s.label >= 0 && s.label < verticalOfClass.length ? verticalOfClass[s.label]! : -1;
       if (v < 0) throw new Error(`knowledge concentration: sample "${s.id}" has label ${s.label}, which is in no teacher's vertical`);
       const row = s.teachers[v]!;
@@ -163,7 +173,5 @@ export function kcTarget(
         }
       }
       return { ids, probs, tail: 0 };
-    }),
-    'zero',
-  );
+    });
 }

@@ -11,16 +11,19 @@ import { epochBatches, type Sample, type TrainingData } from './data.js';
 import { crossEntropy, divergenceLoss, sigmoidCrossEntropy, sigmoidKd, type DivergenceName, type TeacherTarget } from './losses/index.js';
 import { createStudent, parameterCount, type Student, type StudentConfig } from './models/student.js';
 import { clipByGlobalNorm, Optimizer, scheduleFactor, type OptimizerConfig, type ScheduleConfig } from './optim.js';
-import { chooseSource, kcTarget, softTarget, teacherClasses, type SoftLabelSource, type TopkPolicy } from './targets.js';
+import { sampleColumns, sampledSigmoidCrossEntropy, targetsAtColumns, type SparseRow } from './losses/sampled.js';
+import { Rng } from './rng.js';
+import { chooseSource, kcTarget, kcTargetRows, softTarget, teacherClasses, type SoftLabelSource, type TopkPolicy } from './targets.js';
 
 /** What to learn from. */
 export interface LossConfig {
   /**
    * ce: hard labels only (no teacher); kd: alpha * CE + (1-alpha) * T^2 * D(teacher || student);
    * sigmoid_kd: BCE against teacher sigmoids; kc: Knowledge Concentration (sigmoid BCE against the
-   * label's vertical teacher, several teachers).
+   * label's vertical teacher, several teachers); sigmoid_ce: hard labels with per-class sigmoid
+   * cross-entropy (one-hot or multi-hot), also on single-label data.
    */
-  kind: 'ce' | 'kd' | 'sigmoid_kd' | 'kc';
+  kind: 'ce' | 'sigmoid_ce' | 'kd' | 'sigmoid_kd' | 'kc';
   divergence: DivergenceName;
   temperature: number;
   alpha: number;
@@ -31,6 +34,11 @@ export interface LossConfig {
   kcTopK: number;
   /** kc: weight of the one-hot ground truth mixed into the target. */
   kcGtMix: number;
+  /**
+   * Sigmoid losses (sigmoid_ce, ce on multi-label data, kc): 0 = every class; R > 0 = the batch's
+   * positive classes plus R shared uniform negatives reweighted to the full sum (losses/sampled.ts).
+   */
+  sampledNegatives: number;
 }
 
 export interface TrainConfig {
@@ -148,7 +156,7 @@ export function kcVerticals(data: TrainingData, numClasses: number): { verticals
 export async function trainStudent(data: TrainingData, config: TrainConfig, stateDir: string, hooks: TrainHooks): Promise<TrainResult> {
   const numClasses = data.info.numClasses;
   const loss = config.loss;
-  const needsTeacher = loss.kind !== 'ce';
+  const needsTeacher = loss.kind !== 'ce' && loss.kind !== 'sigmoid_ce';
   if (needsTeacher && data.teachers.length === 0) throw new Error(`loss "${loss.kind}" needs teacher outputs (input "teacher")`);
   if (loss.kind !== 'kc' && data.teachers.length > 1) throw new Error(`loss "${loss.kind}" takes one teacher, got ${data.teachers.length} (several teachers: loss kc)`);
   let studentConfig = config.student;
@@ -163,10 +171,20 @@ export async function trainStudent(data: TrainingData, config: TrainConfig, stat
   if (teacher && loss.kind === 'kd' && teacher.info.activation !== 'softmax') throw new Error(`loss kd needs a softmax teacher; ${teacher.where} is ${teacher.info.activation} (use sigmoid_kd)`);
 
   const student = createStudent(studentConfig, data.info.shape, numClasses, config.seed);
+  const sigmoidHard = loss.kind === 'sigmoid_ce' || (loss.kind === 'ce' && data.info.labels === 'multi');
+  const sampled = (loss.sampledNegatives ?? 0) > 0 && (sigmoidHard || loss.kind === 'kc');
+  if ((loss.sampledNegatives ?? 0) > 0 && !sampled) throw new Error(`sampledNegatives applies to sigmoid losses (sigmoid_ce, ce on multi-label data, kc), not to loss "${loss.kind}"${loss.kind === 'ce' ? ' on single-label data (use sigmoid_ce)' : ''}`);
+  if (sampled && !student.applyColumns) throw new Error(`sampledNegatives: student arch "${studentConfig.arch}" has no column-subset head (use mlp or kc)`);
+  if (sigmoidHard || loss.kind === 'kc' || loss.kind === 'sigmoid_kd') {
+    // Sigmoid losses over many classes: start the output biases at the prior log(1/C) (as in
+    // focal-loss detectors), so the first steps do not spend themselves pushing C-1 negatives down.
+    const outputBias = studentConfig.arch === 'mlp' ? [`fc${studentConfig.hidden.length}.bias`] : studentConfig.arch === 'kc' && !studentConfig.selfPaced ? studentConfig.verticals.map((_, v) => `sc.out${v}.bias`) : [];
+    for (const p of student.params) if (outputBias.includes(p.name)) p.variable.assign(tf.fill(p.variable.shape, -Math.log(numClasses)));
+  }
   const optimizer = new Optimizer(config.optimizer, student.params);
   const batchesPerEpoch = Math.ceil(data.rows / config.batchSize);
   const totalSteps = config.maxSteps > 0 ? Math.min(config.maxSteps, batchesPerEpoch * config.epochs) : batchesPerEpoch * config.epochs;
-  hooks.log(`student ${studentConfig.arch}: ${parameterCount(student)} parameters; ${data.rows} ${data.split} rows, ${batchesPerEpoch} batches/epoch, ${totalSteps} steps; loss ${loss.kind}${needsTeacher ? ` from ${loss.kind === 'kc' ? `${data.teachers.length} teachers` : source}` : ''}`);
+  hooks.log(`student ${studentConfig.arch}: ${parameterCount(student)} parameters; ${data.rows} ${data.split} rows, ${batchesPerEpoch} batches/epoch, ${totalSteps} steps; loss ${loss.kind}${needsTeacher ? ` from ${loss.kind === 'kc' ? `${data.teachers.length} teachers` : source}` : ''}${sampled ? `; sigmoid CE on the batch's positives + ${loss.sampledNegatives} sampled negatives` : ''}`);
 
   let step = 0;
   let startEpoch = 0;
@@ -211,6 +229,30 @@ export async function trainStudent(data: TrainingData, config: TrainConfig, stat
       tf.tidy(() => {
         const x = inputTensor(samples, data.info.shape);
         const labels = tf.tensor1d(Int32Array.from(samples, (s) => s.label), 'int32');
+        if (sampled) {
+          // The step's columns come from a per-step seed, so a resumed run draws the same ones.
+          const rows: SparseRow[] =
+            loss.kind === 'kc'
+              ? kcTargetRows(samples, data.teachers.map((t) => t.info), verticalOfClass!, loss.kcTopK, loss.kcGtMix)
+              : samples.map((s) => {
+                  const ids = s.labels ?? (s.label >= 0 ? [s.label] : []);
+                  return { ids, probs: ids.map(() => 1) };
+                });
+          const cols = sampleColumns(rows, numClasses, loss.sampledNegatives, new Rng((config.seed * 1000003 + step * 7919 + 17) >>> 0));
+          const targets = tf.tensor2d(targetsAtColumns(rows, cols.columns), [samples.length, cols.columns.length]);
+          const weights = tf.tensor1d(cols.weights);
+          const t = loss.kind === 'kc' ? loss.temperature : 1;
+          const name = loss.kind === 'kc' ? 'soft' : 'hard';
+          const { value, grads } = tf.variableGrads(() => {
+            const logits = student.applyColumns!(x, true, cols.columns);
+            const total = tf.mul(sampledSigmoidCrossEntropy(logits, targets, weights, t), t * t) as tf.Scalar;
+            return total;
+          }, vars);
+          termValues.total = value.dataSync()[0]!;
+          termValues[name] = termValues.total;
+          finishStep(value, grads);
+          return;
+        }
         let target: TeacherTarget | undefined;
         if (loss.kind === 'kc') target = kcTarget(samples, data.teachers.map((t) => t.info), verticalOfClass!, loss.kcTopK, loss.kcGtMix);
         else if (teacher) target = softTarget(samples.map((s) => s.teachers[0]!), teacher.info, source, loss.topkPolicy, loss.temperature, numClasses, teacher.where);
@@ -219,8 +261,8 @@ export async function trainStudent(data: TrainingData, config: TrainConfig, stat
           const logits = student.apply(x, true);
           const t = loss.temperature;
           let total: tf.Scalar;
-          if (loss.kind === 'ce') {
-            total = data.info.labels === 'multi' ? sigmoidCrossEntropy(logits, multiHot(samples, numClasses)) : crossEntropy(logits, labels);
+          if (loss.kind === 'ce' || loss.kind === 'sigmoid_ce') {
+            total = sigmoidHard ? sigmoidCrossEntropy(logits, multiHot(samples, numClasses)) : crossEntropy(logits, labels);
             terms.hard = tf.keep(total);
           } else if (loss.kind === 'kd') {
             const soft = tf.mul(divergenceLoss(loss.divergence, logits, target!, t, loss.skew), t * t) as tf.Scalar;
@@ -244,6 +286,9 @@ export async function trainStudent(data: TrainingData, config: TrainConfig, stat
         }, vars);
         for (const [name, t] of Object.entries(terms)) termValues[name] = t.dataSync()[0]!;
         termValues.total = value.dataSync()[0]!;
+        finishStep(value, grads);
+      });
+      function finishStep(_value: tf.Scalar, grads: tf.NamedTensorMap): void {
         for (const [name, v] of Object.entries(termValues)) {
           if (!Number.isFinite(v)) throw new Error(`training stopped at step ${step}: loss term "${name}" is ${v} (lr ${lr})`);
         }
@@ -256,7 +301,7 @@ export async function trainStudent(data: TrainingData, config: TrainConfig, stat
         if (!Number.isFinite(norm)) throw new Error(`training stopped at step ${step}: gradient norm is ${norm} (loss ${termValues.total})`);
         termValues.grad_norm = norm;
         optimizer.apply(named, lr);
-      });
+      }
       finalLoss = termValues.total!;
       for (const [name, v] of Object.entries(termValues)) hooks.metric(name === 'total' ? 'loss' : `loss/${name}`, v, step);
       hooks.metric('lr', lr, step);

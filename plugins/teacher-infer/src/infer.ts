@@ -31,6 +31,14 @@ export interface ExtractOptions {
   numClasses?: number;
   /** Global id of each local class of the teacher (a specialist's vertical); default identity. */
   classMap?: number[];
+  /**
+   * Keep only these output columns of the teacher, in this order (e.g. one multi-student
+   * partition's classes, local order): the outputs then live in that restricted label space
+   * (num_classes = restrictTo.length, no class map; logits are the gathered columns, top-k and
+   * samples renormalised over them, i.e. the teacher conditioned on the subset). Recorded in the
+   * metadata key `distillery.restricted_to`. Not combinable with classMap.
+   */
+  restrictTo?: number[];
   dense: boolean;
   topk?: { k: number };
   sampled?: { draws: number; tau: number; seed: number };
@@ -107,6 +115,27 @@ export function checkClassMap(classMap: number[], numClasses: number, localClass
   return Int32Array.from(classMap);
 }
 
+/** Checks restrictTo: distinct output columns of the teacher; returns it as Int32Array. */
+export function checkRestriction(restrictTo: number[], localClasses: number, hasClassMap: boolean): Int32Array {
+  if (hasClassMap) throw new Error('restrictTo and classMap cannot be combined: restrictTo defines the output label space itself');
+  if (restrictTo.length === 0) throw new Error('restrictTo is empty');
+  const seen = new Set<number>();
+  restrictTo.forEach((col, j) => {
+    if (!Number.isInteger(col) || col < 0 || col >= localClasses) throw new Error(`restrictTo[${j}] = ${col} is not an output column of the teacher (it has ${localClasses})`);
+    if (seen.has(col)) throw new Error(`restrictTo[${j}] = ${col} is a duplicate`);
+    seen.add(col);
+  });
+  return Int32Array.from(restrictTo);
+}
+
+/** Row-major gather: out[r, j] = logits[r, columns[j]]. */
+export function gatherColumns(logits: Float32Array, rows: number, width: number, columns: Int32Array): Float32Array {
+  const m = columns.length;
+  const out = new Float32Array(rows * m);
+  for (let r = 0; r < rows; r++) for (let j = 0; j < m; j++) out[r * m + j] = logits[r * width + columns[j]!]!;
+  return out;
+}
+
 interface ModelIo {
   inputName: string;
   outputName: string;
@@ -179,10 +208,12 @@ export async function extractTeacherOutputs(o: ExtractOptions): Promise<ExtractR
   const session = await openSession(ort, o.modelPath, o.threads, o.gpus, o.warn ?? (() => {}));
   try {
     const io = checkModelIo(session, o, data);
-    const numClasses = o.numClasses ?? (o.classMap ? Math.max(...o.classMap) + 1 : io.localClasses);
+    const restrict = o.restrictTo ? checkRestriction(o.restrictTo, io.localClasses, o.classMap !== undefined) : undefined;
+    const outClasses = restrict ? restrict.length : io.localClasses;
+    const numClasses = o.numClasses ?? (o.classMap ? Math.max(...o.classMap) + 1 : outClasses);
     const classMap = o.classMap ? checkClassMap(o.classMap, numClasses, io.localClasses) : undefined;
-    if (!classMap && numClasses !== io.localClasses) throw new Error(`numClasses ${numClasses} differs from the teacher's ${io.localClasses} outputs; give a classMap`);
-    if (o.topk && (!Number.isInteger(o.topk.k) || o.topk.k < 1 || o.topk.k > io.localClasses)) throw new Error(`topk.k = ${o.topk.k} must be in [1, ${io.localClasses}]`);
+    if (!classMap && numClasses !== outClasses) throw new Error(`numClasses ${numClasses} differs from the teacher's ${outClasses} outputs${restrict ? ' after restrictTo' : ''}; give a classMap`);
+    if (o.topk && (!Number.isInteger(o.topk.k) || o.topk.k < 1 || o.topk.k > outClasses)) throw new Error(`topk.k = ${o.topk.k} must be in [1, ${outClasses}]`);
     if (o.sampled && (!Number.isInteger(o.sampled.draws) || o.sampled.draws < 1 || o.sampled.draws > 65535)) throw new Error(`sampled.draws = ${o.sampled.draws} must be in [1, 65535]`);
     if (!o.dense && !o.topk && !o.sampled && !io.featureDim) throw new Error('no storage mode selected (dense, topk, sampled or features)');
     const storage: StorageSpec = { dense: o.dense };
@@ -190,9 +221,10 @@ export async function extractTeacherOutputs(o: ExtractOptions): Promise<ExtractR
     if (o.sampled) storage.sampled = { ...o.sampled };
     if (io.featureDim) storage.features = { dim: io.featureDim };
     const schema = teacherOutputSchema({ teacherId: o.teacherId, modelSha256, temperature: o.temperature, activation: o.activation, numClasses, classMap: o.classMap, storage });
+    if (restrict) schema.metadata['distillery.restricted_to'] = JSON.stringify(Array.from(restrict));
     const writer = await ShardWriter.create({ dir: o.outDir, schema, rowsPerShard: o.rowsPerShard });
     try {
-      const samples = await runBatches(ort, session, io, o, data, dataset.batches(), dataset.totalRows, classMap, writer);
+      const samples = await runBatches(ort, session, io, o, data, dataset.batches(), dataset.totalRows, classMap, restrict, writer);
       const manifest = await writer.close();
       return { samples, seconds: (performance.now() - t0) / 1000, manifest };
     } catch (error) {
@@ -206,7 +238,7 @@ export async function extractTeacherOutputs(o: ExtractOptions): Promise<ExtractR
 
 async function runBatches(
   ort: typeof Ort, session: Ort.InferenceSession, io: ModelIo, o: ExtractOptions, data: DatasetInfo,
-  source: AsyncGenerator<ShardBatch>, totalRows: number, classMap: Int32Array | undefined, writer: ShardWriter,
+  source: AsyncGenerator<ShardBatch>, totalRows: number, classMap: Int32Array | undefined, restrict: Int32Array | undefined, writer: ShardWriter,
 ): Promise<number> {
   const batchSize = io.fixedBatch ?? o.batchSize;
   if (io.fixedBatch && o.batchSize !== io.fixedBatch) o.warn?.(`model has a fixed batch size ${io.fixedBatch}; using it instead of ${o.batchSize}`);
@@ -266,9 +298,10 @@ async function runBatches(
   };
   const finish = (b: PendingBatch, out: Ort.InferenceSession.OnnxValueMapType) => {
     const n = b.rows;
-    const c = io.localClasses;
     const logitsTensor = out[io.outputName]!;
-    const logits = (logitsTensor.data as Float32Array).subarray(0, n * c);
+    const full = (logitsTensor.data as Float32Array).subarray(0, n * io.localClasses);
+    const logits = restrict ? gatherColumns(full, n, io.localClasses, restrict) : full;
+    const c = restrict ? restrict.length : io.localClasses;
     const bad = firstNonFiniteRow(logits, c);
     if (bad >= 0) throw new Error(`teacher ${o.teacherId}: non-finite output (NaN or Inf) for sample ${b.ids[bad]} (model ${o.modelPath})`);
     const columns: Record<string, ColumnValues> = { id: b.ids };

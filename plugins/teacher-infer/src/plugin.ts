@@ -20,6 +20,7 @@ const params = Type.Object(
     temperature: Type.Number({ default: 1, exclusiveMinimum: 0, description: 'Capture temperature T for top-k log-probs and sampling' }),
     numClasses: Type.Optional(Type.Integer({ minimum: 1, description: 'Global label space size; default max(classMap)+1 or the model\'s classes' })),
     classMap: Type.Optional(Type.Array(Type.Integer({ minimum: 0 }), { description: 'Global id of each local class (specialist vertical); default: class_map.json of the stage input named "classMap", if bound' })),
+    restrictTo: Type.Optional(Type.Array(Type.Integer({ minimum: 0 }), { description: 'Keep only these teacher output columns, in this order (a multi-student partition in local order): outputs live in that restricted label space. Default: class_map.json of the stage input named "restrictTo", if bound' })),
     storage: Type.Array(Type.Union([Type.Literal('dense'), Type.Literal('topk'), Type.Literal('sampled')]), {
       default: ['dense'], uniqueItems: true, description: 'Storage modes (combinable); features are stored when featuresOutput is set',
     }),
@@ -49,6 +50,8 @@ export default definePlugin({
     const p = ctx.params;
     const abs = (path: string) => (isAbsolute(path) ? path : resolve(ctx.pipelineDir, path));
     if (p.classMap && ctx.inputs.classMap) throw new Error('teacher-infer: both the classMap parameter and a "classMap" input are given; use one');
+    if (p.restrictTo && ctx.inputs.restrictTo) throw new Error('teacher-infer: both the restrictTo parameter and a "restrictTo" input are given; use one');
+    const restrictTo = p.restrictTo ?? classMapFromInput(ctx.inputs.restrictTo, 'restrictTo');
     const result = await extractTeacherOutputs({
       modelPath: p.model ? abs(p.model) : modelFromInput(ctx.input('model')),
       datasetDir: p.dataset ? abs(p.dataset) : ctx.input('dataset'),
@@ -61,6 +64,7 @@ export default definePlugin({
       temperature: p.temperature,
       numClasses: p.numClasses,
       classMap: p.classMap ?? classMapFromInput(ctx.inputs.classMap),
+      ...(restrictTo ? { restrictTo } : {}),
       dense: p.storage.includes('dense'),
       topk: p.storage.includes('topk') ? { k: p.k } : undefined,
       sampled: p.storage.includes('sampled') ? { draws: p.draws, tau: p.tau, seed: p.seed } : undefined,
@@ -83,12 +87,13 @@ export default definePlugin({
 });
 
 /**
- * A class map an upstream stage produced (e.g. eft-vertical): its directory's class_map.json, a
- * JSON array of non-negative integers (global id of each local class). Undefined when unbound.
+ * A class map an upstream stage produced (e.g. eft-vertical, partition-subset): its directory's
+ * class_map.json, a JSON array of non-negative integers (global id of each local class). Used for
+ * the inputs "classMap" and "restrictTo". Undefined when unbound.
  */
-function classMapFromInput(artifacts: readonly { path: string }[] | undefined): number[] | undefined {
+function classMapFromInput(artifacts: readonly { path: string }[] | undefined, inputName = 'classMap'): number[] | undefined {
   if (!artifacts || artifacts.length === 0) return undefined;
-  if (artifacts.length > 1) throw new Error(`teacher-infer: input "classMap" is bound to ${artifacts.length} artifacts; bind one`);
+  if (artifacts.length > 1) throw new Error(`teacher-infer: input "${inputName}" is bound to ${artifacts.length} artifacts; bind one`);
   const path = resolve(artifacts[0]!.path, 'class_map.json');
   let map: unknown;
   try {

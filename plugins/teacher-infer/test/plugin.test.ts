@@ -235,3 +235,48 @@ test('bad input: clear errors and no partial shard', async () => {
     rmSync(root, { recursive: true, force: true });
   }
 });
+
+test('restrictTo (from the "restrictTo" input): gathered logit columns, top-k renormalised over them, local ids, metadata', async () => {
+  const n = 40;
+  const { root, x, ref } = setup(n, 5);
+  try {
+    await writeFeatureDataset(join(root, 'data'), x, dim, classes, 16);
+    const keep = [4, 1, 5]; // one partition's classes in local order (order matters)
+    mkdirSync(join(root, 'part'));
+    writeFileSync(join(root, 'part', 'class_map.json'), JSON.stringify(keep));
+    const T = 1.5;
+    const { ctx } = makeCtx(plugin, { model: 'teacher.onnx', storage: ['dense', 'topk'], k: 2, temperature: T, batchSize: 8 }, { outDir: join(root, 'out'), pipelineDir: root, inputs: { dataset: join(root, 'data'), restrictTo: join(root, 'part') } });
+    await plugin.run(ctx);
+    const { set, rows } = await readAll(join(root, 'out'));
+    const meta = parseTeacherSchema(set.schema);
+    assert.equal(meta.numClasses, 3, 'the restricted label space');
+    assert.equal(meta.classMap, undefined, 'identity within the restricted space');
+    assert.equal(set.schema.metadata['distillery.restricted_to'], JSON.stringify(keep));
+    assert.equal(set.schema.columns.find((c) => c.name === 'logits')?.width, 3);
+    rows.forEach((row, i) => {
+      const z = keep.map((g) => ref[i * classes + g]! / T);
+      const logits = row.logits as Float32Array;
+      keep.forEach((g, j) => assert.ok(Math.abs(logits[j]! - ref[i * classes + g]!) < 1e-5, `sample ${i} local ${j}`));
+      const m = Math.max(...z);
+      const lse = m + Math.log(z.reduce((s, v) => s + Math.exp(v - m), 0));
+      const order = [0, 1, 2].sort((a, b) => z[b]! - z[a]! || a - b);
+      assert.deepEqual(Array.from(row.topk_ids as Int32Array), order.slice(0, 2));
+      const lp = row.topk_logprobs as Float32Array;
+      order.slice(0, 2).forEach((c, j) => assert.ok(Math.abs(lp[j]! - (z[c]! - lse)) < 1e-5));
+      assert.ok(Math.abs((row.topk_missing_mass as number) - Math.exp(z[order[2]!]! - lse)) < 1e-6);
+    });
+    // Errors: out-of-range column, duplicate, combined with classMap, param and input both bound.
+    const bad = async (raw: Record<string, unknown>, inputs: Record<string, string>, re: RegExp) => {
+      const out = join(root, `bad-${Math.random().toString(36).slice(2)}`);
+      const { ctx: c } = makeCtx(plugin, { model: 'teacher.onnx', ...raw }, { outDir: out, pipelineDir: root, inputs: { dataset: join(root, 'data'), ...inputs } });
+      await assert.rejects(plugin.run(c), re);
+      assert.deepEqual(readdirSync(out), [], 'no partial output');
+    };
+    await bad({ restrictTo: [0, 6] }, {}, /restrictTo\[1\] = 6 is not an output column of the teacher \(it has 6\)/);
+    await bad({ restrictTo: [2, 2] }, {}, /restrictTo\[1\] = 2 is a duplicate/);
+    await bad({ restrictTo: [0, 1], classMap: [0, 1, 2, 3, 4, 5] }, {}, /restrictTo and classMap cannot be combined/);
+    await bad({ restrictTo: [0, 1] }, { restrictTo: join(root, 'part') }, /both the restrictTo parameter and a "restrictTo" input/);
+  } finally {
+    rmSync(root, { recursive: true, force: true });
+  }
+});

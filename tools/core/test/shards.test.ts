@@ -4,21 +4,16 @@ import { createHash } from 'node:crypto';
 import { mkdtempSync, readdirSync, readFileSync, rmSync, truncateSync, writeFileSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Rng } from '../src/util/rng.js';
 import {
   ShardWriter, datasetSchema, openShardSet, parseDatasetSchema, parseTeacherSchema, teacherOutputSchema,
   type ColumnValues, type ShardSchema,
 } from '../src/shards/index.js';
 
-/** Deterministic generator (mulberry32) so fixtures are reproducible. */
+/** Seeded uniform [0, 1) stream (the project's Rng), so fixtures are reproducible. */
 function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+  const r = new Rng(seed);
+  return () => r.next();
 }
 
 const schema: ShardSchema = {

@@ -19,8 +19,13 @@ import { StreamingClassificationMetrics, type VerticalMap } from '../classificat
 import { measureLatency, modelCost } from '../classification/efficiency.js';
 import { REPORT_FORMAT, renderMarkdown, type EfficiencyComparison, type EvalReport, type ModelEfficiency, type ModelReport } from './report.js';
 import { groupedBarChart, lineChart, reliabilityDiagram } from './svg.js';
+import type { MsdBundle } from '@distillery/plugin-multi-student/bundle-runner';
 
-/** One model to evaluate: the directory holding model.onnx and the stage id that names it. */
+/**
+ * One model to evaluate: the directory holding model.onnx (or an MSD bundle's manifest.json, see
+ * plugins/multi-student: router + K students evaluated as one composite model) and the stage id
+ * that names it.
+ */
 export interface EvalModelSpec {
   name: string;
   role: 'teacher' | 'student';
@@ -73,11 +78,97 @@ interface OpenModel {
   sampleDims: number[];
   fixedBatch: number | undefined;
   metrics: StreamingClassificationMetrics;
+  /** Set for an MSD bundle (then `session` is its router and `path` its manifest.json). */
+  bundle?: BundleState;
+}
+
+/** An opened MSD bundle and its routing counts. */
+interface BundleState {
+  runner: MsdBundle;
+  samples: number;
+  /** Samples the router sent to the student owning their label. */
+  routedCorrectly: number;
+  /** Samples the student of the true partition classifies correctly (the condition known). */
+  knownPartitionCorrect: number;
+  /** Samples routed to each student. */
+  routedTo: number[];
+}
+
+/** Opens an MSD bundle directory (manifest.json) as one composite model. */
+async function openBundle(spec: EvalModelSpec, o: EvaluateOptions, data: DatasetInfo): Promise<OpenModel> {
+  const { MsdBundle } = await import('@distillery/plugin-multi-student/bundle-runner');
+  const runner = await MsdBundle.open(spec.dir, { intraOpNumThreads: Math.max(1, o.threads), interOpNumThreads: 1, graphOptimizationLevel: 'all', executionProviders: ['cpu'] });
+  const m = runner.manifest;
+  const where = `MSD bundle ${spec.dir} (${spec.name})`;
+  const width = m.input.shape.reduce((a, b) => a * b, 1);
+  const problem = m.numClasses !== data.numClasses
+    ? `covers ${m.numClasses} classes but the dataset has ${data.numClasses}`
+    : width !== data.width ? `takes ${width} values per sample but the dataset's samples have ${data.width}` : undefined;
+  if (problem) {
+    await runner.release();
+    throw new Error(`${where}: ${problem}`);
+  }
+  const metrics = new StreamingClassificationMetrics({ numClasses: data.numClasses, topk: o.topk, eceBins: o.eceBins, probabilities: false, ...(o.verticals ? { verticals: o.verticals } : {}) });
+  return {
+    spec, path: join(spec.dir, 'manifest.json'), session: runner.router, inputName: m.input.name, outputName: 'scores', inputType: 'float32',
+    sampleDims: m.input.shape, fixedBatch: undefined, metrics,
+    bundle: { runner, samples: 0, routedCorrectly: 0, knownPartitionCorrect: 0, routedTo: new Array<number>(m.students).fill(0) },
+  };
+}
+
+/**
+ * Composite scores of a bundle for one batch, counting routing accuracy and the accuracy with the
+ * partition known (misrouted samples are run again through their true partition's student).
+ */
+async function runBundleBatch(b: BundleState, input: Float32Array, rows: number, labels: Int32Array): Promise<Float32Array> {
+  const routing = b.runner.manifest.classToStudent;
+  const p = await b.runner.predict(input, rows);
+  const width = input.length / rows;
+  const misrouted: number[] = [];
+  for (let r = 0; r < rows; r++) {
+    const k = p.partition[r]!;
+    b.routedTo[k] = b.routedTo[k]! + 1;
+    if (k === routing[labels[r]!]) {
+      b.routedCorrectly++;
+      if (p.label[r] === labels[r]) b.knownPartitionCorrect++;
+    } else misrouted.push(r);
+  }
+  if (misrouted.length > 0) {
+    const sub = new Float32Array(misrouted.length * width);
+    misrouted.forEach((r, i) => sub.set(input.subarray(r * width, (r + 1) * width), i * width));
+    const known = await b.runner.predict(sub, misrouted.length, Int32Array.from(misrouted, (r) => routing[labels[r]!]!));
+    misrouted.forEach((r, i) => { if (known.label[i] === labels[r]) b.knownPartitionCorrect++; });
+  }
+  b.samples += rows;
+  return p.scores;
+}
+
+/** Latency of a bundle per query batch: router + the chosen student(s), on seeded random input as measureLatency. */
+async function bundleLatency(b: BundleState, shape: number[], warmup: number, iterations: number): Promise<{ p50Ms: number; p95Ms: number; throughput: number; batch: number; iterations: number }> {
+  let state = 0;
+  const next = () => {
+    state = (Math.imul(state, 1664525) + 1013904223) >>> 0;
+    return state / 4294967296;
+  };
+  const n = shape.reduce((a, c) => a * c, 1);
+  const input = Float32Array.from({ length: n }, () => next() - 0.5);
+  for (let i = 0; i < warmup; i++) await b.runner.predict(input, shape[0]!);
+  const times: number[] = [];
+  for (let i = 0; i < iterations; i++) {
+    const t0 = performance.now();
+    await b.runner.predict(input, shape[0]!);
+    times.push(performance.now() - t0);
+  }
+  const sorted = [...times].sort((x, y) => x - y);
+  const pct = (q: number) => sorted[Math.min(sorted.length - 1, Math.ceil((q / 100) * sorted.length) - 1)]!;
+  const mean = times.reduce((a, c) => a + c, 0) / times.length;
+  return { p50Ms: pct(50), p95Ms: pct(95), throughput: (shape[0]! * 1000) / mean, batch: shape[0]!, iterations };
 }
 
 async function openModel(ort: typeof Ort, spec: EvalModelSpec, o: EvaluateOptions, data: DatasetInfo): Promise<OpenModel> {
   const path = join(spec.dir, 'model.onnx');
-  if (!existsSync(path)) throw new Error(`model ${spec.name}: no model.onnx in ${spec.dir}`);
+  if (!existsSync(path) && existsSync(join(spec.dir, 'manifest.json'))) return openBundle(spec, o, data);
+  if (!existsSync(path)) throw new Error(`model ${spec.name}: no model.onnx in ${spec.dir} (nor an MSD bundle manifest.json)`);
   let session: Ort.InferenceSession;
   try {
     session = await ort.InferenceSession.create(path, { intraOpNumThreads: Math.max(1, o.threads), interOpNumThreads: 1, graphOptimizationLevel: 'all', executionProviders: ['cpu'] });
@@ -218,6 +309,11 @@ export async function evaluateModels(o: EvaluateOptions): Promise<EvalReport> {
     const runBatch = async () => {
       let refTop1: Int32Array | undefined;
       for (const m of models) {
+        if (m.bundle) {
+          const top1 = m.metrics.add(await runBundleBatch(m.bundle, floatInput.subarray(0, rows * width), rows, labels), labels, rows, m === reference ? undefined : refTop1);
+          if (m === reference) refTop1 = top1;
+          continue;
+        }
         const n = m.fixedBatch ?? rows;
         const tensor = m.inputType === 'uint8'
           ? new ort.Tensor('uint8', rawInput!.subarray(0, n * width), [n, ...m.sampleDims])
@@ -280,6 +376,10 @@ export async function evaluateModels(o: EvaluateOptions): Promise<EvalReport> {
     for (const m of models) {
       if (o.signal?.aborted) throw new Error('eval: cancelled');
       const shape = [o.latency.batch, ...m.sampleDims];
+      if (m.bundle) {
+        reports.push(await bundleReport(m, m.bundle, shape, o));
+        continue;
+      }
       let flops: number | null = null;
       let flopsNote: string | undefined;
       const graph = await readModelFile(m.path);
@@ -333,8 +433,48 @@ export async function evaluateModels(o: EvaluateOptions): Promise<EvalReport> {
     writeAtomic(join(o.outDir, 'report.md'), renderMarkdown(report));
     return report;
   } finally {
-    for (const m of models) await m.session.release();
+    for (const m of models) await (m.bundle ? m.bundle.runner.release() : m.session.release());
   }
+}
+
+/**
+ * Report of a bundle: parameters = router + all students (the total), FLOPs = router + the
+ * costliest student (what one query runs), latency = router + the chosen student.
+ */
+async function bundleReport(m: OpenModel, b: BundleState, shape: number[], o: EvaluateOptions): Promise<ModelReport> {
+  const manifest = b.runner.manifest;
+  const cost = async (file: string) => {
+    const graph = await readModelFile(join(m.spec.dir, file));
+    try {
+      return modelCost(graph, { [m.inputName]: shape });
+    } catch (error) {
+      return { parameters: modelCost({ ...graph, graph: { ...graph.graph, nodes: [] } }, { [m.inputName]: shape }).parameters, flops: null as number | null, note: (error as Error).message };
+    }
+  };
+  const router = await cost(manifest.router.file);
+  const students = [];
+  for (const s of manifest.studentModels) students.push(await cost(s.file));
+  const studentFlops = students.map((s) => s.flops);
+  const flops = router.flops !== null && studentFlops.every((f) => f !== null) ? router.flops + Math.max(...(studentFlops as number[])) : null;
+  const latency = await bundleLatency(b, shape, o.latency.warmup, o.latency.iterations);
+  const total = router.parameters + students.reduce((a, s) => a + s.parameters, 0);
+  const efficiency: ModelEfficiency = {
+    parameters: total, flops, latencyP50Ms: latency.p50Ms, latencyP95Ms: latency.p95Ms, throughput: latency.throughput,
+    batch: latency.batch, iterations: latency.iterations, threads: Math.max(1, o.threads),
+    ...(flops === null ? { flopsNote: 'FLOPs of a bundle model not counted (an op the counter does not know)' } : {}),
+  };
+  return {
+    name: m.spec.name, role: m.spec.role, modelSha256: await sha256File(m.path), metrics: m.metrics.summary(), efficiency,
+    composite: {
+      students: manifest.students,
+      routingAccuracy: b.routedCorrectly / b.samples,
+      knownPartitionTop1: b.knownPartitionCorrect / b.samples,
+      routedShare: b.routedTo.map((c) => c / b.samples),
+      totalParameters: total,
+      activeParameters: router.parameters + Math.max(...students.map((s) => s.parameters)),
+      routerParameters: router.parameters,
+    },
+  };
 }
 
 /** Writes the SVG plots and lists them in `report.plots`. */

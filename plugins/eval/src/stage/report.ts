@@ -33,6 +33,23 @@ export interface ModelReport {
   efficiency: ModelEfficiency;
   /** Loss history from the model directory's training.json, when it has one. */
   lossHistory?: { step: number; loss: number }[];
+  /** MSD bundles (router + K students, one composite model; top1 is end-to-end accuracy). */
+  composite?: CompositeReport;
+}
+
+/** Routing figures of an MSD bundle; `efficiency.parameters` is its total. */
+export interface CompositeReport {
+  students: number;
+  /** Share of samples the router sends to the student that owns their label. */
+  routingAccuracy: number;
+  /** Top-1 when the partition is known (each sample answered by its true partition's student). */
+  knownPartitionTop1: number;
+  /** Share of samples routed to each student. */
+  routedShare: number[];
+  totalParameters: number;
+  /** Router + the largest student: what one query runs. */
+  activeParameters: number;
+  routerParameters: number;
 }
 
 /** MedDet-style row: a student against the reference teacher (ratios are teacher / student). */
@@ -113,6 +130,14 @@ export function renderMarkdown(report: EvalReport): string {
     const header = ['vertical', ...report.models.flatMap((m) => [`${m.name} acc`, `${m.name} AP`])];
     const rows = v.names.map((name, i) => [name, ...report.models.flatMap((m) => [pct(m.metrics.perVerticalAccuracy?.[i]), fmt(m.metrics.perVerticalAP?.[i])])]);
     out.push(table(header, rows), '');
+  }
+  const bundles = report.models.filter((m) => m.composite);
+  if (bundles.length > 0) {
+    out.push('## Multi-student bundles', '', 'End-to-end top-1 routes each sample through the router to one student; "known partition" answers it with the student owning its label. Latency = router + one student.', '');
+    out.push(table(['bundle', 'students', 'routing accuracy', 'end-to-end top-1', 'known-partition top-1', 'parameters (total)', 'parameters (active)', 'p50 ms'], bundles.map((m) => {
+      const c = m.composite!;
+      return [m.name, String(c.students), pct(c.routingAccuracy), pct(m.metrics.top1), pct(c.knownPartitionTop1), big(c.totalParameters), big(c.activeParameters), fmt(m.efficiency.latencyP50Ms, 3)];
+    })), '');
   }
   out.push('## Per-class top-1 accuracy', '');
   const names = d.classNames ?? Array.from({ length: d.numClasses }, (_, c) => String(c));

@@ -7,7 +7,7 @@
  * in GLOBAL class order [n, numClasses].
  */
 import * as tf from '@tensorflow/tfjs-core';
-import { dense } from '@distillery/core/tfjs/dense';
+import { dense, denseColumns, rowNormsSquared } from '@distillery/core/tfjs/dense';
 import type { GraphBuilder } from '@distillery/core/onnx/index';
 import type { NamedVariable } from '../optim.js';
 import { Rng } from '../rng.js';
@@ -53,6 +53,12 @@ export interface Student {
   readonly buffers: NamedVariable[];
   /** Logits [n, numClasses]. `training` selects batch statistics and updates running stats. */
   apply(x: tf.Tensor, training: boolean): tf.Tensor2D;
+  /**
+   * Logits at the given distinct global class ids only, [n, columns.length] in that order; equal
+   * to apply(x)[:, columns] (self-paced norms still over each whole vertical) without computing
+   * the other classes' logits. Absent where the architecture has no cheaper path (cnn).
+   */
+  applyColumns?(x: tf.Tensor, training: boolean, columns: Int32Array): tf.Tensor2D;
   /** Appends the inference graph reading `input` (float32 [n, ...inputShape]); returns the logits name. */
   toOnnx(builder: GraphBuilder, input: string): string;
 }
@@ -147,6 +153,13 @@ class Mlp implements Student {
   }
   apply(x: tf.Tensor, _training: boolean): tf.Tensor2D {
     return applyStack(this.layers, tf.reshape(x, [x.shape[0]!, -1]) as tf.Tensor2D, true, false);
+  }
+  applyColumns(x: tf.Tensor, _training: boolean, columns: Int32Array): tf.Tensor2D {
+    const flat = tf.reshape(x, [x.shape[0]!, -1]) as tf.Tensor2D;
+    const body = this.layers.slice(0, -1);
+    const last = this.layers[this.layers.length - 1]!;
+    const h = body.length > 0 ? applyStack(body, flat, false, false) : flat;
+    return denseColumns(h, last.w as tf.Tensor2D, last.b as tf.Tensor1D, tf.tensor1d(columns, 'int32'), body.length > 0);
   }
   toOnnx(builder: GraphBuilder, input: string): string {
     return onnxStack(builder, this.layers, onnxFlatten(builder, input, 'flat'), true);
@@ -310,8 +323,9 @@ class Cnn implements Student {
  */
 function permuteColumns(x: tf.Tensor2D, perm: tf.Tensor1D, inverse: tf.Tensor1D): tf.Tensor2D {
   return tf.customGrad((input, save) => {
-    void save;
-    return { value: tf.gather(input as tf.Tensor2D, perm, 1) as tf.Tensor2D, gradFunc: (dy: tf.Tensor2D) => tf.gather(dy, inverse, 1) };
+    // Saved, so a per-step index tensor outlives the forward pass's tidy.
+    (save as tf.GradSaveFunc)([inverse]);
+    return { value: tf.gather(input as tf.Tensor2D, perm, 1) as tf.Tensor2D, gradFunc: (dy: tf.Tensor2D, saved: tf.Tensor[]) => tf.gather(dy, saved[0]! as tf.Tensor1D, 1) };
   })(x) as tf.Tensor2D;
 }
 
@@ -333,6 +347,10 @@ class KcStudent implements Student {
   private readonly perm: tf.Tensor1D;
   private readonly inverse: tf.Tensor1D;
   private readonly permArray: Int32Array;
+  /** True when verticals are contiguous ascending id ranges: the concatenation is already global order. */
+  private readonly identityOrder: boolean;
+  private readonly verticalOf: Int32Array;
+  private readonly localIndex: Int32Array;
   constructor(readonly config: KcConfig, readonly inputShape: number[], readonly numClasses: number, seed: number) {
     const rng = new Rng(seed);
     const store = new ParamStore(rng);
@@ -354,6 +372,10 @@ class KcStudent implements Student {
     concatOrder.forEach((g, col) => (this.permArray[g] = col));
     this.perm = tf.tensor1d(this.permArray, 'int32');
     this.inverse = tf.tensor1d(Int32Array.from(concatOrder), 'int32');
+    this.identityOrder = concatOrder.every((g, col) => g === col);
+    this.verticalOf = Int32Array.from(seen);
+    this.localIndex = new Int32Array(numClasses);
+    config.verticals.forEach((classes) => classes.forEach((c, i) => (this.localIndex[c] = i)));
     const widths = [prod(inputShape), ...config.hidden];
     this.trunk = widths.slice(1).map((w, i) => makeDense(store, `trunk${i}`, widths[i]!, w));
     const sb = widths[widths.length - 1]!;
@@ -371,12 +393,54 @@ class KcStudent implements Student {
     this.buffers = store.buffers;
   }
 
-  apply(x: tf.Tensor, _training: boolean): tf.Tensor2D {
+  /** [n, M*s2]: the per-vertical hidden blocks side by side. */
+  private verticalHidden(x: tf.Tensor): tf.Tensor2D {
     const n = x.shape[0]!;
     const flat = tf.reshape(x, [n, -1]) as tf.Tensor2D;
     const features = this.trunk.length > 0 ? applyStack(this.trunk, flat, false, false) : flat;
     const s = dense(features, this.shared.w as tf.Tensor2D, this.shared.b as tf.Tensor1D, 'relu', this.trunk.length > 0);
-    const hidden = dense(s, this.blocks.w as tf.Tensor2D, this.blocks.b as tf.Tensor1D, 'relu');
+    return dense(s, this.blocks.w as tf.Tensor2D, this.blocks.b as tf.Tensor1D, 'relu');
+  }
+
+  /**
+   * Per vertical: logits at that vertical's requested classes (denseColumns), and with self-paced
+   * scaling the exact L2 norm over ALL the vertical's classes from its s2 x s2 Gram matrix
+   * (rowNormsSquared), so no [n, N_v] logits are formed.
+   */
+  applyColumns(x: tf.Tensor, _training: boolean, columns: Int32Array): tf.Tensor2D {
+    const n = x.shape[0]!;
+    const hidden = this.verticalHidden(x);
+    const s2 = this.config.verticalWidth;
+    const positions: number[][] = this.outputs.map(() => []);
+    columns.forEach((c, pos) => {
+      if (!(c >= 0 && c < this.numClasses)) throw new Error(`kc student: column ${c} outside [0, ${this.numClasses})`);
+      positions[this.verticalOf[c]!]!.push(pos);
+    });
+    const parts: tf.Tensor2D[] = [];
+    const order: number[] = [];
+    this.outputs.forEach((layer, v) => {
+      const pos = positions[v]!;
+      if (pos.length === 0) return;
+      const hv = tf.slice(hidden, [0, v * s2], [n, s2]) as tf.Tensor2D;
+      const local = tf.tensor1d(Int32Array.from(pos, (p) => this.localIndex[columns[p]!]!), 'int32');
+      let out = denseColumns(hv, layer.w as tf.Tensor2D, layer.b as tf.Tensor1D, local);
+      if (this.config.selfPaced) {
+        const norm = tf.sqrt(tf.add(tf.reshape(rowNormsSquared(hv, layer.w as tf.Tensor2D, layer.b as tf.Tensor1D), [n, 1]), L2_EPS));
+        out = tf.mul(tf.div(out, norm), this.gammas[v]!) as tf.Tensor2D;
+      }
+      parts.push(out);
+      order.push(...pos);
+    });
+    const joined = parts.length === 1 ? parts[0]! : (tf.concat(parts, 1) as tf.Tensor2D);
+    if (order.every((p, i) => p === i)) return joined; // columns already grouped by vertical
+    const perm = new Int32Array(order.length);
+    order.forEach((p, i) => (perm[p] = i));
+    return permuteColumns(joined, tf.tensor1d(perm, 'int32'), tf.tensor1d(Int32Array.from(order), 'int32'));
+  }
+
+  apply(x: tf.Tensor, _training: boolean): tf.Tensor2D {
+    const n = x.shape[0]!;
+    const hidden = this.verticalHidden(x);
     const s2 = this.config.verticalWidth;
     const parts = this.outputs.map((layer, v) => {
       const hv = tf.slice(hidden, [0, v * s2], [n, s2]) as tf.Tensor2D;
@@ -387,7 +451,9 @@ class KcStudent implements Student {
       }
       return out;
     });
-    return permuteColumns(tf.concat(parts, 1) as tf.Tensor2D, this.perm, this.inverse);
+    const joined = tf.concat(parts, 1) as tf.Tensor2D;
+    // Contiguous ascending verticals (as eft-generate makes them): the permutation is the identity.
+    return this.identityOrder ? joined : permuteColumns(joined, this.perm, this.inverse);
   }
 
   toOnnx(builder: GraphBuilder, input: string): string {
@@ -414,6 +480,10 @@ class KcStudent implements Student {
       builder.node('Mul', [`${p}.unit`, `sc.gamma${v}`], [`${p}.out`]);
       return `${p}.out`;
     });
+    if (this.identityOrder) {
+      builder.node('Concat', parts, ['logits.global'], { axis: { i: 1 } });
+      return 'logits.global';
+    }
     builder.node('Concat', parts, ['sc.concat'], { axis: { i: 1 } });
     builder.initializer('sc.perm', Int32Array.from(this.permArray), [this.numClasses]);
     builder.node('Gather', ['sc.concat', 'sc.perm'], ['logits.global'], { axis: { i: 1 } });
