@@ -2,8 +2,11 @@
  * Training data: streams a dataset shard set and, row-aligned with it, zero or more teacher-output
  * shard sets (via the core shards module), through a seeded shuffle buffer into minibatches.
  *
- * Teacher shard sets must hold the same sample ids in the same order as the dataset rows of the
- * selected split (teacher-infer writes them so); a mismatch is an error naming the row and ids.
+ * Teacher rows are joined to dataset rows by sample id. A teacher shard set may cover only some of
+ * the split's rows (teacher-infer `rows: classMap`: a specialist on its own vertical), but its rows
+ * must follow the dataset's order (a subsequence, as teacher-infer writes them): the join is then a
+ * streaming merge with O(1) memory. openTrainingData checks this up front, naming the first
+ * teacher row that matches no dataset row in order.
  * The stream of an epoch is a pure function of (seed, epoch), so a resumed run fast-forwards to
  * the checkpointed batch and continues with exactly the batches an uninterrupted run would see.
  */
@@ -37,7 +40,8 @@ export interface Sample {
   /** Single-label class id (-1 unlabelled) or the true ids of a multi-label sample. */
   label: number;
   labels?: Int32Array;
-  teachers: TeacherRow[];
+  /** One entry per teacher source; undefined where that teacher has no row for this sample. */
+  teachers: (TeacherRow | undefined)[];
 }
 
 export interface TeacherSource {
@@ -45,6 +49,8 @@ export interface TeacherSource {
   info: TeacherOutputOptions;
   /** Where it came from, for error messages. */
   where: string;
+  /** Dataset rows of the split this teacher has a row for (all of them, or e.g. one vertical's). */
+  coveredRows: number;
 }
 
 export interface TrainingData {
@@ -62,14 +68,23 @@ export async function openTrainingData(datasetDir: string, teacherDirs: string[]
   const teachers: TeacherSource[] = [];
   for (const dir of teacherDirs) {
     const set = await openShardSet(dir);
-    teachers.push({ set, info: parseTeacherSchema(set.schema, dir), where: dir });
+    teachers.push({ set, info: parseTeacherSchema(set.schema, dir), where: dir, coveredRows: 0 });
   }
+  // One pass over the ids: counts the split's rows and checks every teacher's rows are a
+  // subsequence of them (the join readSamples does), before any training starts.
+  const cursors = teachers.map((t) => new TeacherCursor(t, false));
   let rows = 0;
   for await (const batch of dataset.batches({ verify: 'size' })) {
     const splits = batch.strings('split');
-    for (let r = 0; r < batch.numRows; r++) if (splits[r] === split) rows++;
+    const ids = batch.strings('id');
+    for (let r = 0; r < batch.numRows; r++) {
+      if (splits[r] !== split) continue;
+      rows++;
+      for (const [i, c] of cursors.entries()) if (await c.take(ids[r]!)) teachers[i]!.coveredRows++;
+    }
   }
   if (rows === 0) throw new Error(`dataset ${datasetDir}: no rows with split "${split}"`);
+  for (const c of cursors) await c.finish(split);
   return { dataset, info, teachers, split, rows };
 }
 
@@ -98,34 +113,52 @@ function copyTeacherRow(batch: ShardBatch, r: number, has: Set<string>): Teacher
   return row;
 }
 
-/** Row-by-row iterator over one teacher set, checking ids against the dataset. */
+/**
+ * Merge-join cursor over one teacher set: take(id) returns the teacher's row for the dataset's
+ * next sample when the teacher's next row has that id, and undefined (the teacher skips it)
+ * otherwise. finish() fails if teacher rows are left: they matched no dataset row in order.
+ */
 class TeacherCursor {
   private iterator: AsyncGenerator<ShardBatch>;
   private batch: ShardBatch | undefined;
   private ids: string[] = [];
   private r = 0;
   private row = 0;
+  private done = false;
   private readonly has: Set<string>;
-  constructor(private readonly source: TeacherSource) {
+  constructor(private readonly source: TeacherSource, private readonly copy = true) {
     this.iterator = source.set.batches({ verify: 'size' });
     this.has = new Set(source.set.schema.columns.map((c) => c.name));
   }
-  async next(expectedId: string): Promise<TeacherRow> {
-    while (!this.batch || this.r >= this.batch.numRows) {
+  private async fill(): Promise<boolean> {
+    while (!this.done && (!this.batch || this.r >= this.batch.numRows)) {
       const n = await this.iterator.next();
-      if (n.done) throw new Error(`teacher outputs ${this.source.where}: ended after ${this.row} rows, but the dataset has sample ${expectedId} next`);
+      if (n.done) {
+        this.done = true;
+        this.batch = undefined;
+        break;
+      }
       this.batch = n.value;
       this.ids = this.batch.strings('id');
       this.r = 0;
     }
-    const id = this.ids[this.r]!;
-    if (id !== expectedId) {
-      throw new Error(`teacher outputs ${this.source.where}: row ${this.row} is sample "${id}", the dataset's row is "${expectedId}" (teacher rows must follow the dataset's order)`);
-    }
-    const out = copyTeacherRow(this.batch, this.r, this.has);
+    return !this.done;
+  }
+  async take(datasetId: string): Promise<TeacherRow | undefined | true> {
+    if (!(await this.fill())) return undefined;
+    if (this.ids[this.r] !== datasetId) return undefined;
+    const out = this.copy ? copyTeacherRow(this.batch!, this.r, this.has) : true;
     this.r++;
     this.row++;
     return out;
+  }
+  async finish(split: string): Promise<void> {
+    if (await this.fill()) {
+      throw new Error(
+        `teacher outputs ${this.source.where}: row ${this.row} (sample "${this.ids[this.r]}") matches no dataset row of split "${split}" in order ` +
+          `(teacher rows must be dataset rows of that split, in the dataset's order; ${this.row} rows joined before it)`,
+      );
+    }
   }
 }
 
@@ -148,7 +181,7 @@ async function* readSamples(data: TrainingData): AsyncGenerator<Sample> {
       else x.set(src);
       const sample: Sample = { id: ids[r]!, x, label: labels ? labels[r]! : -1, teachers: [] };
       if (labelLists) sample.labels = Int32Array.from(labelLists.values.subarray(labelLists.offsets[r]!, labelLists.offsets[r + 1]!));
-      for (const c of cursors) sample.teachers.push(await c.next(sample.id));
+      for (const c of cursors) sample.teachers.push((await c.take(sample.id)) as TeacherRow | undefined);
       yield sample;
     }
   }

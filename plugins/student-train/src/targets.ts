@@ -148,8 +148,9 @@ export function kcTargetRows(
   return samples.map((s) => {
       const v = s.label >= 0 && s.label < verticalOfClass.length ? verticalOfClass[s.label]! : -1;
       if (v < 0) throw new Error(`knowledge concentration: sample "${s.id}" has label ${s.label}, which is in no teacher's vertical`);
-      const row = s.teachers[v]!;
+      const row = s.teachers[v];
       const info = infos[v]!;
+      if (!row) throw new Error(`knowledge concentration: sample "${s.id}" (label ${s.label}) has no row in teacher ${info.teacherId}'s outputs, the teacher of its vertical`);
       let ids: number[];
       let probs: number[];
       if (row.topkIds) {

@@ -167,6 +167,9 @@ export async function trainStudent(data: TrainingData, config: TrainConfig, stat
     if (studentConfig.arch === 'kc' && studentConfig.verticals.length === 0) studentConfig = { ...studentConfig, verticals: kc.verticals };
   }
   const teacher = data.teachers[0];
+  if (teacher && loss.kind !== 'kc' && teacher.coveredRows !== data.rows) {
+    throw new Error(`teacher outputs ${teacher.where} cover ${teacher.coveredRows} of the ${data.rows} ${data.split} rows; loss "${loss.kind}" needs a teacher row for every row (only loss kc reads per-vertical teachers)`);
+  }
   const source = teacher && loss.kind !== 'kc' ? chooseSource(teacher.info, loss.softLabels, teacher.where) : 'dense';
   if (teacher && loss.kind === 'kd' && teacher.info.activation !== 'softmax') throw new Error(`loss kd needs a softmax teacher; ${teacher.where} is ${teacher.info.activation} (use sigmoid_kd)`);
 

@@ -48,6 +48,12 @@ export interface ExtractOptions {
   gpus: readonly number[];
   /** Only rows of this split (default: every row). */
   split?: string;
+  /**
+   * Only rows whose label (any label, multi-label data) is one of classMap's global ids: a
+   * specialist inferred on its own vertical's rows only (Knowledge Concentration reads no other).
+   * Needs classMap and a labelled dataset; unlabelled rows (label -1) are skipped.
+   */
+  onlyClassMapRows?: boolean;
   /** Input transform for pixels: x * scale, then (x - mean[c]) / std[c] per channel (last dim for HWC). */
   scale: number;
   mean: number[];
@@ -213,6 +219,7 @@ export async function extractTeacherOutputs(o: ExtractOptions): Promise<ExtractR
     const numClasses = o.numClasses ?? (o.classMap ? Math.max(...o.classMap) + 1 : outClasses);
     const classMap = o.classMap ? checkClassMap(o.classMap, numClasses, io.localClasses) : undefined;
     if (!classMap && numClasses !== outClasses) throw new Error(`numClasses ${numClasses} differs from the teacher's ${outClasses} outputs${restrict ? ' after restrictTo' : ''}; give a classMap`);
+    if (o.onlyClassMapRows && !classMap) throw new Error('onlyClassMapRows needs a classMap (the global ids whose rows to keep)');
     if (o.topk && (!Number.isInteger(o.topk.k) || o.topk.k < 1 || o.topk.k > outClasses)) throw new Error(`topk.k = ${o.topk.k} must be in [1, ${outClasses}]`);
     if (o.sampled && (!Number.isInteger(o.sampled.draws) || o.sampled.draws < 1 || o.sampled.draws > 65535)) throw new Error(`sampled.draws = ${o.sampled.draws} must be in [1, 65535]`);
     if (!o.dense && !o.topk && !o.sampled && !io.featureDim) throw new Error('no storage mode selected (dense, topk, sampled or features)');
@@ -287,7 +294,8 @@ async function runBatches(
     }
   };
 
-  const total = o.split ? -1 : totalRows;
+  const total = o.split || o.onlyClassMapRows ? -1 : totalRows;
+  const keepClass = o.onlyClassMapRows && classMap ? new Set(classMap) : undefined;
   let done = 0;
   const run = (b: PendingBatch): Promise<Ort.InferenceSession.OnnxValueMapType> => {
     const n = io.fixedBatch ?? b.rows; // fixed-batch models get the zero-padded full batch
@@ -354,8 +362,16 @@ async function runBatches(
       const ids = batch.strings('id');
       const splits = o.split ? batch.strings('split') : undefined;
       const values = batch.numeric(inputCol);
+      const labels = keepClass && data.labels === 'single' ? batch.numeric('label') : undefined;
+      const labelLists = keepClass && data.labels === 'multi' ? batch.list('labels') : undefined;
       for (let r = 0; r < batch.numRows; r++) {
         if (splits && splits[r] !== o.split) continue;
+        if (keepClass) {
+          let keep = false;
+          if (labels) keep = keepClass.has(labels[r]!);
+          else for (let j = labelLists!.offsets[r]!; j < labelLists!.offsets[r + 1]! && !keep; j++) keep = keepClass.has(labelLists!.values[j]!);
+          if (!keep) continue;
+        }
         fill(current.input, current.rows, values, r * width);
         current.ids.push(ids[r]!);
         current.rows++;

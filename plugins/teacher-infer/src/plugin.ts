@@ -31,6 +31,10 @@ const params = Type.Object(
     batchSize: Type.Integer({ default: 64, minimum: 1 }),
     rowsPerShard: Type.Integer({ default: 8192, minimum: 1 }),
     split: Type.Optional(Type.String({ description: 'Only samples of this split; default all' })),
+    rows: Type.Union([Type.Literal('all'), Type.Literal('classMap')], {
+      default: 'all',
+      description: "classMap: only rows whose label is one of the class map's global ids (a specialist on its own vertical; student-train joins teacher rows by id)",
+    }),
     scale: Type.Number({ default: 1 / 255, description: 'pixels are multiplied by this before mean/std' }),
     mean: Type.Array(Type.Number(), { default: [], description: 'per-channel mean (after scale); empty = 0' }),
     std: Type.Array(Type.Number(), { default: [], description: 'per-channel std; empty = 1' }),
@@ -73,6 +77,7 @@ export default definePlugin({
       threads: ctx.devices.cpus,
       gpus: ctx.devices.gpus,
       split: p.split,
+      onlyClassMapRows: p.rows === 'classMap',
       scale: p.scale,
       mean: p.mean,
       std: p.std,

@@ -280,3 +280,31 @@ test('restrictTo (from the "restrictTo" input): gathered logit columns, top-k re
     rmSync(root, { recursive: true, force: true });
   }
 });
+
+test('rows: classMap keeps only rows whose label is in the class map, in dataset order, with the model\'s values', async () => {
+  const n = 60;
+  const { root, x, ref } = setup(n, 5);
+  try {
+    // Labels are i % 10; the vertical holds global classes 3 and 7 (+ 4 classes no row has).
+    await writeFeatureDataset(join(root, 'data'), x, dim, 10);
+    const base = { model: 'teacher.onnx', dataset: 'data', activation: 'sigmoid', classMap: [3, 7, 8, 9, 5, 6], numClasses: 10, storage: ['dense'], rows: 'classMap', split: 'train' };
+    const { ctx, record } = makeCtx(plugin, base, { outDir: join(root, 'out'), pipelineDir: root });
+    const result = await plugin.run(ctx);
+    const { rows } = await readAll(join(root, 'out'));
+    // Expected: train rows (even i) with label i % 10 in {3,7,8,9,5,6}, in dataset order.
+    const expected = Array.from({ length: n }, (_, i) => i).filter((i) => i % 2 === 0 && [3, 7, 8, 9, 5, 6].includes(i % 10));
+    assert.deepEqual(rows.map((r) => r.id), expected.map((i) => `s${i}`));
+    assert.equal(result?.metrics?.samples, expected.length);
+    assert.equal(record.progress.at(-1)?.[0], expected.length);
+    rows.forEach((row, j) => {
+      const i = expected[j]!;
+      const logits = row.logits as Float32Array;
+      for (let c = 0; c < classes; c++) assert.ok(Math.abs(logits[c]! - ref[i * classes + c]!) < 1e-5);
+    });
+    const noMap = makeCtx(plugin, { ...base, classMap: undefined, numClasses: undefined }, { outDir: join(root, 'out2'), pipelineDir: root });
+    await assert.rejects(plugin.run(noMap.ctx), /onlyClassMapRows needs a classMap/);
+    assert.deepEqual(readdirSync(root).filter((d) => d === 'out2' && readdirSync(join(root, d)).length > 0), []);
+  } finally {
+    rmSync(root, { recursive: true, force: true });
+  }
+});

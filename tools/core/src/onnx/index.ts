@@ -1,3 +1,2 @@
 /** ONNX models without onnxruntime: graph builder, encode/decode, atomic write (see model.ts). */
 export * from './model.js';
-export { ONNX_PROTO_SUBSET } from './schema.js';

@@ -1,12 +1,11 @@
 /**
  * ONNX models as plain typed objects: a small graph builder, encode/decode with protobufjs and the
- * schema in ./schema.ts, atomic file writing. No onnxruntime dependency: running models is the
+ * official onnx.proto (the onnx-proto package), atomic file writing. No onnxruntime dependency: running models is the
  * caller's business (teacher-infer, eval).
  */
 import { renameSync, rmSync, writeFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
-import protobuf from 'protobufjs';
-import { ONNX_PROTO_SUBSET } from './schema.js';
+import onnxProto from 'onnx-proto';
 
 /** Element types, named as onnxruntime-node names them. */
 export type OnnxDataType =
@@ -85,13 +84,25 @@ export interface OnnxModel {
 
 // ---------------------------------------------------------------- protobuf plumbing
 
-let root: protobuf.Root | undefined;
-function modelType(): protobuf.Type {
-  root ??= protobuf.parse(ONNX_PROTO_SUBSET, { keepCase: true }).root;
-  return root.lookupType('onnx.ModelProto');
+// The official onnx.proto (onnx-proto: ONNX v1.10.2's onnx.proto3, IR version 8, compiled by protobufjs).
+// Its message classes use camelCase field names; the plain objects below use the .proto's own
+// snake_case names, and are converted at the boundary.
+const ModelProto = onnxProto.onnx.ModelProto;
+
+function isPlainObject(value: unknown): value is Record<string, unknown> {
+  return value !== null && typeof value === 'object' && !ArrayBuffer.isView(value) && !Array.isArray(value);
 }
 
-// Shapes of protobufjs plain objects (keepCase, longs as numbers).
+/** Renames every object key below `value` (typed arrays and bytes are left as they are). */
+function renameKeys(value: unknown, rename: (key: string) => string): unknown {
+  if (Array.isArray(value)) return value.map((v) => renameKeys(v, rename));
+  if (!isPlainObject(value)) return value;
+  return Object.fromEntries(Object.entries(value).map(([k, v]) => [rename(k), renameKeys(v, rename)]));
+}
+const toCamel = (key: string): string => key.replace(/_([a-z0-9])/g, (_, c: string) => c.toUpperCase());
+const toSnake = (key: string): string => key.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`);
+
+// Shapes of the plain objects (onnx.proto field names, longs as numbers).
 interface PbEntry { key?: string; value?: string }
 interface PbTensor {
   dims?: number[]; data_type?: number; float_data?: number[]; int32_data?: number[]; string_data?: Uint8Array[];
@@ -263,7 +274,6 @@ function graphFromPb(pb: PbGraph): OnnxGraph {
 
 /** Serialises a model to ONNX protobuf bytes. */
 export function encodeModel(model: OnnxModel): Uint8Array {
-  const type = modelType();
   const pb: PbModel = {
     ir_version: model.irVersion,
     opset_import: model.opsetImports,
@@ -272,15 +282,14 @@ export function encodeModel(model: OnnxModel): Uint8Array {
     graph: graphToPb(model.graph),
     metadata_props: Object.entries(model.metadata).map(([key, value]) => ({ key, value })),
   };
-  return type.encode(type.fromObject(pb as Record<string, unknown>)).finish();
+  return ModelProto.encode(ModelProto.fromObject(renameKeys(pb, toCamel) as Record<string, unknown>)).finish();
 }
 
 /** Parses ONNX protobuf bytes; throws when they are not a model with a graph. */
 export function decodeModel(bytes: Uint8Array, where = 'ONNX model'): OnnxModel {
-  const type = modelType();
   let pb: PbModel;
   try {
-    pb = type.toObject(type.decode(bytes), { longs: Number, enums: Number, arrays: false, defaults: false }) as PbModel;
+    pb = renameKeys(ModelProto.toObject(ModelProto.decode(bytes), { longs: Number, enums: Number, arrays: false, defaults: false }), toSnake) as PbModel;
   } catch (error) {
     throw new Error(`${where}: not a valid ONNX protobuf (${(error as Error).message})`);
   }
