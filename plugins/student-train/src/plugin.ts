@@ -4,7 +4,8 @@
  * one or several teachers' output shards, and writes `model.onnx` plus `training.json`.
  *
  * Inputs: `dataset` (a dataset shard set), optional `teacher` (teacher-output shard sets; several
- * for loss kc, one per vertical).
+ * for loss kc, one per vertical), optional `init` (a stage whose model.onnx, written by
+ * student-train for the same architecture and widths, gives the starting weights).
  */
 import { Type } from '@sinclair/typebox';
 import { definePlugin } from '@distillery/core';
@@ -80,11 +81,18 @@ export default definePlugin({
       log: (m) => ctx.log.info(m),
     });
     const { openTrainingData } = await import('./data.js');
-    const { trainStudent, exportOnnx, ONNX_OPSET } = await import('./train.js');
     const { writeFileSync, renameSync } = await import('node:fs');
     const { join } = await import('node:path');
+    const { trainStudent, exportOnnx, ONNX_OPSET } = await import('./train.js');
     const teacherDirs = (ctx.inputs.teacher ?? []).map((a) => a.path);
     const data = await openTrainingData(ctx.input('dataset'), teacherDirs, p.split);
+    let init: { model: import('@distillery/core/onnx/index').OnnxModel; where: string } | undefined;
+    if (ctx.inputs.init && ctx.inputs.init.length > 0) {
+      if (ctx.inputs.init.length > 1) throw new Error(`student-train: input "init" is bound to ${ctx.inputs.init.length} artifacts; bind one`);
+      const { readModelFile } = await import('@distillery/core/onnx/index');
+      const where = join(ctx.inputs.init[0]!.path, 'model.onnx');
+      init = { model: await readModelFile(where), where };
+    }
     const s = p.student;
     const student =
       s.arch === 'mlp'
@@ -117,6 +125,7 @@ export default definePlugin({
         clipNorm: p.clipNorm,
         seed: p.seed,
         checkpointEvery: p.checkpointEvery,
+        ...(init ? { init } : {}),
       },
       ctx.stateDir,
       { log: (m) => ctx.log.info(m), metric: (n, v, st) => ctx.metric(n, v, st), progress: (d, t, u) => ctx.progress(d, t, u), signal: ctx.signal },

@@ -6,7 +6,8 @@
 import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
-import { GraphBuilder, writeModelFile } from '@distillery/core/onnx/index';
+import { GraphBuilder, writeModelFile, type OnnxModel } from '@distillery/core/onnx/index';
+import { initStudentFromOnnx } from './init.js';
 import { epochBatches, type Sample, type TrainingData } from './data.js';
 import { crossEntropy, divergenceLoss, sigmoidCrossEntropy, sigmoidKd, type DivergenceName, type TeacherTarget } from './losses/index.js';
 import { createStudent, parameterCount, type Student, type StudentConfig } from './models/student.js';
@@ -55,6 +56,8 @@ export interface TrainConfig {
   clipNorm: number;
   seed: number;
   checkpointEvery: number;
+  /** Warm start from an exported model of the same architecture (applied before a checkpoint resume). */
+  init?: { model: OnnxModel; where: string };
 }
 
 /** Hooks into the stage context (or a test). */
@@ -183,6 +186,10 @@ export async function trainStudent(data: TrainingData, config: TrainConfig, stat
     // focal-loss detectors), so the first steps do not spend themselves pushing C-1 negatives down.
     const outputBias = studentConfig.arch === 'mlp' ? [`fc${studentConfig.hidden.length}.bias`] : studentConfig.arch === 'kc' && !studentConfig.selfPaced ? studentConfig.verticals.map((_, v) => `sc.out${v}.bias`) : [];
     for (const p of student.params) if (outputBias.includes(p.name)) p.variable.assign(tf.fill(p.variable.shape, -Math.log(numClasses)));
+  }
+  if (config.init) {
+    initStudentFromOnnx(student, config.init.model, config.init.where);
+    hooks.log(`initialised from ${config.init.where}`);
   }
   const optimizer = new Optimizer(config.optimizer, student.params);
   const batchesPerEpoch = Math.ceil(data.rows / config.batchSize);

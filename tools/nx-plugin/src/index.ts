@@ -4,7 +4,8 @@
  * targets: distill's content-addressed cache decides what reruns, and artifacts are never copied
  * into Nx's cache.
  */
-import { basename, dirname, extname } from 'node:path';
+import { readFileSync } from 'node:fs';
+import { basename, dirname, extname, join } from 'node:path';
 
 /** The subset of Nx's CreateNodesV2 types this plugin uses (kept local: no deep imports from nx). */
 interface TargetConfiguration {
@@ -33,11 +34,18 @@ export function pipelineTarget(file: string): [string, TargetConfiguration] {
   ];
 }
 
+/** A pipeline file has a top-level `stages:` mapping; params files next to pipelines do not. */
+export function isPipelineFile(path: string): boolean {
+  return /^stages:/m.test(readFileSync(path, 'utf8'));
+}
+
 export const createNodesV2: readonly [string, CreateNodesFunction] = [
   'pipelines/*.{yaml,yml}',
-  async (files) =>
-    files.map((file) => {
-      const [name, target] = pipelineTarget(file);
-      return [file, { projects: { [dirname(file)]: { name: PIPELINE_PROJECT, root: dirname(file), targets: { [name]: target } } } }] as const;
-    }),
+  async (files, _options, context) =>
+    files
+      .filter((file) => isPipelineFile(join(context.workspaceRoot, file)))
+      .map((file) => {
+        const [name, target] = pipelineTarget(file);
+        return [file, { projects: { [dirname(file)]: { name: PIPELINE_PROJECT, root: dirname(file), targets: { [name]: target } } } }] as const;
+      }),
 ];
