@@ -108,3 +108,30 @@ test('teacher rows joined by id: per-vertical teachers cover only their rows; or
     new RegExp(`cover ${own(0).length} of the ${train.length} train rows; loss "sigmoid_kd" needs a teacher row for every row`),
   );
 });
+
+test('sigmoid losses start at the class prior: every logit log(1/C), so the first loss is C log(1 + 1/C) + log C per one-hot sample (mlp, kc self-paced)', async () => {
+  const d = await makeDataset(join(root, 'data-prior'));
+  const train = d.ids.map((_, r) => r).filter((r) => d.splits[r] === 'train');
+  const own = (v: number) => train.filter((r) => VERTICALS[v]!.includes(d.labels[r]!));
+  await makeTeacher(join(root, 'p0'), 0, own(0), d.ids);
+  await makeTeacher(join(root, 'p1'), 1, own(1), d.ids);
+  const data = await openTrainingData(join(root, 'data-prior'), [join(root, 'p0'), join(root, 'p1')], 'train');
+  const expected = CLASSES * Math.log(1 + 1 / CLASSES) + Math.log(CLASSES);
+  const base: TrainConfig = {
+    student: { arch: 'mlp', hidden: [8] },
+    loss: { kind: 'sigmoid_ce', divergence: 'forward_kl', temperature: 1, alpha: 0, skew: 0.1, softLabels: 'auto', topkPolicy: 'renormalise', kcTopK: 1, kcGtMix: 1, sampledNegatives: 0 },
+    optimizer: { name: 'adam', lr: 0.01, beta1: 0.9, beta2: 0.999, eps: 1e-8, momentum: 0, weightDecay: 0 },
+    schedule: { name: 'constant', warmupSteps: 0, stepSize: 1000, gamma: 0.1, minFactor: 0 },
+    epochs: 1, maxSteps: 1, batchSize: 8, shuffleBuffer: 16, clipNorm: 0, seed: 3, checkpointEvery: 0,
+  };
+  for (const [name, config] of [
+    ['mlp sigmoid_ce', base],
+    ['kc self-paced, gtMix 1', { ...base, student: { arch: 'kc', hidden: [8], sharedWidth: 8, verticalWidth: 4, verticals: [], selfPaced: true }, loss: { ...base.loss, kind: 'kc' } }],
+    ['kc sampled negatives (exact: R >= C)', { ...base, student: { arch: 'kc', hidden: [8], sharedWidth: 8, verticalWidth: 4, verticals: [], selfPaced: true }, loss: { ...base.loss, kind: 'kc', sampledNegatives: 10 } }],
+  ] as [string, TrainConfig][]) {
+    const losses: number[] = [];
+    const input = config.loss.kind === 'kc' ? data : await openTrainingData(join(root, 'data-prior'), [], 'train');
+    await trainStudent(input, config, join(root, `state-prior-${name}`), { log: () => {}, metric: (n, v) => n === 'loss' && losses.push(v), progress: () => {} });
+    assert.ok(Math.abs(losses[0]! - expected) < 1e-4, `${name}: first loss ${losses[0]}, expected ${expected}`);
+  }
+});
