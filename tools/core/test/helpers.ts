@@ -21,6 +21,7 @@ const here = dirname(fileURLToPath(import.meta.url));
 /** Compiled test plugins (tools/core/dist/test/plugins/*.js). */
 export const CONCAT = join(here, 'plugins', 'concat.js');
 export const MARKER = join(here, 'plugins', 'marker.js');
+export const BUSY = join(here, 'plugins', 'busy.js');
 /** The `distill` executable of this package. */
 export const DISTILL_BIN = join(here, '..', '..', 'bin', 'distill.js');
 

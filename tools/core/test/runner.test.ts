@@ -11,7 +11,7 @@ import { detectResources } from '../src/runner/devices.js';
 import { readRunRecords, writeRunRecord, type RunRecord } from '../src/runner/record.js';
 import { Workspace } from '../src/runner/workspace.js';
 import {
-  MARKER, RecordingProgress, cacheEntryCount, concatStage, executed, listTree, makeProject, output, pipelineYaml,
+  BUSY, MARKER, RecordingProgress, cacheEntryCount, concatStage, executed, listTree, makeProject, output, pipelineYaml,
   readJournal, runApi, runCli, startCli, statuses, waitFor, writeText, type JournalLine,
 } from './helpers.js';
 
@@ -104,6 +104,23 @@ describe('runner', { concurrency: 2 }, () => {
     assert.ok(!existsSync(join(root, 'out', 'p', 'b')));
     assert.equal(cacheEntryCount(root), 1);
     assertNoOrphanState(root);
+  });
+
+  test('SIGINT to the runner alone stops a stage that blocks its event loop: no orphan, exit 130, nothing cached', async () => {
+    const root = makeProject('distill-int-');
+    const pidFile = join(root, 'busy.pid');
+    const file = writeText(root, 'p.yaml', `stages:\n  spin:\n    plugin: ${BUSY}\n    with: { pidFile: ${JSON.stringify(pidFile)}, busyMs: 60000 }\n`);
+    const cli = startCli(['run', file, '--json', '--quiet'], { cwd: root });
+    await waitFor(() => existsSync(pidFile), 20_000, 'the busy stage to start');
+    const workerPid = Number(readFileSync(pidFile, 'utf8'));
+    process.kill(cli.pid as number, 'SIGINT'); // the runner only, not its process group
+    const result = await cli.result;
+    assert.equal(result.code, 130, result.stderr);
+    assert.ok(!processAlive(workerPid), 'the stage process was killed (SIGTERM cannot reach a blocked loop: SIGKILL after the grace period)');
+    const doc = JSON.parse(result.stdout) as { status: string; stages: Array<{ id: string; status: string }> };
+    assert.equal(doc.status, 'interrupted');
+    assert.equal(doc.stages[0]?.status, 'failed');
+    assert.equal(cacheEntryCount(root), 0);
   });
 
   test('SIGKILL of the runner mid-stage, then rerun: finished stages cached, the killed one reruns, nothing corrupt', async () => {

@@ -15,6 +15,7 @@ import { planPipeline, selectStages, type PlannedStage } from '../runner/plan.js
 import { formatDuration, ProgressView } from '../runner/progress.js';
 import { readRunRecords } from '../runner/record.js';
 import { runPipeline } from '../runner/run.js';
+import { watchInterrupts } from '../runner/interrupt.js';
 import { findProjectRoot, Workspace } from '../runner/workspace.js';
 import { collectGarbage } from './gc.js';
 import { renderDag } from './dag.js';
@@ -72,17 +73,15 @@ export function buildProgram(): Command {
       // nvidia-smi is asked only when some stage wants a GPU.
       const wantsGpus = pipeline.stages.some((s) => s.resources.gpus > 0);
       const machine = await detectResources({ cpus: options.cpus, gpus: options.gpus, ...(wantsGpus ? {} : { detectGpus: async () => [] }) });
-      const controller = new AbortController();
-      const onSignal = (): void => controller.abort();
-      process.once('SIGINT', onSignal);
-      process.once('SIGTERM', onSignal);
+      const interrupt = watchInterrupts();
       const started = Date.now();
       validateSelection(pipeline, [...options.force, ...(options.from ? [options.from] : [])]);
       const record = await runPipeline(ws, pipeline, {
         machine,
         force: options.force,
         from: options.from,
-        signal: controller.signal,
+        signal: interrupt.signal,
+        forceSignal: interrupt.force,
         verbose: options.verbose,
         progress: new ProgressView(process.stderr, Boolean(options.quiet)),
         ...(options.store ? { remote: openRemoteStore(options.store) } : {}),

@@ -2,6 +2,7 @@
  * `distill stage run` (one stage from the artifact store, the unit a remote worker runs) and
  * `distill export argo` (an Argo Workflow of the stale stages). See tools/core/REMOTE.md.
  */
+import { watchInterrupts } from '../runner/interrupt.js';
 import { resolve } from 'node:path';
 import { Option, type Command } from 'commander';
 import { stringify as toYaml } from 'yaml';
@@ -66,15 +67,13 @@ export function registerRemoteCommands(program: Command, helpers: CliHelpers): v
       const only = selectStages(pipeline, [stageName]);
       const remote = options.store ? openContentStore(options.store) : undefined;
       const machine = await detectResources({ cpus: options.cpus, gpus: options.gpus });
-      const controller = new AbortController();
-      const onSignal = (): void => controller.abort();
-      process.once('SIGINT', onSignal);
-      process.once('SIGTERM', onSignal);
+      const interrupt = watchInterrupts();
       const started = Date.now();
       const record = await runPipeline(ws, pipeline, {
         machine,
         only,
-        signal: controller.signal,
+        signal: interrupt.signal,
+        forceSignal: interrupt.force,
         verbose: options.verbose,
         progress: new ProgressView(process.stderr, Boolean(options.quiet)),
         ...(remote ? { remote } : {}),

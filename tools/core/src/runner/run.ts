@@ -33,8 +33,10 @@ export interface RunOptions extends PlanOptions {
   progress?: ProgressSink;
   /** Echo stage log lines to the progress view. */
   verbose?: boolean;
-  /** Aborting cancels running stages (SIGTERM to their processes). */
+  /** Aborting cancels running stages (SIGTERM to their processes, SIGKILL 5 s later). */
   signal?: AbortSignal;
+  /** Aborting kills running stages at once (SIGKILL). */
+  forceSignal?: AbortSignal;
   /** Lines of stderr shown when a stage fails. */
   stderrTail?: number;
   /**
@@ -354,6 +356,10 @@ class Runner {
       cancelSignal: this.options.signal,
       forceKillAfterDelay: 5_000,
     });
+    const kill = (): void => {
+      child.kill('SIGKILL');
+    };
+    this.options.forceSignal?.addEventListener('abort', kill, { once: true });
     const onData = (chunk: Buffer, isErr: boolean): void => {
       log.write(chunk);
       if (isErr) {
@@ -370,6 +376,7 @@ class Runner {
       else if (message.type === 'log' && this.options.verbose) this.progress.message(`  [${stage.id}] ${message.message}`);
     });
     const result = await child;
+    this.options.forceSignal?.removeEventListener('abort', kill);
     await new Promise<void>((resolve) => log.end(resolve));
     if (result.exitCode === 0 && !result.isCanceled) return {};
     const how = result.isCanceled
