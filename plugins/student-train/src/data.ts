@@ -78,7 +78,11 @@ export async function openTrainingData(datasetDir: string, teacherDirs: string[]
     const splits = batch.strings('split');
     const ids = batch.strings('id');
     for (let r = 0; r < batch.numRows; r++) {
-      if (splits[r] !== split) continue;
+      if (splits[r] !== split) {
+        // Teachers may cover other splits too (teacher-infer over the whole dataset).
+        for (const c of cursors) await c.skip(ids[r]!);
+        continue;
+      }
       rows++;
       for (const [i, c] of cursors.entries()) if (await c.take(ids[r]!)) teachers[i]!.coveredRows++;
     }
@@ -152,11 +156,15 @@ class TeacherCursor {
     this.row++;
     return out;
   }
+  /** Consumes the teacher's row for a dataset row outside the training split, if it has one. */
+  async skip(datasetId: string): Promise<void> {
+    if ((await this.fill()) && this.ids[this.r] === datasetId) this.r++;
+  }
   async finish(split: string): Promise<void> {
     if (await this.fill()) {
       throw new Error(
-        `teacher outputs ${this.source.where}: row ${this.row} (sample "${this.ids[this.r]}") matches no dataset row of split "${split}" in order ` +
-          `(teacher rows must be dataset rows of that split, in the dataset's order; ${this.row} rows joined before it)`,
+        `teacher outputs ${this.source.where}: row ${this.row} (sample "${this.ids[this.r]}") matches no dataset row in order ` +
+          `(teacher rows must be dataset rows, in the dataset's order; ${this.row} rows of split "${split}" joined before it)`,
       );
     }
   }
@@ -174,7 +182,10 @@ async function* readSamples(data: TrainingData): AsyncGenerator<Sample> {
     const labels = data.info.labels === 'single' ? batch.numeric('label') : undefined;
     const labelLists = data.info.labels === 'multi' ? batch.list('labels') : undefined;
     for (let r = 0; r < batch.numRows; r++) {
-      if (splits[r] !== data.split) continue;
+      if (splits[r] !== data.split) {
+        for (const c of cursors) await c.skip(ids[r]!);
+        continue;
+      }
       const x = new Float32Array(width);
       const src = xs.subarray(r * width, (r + 1) * width);
       if (input === 'pixels') for (let i = 0; i < width; i++) x[i] = src[i]! / 255;

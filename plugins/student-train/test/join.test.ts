@@ -96,10 +96,16 @@ test('teacher rows joined by id: per-vertical teachers cover only their rows; or
   const swapped = own(0).slice();
   [swapped[1], swapped[2]] = [swapped[2]!, swapped[1]!];
   await makeTeacher(join(root, 't0-swap'), 0, swapped, d.ids);
-  await assert.rejects(openTrainingData(join(root, 'data'), [join(root, 't0-swap')], 'train'), new RegExp(`row 2 \\(sample "s${swapped[2]}"\\) matches no dataset row of split "train" in order`));
+  await assert.rejects(openTrainingData(join(root, 'data'), [join(root, 't0-swap')], 'train'), new RegExp(`row 2 \\(sample "s${swapped[2]}"\\) matches no dataset row in order`));
+  // Rows of another split, in the dataset's order, are passed over (teacher-infer over the whole dataset).
   const testRow = d.ids.findIndex((_, r) => d.splits[r] === 'test');
-  await makeTeacher(join(root, 't0-test'), 0, [...own(0).filter((r) => r < testRow), testRow], d.ids);
-  await assert.rejects(openTrainingData(join(root, 'data'), [join(root, 't0-test')], 'train'), new RegExp(`sample "s${testRow}"\\) matches no dataset row`));
+  const before = own(0).filter((r) => r < testRow);
+  await makeTeacher(join(root, 't0-test'), 0, [...before, testRow], d.ids);
+  const withTest = await openTrainingData(join(root, 'data'), [join(root, 't0-test')], 'train');
+  assert.equal(withTest.teachers[0]!.coveredRows, before.length);
+  // ... but a row of another split out of order is an error naming it.
+  await makeTeacher(join(root, 't0-test-late'), 0, [testRow, ...before.slice(0, 1)], d.ids);
+  await assert.rejects(openTrainingData(join(root, 'data'), [join(root, 't0-test-late')], 'train'), /matches no dataset row in order/);
 
   // A non-kc loss needs every row.
   const single = await openTrainingData(join(root, 'data'), [join(root, 't0')], 'train');

@@ -18,9 +18,13 @@ export interface PluginRegistry {
   resolve(spec: string, pipelineDir: string): Promise<LoadedPlugin | undefined>;
 }
 
-/** The package.json fields a plugin package uses. */
+/**
+ * The package.json fields a plugin package uses: `plugins` maps each plugin name to its module
+ * (so the runner imports only the plugins a pipeline names), `cli` names a module exporting
+ * `registerCommands`.
+ */
 export interface DistilleryPackageFields {
-  plugins?: string[];
+  plugins?: Record<string, string>;
   cli?: string;
 }
 
@@ -73,35 +77,48 @@ export class ModuleRegistry implements PluginRegistry {
     return [...this.modules.keys()].sort();
   }
 
+  /** Reads the plugin names (package.json and built-ins); imports only the built-in and extra modules. */
   async init(): Promise<this> {
     if (this.namesLoaded) return this;
-    const modulePaths = [...BUILTIN_MODULES.filter((m) => existsSync(m))];
+    this.namesLoaded = true;
+    const eager = [...BUILTIN_MODULES.filter((m) => existsSync(m)), ...this.extraModules];
     // DISTILL_NO_WORKSPACE_PLUGINS=1 keeps to built-in and path plugins (isolated tests).
     const packages = process.env.DISTILL_NO_WORKSPACE_PLUGINS === '1' ? [] : distilleryPackages(this.root);
     for (const [pkgDir, fields] of packages) {
-      for (const rel of fields.plugins ?? []) modulePaths.push(resolve(pkgDir, rel));
+      for (const [name, rel] of Object.entries(fields.plugins ?? {})) this.register(name, resolve(pkgDir, rel));
     }
-    modulePaths.push(...this.extraModules);
-    for (const modulePath of modulePaths) {
-      let plugin: LoadedPlugin;
+    for (const modulePath of eager) {
       try {
-        plugin = await this.load(modulePath);
+        const plugin = await this.load(modulePath);
+        this.register(plugin.name, modulePath);
       } catch (error) {
-        // One broken plugin package must not stop pipelines that do not use it.
+        // One broken plugin module must not stop pipelines that do not use it.
         this.broken.push(`${modulePath}: ${(error as Error).message.split('\n')[0]}`);
-        continue;
       }
-      if (this.modules.has(plugin.name)) throw new Error(`two plugins are named "${plugin.name}": ${this.modules.get(plugin.name)} and ${modulePath}`);
-      this.modules.set(plugin.name, modulePath);
     }
-    this.namesLoaded = true;
     return this;
+  }
+
+  private register(name: string, modulePath: string): void {
+    const existing = this.modules.get(name);
+    if (existing && existing !== modulePath) throw new Error(`two plugins are named "${name}": ${existing} and ${modulePath}`);
+    this.modules.set(name, modulePath);
   }
 
   async resolve(spec: string, pipelineDir: string): Promise<LoadedPlugin | undefined> {
     await this.init();
     const known = this.modules.get(spec);
-    if (known) return this.load(known);
+    if (known) {
+      let plugin: LoadedPlugin;
+      try {
+        plugin = await this.load(known);
+      } catch (error) {
+        this.broken.push(`${known}: ${(error as Error).message.split('\n')[0]}`);
+        return undefined;
+      }
+      if (plugin.name !== spec) throw new Error(`${known} is registered as plugin "${spec}" but defines "${plugin.name}"`);
+      return plugin;
+    }
     if (spec.startsWith('.') || isAbsolute(spec)) {
       const path = isAbsolute(spec) ? spec : resolve(pipelineDir, spec);
       return existsSync(path) ? this.load(path) : undefined;

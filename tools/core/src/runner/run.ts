@@ -221,7 +221,8 @@ class Runner {
       this.progress.finished(stage.id, `✗ ${stage.id} failed after ${formatDuration(record.durationMs)}: ${record.error}`);
     } finally {
       state.done = true;
-      this.saveRecord();
+      // A cached stage changes nothing worth keeping before the final record; an executed one does.
+      if (record.status !== 'cached') this.saveRecord();
     }
   }
 
