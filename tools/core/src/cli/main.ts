@@ -2,11 +2,11 @@
  * `distill`: the command line over the loader, planner and runner.
  * Exit codes: 0 success, 1 a stage failed, 2 the pipeline or the command is invalid, 130 interrupted.
  */
-import { resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { Command, CommanderError, Option } from 'commander';
-import { PipelineError } from '../pipeline/diagnostics.js';
-import { loadPipeline } from '../pipeline/load.js';
+import type { PipelineError } from '../pipeline/diagnostics.js';
+import { PlanCache } from '../pipeline/plan-cache.js';
 import type { Pipeline } from '../pipeline/model.js';
 import type { RegisterCommands } from '../plugin/contract.js';
 import { distilleryPackages, ModuleRegistry, workspaceRoot } from '../plugin/registry.js';
@@ -19,7 +19,6 @@ import { watchInterrupts } from '../runner/interrupt.js';
 import { findProjectRoot, Workspace } from '../runner/workspace.js';
 import { collectGarbage } from './gc.js';
 import { renderDag } from './dag.js';
-import { writePipelineSchema } from './schema.js';
 import { registerRemoteCommands } from './remote-commands.js';
 import { openRemoteStore } from '../remote/index.js';
 
@@ -34,11 +33,21 @@ interface CommonOptions {
   json?: boolean;
 }
 
-export async function open(file: string, options: CommonOptions): Promise<{ pipeline: Pipeline; ws: Workspace; registry: ModuleRegistry }> {
+/**
+ * Loads a pipeline and its workspace. The loaded pipeline is cached (.distill/plans): while
+ * nothing it was made from changed, no plugin is imported and no YAML parsed.
+ */
+export async function open(file: string, options: CommonOptions): Promise<{ pipeline: Pipeline; ws: Workspace }> {
+  const absolute = resolve(file);
+  const ws = new Workspace(options.root ? resolve(options.root) : findProjectRoot(dirname(absolute)));
+  const cache = new PlanCache(join(ws.stateRoot, 'plans'), workspaceRoot());
+  const cached = cache.read(absolute, options.set);
+  if (cached) return { pipeline: cached, ws };
+  const { loadPipeline } = await import('../pipeline/load.js');
   const registry = await new ModuleRegistry().init();
   const pipeline = await loadPipeline(file, { registry, overrides: options.set });
-  const ws = new Workspace(options.root ? resolve(options.root) : findProjectRoot(pipeline.dir));
-  return { pipeline, ws, registry };
+  cache.write(pipeline, options.set, pipeline.paramsFile);
+  return { pipeline, ws };
 }
 
 function printJson(value: unknown): void {
@@ -182,6 +191,7 @@ export function buildProgram(): Command {
     .option('--out <file>', 'where to write it', resolve(workspaceRoot(), 'schema', 'pipeline.schema.json'))
     .action(async (options: { out: string }) => {
       const registry = await new ModuleRegistry().init();
+      const { writePipelineSchema } = await import('./schema.js');
       await writePipelineSchema(registry, options.out);
       process.stdout.write(`wrote ${options.out}\n`);
     });
@@ -229,9 +239,9 @@ export async function main(argv: string[]): Promise<void> {
     if (error instanceof CommanderError) {
       // commander has already printed its message.
       process.exitCode = error.code === 'commander.helpDisplayed' || error.code === 'commander.version' || error.code === 'commander.help' ? 0 : 2;
-    } else if (error instanceof PipelineError) {
-      process.stderr.write(`${error.message}\n`);
-      process.stderr.write(`${error.diagnostics.length} error(s); nothing was run\n`);
+    } else if ((error as Error).name === 'PipelineError') {
+      process.stderr.write(`${(error as PipelineError).message}\n`);
+      process.stderr.write(`${(error as PipelineError).diagnostics.length} error(s); nothing was run\n`);
       process.exitCode = 2;
     } else if (error instanceof UsageError) {
       process.stderr.write(`error: ${error.message}\n`);

@@ -5,10 +5,6 @@
 import { watchInterrupts } from '../runner/interrupt.js';
 import { resolve } from 'node:path';
 import { Option, type Command } from 'commander';
-import { stringify as toYaml } from 'yaml';
-import { buildArgoWorkflow, defaultPipelinePath } from '../argo/export.js';
-import { checkWorkflow } from '../argo/check.js';
-import { readArgoSettings } from '../argo/settings.js';
 import type { Pipeline } from '../pipeline/model.js';
 import type { ModuleRegistry } from '../plugin/registry.js';
 import { openContentStore } from '../remote/index.js';
@@ -21,7 +17,7 @@ import { writeFileAtomic } from '../util/fs.js';
 
 /** What main.ts lends these commands. */
 export interface CliHelpers {
-  open(file: string, options: { set: string[]; root?: string }): Promise<{ pipeline: Pipeline; ws: Workspace; registry: ModuleRegistry }>;
+  open(file: string, options: { set: string[]; root?: string }): Promise<{ pipeline: Pipeline; ws: Workspace }>;
   printJson(value: unknown): void;
 }
 
@@ -116,6 +112,11 @@ export function registerRemoteCommands(program: Command, helpers: CliHelpers): v
     .option('--no-push', 'do not publish the cached outputs that stale stages read to the store')
     .action(async (file: string, options: ExportArgoOptions) => {
       const { pipeline, ws } = await helpers.open(file, options);
+      // Loaded here: the exporter (yaml, typebox, ajv) is not needed by any other command.
+      const { stringify: toYaml } = await import('yaml');
+      const { buildArgoWorkflow, defaultPipelinePath } = await import('../argo/export.js');
+      const { checkWorkflow } = await import('../argo/check.js');
+      const { readArgoSettings } = await import('../argo/settings.js');
       const settings = readArgoSettings(pipeline.settings, pipeline.file);
       const image = options.image ?? settings.image;
       if (!image) throw new Error('no container image: pass --image or set settings.argo.image');

@@ -83,6 +83,7 @@ export async function loadPipeline(file: string, options: LoadOptions): Promise<
     byId,
     groups,
     settings: spec.settings ?? {},
+    ...(spec.params ? { paramsFile: resolve(dir, spec.params) } : {}),
   };
 }
 

@@ -50,4 +50,6 @@ export interface Pipeline {
   /** Fan-out stage name -> its instance ids (plain stages map to themselves). */
   groups: ReadonlyMap<string, string[]>;
   settings: Record<string, unknown>;
+  /** Absolute path of the params file, when the pipeline names one. */
+  paramsFile?: string;
 }
