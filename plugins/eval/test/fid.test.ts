@@ -1,3 +1,4 @@
+import { Rng } from '@distillery/core/util/rng';
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -19,17 +20,10 @@ import {
   type GaussianStats,
 } from '../src/index.js';
 
-/** Seeded normal samples (mulberry32 + Box-Muller). */
+/** Seeded standard normal samples (the project's Rng). */
 function normals(seed: number): () => number {
-  let a = seed >>> 0;
-  const uniform = (): number => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return (((t ^ (t >>> 14)) >>> 0) + 0.5) / 4294967296;
-  };
-  return () => Math.sqrt(-2 * Math.log(uniform())) * Math.cos(2 * Math.PI * uniform());
+  const rng = new Rng(seed);
+  return () => rng.normal();
 }
 
 /** N x D features x = z A + b with z standard normal (row-major). */

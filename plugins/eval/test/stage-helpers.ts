@@ -5,16 +5,12 @@ import { Value } from '@sinclair/typebox/value';
 import type { TSchema, Static } from '@sinclair/typebox';
 import type { InputArtifact, PluginDefinition, StageContext } from '@distillery/core';
 import { GraphBuilder, writeModelFile } from '@distillery/core/onnx/index';
+import { Rng } from '@distillery/core/util/rng';
 
+/** Seeded uniform [0, 1) stream (the project's Rng). */
 export function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+  const r = new Rng(seed);
+  return () => r.next();
 }
 
 export interface CtxRecord {

@@ -3,6 +3,7 @@
  * with missing mass, sampled soft labels (id, count), for softmax and sigmoid teachers. Pure
  * functions on Float32Array rows; sums and normalisers in float64.
  */
+import { Rng } from '@distillery/core/util/rng';
 
 /** log(sum_j exp(z_j / T)) over one row, stable. */
 export function logSumExp(z: Float32Array, start: number, length: number, invT: number): number {
@@ -131,16 +132,10 @@ export function sampleSeed(seed: number, id: string): number {
   return h;
 }
 
-/** mulberry32: small, fast, seedable uniform [0, 1) generator. */
+/** A seeded uniform [0, 1) stream: the project's Rng (tools/core/src/util/rng.ts). */
 export function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+  const rng = new Rng(seed);
+  return () => rng.next();
 }
 
 /** Sampled soft labels of n rows, as list columns (offsets into ids / counts / weights). */
