@@ -173,6 +173,7 @@ stages:
     with:
       command: 'a=$(date +%s%N); sleep 0.4; printf "%s %s %s" "$CUDA_VISIBLE_DEVICES" "$a" "$(date +%s%N)" > "$DISTILL_OUT/gpu.txt"'
       outputs: [gpu.txt]
+      checkWrites: false  # concurrent exec stages in one working directory: see the exec plugin
       params: { name: ${name} }`;
     const { record, stage } = await runYaml(
       dir,

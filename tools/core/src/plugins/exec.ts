@@ -25,7 +25,8 @@
  */
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { lstat, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { createHash } from 'node:crypto';
+import { lstat, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { basename, dirname, isAbsolute, join, relative, resolve } from 'node:path';
 import { Type, type Static } from '@sinclair/typebox';
@@ -56,7 +57,9 @@ const ExecParams = Type.Object(
     cwd: Type.Optional(Type.String({ description: 'Working directory, relative to the pipeline file (default: its directory)' })),
     checkWrites: Type.Boolean({
       default: true,
-      description: 'Fail when the command changes files in the working directory, the inputs or the deps (stat snapshot before and after)',
+      description:
+        'Fail when the command changes files in the working directory, the inputs or the deps (stat snapshot before and after). ' +
+        'Exec stages that check writes in the same working directory run one at a time; set false (or give each its own cwd) to run them concurrently',
     }),
   },
   { additionalProperties: false },
@@ -85,10 +88,18 @@ export default definePlugin({
       const env = await buildEnv(ctx, scratch);
       const argv = commandLine(p);
       const watched = p.checkWrites ? watchRoots(ctx, cwd) : [];
-      const before = await snapshots(watched, ctx);
-      ctx.log.info(`$ ${Array.isArray(p.command) ? argv.join(' ') : (argv[2] ?? '')}`);
-      await runCommand(ctx, argv, cwd, env);
-      const problems = [...(await checkOutDir(ctx.outDir, outputs)), ...(await strayWrites(before, await snapshots(watched, ctx)))];
+      // Exec stages that share a working directory run one at a time while their writes are
+      // checked: otherwise one stage's files would be blamed on another running beside it.
+      const release = p.checkWrites ? await lockWorkingDirectory(ctx, cwd) : async () => {};
+      let problems: string[];
+      try {
+        const before = await snapshots(watched, ctx);
+        ctx.log.info(`$ ${Array.isArray(p.command) ? argv.join(' ') : (argv[2] ?? '')}`);
+        await runCommand(ctx, argv, cwd, env);
+        problems = [...(await checkOutDir(ctx.outDir, outputs)), ...(await strayWrites(before, await snapshots(watched, ctx)))];
+      } finally {
+        await release();
+      }
       if (problems.length > 0) throw new Error(`stage ${ctx.stageId}: ${problems.join('; ')}`);
       return { metrics: await readMetrics(join(scratch, 'metrics.json'), ctx.stageId) };
     } finally {
@@ -303,6 +314,25 @@ function watchRoots(ctx: StageContext<ExecParamsValue>, cwd: string): string[] {
 function isInside(path: string, dir: string): boolean {
   const rel = relative(dir, path);
   return rel === '' || (!rel.startsWith('..') && !isAbsolute(rel));
+}
+
+/** An exclusive lock on a working directory, kept in the project's .distill (or the temp dir). */
+async function lockWorkingDirectory(ctx: StageContext<ExecParamsValue>, cwd: string): Promise<() => Promise<void>> {
+  const { default: lockfile } = await import('proper-lockfile');
+  const distillDir = dirname(dirname(ctx.stateDir));
+  const locks = basename(distillDir) === '.distill' ? join(distillDir, 'locks') : tmpdir();
+  await mkdir(locks, { recursive: true });
+  const target = join(locks, `exec-cwd-${createHash('sha256').update(cwd).digest('hex').slice(0, 16)}`);
+  for (let waited = 0; ; waited++) {
+    try {
+      return await lockfile.lock(target, { realpath: false, stale: 10_000, update: 2_000 });
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'ELOCKED') throw error;
+      if (waited === 0) ctx.log.info(`waiting for another exec stage working in ${cwd}`);
+      ctx.signal.throwIfAborted();
+      await new Promise((r) => setTimeout(r, 200));
+    }
+  }
 }
 
 /** Paths that other parts of distill write while a stage runs: never counted as stray writes. */
