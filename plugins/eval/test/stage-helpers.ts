@@ -1,9 +1,8 @@
 /** Test fixtures of the eval stage: a hand-made stage context, seeded data, small ONNX models. */
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { Value } from '@sinclair/typebox/value';
 import type { TSchema, Static } from '@sinclair/typebox';
-import type { InputArtifact, PluginDefinition, StageContext } from '@distillery/core';
+import { makeTestContext, type InputArtifact, type PluginDefinition, type StageContext, type TestContextRecord } from '@distillery/core';
 import { GraphBuilder, writeModelFile } from '@distillery/core/onnx/index';
 import { Rng } from '@distillery/core/util/rng';
 
@@ -13,40 +12,15 @@ export function rng(seed: number): () => number {
   return () => r.next();
 }
 
-export interface CtxRecord {
-  progress: [number, number | undefined][];
-  warnings: string[];
-}
+export type { TestContextRecord as CtxRecord } from '@distillery/core';
 
-/** A StageContext like the runner's: params validated with defaults applied; inputs as lists of artifacts. */
+/** A StageContext like the runner's (core's makeTestContext). */
 export function makeCtx<S extends TSchema>(
   plugin: PluginDefinition<S>,
   raw: Record<string, unknown>,
   dirs: { outDir: string; pipelineDir: string; inputs: Record<string, InputArtifact[]>; cpus?: number },
-): { ctx: StageContext<Static<S>>; record: CtxRecord } {
-  const params = Value.Default(plugin.params, structuredClone(raw)) as Static<S>;
-  if (!Value.Check(plugin.params, params)) {
-    const first = [...Value.Errors(plugin.params, params)][0];
-    throw new Error(`params invalid: ${first?.path} ${first?.message}`);
-  }
-  mkdirSync(dirs.outDir, { recursive: true });
-  const record: CtxRecord = { progress: [], warnings: [] };
-  const inputs = dirs.inputs;
-  const ctx: StageContext<Static<S>> = {
-    stageId: 'eval-stage', pipeline: 'test', params, inputs,
-    input(name: string) {
-      const list = inputs[name];
-      if (!list || list.length !== 1) throw new Error(`no single input ${name}`);
-      return list[0]!.path;
-    },
-    outDir: dirs.outDir, stateDir: join(dirs.outDir, '..', 'state'), pipelineDir: dirs.pipelineDir,
-    devices: { cpus: dirs.cpus ?? 1, gpus: [] },
-    log: { info() {}, warn: (m: string) => void record.warnings.push(m), debug() {} },
-    progress: (done: number, total?: number) => void record.progress.push([done, total]),
-    metric() {},
-    signal: new AbortController().signal,
-  };
-  return { ctx, record };
+): { ctx: StageContext<Static<S>>; record: TestContextRecord } {
+  return makeTestContext(plugin, raw, { ...dirs, stageId: 'eval-stage' });
 }
 
 /** Linear classifier logits = x W (+ b), W [dim, classes], written as dir/model.onnx. */

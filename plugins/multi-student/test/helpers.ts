@@ -1,34 +1,17 @@
 /** Test fixtures: stage contexts like the runner's, dataset shard sets and linear ONNX models. */
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { Value } from '@sinclair/typebox/value';
 import type { Static, TSchema } from '@sinclair/typebox';
-import type { PluginDefinition, StageContext } from '@distillery/core';
+import { makeTestContext, type PluginDefinition, type StageContext } from '@distillery/core';
 import { ShardWriter, datasetSchema } from '@distillery/core/shards/index';
 import { GraphBuilder, writeModelFile } from '@distillery/core/onnx/index';
 
-/** A StageContext with validated params (defaults applied); inputs map a name to [stage id, dir] pairs. */
+/** A StageContext like the runner's (core's makeTestContext); inputs map a name to [stage id, dir] pairs. */
 export function makeCtx<S extends TSchema>(plugin: PluginDefinition<S>, raw: Record<string, unknown>, outDir: string, inputs: Record<string, [string, string][]>): StageContext<Static<S>> {
-  const params = Value.Default(plugin.params, structuredClone(raw)) as Static<S>;
-  if (!Value.Check(plugin.params, params)) throw new Error(`params invalid: ${[...Value.Errors(plugin.params, params)][0]?.message}`);
-  mkdirSync(outDir, { recursive: true });
   const bound = Object.fromEntries(Object.entries(inputs).map(([k, list]) => [k, list.map(([stage, path]) => ({ stage, path }))]));
-  return {
-    stageId: 'test-stage', pipeline: 'test', params, inputs: bound,
-    input(name: string) {
-      const list = bound[name];
-      if (!list || list.length !== 1) throw new Error(`no single input ${name}`);
-      return list[0]!.path;
-    },
-    outDir, stateDir: join(outDir, '..', 'state'), pipelineDir: outDir,
-    devices: { cpus: 1, gpus: [] },
-    log: { info() {}, warn() {}, debug() {} },
-    progress() {}, metric() {},
-    signal: new AbortController().signal,
-  };
+  return makeTestContext(plugin, raw, { outDir, inputs: bound }).ctx;
 }
 
-/** Float-features dataset; ids "s<i>". */
 export async function writeDataset(dir: string, x: Float32Array, dim: number, labels: number[], splits: string[], numClasses: number, rowsPerShard = 16): Promise<void> {
   const ids = labels.map((_, i) => `s${i}`);
   const writer = await ShardWriter.create({ dir, schema: datasetSchema({ shape: [dim], input: 'features', labels: 'single', numClasses, classNames: Array.from({ length: numClasses }, (_, c) => `c${c}`) }), rowsPerShard });

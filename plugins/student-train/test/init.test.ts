@@ -8,7 +8,8 @@ import * as ort from 'onnxruntime-node';
 import { selectBackend } from '@distillery/core/tfjs/backend';
 import { readModelFile } from '@distillery/core/onnx/index';
 import { writeShards, datasetSchema } from '@distillery/core/shards/index';
-import type { StageContext, InputArtifact } from '@distillery/core';
+import { makeTestContext } from '@distillery/core';
+import { studentParams } from './helpers.js';
 import plugin from '../src/plugin.js';
 import { createStudent, type StudentConfig } from '../src/models/student.js';
 import { exportOnnx } from '../src/train.js';
@@ -60,20 +61,7 @@ for (const [name, config, shape] of configs) {
 
 function makeCtx(params: Record<string, unknown>, inputs: Record<string, string[]>, name: string) {
   const outDir = join(root, name, 'out');
-  const stateDir = join(root, name, 'state');
-  mkdirSync(outDir, { recursive: true });
-  mkdirSync(stateDir, { recursive: true });
-  const artifacts: Record<string, InputArtifact[]> = {};
-  for (const [k, v] of Object.entries(inputs)) artifacts[k] = v.map((path) => ({ stage: k, path }));
-  const defaults = Object.fromEntries(Object.entries((plugin.params as unknown as { properties: Record<string, { default?: unknown }> }).properties).map(([k, s]) => [k, s.default]));
-  const ctx = {
-    stageId: name, pipeline: 'test', params: { ...defaults, ...params, student: { arch: 'mlp', hidden: [16], channels: [4], kernel: 3, batchNorm: true, sharedWidth: 8, verticalWidth: 4, selfPaced: true, ...(params.student as object) } },
-    inputs: artifacts,
-    input: (n: string) => { const a = artifacts[n]; if (!a || a.length !== 1) throw new Error(`input ${n}`); return a[0]!.path; },
-    outDir, stateDir, pipelineDir: root, devices: { cpus: 1, gpus: [] },
-    log: { info: () => {}, warn: () => {}, debug: () => {} },
-    progress: () => {}, metric: () => {}, signal: new AbortController().signal,
-  } as unknown as StageContext<never>;
+  const { ctx } = makeTestContext(plugin, studentParams(params), { outDir, stateDir: join(root, name, 'state'), pipelineDir: root, inputs, stageId: name });
   return { ctx, outDir };
 }
 

@@ -7,7 +7,8 @@ import * as tf from '@tensorflow/tfjs-core';
 import * as ort from 'onnxruntime-node';
 import { selectBackend } from '@distillery/core/tfjs/backend';
 import { writeShards, datasetSchema, teacherOutputSchema } from '@distillery/core/shards/index';
-import type { StageContext, InputArtifact } from '@distillery/core';
+import { makeTestContext } from '@distillery/core';
+import { studentParams } from './helpers.js';
 import plugin from '../src/plugin.js';
 import { createStudent, type StudentConfig } from '../src/models/student.js';
 import { exportOnnx } from '../src/train.js';
@@ -64,24 +65,10 @@ function makeCtx(params: Record<string, unknown>, inputs: Record<string, string[
   const outDir = join(root, name, 'out');
   const stateDir = join(root, name, 'state');
   rmSync(outDir, { recursive: true, force: true });
-  mkdirSync(outDir, { recursive: true });
-  mkdirSync(stateDir, { recursive: true });
-  const metrics: { name: string; value: number; step?: number }[] = [];
-  const artifacts: Record<string, InputArtifact[]> = {};
-  for (const [k, v] of Object.entries(inputs)) artifacts[k] = v.map((path) => ({ stage: k, path }));
-  // Defaults as the runner applies them from the schema.
-  const defaults = Object.fromEntries(Object.entries((plugin.params as unknown as { properties: Record<string, { default?: unknown }> }).properties).map(([k, s]) => [k, s.default]));
-  const ctx = {
-    stageId: name, pipeline: 'test', params: { ...defaults, ...params, student: { arch: 'mlp', hidden: [16], channels: [4], kernel: 3, batchNorm: true, sharedWidth: 8, verticalWidth: 4, selfPaced: true, ...(params.student as object) } },
-    inputs: artifacts,
-    input: (n: string) => { const a = artifacts[n]; if (!a || a.length !== 1) throw new Error(`input ${n}`); return a[0]!.path; },
-    outDir, stateDir, pipelineDir: root, devices: { cpus: 1, gpus: [] },
-    log: { info: () => {}, warn: () => {}, debug: () => {} },
-    progress: (done: number) => onProgress?.(done),
-    metric: (n: string, value: number, step?: number) => metrics.push({ name: n, value, step }),
-    signal: controller.signal,
-  } as unknown as StageContext<never>;
-  return { ctx, metrics, outDir, stateDir };
+  const { ctx, record } = makeTestContext(plugin, studentParams(params), { outDir, stateDir, pipelineDir: root, inputs, stageId: name, signal: controller.signal });
+  const progress = ctx.progress;
+  const withProgress = { ...ctx, progress: (done: number, total?: number, unit?: string) => (progress(done, total, unit), onProgress?.(done)) };
+  return { ctx: withProgress, metrics: record.metrics, outDir, stateDir };
 }
 
 test('ce on hard labels learns (loss falls) and writes model.onnx that predicts like the data', async () => {

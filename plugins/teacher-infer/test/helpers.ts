@@ -1,9 +1,8 @@
 /** Test fixtures: hand-made stage contexts, dataset shard sets, small ONNX teachers. */
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { Value } from '@sinclair/typebox/value';
 import type { TSchema, Static } from '@sinclair/typebox';
-import type { PluginDefinition, StageContext } from '@distillery/core';
+import { makeTestContext, type PluginDefinition, type StageContext, type TestContextRecord } from '@distillery/core';
 import { ShardWriter, datasetSchema } from '@distillery/core/shards/index';
 import { GraphBuilder, writeModelFile } from '@distillery/core/onnx/index';
 import { Rng } from '@distillery/core/util/rng';
@@ -14,36 +13,11 @@ export function rng(seed: number): () => number {
   return () => r.next();
 }
 
-export interface CtxRecord {
-  progress: [number, number | undefined][];
-  warnings: string[];
-}
+export type { TestContextRecord as CtxRecord } from '@distillery/core';
 
-/** A StageContext like the runner's: params validated with defaults applied. */
-export function makeCtx<S extends TSchema>(plugin: PluginDefinition<S>, raw: Record<string, unknown>, dirs: { outDir: string; pipelineDir: string; inputs?: Record<string, string> }): { ctx: StageContext<Static<S>>; record: CtxRecord } {
-  const params = Value.Default(plugin.params, structuredClone(raw)) as Static<S>;
-  if (!Value.Check(plugin.params, params)) {
-    const first = [...Value.Errors(plugin.params, params)][0];
-    throw new Error(`params invalid: ${first?.path} ${first?.message}`);
-  }
-  mkdirSync(dirs.outDir, { recursive: true });
-  const record: CtxRecord = { progress: [], warnings: [] };
-  const inputs = Object.fromEntries(Object.entries(dirs.inputs ?? {}).map(([k, path]) => [k, [{ stage: k, path }]]));
-  const ctx: StageContext<Static<S>> = {
-    stageId: 'test-stage', pipeline: 'test', params, inputs,
-    input(name: string) {
-      const list = inputs[name];
-      if (!list || list.length !== 1) throw new Error(`no single input ${name}`);
-      return list[0]!.path;
-    },
-    outDir: dirs.outDir, stateDir: join(dirs.outDir, '..', 'state'), pipelineDir: dirs.pipelineDir,
-    devices: { cpus: 1, gpus: [] },
-    log: { info() {}, warn: (m: string) => void record.warnings.push(m), debug() {} },
-    progress: (done: number, total?: number) => void record.progress.push([done, total]),
-    metric() {},
-    signal: new AbortController().signal,
-  };
-  return { ctx, record };
+/** A StageContext like the runner's (core's makeTestContext); inputs name one directory each. */
+export function makeCtx<S extends TSchema>(plugin: PluginDefinition<S>, raw: Record<string, unknown>, dirs: { outDir: string; pipelineDir: string; inputs?: Record<string, string> }): { ctx: StageContext<Static<S>>; record: TestContextRecord } {
+  return makeTestContext(plugin, raw, { outDir: dirs.outDir, pipelineDir: dirs.pipelineDir, inputs: dirs.inputs ?? {} });
 }
 
 /** Writes a float-features dataset: n samples of dim values, ids "s<i>", split alternating train/test. */

@@ -15,3 +15,4 @@ export { readRunRecords, type RunRecord, type StageRecord, type StageStatus } fr
 export { ProgressView, formatDuration, type ProgressSink } from './runner/progress.js';
 export { writeFileAtomic, writeFileAtomicSync } from './util/fs.js';
 export { Rng } from './util/rng.js';
+export { makeTestContext, type TestContextOptions, type TestContextRecord } from './plugin/testing.js';
