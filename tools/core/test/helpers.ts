@@ -75,7 +75,10 @@ export class RecordingProgress implements ProgressSink {
   started(id: string, detail: string): void {
     this.lines.push(`started ${id} ${detail}`);
   }
-  progress(): void {}
+  readonly progressCalls: Array<[string, number, number | undefined]> = [];
+  progress(id: string, done: number, total?: number): void {
+    this.progressCalls.push([id, done, total]);
+  }
   finished(_id: string, line: string): void {
     this.lines.push(line);
   }

@@ -106,6 +106,19 @@ describe('runner', { concurrency: 2 }, () => {
     assertNoOrphanState(root);
   });
 
+  test('per-step metrics reach the run record in full and progress reaches the view, though the worker batches them', async () => {
+    const root = makeProject('distill-metrics-');
+    const file = writeText(root, 'p.yaml', pipelineYaml([concatStage('m', { text: 'x', sleepMs: 600 })]));
+    const progress = new RecordingProgress();
+    const record = await runApi(root, file, { progress });
+    const stage = record.stages[0];
+    assert.equal(stage?.status, 'ran');
+    // concat reports loss = 1/i at steps 1..5.
+    assert.deepEqual(stage?.series?.loss, [1, 2, 3, 4, 5].map((i) => [i, 1 / i]));
+    assert.deepEqual(stage?.metrics, { loss: 0.2, length: 1 });
+    assert.deepEqual(progress.progressCalls.at(-1), ['m', 5, 5], 'the final progress is delivered');
+  });
+
   test('SIGINT to the runner alone stops a stage that blocks its event loop: no orphan, exit 130, nothing cached', async () => {
     const root = makeProject('distill-int-');
     const pidFile = join(root, 'busy.pid');

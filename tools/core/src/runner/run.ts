@@ -373,7 +373,9 @@ class Runner {
     child.on('message', (raw: unknown) => {
       const message = raw as WorkerMessage;
       if (message.type === 'progress') this.progress.progress(stage.id, message.done, message.total, message.unit);
-      else if (message.type === 'metric' && message.step !== undefined) (series[message.name] ??= []).push([message.step, message.value]);
+      else if (message.type === 'metrics') {
+        for (const point of message.points) if (point.step !== undefined) (series[point.name] ??= []).push([point.step, point.value]);
+      }
       else if (message.type === 'log' && this.options.verbose) this.progress.message(`  [${stage.id}] ${message.message}`);
     });
     const result = await child;

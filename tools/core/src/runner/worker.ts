@@ -24,11 +24,30 @@ export interface WorkerJob {
 /** Messages from worker to runner. */
 export type WorkerMessage =
   | { type: 'progress'; done: number; total?: number; unit?: string }
-  | { type: 'metric'; name: string; value: number; step?: number }
+  | { type: 'metrics'; points: Array<{ name: string; value: number; step?: number }> }
   | { type: 'log'; level: 'info' | 'warn' | 'debug'; message: string };
 
 function send(message: WorkerMessage): void {
-  if (process.send) process.send(message);
+  if (process.send && process.connected) process.send(message);
+}
+
+/**
+ * Progress and per-step metrics are batched: a training loop reports every step, and one IPC
+ * message per step costs both processes CPU that the stage's own work should have.
+ */
+const FLUSH_MS = 250;
+let pendingProgress: Extract<WorkerMessage, { type: 'progress' }> | undefined;
+let pendingPoints: Array<{ name: string; value: number; step?: number }> = [];
+let flushTimer: NodeJS.Timeout | undefined;
+function flush(): void {
+  flushTimer = undefined;
+  if (pendingPoints.length > 0) send({ type: 'metrics', points: pendingPoints });
+  if (pendingProgress) send(pendingProgress);
+  pendingPoints = [];
+  pendingProgress = undefined;
+}
+function schedule(): void {
+  flushTimer ??= setTimeout(flush, FLUSH_MS);
 }
 
 async function main(): Promise<void> {
@@ -80,14 +99,20 @@ async function main(): Promise<void> {
     pipelineDir: job.pipelineDir,
     devices: job.devices,
     log,
-    progress: (done, total, unit) => send({ type: 'progress', done, ...(total !== undefined ? { total } : {}), ...(unit ? { unit } : {}) }),
+    progress: (done, total, unit) => {
+      pendingProgress = { type: 'progress', done, ...(total !== undefined ? { total } : {}), ...(unit ? { unit } : {}) };
+      schedule();
+    },
     metric: (name, value, step) => {
       metrics[name] = value;
-      send({ type: 'metric', name, value, ...(step !== undefined ? { step } : {}) });
+      pendingPoints.push({ name, value, ...(step !== undefined ? { step } : {}) });
+      schedule();
     },
     signal: controller.signal,
   };
   const result = ((await plugin.run(ctx)) ?? {}) as StageResult;
+  if (flushTimer) clearTimeout(flushTimer);
+  flush();
   writeFileAtomicSync(job.resultFile, JSON.stringify({ metrics: { ...metrics, ...(result.metrics ?? {}) } }));
 }
 
