@@ -21,22 +21,15 @@ export default definePlugin({
   ),
   resources: { cpus: 1, memoryMiB: 512 },
   async run(ctx) {
-    const { readFile } = await import('node:fs/promises');
     const { join } = await import('node:path');
-    const { checkRoutingTable } = await import('./subset.js');
+    const { readRoutingTable } = await import('./subset.js');
     const { orderStudents, writeBundle } = await import('./bundle.js');
-    const routingFile = join(ctx.input('routing'), 'routing.json');
-    let raw: unknown;
-    try {
-      raw = JSON.parse(await readFile(routingFile, 'utf8'));
-    } catch (error) {
-      throw new Error(`stage ${ctx.stageId}: cannot read routing table ${routingFile} (${(error as Error).message})`);
-    }
+    const routing = await readRoutingTable(ctx.input('routing'), ctx.stageId);
     const routerDir = ctx.input('router');
     const students = ctx.inputs.students ?? [];
     if (students.length === 0) throw new Error(`stage ${ctx.stageId}: bind the input "students" to the K student-train stages (in partition order)`);
     const manifest = await writeBundle({
-      routing: checkRoutingTable(raw, routingFile),
+      routing,
       router: { stage: ctx.inputs.router![0]!.stage, path: join(routerDir, 'model.onnx') },
       students: orderStudents(students),
       outDir: ctx.outDir,

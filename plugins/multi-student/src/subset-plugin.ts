@@ -20,19 +20,11 @@ export default definePlugin({
   ),
   resources: { cpus: 1, memoryMiB: 1024 },
   async run(ctx) {
-    const { readFile } = await import('node:fs/promises');
-    const { join } = await import('node:path');
-    const { checkRoutingTable, writeSubset } = await import('./subset.js');
-    const routingFile = join(ctx.input('routing'), 'routing.json');
-    let raw: unknown;
-    try {
-      raw = JSON.parse(await readFile(routingFile, 'utf8'));
-    } catch (error) {
-      throw new Error(`stage ${ctx.stageId}: cannot read routing table ${routingFile} (${(error as Error).message})`);
-    }
+    const { readRoutingTable, writeSubset } = await import('./subset.js');
+    const routing = await readRoutingTable(ctx.input('routing'), ctx.stageId);
     const summary = await writeSubset({
       datasetDir: ctx.input('dataset'),
-      routing: checkRoutingTable(raw, routingFile),
+      routing,
       student: ctx.params.student,
       outDir: ctx.outDir,
       rowsPerShard: ctx.params.rowsPerShard,

@@ -34,6 +34,20 @@ export interface SubsetSummary {
 }
 
 /** Validates a parsed routing.json; errors name the file. */
+/** Reads and checks routing.json of a `partition` stage's output directory. */
+export async function readRoutingTable(partitionDir: string, stageId: string): Promise<RoutingTable> {
+  const { readFile } = await import('node:fs/promises');
+  const { join } = await import('node:path');
+  const routingFile = join(partitionDir, 'routing.json');
+  let raw: unknown;
+  try {
+    raw = JSON.parse(await readFile(routingFile, 'utf8'));
+  } catch (error) {
+    throw new Error(`stage ${stageId}: cannot read routing table ${routingFile} (${(error as Error).message})`);
+  }
+  return checkRoutingTable(raw, routingFile);
+}
+
 export function checkRoutingTable(raw: unknown, where: string): RoutingTable {
   const t = raw as Partial<RoutingTable> | null;
   if (!t || typeof t !== 'object' || !Number.isInteger(t.numClasses) || !Number.isInteger(t.students) || !Array.isArray(t.partitions) || !Array.isArray(t.classToStudent)) {
