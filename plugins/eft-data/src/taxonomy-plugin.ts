@@ -4,7 +4,6 @@
  */
 import { Type } from '@sinclair/typebox';
 import { definePlugin, PathParam } from '@distillery/core';
-import { isAbsolute, resolve } from 'node:path';
 
 const params = Type.Object(
   {
@@ -23,7 +22,7 @@ export default definePlugin({
   async run(ctx) {
     const { taxonomyFromMap } = await import('./import-map.js');
     const { writeTaxonomy } = await import('./taxonomy.js');
-    const path = isAbsolute(ctx.params.map) ? ctx.params.map : resolve(ctx.pipelineDir, ctx.params.map);
+    const path = ctx.params.map; // absolute: the runner resolves path params
     const t = taxonomyFromMap(path);
     if (ctx.params.numClasses !== undefined && ctx.params.numClasses !== t.numClasses) {
       throw new Error(`class map ${path}: ${t.numClasses} classes, parameter numClasses says ${ctx.params.numClasses}`);

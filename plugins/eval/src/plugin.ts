@@ -8,7 +8,7 @@
  */
 import { Type } from '@sinclair/typebox';
 import { definePlugin, PathParam } from '@distillery/core';
-import { isAbsolute, join, resolve } from 'node:path';
+import { join } from 'node:path';
 
 const params = Type.Object(
   {
@@ -41,9 +41,8 @@ export default definePlugin({
     const { evaluateModels } = await import('./stage/evaluate.js');
     const { loadVerticalMap } = await import('./stage/verticals.js');
     const p = ctx.params;
-    const abs = (path: string) => (isAbsolute(path) ? path : resolve(ctx.pipelineDir, path));
     const taxonomy = ctx.inputs.taxonomy?.[0]?.path;
-    const verticalsFile = p.verticals ? abs(p.verticals) : taxonomy ? join(taxonomy, 'verticals.json') : undefined;
+    const verticalsFile = p.verticals ? p.verticals : taxonomy ? join(taxonomy, 'verticals.json') : undefined;
     const teachers = (ctx.inputs.teacher ?? []).map((a) => ({ name: a.stage, role: 'teacher' as const, dir: a.path }));
     const students = (ctx.inputs.model ?? []).map((a) => ({ name: a.stage, role: 'student' as const, dir: a.path }));
     if (students.length === 0) throw new Error(`stage ${ctx.stageId}: bind the input "model" to the stage(s) whose model.onnx to evaluate`);

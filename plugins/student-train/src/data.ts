@@ -218,21 +218,22 @@ export async function* epochBatches(data: TrainingData, batchSize: number, buffe
   for await (const sample of readSamples(data)) {
     buffer.push(sample);
     if (buffer.length >= bufferSize) {
-      const i = rng.int(buffer.length);
-      const picked = buffer[i]!;
-      buffer[i] = buffer[buffer.length - 1]!;
-      buffer.pop();
-      const out = emit(picked);
+      const out = emit(takeRandom(buffer, rng));
       if (out) yield out;
     }
   }
   while (buffer.length > 0) {
-    const i = rng.int(buffer.length);
-    const picked = buffer[i]!;
-    buffer[i] = buffer[buffer.length - 1]!;
-    buffer.pop();
-    const out = emit(picked);
+    const out = emit(takeRandom(buffer, rng));
     if (out) yield out;
   }
   if (batch.length > 0) yield batch;
+}
+
+/** Removes and returns a uniformly chosen element (swap with the last, then pop: O(1)). */
+function takeRandom<T>(buffer: T[], rng: Rng): T {
+  const i = rng.int(buffer.length);
+  const picked = buffer[i] as T;
+  buffer[i] = buffer[buffer.length - 1] as T;
+  buffer.pop();
+  return picked;
 }

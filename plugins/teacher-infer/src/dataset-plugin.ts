@@ -4,7 +4,6 @@
  */
 import { Type } from '@sinclair/typebox';
 import { definePlugin, PathParam } from '@distillery/core';
-import { isAbsolute, resolve } from 'node:path';
 
 const params = Type.Object(
   {
@@ -46,10 +45,9 @@ export default definePlugin({
   async run(ctx) {
     const { importDataset } = await import('./import.js');
     const p = ctx.params;
-    const abs = (path: string | undefined) => (path === undefined || isAbsolute(path) ? path : resolve(ctx.pipelineDir, path));
     const manifest = await importDataset({
       ...p,
-      sources: p.sources.map((s) => ({ ...s, path: abs(s.path), labels: abs(s.labels) })),
+      sources: p.sources,
       outDir: ctx.outDir,
       signal: ctx.signal,
       progress: (done) => ctx.progress(done, undefined, 'samples'),

@@ -6,7 +6,7 @@
 import { Type } from '@sinclair/typebox';
 import { definePlugin, PathParam } from '@distillery/core';
 import { readFileSync } from 'node:fs';
-import { isAbsolute, resolve } from 'node:path';
+import { resolve } from 'node:path';
 
 const params = Type.Object(
   {
@@ -52,13 +52,12 @@ export default definePlugin({
   async run(ctx) {
     const { extractTeacherOutputs } = await import('./infer.js');
     const p = ctx.params;
-    const abs = (path: string) => (isAbsolute(path) ? path : resolve(ctx.pipelineDir, path));
     if (p.classMap && ctx.inputs.classMap) throw new Error('teacher-infer: both the classMap parameter and a "classMap" input are given; use one');
     if (p.restrictTo && ctx.inputs.restrictTo) throw new Error('teacher-infer: both the restrictTo parameter and a "restrictTo" input are given; use one');
     const restrictTo = p.restrictTo ?? classMapFromInput(ctx.inputs.restrictTo, 'restrictTo');
     const result = await extractTeacherOutputs({
-      modelPath: p.model ? abs(p.model) : modelFromInput(ctx.input('model')),
-      datasetDir: p.dataset ? abs(p.dataset) : ctx.input('dataset'),
+      modelPath: p.model ?? modelFromInput(ctx.input('model')),
+      datasetDir: p.dataset ?? ctx.input('dataset'),
       outDir: ctx.outDir,
       teacherId: p.teacherId ?? ctx.stageId,
       inputName: p.input,

@@ -7,7 +7,8 @@ import { existsSync, readFileSync } from 'node:fs';
 import { basename, dirname, extname, isAbsolute, resolve } from 'node:path';
 import { LineCounter, parse as parseYaml, parseDocument } from 'yaml';
 import type { TSchema } from '@sinclair/typebox';
-import { PATH_KEYWORD, type ResourceRequest } from '../plugin/contract.js';
+import type { ResourceRequest } from '../plugin/contract.js';
+import { findPathParams } from '../plugin/path-params.js';
 import type { PluginRegistry } from '../plugin/registry.js';
 import { didYouMean, PipelineError, SourceMap, type Diagnostic, type YamlPath } from './diagnostics.js';
 import type { LoadedPlugin, PathParamRef, Pipeline, StageInstance } from './model.js';
@@ -280,24 +281,10 @@ class LoadContext {
 
   /** Finds path-typed params, resolves them against the pipeline directory and checks they exist. */
   private pathParams(schema: TSchema, params: Record<string, unknown>, base: YamlPath): PathParamRef[] {
-    const found: PathParamRef[] = [];
-    const visit = (s: TSchema | undefined, value: unknown, at: string[]): void => {
-      if (!s || value === undefined) return;
-      if ((s as Record<string, unknown>)[PATH_KEYWORD] === true && typeof value === 'string') {
-        const absolute = isAbsolute(value) ? value : resolve(this.dir, value);
-        if (!existsSync(absolute)) this.diagnostics.push(this.map.at([...base, ...at], `path "${value}" (parameter ${at.join('.')}) does not exist: ${absolute}`));
-        found.push({ pointer: at.join('.'), absolute });
-        return;
-      }
-      const properties = (s as { properties?: Record<string, TSchema> }).properties;
-      if (properties && value && typeof value === 'object' && !Array.isArray(value)) {
-        for (const [key, sub] of Object.entries(properties)) visit(sub, (value as Record<string, unknown>)[key], [...at, key]);
-      }
-      const itemsSchema = (s as { items?: TSchema }).items;
-      if (itemsSchema && Array.isArray(value)) value.forEach((v, i) => visit(itemsSchema, v, [...at, String(i)]));
-    };
-    visit(schema, params, []);
-    return found;
+    return findPathParams(schema, params, this.dir).map(({ pointer, segments, value, absolute }) => {
+      if (!existsSync(absolute)) this.diagnostics.push(this.map.at([...base, ...segments], `path "${value}" (parameter ${pointer}) does not exist: ${absolute}`));
+      return { pointer, absolute };
+    });
   }
 
   private resources(plugin: LoadedPlugin, params: Record<string, unknown>, stage: StageFile, stagePath: YamlPath): ResourceRequest {

@@ -1,12 +1,14 @@
 /**
  * Calling a plugin's `run` without the runner, for plugin tests: a StageContext like the one the
- * worker builds. Params get the schema's defaults and are checked against it, as the loader does.
+ * worker builds. Params get the schema's defaults and are checked against it, as the loader does,
+ * and path params are made absolute against pipelineDir, as the runner does.
  */
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Static, TSchema } from '@sinclair/typebox';
 import { Value } from '@sinclair/typebox/value';
 import type { InputArtifact, PluginDefinition, StageContext } from './contract.js';
+import { findPathParams, withAbsolutePaths } from './path-params.js';
 
 export interface TestContextOptions {
   outDir: string;
@@ -40,6 +42,8 @@ export function makeTestContext<S extends TSchema>(
     const first = [...Value.Errors(plugin.params, params)][0];
     throw new Error(`params of ${plugin.name} invalid: ${first?.path} ${first?.message}`);
   }
+  const pipelineDir = options.pipelineDir ?? options.outDir;
+  const resolved = withAbsolutePaths(params, findPathParams(plugin.params, params, pipelineDir));
   const stateDir = options.stateDir ?? join(options.outDir, '..', 'state');
   mkdirSync(options.outDir, { recursive: true });
   mkdirSync(stateDir, { recursive: true });
@@ -52,7 +56,7 @@ export function makeTestContext<S extends TSchema>(
   const ctx: StageContext<Static<S>> = {
     stageId: options.stageId ?? 'test-stage',
     pipeline: 'test',
-    params,
+    params: resolved,
     inputs,
     input(name) {
       const list = inputs[name];
@@ -61,7 +65,7 @@ export function makeTestContext<S extends TSchema>(
     },
     outDir: options.outDir,
     stateDir,
-    pipelineDir: options.pipelineDir ?? options.outDir,
+    pipelineDir,
     devices: { cpus: options.cpus ?? 1, gpus: options.gpus ?? [] },
     log: { info: (m) => void record.infos.push(m), warn: (m) => void record.warnings.push(m), debug() {} },
     progress: (done, total) => void record.progress.push([done, total]),

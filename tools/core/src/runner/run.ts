@@ -18,6 +18,7 @@ import lockfile from 'proper-lockfile';
 import type { KeyParts } from '../cache/key.js';
 import type { RemoteStore } from '../cache/store.js';
 import type { InputArtifact } from '../plugin/contract.js';
+import { withAbsolutePaths } from '../plugin/path-params.js';
 import type { Pipeline, StageInstance } from '../pipeline/model.js';
 import type { MachineResources } from './devices.js';
 import { forcedStages, staleReason, type PlanOptions } from './plan.js';
@@ -281,7 +282,7 @@ class Runner {
       stageId: stage.id,
       pipeline: this.pipeline.name,
       pipelineDir: this.pipeline.dir,
-      params: withAbsolutePaths(stage),
+      params: withAbsolutePaths(stage.params, stage.pathParams),
       inputs: this.inputArtifacts(stage),
       outDir,
       stateDir,
@@ -404,14 +405,3 @@ async function ownerIsDead(ownerFile: string): Promise<boolean> {
   }
 }
 
-/** Params as the plugin sees them: path params made absolute. */
-function withAbsolutePaths(stage: StageInstance): Record<string, unknown> {
-  const params = structuredClone(stage.params);
-  for (const ref of stage.pathParams) {
-    const keys = ref.pointer.split('.');
-    let node = params as Record<string, unknown>;
-    keys.slice(0, -1).forEach((k) => (node = node[k] as Record<string, unknown>));
-    node[keys[keys.length - 1] as string] = ref.absolute;
-  }
-  return params;
-}
