@@ -1,15 +1,15 @@
 /**
  * Teacher extraction: runs one ONNX teacher over a dataset shard set and streams its outputs into
- * a teacher-output shard set (schema: @distillery/core shards/schema.ts). Inference of batch i+1
- * runs in onnxruntime's threads while batch i is post-processed and written on the JS thread.
+ * a teacher-output shard set (schema: @distillery/core shards/schema.ts). The session lives in a
+ * worker thread (core onnx/session-thread.ts): inference of batch i+1 runs there while batch i is
+ * post-processed and written, and batch i+2 is read and converted, on the JS thread.
  * Any error aborts the shard writer, which deletes every shard it wrote.
  */
-import { createHash } from 'node:crypto';
-import { createReadStream } from 'node:fs';
-import type * as Ort from 'onnxruntime-node';
+import { hashFileContent } from '@distillery/core/cache/hash';
+import { ThreadedSession, type ThreadRunResult, type ThreadValueMetadata } from '@distillery/core/onnx/session-thread';
 import {
   ShardWriter, openShardSet, parseDatasetSchema, teacherOutputSchema,
-  type ColumnValues, type DatasetInfo, type ShardBatch, type ShardManifest, type StorageSpec,
+  type ColumnValues, type DatasetInfo, type NumericArray, type ShardBatch, type ShardManifest, type StorageSpec,
 } from '@distillery/core/shards/index';
 import { firstNonFiniteRow, sampledRows, topKRows } from './outputs.js';
 
@@ -71,41 +71,10 @@ export interface ExtractResult {
   manifest: ShardManifest;
 }
 
-export async function sha256File(path: string): Promise<string> {
-  const hash = createHash('sha256');
-  try {
-    for await (const chunk of createReadStream(path)) hash.update(chunk as Buffer);
-  } catch (error) {
-    throw new Error(`ONNX model ${path}: cannot read (${(error as Error).message})`);
-  }
-  return hash.digest('hex');
-}
-
-function dimsOf(meta: Ort.InferenceSession.ValueMetadata): (number | string)[] | undefined {
-  return meta.isTensor ? [...meta.shape] : undefined;
+function dimsOf(meta: ThreadValueMetadata): (number | string)[] | undefined {
+  return meta.isTensor ? [...(meta.shape ?? [])] : undefined;
 }
 const isFixed = (d: number | string | undefined): d is number => typeof d === 'number' && d > 0;
-
-/** Opens the model (CUDA EP first when GPUs were assigned); errors name the file. */
-export async function openSession(ort: typeof Ort, modelPath: string, threads: number, gpus: readonly number[], warn: (m: string) => void): Promise<Ort.InferenceSession> {
-  const base: Ort.InferenceSession.SessionOptions = {
-    intraOpNumThreads: Math.max(1, threads),
-    interOpNumThreads: 1,
-    graphOptimizationLevel: 'all',
-  };
-  if (gpus.length > 0) {
-    try {
-      return await ort.InferenceSession.create(modelPath, { ...base, executionProviders: [{ name: 'cuda', deviceId: 0 }, 'cpu'] });
-    } catch (error) {
-      warn(`CUDA execution provider unavailable (${(error as Error).message.split('\n')[0]}); running on CPU. See the teacher-infer README to enable it.`);
-    }
-  }
-  try {
-    return await ort.InferenceSession.create(modelPath, { ...base, executionProviders: ['cpu'] });
-  } catch (error) {
-    throw new Error(`ONNX model ${modelPath}: cannot load (${(error as Error).message.split('\n')[0]})`);
-  }
-}
 
 /** Checks a class map against the global label space; returns it as Int32Array. */
 export function checkClassMap(classMap: number[], numClasses: number, localClasses: number): Int32Array {
@@ -155,7 +124,7 @@ interface ModelIo {
   featureDim: number | undefined;
 }
 
-function checkModelIo(session: Ort.InferenceSession, o: ExtractOptions, data: DatasetInfo): ModelIo {
+function checkModelIo(session: ThreadedSession, o: ExtractOptions, data: DatasetInfo): ModelIo {
   const where = `ONNX model ${o.modelPath}`;
   const inputName = o.inputName ?? session.inputNames[0];
   const input = session.inputMetadata.find((m) => m.name === inputName);
@@ -196,6 +165,11 @@ function checkModelIo(session: Ort.InferenceSession, o: ExtractOptions, data: Da
   };
 }
 
+/** a[start + i*stride] = a[...] * mul + add for i < n. */
+function affineInPlace(a: Float32Array, start: number, n: number, stride: number, mul: number, add: number): void {
+  for (let i = 0, j = start; i < n; i++, j += stride) a[j] = a[j]! * mul + add;
+}
+
 /** One model batch being assembled: flat inputs plus the sample ids. */
 interface PendingBatch {
   input: Float32Array | Uint8Array;
@@ -209,9 +183,13 @@ export async function extractTeacherOutputs(o: ExtractOptions): Promise<ExtractR
   if (o.sampled && o.activation !== 'softmax') throw new Error('sampled storage needs a softmax teacher (sigmoid outputs are not one distribution)');
   const dataset = await openShardSet(o.datasetDir);
   const data = parseDatasetSchema(dataset.schema, `dataset ${o.datasetDir}`);
-  const modelSha256 = await sha256File(o.modelPath);
-  const ort = await import('onnxruntime-node');
-  const session = await openSession(ort, o.modelPath, o.threads, o.gpus, o.warn ?? (() => {}));
+  let modelSha256: string;
+  try {
+    modelSha256 = await hashFileContent(o.modelPath);
+  } catch (error) {
+    throw new Error(`ONNX model ${o.modelPath}: cannot read (${(error as Error).message})`);
+  }
+  const session = await ThreadedSession.open(o.modelPath, { threads: o.threads, gpus: o.gpus, warn: o.warn });
   try {
     const io = checkModelIo(session, o, data);
     const restrict = o.restrictTo ? checkRestriction(o.restrictTo, io.localClasses, o.classMap !== undefined) : undefined;
@@ -231,7 +209,7 @@ export async function extractTeacherOutputs(o: ExtractOptions): Promise<ExtractR
     if (restrict) schema.metadata['distillery.restricted_to'] = JSON.stringify(Array.from(restrict));
     const writer = await ShardWriter.create({ dir: o.outDir, schema, rowsPerShard: o.rowsPerShard });
     try {
-      const samples = await runBatches(ort, session, io, o, data, dataset.batches(), dataset.totalRows, classMap, restrict, writer);
+      const samples = await runBatches(session, io, o, data, dataset.batches(), dataset.totalRows, classMap, restrict, writer);
       const manifest = await writer.close();
       return { samples, seconds: (performance.now() - t0) / 1000, manifest };
     } catch (error) {
@@ -244,7 +222,7 @@ export async function extractTeacherOutputs(o: ExtractOptions): Promise<ExtractR
 }
 
 async function runBatches(
-  ort: typeof Ort, session: Ort.InferenceSession, io: ModelIo, o: ExtractOptions, data: DatasetInfo,
+  session: ThreadedSession, io: ModelIo, o: ExtractOptions, data: DatasetInfo,
   source: AsyncGenerator<ShardBatch>, totalRows: number, classMap: Int32Array | undefined, restrict: Int32Array | undefined, writer: ShardWriter,
 ): Promise<number> {
   const batchSize = io.fixedBatch ?? o.batchSize;
@@ -270,41 +248,44 @@ async function runBatches(
   const identity = channelMul.every((v) => v === 1) && channelAdd.every((v) => v === 0);
 
   const newBatch = (): PendingBatch => ({ input: useUint8 ? new Uint8Array(batchSize * width) : new Float32Array(batchSize * width), ids: [], rows: 0 });
-  /** Copies sample `r` of a dataset batch into model-input row `row`, applying the transform. */
-  const fill = (dst: Float32Array | Uint8Array, row: number, src: ArrayLike<number>, srcStart: number) => {
+  const uniform = channelMul.every((v) => v === channelMul[0]) && channelAdd.every((v) => v === channelAdd[0]);
+  /**
+   * Copies sample `r` of a dataset batch into model-input row `row`, applying the transform. The
+   * copy (with its uint8 -> float32 conversion) is TypedArray.set, native code; the affine
+   * transform is then applied in place by monomorphic loops (a generic element loop over
+   * differently typed arrays ran at ~6 ns per value and was the extraction's main cost).
+   */
+  const fill = (dst: Float32Array | Uint8Array, row: number, src: NumericArray, srcStart: number) => {
     const base = row * width;
-    if (useUint8 || (identity && !transpose)) {
-      for (let i = 0; i < width; i++) dst[base + i] = src[srcStart + i]!;
+    if (transpose) {
+      const out = dst as Float32Array;
+      for (let p = 0; p < spatial; p++) for (let ch = 0; ch < channels; ch++) {
+        out[base + ch * spatial + p] = src[srcStart + p * channels + ch]! * channelMul[ch]! + channelAdd[ch]!;
+      }
       return;
     }
-    if (transpose) {
-      for (let p = 0; p < spatial; p++) for (let ch = 0; ch < channels; ch++) {
-        dst[base + ch * spatial + p] = src[srcStart + p * channels + ch]! * channelMul[ch]! + channelAdd[ch]!;
-      }
-    } else if (data.layout === 'CHW') {
-      for (let ch = 0; ch < channels; ch++) for (let p = 0; p < spatial; p++) {
-        const i = ch * spatial + p;
-        dst[base + i] = src[srcStart + i]! * channelMul[ch]! + channelAdd[ch]!;
-      }
-    } else {
-      for (let i = 0; i < width; i++) {
-        const ch = i % channels;
-        dst[base + i] = src[srcStart + i]! * channelMul[ch]! + channelAdd[ch]!;
-      }
-    }
+    dst.set(src.subarray(srcStart, srcStart + width), base);
+    if (useUint8 || identity) return;
+    const out = dst as Float32Array;
+    if (uniform) affineInPlace(out, base, width, 1, channelMul[0]!, channelAdd[0]!);
+    else if (data.layout === 'CHW') for (let ch = 0; ch < channels; ch++) affineInPlace(out, base + ch * spatial, spatial, 1, channelMul[ch]!, channelAdd[ch]!);
+    else for (let ch = 0; ch < channels; ch++) affineInPlace(out, base + ch, spatial, channels, channelMul[ch]!, channelAdd[ch]!);
   };
 
   const total = o.split || o.onlyClassMapRows ? -1 : totalRows;
   const keepClass = o.onlyClassMapRows && classMap ? new Set(classMap) : undefined;
   let done = 0;
-  const run = (b: PendingBatch): Promise<Ort.InferenceSession.OnnxValueMapType> => {
+  const fetches = io.featuresOutput ? [io.outputName, io.featuresOutput] : [io.outputName];
+  /** Starts inference of `b` in the session's thread; `b.input` is detached until the result hands it back. */
+  const run = async (b: PendingBatch): Promise<ThreadRunResult> => {
     const n = io.fixedBatch ?? b.rows; // fixed-batch models get the zero-padded full batch
     const input = b.input.subarray(0, n * width);
-    const tensor = useUint8 ? new ort.Tensor('uint8', input as Uint8Array, [n, ...io.sampleDims]) : new ort.Tensor('float32', input as Float32Array, [n, ...io.sampleDims]);
-    const fetches = io.featuresOutput ? [io.outputName, io.featuresOutput] : [io.outputName];
-    return session.run({ [io.inputName]: tensor }, fetches);
+    const result = await session.run({ [io.inputName]: { type: useUint8 ? 'uint8' : 'float32', data: input, dims: [n, ...io.sampleDims] } }, fetches);
+    const back = result.inputs[io.inputName]!.data;
+    b.input = useUint8 ? new Uint8Array(back.buffer as ArrayBuffer) : new Float32Array(back.buffer as ArrayBuffer);
+    return result;
   };
-  const finish = (b: PendingBatch, out: Ort.InferenceSession.OnnxValueMapType) => {
+  const finish = (b: PendingBatch, { outputs: out }: ThreadRunResult) => {
     const n = b.rows;
     const logitsTensor = out[io.outputName]!;
     const full = (logitsTensor.data as Float32Array).subarray(0, n * io.localClasses);
@@ -333,25 +314,25 @@ async function runBatches(
       columns.features = f;
     }
     writer.append(columns, n);
-    for (const t of Object.values(out)) t.dispose();
     done += n;
     o.progress?.(done, total);
   };
 
-  // Two batch buffers: while the model runs on one, the previous result is post-processed and the
-  // other buffer is filled. Runs on the session never overlap (one in flight at a time).
+  // Two batch buffers. The worker always has the next batch queued before the current one ends:
+  // batch i+1 is posted before the JS thread waits for batch i, then post-processes it and
+  // fills i+2 into batch i's buffer (handed back with its result) while i+1 computes.
   const buffers = [newBatch(), newBatch()];
-  let which = 0;
   let current = buffers[0]!;
-  let inflight: { batch: PendingBatch; result: Promise<Ort.InferenceSession.OnnxValueMapType> } | undefined;
+  const inflight: { batch: PendingBatch; result: Promise<ThreadRunResult> }[] = [];
   const launch = async () => {
-    const previous = inflight ? { batch: inflight.batch, out: await inflight.result } : undefined;
     const result = run(current);
-    result.catch(() => {}); // awaited (and rethrown) on the next launch or at the end
-    inflight = { batch: current, result };
-    if (previous) finish(previous.batch, previous.out);
-    which ^= 1;
-    current = buffers[which]!;
+    result.catch(() => {}); // awaited (and rethrown) below or at the end
+    inflight.push({ batch: current, result });
+    if (inflight.length > 1) {
+      const oldest = inflight.shift()!;
+      finish(oldest.batch, await oldest.result);
+    }
+    current = buffers.find((b) => b !== inflight[0]!.batch)!;
     current.rows = 0;
     current.ids = [];
     if (io.fixedBatch) current.input.fill(0);
@@ -379,10 +360,10 @@ async function runBatches(
       }
     }
     if (current.rows > 0) await launch();
-    if (inflight) finish(inflight.batch, await inflight.result);
+    for (const { batch, result } of inflight.splice(0)) finish(batch, await result);
   } catch (error) {
-    // Let a running inference finish before the session is released.
-    if (inflight) await inflight.result.catch(() => {});
+    // Let queued inferences finish before the session is released.
+    for (const { result } of inflight) await result.catch(() => {});
     throw error;
   }
   return done;

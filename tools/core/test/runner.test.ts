@@ -7,6 +7,7 @@ import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
+import { availableParallelism } from 'node:os';
 import { detectResources } from '../src/runner/devices.js';
 import { readRunRecords, writeRunRecord, type RunRecord } from '../src/runner/record.js';
 import { Workspace } from '../src/runner/workspace.js';
@@ -250,6 +251,30 @@ describe('runner', { concurrency: 2 }, () => {
     assert.deepEqual(gpu.map((s) => s.cuda), ['0', '0']);
     assert.equal(spans.find((s) => s.stage === 'cpu')?.cuda, '', 'a CPU stage sees no GPU');
     assert.deepEqual(record.stages.find((s) => s.id === 'g')?.devices, { cpus: 1, gpus: [0] });
+  });
+
+  test('--pin-cpus: concurrent 1-CPU stages are bound to distinct cores (taskset), recorded in the run record', { skip: process.platform !== 'linux' || availableParallelism() < 2 }, async () => {
+    const root = makeProject('distill-pin-');
+    const journal = join(root, 'journal.txt');
+    const affinity = join(root, 'affinity.txt');
+    const file = writeText(root, 'p.yaml', pipelineYaml([
+        marker('a', { text: 'a', journal, sleepMs: 400, affinityOut: affinity }),
+        marker('b', { text: 'b', journal, sleepMs: 400, affinityOut: affinity }),
+      ]));
+    const record = await runApi(root, file, { machine: { cpus: 2, gpus: [], memoryMiB: 1024 }, pinCpus: true });
+    assert.deepEqual(statuses(record), { a: 'ran', b: 'ran' });
+    assert.equal(maxOverlap(intervals(readJournal(journal))), 2, 'both stages ran at once');
+    const bound = Object.fromEntries(readFileSync(affinity, 'utf8').trim().split('\n').map((l) => l.split(' ') as [string, string]));
+    const cores = ['a', 'b'].map((id) => record.stages.find((s) => s.id === id)?.devices?.cores);
+    assert.deepEqual(cores.map((c) => c?.length), [1, 1]);
+    assert.notEqual(cores[0]![0], cores[1]![0], 'distinct cores');
+    assert.deepEqual([bound.a, bound.b], cores.map((c) => String(c![0])), 'each process is bound to the core the record names');
+    // Without the option nothing is bound.
+    const free = join(root, 'free.txt');
+    const f2 = writeText(root, 'q.yaml', pipelineYaml([marker('c', { text: 'c', journal, affinityOut: free })]));
+    const r2 = await runApi(root, f2, { machine: { cpus: 2, gpus: [], memoryMiB: 1024 } });
+    assert.equal(r2.stages[0]!.devices?.cores, undefined);
+    assert.notEqual(readFileSync(free, 'utf8').trim().split(' ')[1], String(cores[0]![0]), 'an unbound stage may use every core');
   });
 
   test('4 GPUs: four 1-GPU stages get distinct devices; a 2-GPU stage gets two', async () => {

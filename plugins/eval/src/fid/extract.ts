@@ -46,7 +46,7 @@ export async function extractFeatureStats(
       if (t.type !== 'float32' && t.type !== 'float64') throw new EvalInputError(`${modelPath}: output ${outputName} is ${t.type}, need float`);
       acc ??= new GaussianAccumulator(dim, `${modelPath} output ${outputName}`);
       if (dim !== acc.dim) throw new EvalInputError(`${modelPath}: feature width changed from ${acc.dim} to ${dim}`);
-      await acc.add(Float64Array.from(t.data as Float32Array | Float64Array), rows);
+      await acc.add(t.data as Float32Array | Float64Array, rows);
     }
     if (!acc) throw new EvalInputError(`${modelPath}: no input batches`);
     return acc.finish();

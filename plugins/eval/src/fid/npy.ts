@@ -66,7 +66,7 @@ function toFloat64(bytes: Uint8Array, dtype: NpyHeader['dtype']): Float64Array {
   // Copy into an aligned buffer before viewing it as floats.
   const copy = new Uint8Array(bytes.length);
   copy.set(bytes);
-  return dtype === 'float64' ? new Float64Array(copy.buffer) : Float64Array.from(new Float32Array(copy.buffer));
+  return dtype === 'float64' ? new Float64Array(copy.buffer) : new Float64Array(new Float32Array(copy.buffer));
 }
 
 /** Parses a complete .npy file held in memory. */
@@ -87,13 +87,14 @@ export async function readNpy(path: string): Promise<NdArray> {
 }
 
 /**
- * Streams the rows of a 2-D .npy matrix (N x D) in chunks of up to `chunkRows` rows, converted to
- * float64. `onChunk` gets the chunk and the index of its first row.
+ * Streams the rows of a 2-D .npy matrix (N x D) in chunks of up to `chunkRows` rows, in the file's
+ * own dtype (float32 or float64; the buffer is reused: consume it before returning). `onChunk`
+ * gets the chunk and the index of its first row.
  */
 export async function streamNpyRows(
   path: string,
   chunkRows: number,
-  onChunk: (rows: Float64Array, count: number, firstRow: number) => void | Promise<void>,
+  onChunk: (rows: Float32Array | Float64Array, count: number, firstRow: number) => void | Promise<void>,
 ): Promise<{ rows: number; cols: number }> {
   const fh = await open(path, 'r');
   try {
@@ -122,10 +123,7 @@ export async function streamNpyRows(
         if (bytesRead === 0) throw new EvalInputError(`${path}: file ended early at row ${first}`);
         got += bytesRead;
       }
-      const chunk =
-        h.dtype === 'float64'
-          ? new Float64Array(buf.buffer, 0, count * cols)
-          : Float64Array.from(new Float32Array(buf.buffer, 0, count * cols));
+      const chunk = h.dtype === 'float64' ? new Float64Array(buf.buffer, 0, count * cols) : new Float32Array(buf.buffer, 0, count * cols);
       await onChunk(chunk, count, first);
     }
     return { rows, cols };

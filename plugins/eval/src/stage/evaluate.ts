@@ -9,12 +9,12 @@
  * Input preprocessing follows teacher-infer: pixels x scale, then (x - mean[c]) / std[c] per
  * channel; `inputLayout: 'CHW'` transposes HWC images; uint8 model inputs get the raw pixels.
  */
-import { createHash } from 'node:crypto';
-import { createReadStream, existsSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type * as Ort from 'onnxruntime-node';
 import { openShardSet, parseDatasetSchema, type DatasetInfo } from '@distillery/core/shards/index';
 import { readModelFile } from '@distillery/core/onnx/index';
+import { hashFileContent } from '@distillery/core/cache/hash';
 import { StreamingClassificationMetrics, type VerticalMap } from '../classification/streaming.js';
 import { measureLatency, modelCost } from '../classification/efficiency.js';
 import { REPORT_FORMAT, renderMarkdown, type EfficiencyComparison, type EvalReport, type ModelEfficiency, type ModelReport } from './report.js';
@@ -57,12 +57,6 @@ export interface EvaluateOptions {
   signal?: AbortSignal;
   progress?: (done: number, total: number | undefined) => void;
   warn?: (message: string) => void;
-}
-
-async function sha256File(path: string): Promise<string> {
-  const hash = createHash('sha256');
-  for await (const chunk of createReadStream(path)) hash.update(chunk as Buffer);
-  return hash.digest('hex');
 }
 
 const isFixed = (d: number | string | undefined): d is number => typeof d === 'number' && d > 0;
@@ -402,7 +396,7 @@ export async function evaluateModels(o: EvaluateOptions): Promise<EvalReport> {
       };
       const lossHistory = readLossHistory(m.spec.dir);
       reports.push({
-        name: m.spec.name, role: m.spec.role, modelSha256: await sha256File(m.path), metrics: m.metrics.summary(), efficiency,
+        name: m.spec.name, role: m.spec.role, modelSha256: await hashFileContent(m.path), metrics: m.metrics.summary(), efficiency,
         ...(lossHistory ? { lossHistory } : {}),
       });
     }
@@ -464,7 +458,7 @@ async function bundleReport(m: OpenModel, b: BundleState, shape: number[], o: Ev
     ...(flops === null ? { flopsNote: 'FLOPs of a bundle model not counted (an op the counter does not know)' } : {}),
   };
   return {
-    name: m.spec.name, role: m.spec.role, modelSha256: await sha256File(m.path), metrics: m.metrics.summary(), efficiency,
+    name: m.spec.name, role: m.spec.role, modelSha256: await hashFileContent(m.path), metrics: m.metrics.summary(), efficiency,
     composite: {
       students: manifest.students,
       routingAccuracy: b.routedCorrectly / b.samples,

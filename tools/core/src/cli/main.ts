@@ -76,8 +76,9 @@ export function buildProgram(): Command {
     .option('--verbose', 'echo stage log lines')
     .addOption(new Option('--cpus <n>', 'CPU slots (default: core count)').argParser(Number))
     .addOption(new Option('--gpus <n>', 'pretend the machine has n GPUs (default: nvidia-smi)').argParser(Number))
+    .addOption(new Option('--pin-cpus', 'bind each stage to cores of its own, as many as its cpus (Linux taskset)').env('DISTILL_PIN_CPUS'))
     .addOption(new Option('--store <url>', 'shared artifact store consulted on cache misses and published to').env('DISTILL_STORE'))
-    .action(async (file: string, options: CommonOptions & { force: string[]; from?: string; quiet?: boolean; verbose?: boolean; cpus?: number; gpus?: number; store?: string }) => {
+    .action(async (file: string, options: CommonOptions & { force: string[]; from?: string; quiet?: boolean; verbose?: boolean; cpus?: number; gpus?: number; pinCpus?: boolean; store?: string }) => {
       const { pipeline, ws } = await open(file, options);
       // nvidia-smi is asked only when some stage wants a GPU.
       const wantsGpus = pipeline.stages.some((s) => s.resources.gpus > 0);
@@ -92,6 +93,7 @@ export function buildProgram(): Command {
         signal: interrupt.signal,
         forceSignal: interrupt.force,
         verbose: options.verbose,
+        pinCpus: Boolean(options.pinCpus),
         progress: new ProgressView(process.stderr, Boolean(options.quiet)),
         ...(options.store ? { remote: openRemoteStore(options.store) } : {}),
       });

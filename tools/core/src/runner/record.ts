@@ -25,7 +25,8 @@ export interface StageRecord {
   metrics: Record<string, number>;
   /** Per-step metric values: name -> [step, value] pairs. */
   series?: Record<string, Array<[number, number]>>;
-  devices?: { cpus: number; gpus: number[] };
+  /** CPU slots and GPU indices given to the stage; `cores`: the cores it was bound to (--pin-cpus). */
+  devices?: { cpus: number; gpus: number[]; cores?: number[] };
 }
 
 export interface RunRecord {

@@ -20,6 +20,8 @@ export default definePlugin({
       /** After sleeping, wait until this file exists (lets a test hold a stage in flight). */
       waitFile: Type.Optional(Type.String()),
       fail: Type.Boolean({ default: false }),
+      /** Append "<stage> <Cpus_allowed_list>" (this process's CPU affinity, Linux) to this file. */
+      affinityOut: Type.Optional(Type.String()),
       /** Fail unless this file exists; each attempt is counted in ctx.stateDir (checkpoint tests). */
       failUnless: Type.Optional(Type.String()),
       /** Nested options, for located errors below `with:`. */
@@ -31,6 +33,10 @@ export default definePlugin({
   async run(ctx) {
     const cuda = process.env.CUDA_VISIBLE_DEVICES ?? '';
     appendFileSync(ctx.params.journal, `start ${ctx.stageId} ${process.pid} ${Date.now()} ${cuda}\n`);
+    if (ctx.params.affinityOut) {
+      const allowed = /Cpus_allowed_list:\s*(\S+)/.exec(readFileSync('/proc/self/status', 'utf8'))?.[1] ?? '?';
+      appendFileSync(ctx.params.affinityOut, `${ctx.stageId} ${allowed}\n`);
+    }
     ctx.log.info(`marker ${ctx.stageId} writing ${JSON.stringify(ctx.params.text)}`);
     const parts: string[] = [];
     for (const name of Object.keys(ctx.inputs).sort()) {

@@ -1,0 +1,74 @@
+/**
+ * Worker-thread side of ThreadedSession (session-thread.ts): owns one onnxruntime-node session,
+ * answers `open` once and then `run` requests in order, transferring outputs and the inputs back.
+ */
+import { parentPort } from 'node:worker_threads';
+import type * as Ort from 'onnxruntime-node';
+import type { ThreadTensor, ThreadValueMetadata, WorkerReply, WorkerRequest } from './session-thread.js';
+
+const port = parentPort!;
+let ort: typeof Ort | undefined;
+let session: Ort.InferenceSession | undefined;
+
+const firstLine = (error: unknown) => (error instanceof Error ? error.message : String(error)).split('\n')[0]!;
+
+function metadata(list: readonly Ort.InferenceSession.ValueMetadata[]): ThreadValueMetadata[] {
+  return list.map((m) => (m.isTensor ? { name: m.name, isTensor: true, type: m.type, shape: [...m.shape] } : { name: m.name, isTensor: false }));
+}
+
+async function open(modelPath: string, threads: number, gpus: number[]): Promise<WorkerReply> {
+  ort ??= await import('onnxruntime-node');
+  const base: Ort.InferenceSession.SessionOptions = { intraOpNumThreads: threads, interOpNumThreads: 1, graphOptimizationLevel: 'all' };
+  const warnings: string[] = [];
+  if (gpus.length > 0) {
+    try {
+      session = await ort.InferenceSession.create(modelPath, { ...base, executionProviders: [{ name: 'cuda', deviceId: 0 }, 'cpu'] });
+    } catch (error) {
+      warnings.push(`CUDA execution provider unavailable (${firstLine(error)}); running on CPU. See the teacher-infer README to enable it.`);
+    }
+  }
+  if (!session) {
+    try {
+      session = await ort.InferenceSession.create(modelPath, { ...base, executionProviders: ['cpu'] });
+    } catch (error) {
+      return { kind: 'error', id: -1, message: `ONNX model ${modelPath}: cannot load (${firstLine(error)})` };
+    }
+  }
+  return {
+    kind: 'ready', inputNames: [...session.inputNames], outputNames: [...session.outputNames],
+    inputMetadata: metadata(session.inputMetadata), outputMetadata: metadata(session.outputMetadata), warnings,
+  };
+}
+
+async function run(id: number, feeds: Record<string, ThreadTensor>, fetches: string[]): Promise<{ reply: WorkerReply; transfer: ArrayBuffer[] }> {
+  if (!ort || !session) return { reply: { kind: 'error', id, message: 'onnxruntime worker: no session' }, transfer: [] };
+  try {
+    const inputs: Record<string, Ort.Tensor> = {};
+    for (const [name, t] of Object.entries(feeds)) inputs[name] = new ort.Tensor(t.type, t.data, t.dims);
+    const out = await session.run(inputs, fetches);
+    const outputs: Record<string, ThreadTensor> = {};
+    const transfer = new Set<ArrayBuffer>();
+    for (const [name, t] of Object.entries(out)) {
+      const data = t.data as ThreadTensor['data'];
+      outputs[name] = { type: t.type as ThreadTensor['type'], data, dims: [...t.dims] };
+      if (data.buffer instanceof ArrayBuffer) transfer.add(data.buffer);
+    }
+    for (const t of Object.values(feeds)) if (t.data.buffer instanceof ArrayBuffer) transfer.add(t.data.buffer);
+    return { reply: { kind: 'result', id, outputs, inputs: feeds }, transfer: [...transfer] };
+  } catch (error) {
+    return { reply: { kind: 'error', id, message: firstLine(error) }, transfer: [] };
+  }
+}
+
+// Requests are handled strictly in order: each waits for the previous one.
+let queue: Promise<void> = Promise.resolve();
+port.on('message', (request: WorkerRequest) => {
+  queue = queue.then(async () => {
+    if (request.kind === 'open') {
+      port.postMessage(await open(request.modelPath, request.threads, request.gpus));
+    } else {
+      const { reply, transfer } = await run(request.id, request.feeds, request.fetches);
+      port.postMessage(reply, transfer);
+    }
+  });
+});
