@@ -14,6 +14,7 @@ import {
   parseNpy,
   readNpzStats,
   statsFromMatrix,
+  GaussianAccumulator,
   statsFromNpy,
   symmetricEigenvalues,
   writeNpzStats,
@@ -234,4 +235,40 @@ test('features from an ONNX extractor give the statistics of the model outputs',
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
+});
+
+test('streaming statistics: any column-block split and float32 or float64 chunks give the two-pass float64 mean and N-1 covariance', async () => {
+  const n = 37;
+  const d = 13;
+  const x = features(11, n, d, randomMatrix(12, d, 0.5), 3.0);
+  // Two-pass reference in float64, written out here.
+  const mu = new Float64Array(d);
+  for (let r = 0; r < n; r++) for (let j = 0; j < d; j++) mu[j]! += x[r * d + j]! / n;
+  const cov = new Float64Array(d * d);
+  for (let r = 0; r < n; r++) for (let i = 0; i < d; i++) for (let j = 0; j < d; j++) cov[i * d + j]! += ((x[r * d + i]! - mu[i]!) * (x[r * d + j]! - mu[j]!)) / (n - 1);
+  const x32 = Float32Array.from(x);
+  const mu32 = new Float64Array(d);
+  for (let r = 0; r < n; r++) for (let j = 0; j < d; j++) mu32[j]! += x32[r * d + j]! / n;
+  for (const blocks of [1, 2, 4, 5, 13]) {
+    for (const [name, data, wantMu] of [['float64', x, mu], ['float32', x32, mu32]] as const) {
+      const acc = new GaussianAccumulator(d, 'test', blocks);
+      // Uneven chunks: 10, 10, 10, 7 rows.
+      for (let r = 0; r < n; r += 10) await acc.add(data.subarray(r * d, Math.min(n, r + 10) * d), Math.min(10, n - r));
+      const s = acc.finish();
+      for (let j = 0; j < d; j++) assert.ok(Math.abs(s.mu[j]! - wantMu[j]!) < 1e-12, `${name} blocks ${blocks}: mu[${j}]`);
+      for (let i = 0; i < d * d; i++) {
+        const tol = name === 'float64' ? 1e-12 : 1e-5; // float32 inputs differ from x by rounding
+        assert.ok(Math.abs(s.sigma[i]! - cov[i]!) <= tol * Math.max(1, Math.abs(cov[i]!)), `${name} blocks ${blocks}: sigma[${i}] ${s.sigma[i]} vs ${cov[i]}`);
+        assert.equal(s.sigma[i], s.sigma[(i % d) * d + Math.floor(i / d)], 'symmetric');
+      }
+    }
+  }
+  const bad = Float32Array.from(x32);
+  bad[2 * d + 5] = Number.NaN;
+  bad[20 * d + 2 * d + 5] = Number.POSITIVE_INFINITY;
+  const acc = new GaussianAccumulator(d, 'feats.npy', 4);
+  await assert.rejects(acc.add(bad.subarray(0, 20 * d), 20), /feats\.npy: feature row 2 has a non-finite value \(NaN\) in column 5/);
+  const acc2 = new GaussianAccumulator(d, 'feats.npy', 4);
+  await acc2.add(x32.subarray(0, 20 * d), 20);
+  await assert.rejects(acc2.add(bad.subarray(20 * d, 37 * d), 17), /feats\.npy: feature row 22 has a non-finite value \(Infinity\) in column 5/);
 });

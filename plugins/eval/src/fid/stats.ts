@@ -76,8 +76,10 @@ export class GaussianAccumulator {
     const mu = meanShifted.map((m, j) => m + this.shift![j]!);
     const sigma = new Float64Array(d * d);
     for (let i = 0; i < d; i++) {
-      for (let j = 0; j < d; j++) {
-        sigma[i * d + j] = (gram[i * d + j]! - n * meanShifted[i]! * meanShifted[j]!) / (n - 1);
+      for (let j = i; j < d; j++) {
+        const v = (gram[i * d + j]! - n * meanShifted[i]! * meanShifted[j]!) / (n - 1);
+        sigma[i * d + j] = v;
+        sigma[j * d + i] = v; // exactly symmetric, as np.cov's result
       }
     }
     return { dim: d, mu, sigma, count: n };
