@@ -60,7 +60,7 @@ export interface GramState {
   blocks: Map<string, Float64Array>;
 }
 
-export function newGramState(d: number, blockCount = 4): GramState {
+export function newGramState(d: number, blockCount = 8): GramState {
   const bounds = columnBlocks(d, Math.max(1, Math.min(blockCount, d)));
   const blocks = new Map<string, Float64Array>();
   for (let i = 0; i + 1 < bounds.length; i++) {

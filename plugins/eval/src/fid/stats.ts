@@ -32,7 +32,7 @@ export class GaussianAccumulator {
   constructor(
     readonly dim: number,
     private readonly source: string,
-    blocks = 4,
+    blocks = 8,
   ) {
     this.state = newGramState(dim, blocks);
   }
@@ -89,7 +89,7 @@ export class GaussianAccumulator {
 /** Statistics of an in-memory feature matrix (rows x cols, row-major). */
 export async function statsFromMatrix(data: Float64Array, rows: number, cols: number, source = 'features'): Promise<GaussianStats> {
   const acc = new GaussianAccumulator(cols, source);
-  const chunk = 8192;
+  const chunk = 4096;
   for (let r = 0; r < rows; r += chunk) {
     const count = Math.min(chunk, rows - r);
     await acc.add(data.subarray(r * cols, (r + count) * cols), count);
@@ -98,7 +98,7 @@ export async function statsFromMatrix(data: Float64Array, rows: number, cols: nu
 }
 
 /** Statistics of a .npy feature matrix (N x D, float32 or float64), streamed in row chunks. */
-export async function statsFromNpy(path: string, chunkRows = 8192): Promise<GaussianStats> {
+export async function statsFromNpy(path: string, chunkRows = 4096): Promise<GaussianStats> {
   let acc: GaussianAccumulator | undefined;
   const { rows, cols } = await streamNpyRows(path, chunkRows, async (chunk, count) => {
     acc ??= new GaussianAccumulator(chunk.length / count, path);
