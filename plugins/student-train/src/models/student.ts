@@ -463,7 +463,8 @@ class KcStudent implements Student {
     const hidden = onnxDense(builder, this.blocks, s, true);
     const s2 = this.config.verticalWidth;
     builder.initializer('sc.axes1', new BigInt64Array([1n]), [1]);
-    builder.initializer('sc.l2eps', new Float32Array([L2_EPS]), []);
+    // Only the self-paced normalisation reads it (an unused initializer makes onnxruntime warn).
+    if (this.config.selfPaced) builder.initializer('sc.l2eps', new Float32Array([L2_EPS]), []);
     const parts = this.outputs.map((layer, v) => {
       builder.initializer(`sc.slice${v}.start`, new BigInt64Array([BigInt(v * s2)]), [1]);
       builder.initializer(`sc.slice${v}.end`, new BigInt64Array([BigInt((v + 1) * s2)]), [1]);
