@@ -249,6 +249,8 @@ async function runBatches(
 
   const newBatch = (): PendingBatch => ({ input: useUint8 ? new Uint8Array(batchSize * width) : new Float32Array(batchSize * width), ids: [], rows: 0 });
   const uniform = channelMul.every((v) => v === channelMul[0]) && channelAdd.every((v) => v === channelAdd[0]);
+  // uint8 models get the raw pixels (transposed when asked); float models the transformed values.
+  const [transposeMul, transposeAdd] = useUint8 ? [new Float32Array(channels).fill(1), new Float32Array(channels)] : [channelMul, channelAdd];
   /**
    * Copies sample `r` of a dataset batch into model-input row `row`, applying the transform. The
    * copy (with its uint8 -> float32 conversion) is TypedArray.set, native code; the affine
@@ -258,9 +260,8 @@ async function runBatches(
   const fill = (dst: Float32Array | Uint8Array, row: number, src: NumericArray, srcStart: number) => {
     const base = row * width;
     if (transpose) {
-      const out = dst as Float32Array;
       for (let p = 0; p < spatial; p++) for (let ch = 0; ch < channels; ch++) {
-        out[base + ch * spatial + p] = src[srcStart + p * channels + ch]! * channelMul[ch]! + channelAdd[ch]!;
+        dst[base + ch * spatial + p] = src[srcStart + p * channels + ch]! * transposeMul[ch]! + transposeAdd[ch]!;
       }
       return;
     }

@@ -165,7 +165,7 @@ test('specialist sigmoid teacher: class map to global ids, log-sigmoid top-k, sp
   }
 });
 
-test('pixels: scale, mean/std and HWC -> CHW transpose reach the model as computed here', async () => {
+test('pixels: scale, mean/std and HWC -> CHW transpose reach the model as computed here; uint8 models get the raw pixels transposed', async () => {
   const root = mkdtempSync(join(tmpdir(), 'teacher-'));
   try {
     const [H, W, C] = [2, 3, 3];
@@ -186,6 +186,17 @@ test('pixels: scale, mean/std and HWC -> CHW transpose reach the model as comput
       for (let h = 0; h < H; h++) for (let w = 0; w < W; w++) for (let c = 0; c < C; c++) {
         const v = (pixels[s * D + (h * W + w) * C + c]! / 255 - mean[c]!) / std[c]!;
         assert.ok(Math.abs(got[c * H * W + h * W + w]! - v) < 1e-6);
+      }
+    });
+    // A uint8-input model gets the raw pixels, transposed, with no scaling or mean/std.
+    writeModelFile(join(root, 'flat-u8.onnx'), new GraphBuilder('flat-u8').input('x', 'uint8', ['N', C, H, W]).node('Cast', ['x'], ['xf'], { to: { i: 1 } })
+      .node('Flatten', ['xf'], ['y']).output('y', 'float32', ['N', D]).build());
+    const u8 = makeCtx(plugin, { model: 'flat-u8.onnx', dataset: 'data', inputLayout: 'CHW', mean, std, numClasses: D }, { outDir: join(root, 'out-u8'), pipelineDir: root });
+    await plugin.run(u8.ctx);
+    (await readAll(join(root, 'out-u8'))).rows.forEach((row, s) => {
+      const got = row.logits as Float32Array;
+      for (let h = 0; h < H; h++) for (let w = 0; w < W; w++) for (let c = 0; c < C; c++) {
+        assert.equal(got[c * H * W + h * W + w], pixels[s * D + (h * W + w) * C + c], `sample ${s} (${c}, ${h}, ${w})`);
       }
     });
   } finally {
