@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import { GraphBuilder, writeModelFile, type OnnxModel } from '@distillery/core/onnx/index';
 import { initStudentFromOnnx } from './init.js';
+import { imprintHeads } from './imprint.js';
 import { epochBatches, type Sample, type TrainingData } from './data.js';
 import { crossEntropy, divergenceLoss, sigmoidCrossEntropy, sigmoidKd, type DivergenceName, type TeacherTarget } from './losses/index.js';
 import { createStudent, parameterCount, type Student, type StudentConfig } from './models/student.js';
@@ -58,6 +59,15 @@ export interface TrainConfig {
   checkpointEvery: number;
   /** Warm start from an exported model of the same architecture (applied before a checkpoint resume). */
   init?: { model: OnnxModel; where: string };
+  /**
+   * Output layer at step 0: 'prior' (default: zero weights, biases at the class prior for sigmoid
+   * losses, He-uniform otherwise) or 'imprint' (class means of the initial features, imprint.ts).
+   */
+  headInit?: 'prior' | 'imprint';
+  /** imprint: logit gap of a class mean over the prior (0 = log C). */
+  imprintMargin?: number;
+  /** After the last step, set the output rows again from the class means of the TRAINED features. */
+  imprintAfter?: boolean;
 }
 
 /** Hooks into the stage context (or a test). */
@@ -210,6 +220,11 @@ export async function trainStudent(data: TrainingData, config: TrainConfig, stat
   if ((loss.sampledNegatives ?? 0) > 0 && !sampled) throw new Error(`sampledNegatives applies to sigmoid losses (sigmoid_ce, ce on multi-label data, kc), not to loss "${loss.kind}"${loss.kind === 'ce' ? ' on single-label data (use sigmoid_ce)' : ''}`);
   if (sampled && !student.applyColumns) throw new Error(`sampledNegatives: student arch "${studentConfig.arch}" has no column-subset head (use mlp or kc)`);
   if (sigmoidHard || loss.kind === 'kc' || loss.kind === 'sigmoid_kd') startAtPrior(student, studentConfig, numClasses);
+  const ckpt = loadCheckpoint(stateDir);
+  if (config.headInit === 'imprint' && !ckpt && !config.init) {
+    // A resumed run or a warm start overwrites the head anyway: imprint only a fresh one.
+    await imprintHeads(student, data, { ...(config.imprintMargin ? { margin: config.imprintMargin } : {}), log: hooks.log, progress: hooks.progress });
+  }
   if (config.init) {
     initStudentFromOnnx(student, config.init.model, config.init.where);
     hooks.log(`initialised from ${config.init.where}`);
@@ -222,7 +237,6 @@ export async function trainStudent(data: TrainingData, config: TrainConfig, stat
   let step = 0;
   let startEpoch = 0;
   let skip = 0;
-  const ckpt = loadCheckpoint(stateDir);
   if (ckpt) {
     for (const p of [...student.params, ...student.buffers]) {
       const v = ckpt.tensors[`param/${p.name}`];
@@ -346,6 +360,7 @@ export async function trainStudent(data: TrainingData, config: TrainConfig, stat
     skip = 0;
   }
   const seconds = (Date.now() - started) / 1000;
+  if (config.imprintAfter) await imprintHeads(student, data, { ...(config.imprintMargin ? { margin: config.imprintMargin } : {}), log: hooks.log, progress: hooks.progress });
   hooks.log(`trained ${step - resumedFrom} steps in ${seconds.toFixed(1)} s (${((step - resumedFrom) / Math.max(seconds, 1e-9)).toFixed(2)} steps/s), final loss ${finalLoss}`);
   optimizer.dispose();
   return { student, steps: step, finalLoss, parameters: parameterCount(student), resumedFrom };

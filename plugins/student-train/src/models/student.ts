@@ -9,6 +9,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { dense, denseColumns, rowNormsSquared } from '@distillery/core/tfjs/dense';
 import type { GraphBuilder } from '@distillery/core/onnx/index';
+import type { Imprintable, ImprintHead } from '../imprint.js';
 import type { NamedVariable } from '../optim.js';
 import { Rng } from '../rng.js';
 
@@ -140,7 +141,7 @@ function onnxFlatten(builder: GraphBuilder, input: string, name: string): string
   return name;
 }
 
-class Mlp implements Student {
+class Mlp implements Student, Imprintable {
   readonly params: NamedVariable[];
   readonly buffers: NamedVariable[];
   private readonly layers: DenseLayer[];
@@ -163,6 +164,15 @@ class Mlp implements Student {
   }
   toOnnx(builder: GraphBuilder, input: string): string {
     return onnxStack(builder, this.layers, onnxFlatten(builder, input, 'flat'), true);
+  }
+  penultimate(x: tf.Tensor): tf.Tensor2D {
+    const flat = tf.reshape(x, [x.shape[0]!, -1]) as tf.Tensor2D;
+    const body = this.layers.slice(0, -1);
+    return body.length > 0 ? applyStack(body, flat, false, false) : flat;
+  }
+  heads(): ImprintHead[] {
+    const last = this.layers[this.layers.length - 1]!;
+    return [{ classes: Int32Array.from({ length: this.numClasses }, (_, c) => c), offset: 0, width: last.inDim, weight: last.w, bias: last.b }];
   }
 }
 
@@ -336,7 +346,7 @@ function permuteColumns(x: tf.Tensor2D, perm: tf.Tensor1D, inverse: tf.Tensor1D)
  * (the same parameters as M separate [s1, s2] blocks). Parameters of the SC part:
  * s1*s2*M + s2*N (+ biases), as in methods.md.
  */
-class KcStudent implements Student {
+class KcStudent implements Student, Imprintable {
   readonly params: NamedVariable[];
   readonly buffers: NamedVariable[];
   private readonly trunk: DenseLayer[];
@@ -436,6 +446,16 @@ class KcStudent implements Student {
     const perm = new Int32Array(order.length);
     order.forEach((p, i) => (perm[p] = i));
     return permuteColumns(joined, tf.tensor1d(perm, 'int32'), tf.tensor1d(Int32Array.from(order), 'int32'));
+  }
+
+  penultimate(x: tf.Tensor): tf.Tensor2D {
+    return this.verticalHidden(x);
+  }
+
+  /** Vertical v's output block reads its own s2 slice of the hidden blocks. */
+  heads(): ImprintHead[] {
+    const s2 = this.config.verticalWidth;
+    return this.outputs.map((layer, v) => ({ classes: Int32Array.from(this.config.verticals[v]!), offset: v * s2, width: s2, weight: layer.w, bias: layer.b }));
   }
 
   apply(x: tf.Tensor, _training: boolean): tf.Tensor2D {

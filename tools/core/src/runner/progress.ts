@@ -66,9 +66,11 @@ export class ProgressView implements ProgressSink {
     const state = this.running.get(id);
     if (!state) return;
     const now = Date.now();
-    if (done < state.windowDone) {
+    if (done < state.windowDone || unit !== state.unit) {
+      // A new phase (count restarted or another unit, e.g. a data pass before training steps).
       state.windowAt = now;
       state.windowDone = done;
+      if (unit !== state.unit) state.rate = 0;
     }
     state.done = done;
     state.total = total;
