@@ -31,8 +31,10 @@ for (const model of models) {
     for (let r = 0; r < n; r++) {
       const row = out.data.subarray(r * c, (r + 1) * c);
       const t = row[ys[i + r]];
-      let above = 0;
-      for (let j = 0; j < c; j++) if (row[j] > t) above++;
+      // Ties count against the true class (a dead-feature model gives every class the same score),
+      // and so does a NaN score.
+      let above = Number.isNaN(t) ? c : 0;
+      for (let j = 0; j < c; j++) if (j !== ys[i + r] && !(row[j] < t)) above++;
       if (above === 0) top1++;
       if (above < 5) top5++;
     }

@@ -94,6 +94,9 @@ for (const [i, spc] of scales.entries()) {
     const full = await runPipeline(root, sets);
     console.log(`classes ${args.classes}, ${spc} samples/class: end to end ${full.seconds.toFixed(1)} s, peak RSS (process tree) ${gib(full.peakRss)} GiB`);
     console.log(`  stages: ${summarise(full.record)}`);
+    // The students' scores at this scale: the model rows of the eval report.
+    const report = readFileSync(join(root, 'out', 'eft-100k', 'eval', 'report.md'), 'utf8').split('\n');
+    console.log(report.filter((l) => /^Split|^\| (model|kc|generalist) /.test(l)).map((l) => `  ${l}`).join('\n'));
     const row = { classes: Number(args.classes), samplesPerClass: spc, seconds: full.seconds, peakRssGiB: Number(gib(full.peakRss)) };
     if (i === 0) {
       const rerun = await runPipeline(root, sets);
@@ -107,6 +110,7 @@ for (const [i, spc] of scales.entries()) {
     results.push(row);
   } finally {
     if (!args.keep) rmSync(root, { recursive: true, force: true });
+    else console.log(`  kept: ${root}`);
   }
 }
 console.log(JSON.stringify(results));
