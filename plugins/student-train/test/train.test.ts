@@ -89,6 +89,34 @@ test('ce on hard labels learns (loss falls) and writes model.onnx that predicts 
   assert.ok(existsSync(join(outDir, 'training.json')));
 });
 
+test('headInit imprint: the stage model classifies the cluster centres before any real training; prior does not', async () => {
+  const d = await makeData(join(root, 'd4'));
+  const centres = new Float32Array(CLASSES * DIM);
+  for (let c = 0; c < CLASSES; c++) centres[c * DIM + c] = 2;
+  const correct = async (outDir: string) => {
+    const session = await ort.InferenceSession.create(join(outDir, 'model.onnx'));
+    const out = (await session.run({ input: new ort.Tensor('float32', centres, [CLASSES, DIM]) })).logits!.data as Float32Array;
+    let n = 0;
+    for (let c = 0; c < CLASSES; c++) {
+      const row = Array.from(out.subarray(c * CLASSES, (c + 1) * CLASSES));
+      if (row.indexOf(Math.max(...row)) === c && row.filter((v) => v === row[c]).length === 1) n++;
+    }
+    return n;
+  };
+  // One step at a negligible lr: what the model knows comes from its initialisation.
+  const base = { loss: 'sigmoid_ce', maxSteps: 1, lr: 1e-9, batchSize: 16, seed: 3 };
+  const imprinted = makeCtx({ ...base, headInit: 'imprint' }, { dataset: [d.dataset] }, 'imprint');
+  await plugin.run(imprinted.ctx as never);
+  assert.equal(await correct(imprinted.outDir), CLASSES);
+  const prior = makeCtx(base, { dataset: [d.dataset] }, 'prior');
+  await plugin.run(prior.ctx as never);
+  assert.equal(await correct(prior.outDir), 0, 'the prior start scores every class alike');
+  // imprintAfter alone: the rows come from the trained features after the last step.
+  const after = makeCtx({ ...base, imprintAfter: true }, { dataset: [d.dataset] }, 'imprintAfter');
+  await plugin.run(after.ctx as never);
+  assert.equal(await correct(after.outDir), CLASSES);
+});
+
 test('kd from top-k (rest) and dense: same seed gives the same model; a killed run resumes to the same result', async () => {
   const d = await makeData(join(root, 'd2'));
   const params = { loss: 'kd', softLabels: 'topk', topkPolicy: 'rest', alpha: 0.5, maxSteps: 9, epochs: 3, batchSize: 16, checkpointEvery: 2, seed: 7, shuffleBuffer: 32 };
