@@ -67,10 +67,16 @@ function softmaxRows(z, n, c) {
   return out;
 }
 
-function score(data, test, taxonomy) {
+/**
+ * Every student is a per-class sigmoid model: mpvap from its raw logits (the same ranking as its
+ * sigmoid outputs) and, as the eval stage computes it, from the softmax of each row.
+ */
+function score(data, test, taxonomy, logits = true) {
   const m = { rows: test.n, cols: taxonomy.numClasses, data };
+  const soft = logits ? { ...m, data: softmaxRows(data, test.n, taxonomy.numClasses) } : undefined;
   return {
     mpvap: meanPerVerticalAP(m, test.y, taxonomy.classVertical, taxonomy.verticals.length).mpvap,
+    mpvapSoftmax: soft ? meanPerVerticalAP(soft, test.y, taxonomy.classVertical, taxonomy.verticals.length).mpvap : NaN,
     top1: topKAccuracy(m, test.y, 1),
   };
 }
@@ -94,7 +100,7 @@ for (const seed of args.seeds.split(',').map(Number)) {
     const test = await testSet(out('data'));
     const C = taxonomy.numClasses;
     const add = (name, s) => (table[name] ??= []).push(s);
-    add('generalist', score(softmaxRows(await logits(join(out('generalist'), 'model.onnx'), test.x, test.n), test.n, C), test, taxonomy));
+    add('generalist', score(await logits(join(out('generalist'), 'model.onnx'), test.x, test.n), test, taxonomy));
     add('+distill+SC+self-paced', score(await logits(join(out('kc'), 'model.onnx'), test.x, test.n), test, taxonomy));
     // Specialists together: each class scored by its vertical's specialist (sigmoid).
     const all = new Float32Array(test.n * C);
@@ -103,7 +109,7 @@ for (const seed of args.seeds.split(',').map(Number)) {
       const z = await logits(join(out(`specialist@${v.name}`), 'model.onnx'), test.x, test.n);
       for (let i = 0; i < test.n; i++) map.forEach((g, j) => (all[i * C + g] = 1 / (1 + Math.exp(-z[i * map.length + j]))));
     }
-    add('specialists (20 together)', score(all, test, taxonomy));
+    add('specialists (20 together)', score(all, test, taxonomy, false)); // probabilities: no softmax column
     run(root, [...base, ...variants.sc]);
     add('+distill+SC', score(await logits(join(out('kc'), 'model.onnx'), test.x, test.n), test, taxonomy));
     run(root, [...base, ...variants.distillation]);
@@ -114,13 +120,14 @@ for (const seed of args.seeds.split(',').map(Number)) {
   }
 }
 const stat = (xs) => {
+  if (xs.every(Number.isNaN)) return '–';
   const m = xs.reduce((a, b) => a + b, 0) / xs.length;
   const sd = Math.sqrt(xs.reduce((a, b) => a + (b - m) ** 2, 0) / Math.max(1, xs.length - 1));
   return `${(100 * m).toFixed(1)} ± ${(100 * sd).toFixed(1)}`;
 };
 console.log(`\n${args.classes} classes, ${args.spc} train samples/class, seeds ${args.seeds} (mean ± std, %)`);
-console.log('| variant | mpvap | top-1 |\n|---|---|---|');
+console.log('| variant | mpvap (sigmoid scores) | mpvap (softmax, as the eval stage) | top-1 |\n|---|---|---|---|');
 for (const name of ['generalist', '+distillation', '+distill+SC', '+distill+SC+self-paced', 'specialists (20 together)']) {
   const rows = table[name] ?? [];
-  console.log(`| ${name} | ${stat(rows.map((r) => r.mpvap))} | ${stat(rows.map((r) => r.top1))} |`);
+  console.log(`| ${name} | ${stat(rows.map((r) => r.mpvap))} | ${stat(rows.map((r) => r.mpvapSoftmax))} | ${stat(rows.map((r) => r.top1))} |`);
 }
