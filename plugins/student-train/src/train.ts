@@ -221,10 +221,9 @@ export async function trainStudent(data: TrainingData, config: TrainConfig, stat
   if (sampled && !student.applyColumns) throw new Error(`sampledNegatives: student arch "${studentConfig.arch}" has no column-subset head (use mlp or kc)`);
   if (sigmoidHard || loss.kind === 'kc' || loss.kind === 'sigmoid_kd') startAtPrior(student, studentConfig, numClasses);
   const ckpt = loadCheckpoint(stateDir);
-  if (config.headInit === 'imprint' && !ckpt && !config.init) {
-    // A resumed run or a warm start overwrites the head anyway: imprint only a fresh one.
-    await imprintHeads(student, data, { ...(config.imprintMargin ? { margin: config.imprintMargin } : {}), log: hooks.log, progress: hooks.progress });
-  }
+  const imprintOptions = { ...(config.imprintMargin ? { margin: config.imprintMargin } : {}), log: hooks.log, progress: hooks.progress };
+  // A resumed run or a warm start overwrites the head anyway: imprint only a fresh one.
+  if (config.headInit === 'imprint' && !ckpt && !config.init) await imprintHeads(student, data, imprintOptions);
   if (config.init) {
     initStudentFromOnnx(student, config.init.model, config.init.where);
     hooks.log(`initialised from ${config.init.where}`);
@@ -360,7 +359,7 @@ export async function trainStudent(data: TrainingData, config: TrainConfig, stat
     skip = 0;
   }
   const seconds = (Date.now() - started) / 1000;
-  if (config.imprintAfter) await imprintHeads(student, data, { ...(config.imprintMargin ? { margin: config.imprintMargin } : {}), log: hooks.log, progress: hooks.progress });
+  if (config.imprintAfter) await imprintHeads(student, data, imprintOptions);
   hooks.log(`trained ${step - resumedFrom} steps in ${seconds.toFixed(1)} s (${((step - resumedFrom) / Math.max(seconds, 1e-9)).toFixed(2)} steps/s), final loss ${finalLoss}`);
   optimizer.dispose();
   return { student, steps: step, finalLoss, parameters: parameterCount(student), resumedFrom };
