@@ -19,6 +19,7 @@ import {
   type ShardSet,
   type TeacherOutputOptions,
 } from '@distillery/core/shards/index';
+import * as tf from '@tensorflow/tfjs-core';
 import { Rng } from './rng.js';
 
 /** Teacher outputs of one sample, copied out of the shard (views would die with the shard). */
@@ -236,4 +237,12 @@ function takeRandom<T>(buffer: T[], rng: Rng): T {
   buffer[i] = buffer[buffer.length - 1] as T;
   buffer.pop();
   return picked;
+}
+
+/** The samples' inputs as one float32 tensor [n, ...shape]. */
+export function inputTensor(samples: Sample[], shape: number[]): tf.Tensor {
+  const width = samples[0]!.x.length;
+  const x = new Float32Array(samples.length * width);
+  samples.forEach((s, i) => x.set(s.x, i * width));
+  return tf.tensor(x, [samples.length, ...shape]);
 }

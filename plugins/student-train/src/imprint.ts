@@ -20,7 +20,7 @@
  * for the one-head generalist). Classes without a training row keep weight 0 and bias b0.
  */
 import * as tf from '@tensorflow/tfjs-core';
-import { epochBatches, type TrainingData } from './data.js';
+import { epochBatches, inputTensor, type TrainingData } from './data.js';
 import type { Student } from './models/student.js';
 
 /** One linear output block: its classes' columns read `width` features starting at `offset`. */
@@ -78,10 +78,7 @@ export async function imprintHeads(student: Student & Partial<Imprintable>, data
   let rows = 0;
   // Inputs only, in file order: no teachers to join, no shuffle buffer.
   for await (const samples of epochBatches({ ...data, teachers: [] }, options.batchSize ?? 1024, 1, 0, 0)) {
-    const width = samples[0]!.x.length;
-    const x = new Float32Array(samples.length * width);
-    samples.forEach((s, i) => x.set(s.x, i * width));
-    const features = tf.tidy(() => student.penultimate!(tf.tensor(x, [samples.length, ...student.inputShape])));
+    const features = tf.tidy(() => student.penultimate!(inputTensor(samples, student.inputShape)));
     const f = (await features.data()) as Float32Array;
     features.dispose();
     const d = features.shape[1];

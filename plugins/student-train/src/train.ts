@@ -9,7 +9,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { GraphBuilder, writeModelFile, type OnnxModel } from '@distillery/core/onnx/index';
 import { initStudentFromOnnx } from './init.js';
 import { imprintHeads } from './imprint.js';
-import { epochBatches, type Sample, type TrainingData } from './data.js';
+import { epochBatches, inputTensor, type Sample, type TrainingData } from './data.js';
 import { crossEntropy, divergenceLoss, sigmoidCrossEntropy, sigmoidKd, type DivergenceName, type TeacherTarget } from './losses/index.js';
 import { createStudent, parameterCount, type Student, type StudentConfig } from './models/student.js';
 import { clipByGlobalNorm, Optimizer, scheduleFactor, type OptimizerConfig, type ScheduleConfig } from './optim.js';
@@ -132,13 +132,6 @@ function loadCheckpoint(dir: string): { header: CheckpointHeader; tensors: Recor
     tensors[e.name] = all.subarray(e.offset, e.offset + e.length);
   }
   return { header, tensors };
-}
-
-function inputTensor(samples: Sample[], shape: number[]): tf.Tensor {
-  const width = samples[0]!.x.length;
-  const x = new Float32Array(samples.length * width);
-  samples.forEach((s, i) => x.set(s.x, i * width));
-  return tf.tensor(x, [samples.length, ...shape]);
 }
 
 /** Multi-hot [n, C] of the true labels (multi-label datasets, or single labels). */
