@@ -6,11 +6,12 @@
  * Any error aborts the shard writer, which deletes every shard it wrote.
  */
 import { hashFileContent } from '@distillery/core/cache/hash';
-import { ThreadedSession, type ThreadRunResult, type ThreadValueMetadata } from '@distillery/core/onnx/session-thread';
+import { ThreadedSession, type InputTransformOutcome, type ThreadRunResult, type ThreadValueMetadata } from '@distillery/core/onnx/session-thread';
 import {
   ShardWriter, openShardSet, parseDatasetSchema, teacherOutputSchema,
   type ColumnValues, type DatasetInfo, type NumericArray, type ShardBatch, type ShardManifest, type StorageSpec,
 } from '@distillery/core/shards/index';
+import type { PixelInputTransform } from '@distillery/core/onnx/input-transform';
 import { firstNonFiniteRow, sampledRows, topKRows } from './outputs.js';
 
 /** Everything one extraction needs; the plugin fills it from params and the stage context. */
@@ -43,6 +44,8 @@ export interface ExtractOptions {
   topk?: { k: number };
   sampled?: { draws: number; tau: number; seed: number };
   batchSize: number;
+  /** Batches queued on the inference thread at once (default 4, at least 2). */
+  queueDepth?: number;
   rowsPerShard: number;
   threads: number;
   gpus: readonly number[];
@@ -60,6 +63,19 @@ export interface ExtractOptions {
   std: number[];
   /** 'CHW' transposes HWC dataset images to CHW for the model. */
   inputLayout: 'as-is' | 'CHW';
+  /**
+   * Where uint8 pixels become the model's float input (transpose, scale, mean/std): 'model'
+   * (default) prepends those steps to the float model's graph so it takes the raw pixels
+   * (core onnx/input-transform.ts; falls back to 'js' where the model cannot be rewritten);
+   * 'js' converts on the JS thread.
+   */
+  pixelTransformIn?: 'model' | 'js';
+  /**
+   * How dataset shards are checked against their manifest: 'sha256' (default) hashes every
+   * shard (~1.4 us per 784-byte sample here); 'size' checks sizes and Arrow structure only, for
+   * inputs already verified (e.g. by the artifact store when they were produced or pulled).
+   */
+  verifyInput?: 'sha256' | 'size';
   signal?: AbortSignal;
   progress?: (done: number, total: number) => void;
   warn?: (message: string) => void;
@@ -69,6 +85,8 @@ export interface ExtractResult {
   samples: number;
   seconds: number;
   manifest: ShardManifest;
+  /** For pixel datasets: whether the pixel transform went into the model (or why not). */
+  pixelTransform?: InputTransformOutcome;
 }
 
 function dimsOf(meta: ThreadValueMetadata): (number | string)[] | undefined {
@@ -126,7 +144,7 @@ interface ModelIo {
 
 function checkModelIo(session: ThreadedSession, o: ExtractOptions, data: DatasetInfo): ModelIo {
   const where = `ONNX model ${o.modelPath}`;
-  const inputName = o.inputName ?? session.inputNames[0];
+  const inputName = session.inputTransform.applied ? session.inputTransform.input : o.inputName ?? session.inputNames[0];
   const input = session.inputMetadata.find((m) => m.name === inputName);
   if (!inputName || !input) throw new Error(`${where}: no input ${JSON.stringify(o.inputName)} (inputs: ${session.inputNames.join(', ')})`);
   if (session.inputNames.length > 1 && !o.inputName) throw new Error(`${where}: several inputs (${session.inputNames.join(', ')}); set params.input`);
@@ -177,6 +195,53 @@ interface PendingBatch {
   rows: number;
 }
 
+/** How dataset samples become model inputs: x * mul[c] + add[c] per channel, optional HWC -> CHW. */
+interface InputPrep {
+  width: number;
+  channels: number;
+  spatial: number;
+  transpose: boolean;
+  channelMul: Float32Array;
+  channelAdd: Float32Array;
+  identity: boolean;
+}
+
+function inputPrep(o: ExtractOptions, data: DatasetInfo): InputPrep {
+  const width = data.width;
+  const channels = data.layout === 'HWC' && data.shape.length === 3 ? data.shape[2]! : data.layout === 'CHW' && data.shape.length === 3 ? data.shape[0]! : 1;
+  if (o.mean.length > 0 && o.mean.length !== channels && o.mean.length !== 1) throw new Error(`mean has ${o.mean.length} values for ${channels} channels`);
+  if (o.std.length > 0 && o.std.length !== channels && o.std.length !== 1) throw new Error(`std has ${o.std.length} values for ${channels} channels`);
+  const channelMul = new Float32Array(channels);
+  const channelAdd = new Float32Array(channels);
+  for (let ch = 0; ch < channels; ch++) {
+    const mean = o.mean.length ? o.mean[o.mean.length === 1 ? 0 : ch]! : 0;
+    const std = o.std.length ? o.std[o.std.length === 1 ? 0 : ch]! : 1;
+    if (!(std > 0)) throw new Error(`std[${ch}] must be > 0`);
+    const scale = data.input === 'pixels' ? o.scale : 1;
+    channelMul[ch] = scale / std;
+    channelAdd[ch] = -mean / std;
+  }
+  return {
+    width, channels, spatial: width / channels, channelMul, channelAdd,
+    transpose: o.inputLayout === 'CHW' && data.layout === 'HWC' && channels > 1,
+    identity: channelMul.every((v) => v === 1) && channelAdd.every((v) => v === 0),
+  };
+}
+
+/** The pixel transform to move into the model (see ExtractOptions.pixelTransformIn), if any. */
+function pixelTransformFor(o: ExtractOptions, data: DatasetInfo, prep: InputPrep): PixelInputTransform | undefined {
+  if (data.input !== 'pixels' || o.pixelTransformIn === 'js') return undefined;
+  const uniform = prep.channelMul.every((v) => v === prep.channelMul[0]) && prep.channelAdd.every((v) => v === prep.channelAdd[0]);
+  return {
+    input: o.inputName,
+    pixelShape: data.shape,
+    hwcToChw: prep.transpose,
+    mul: uniform ? [prep.channelMul[0]!] : Array.from(prep.channelMul),
+    add: uniform ? [prep.channelAdd[0]!] : Array.from(prep.channelAdd),
+    channelAxis: prep.transpose || data.layout === 'CHW' ? 'first' : 'last',
+  };
+}
+
 export async function extractTeacherOutputs(o: ExtractOptions): Promise<ExtractResult> {
   const t0 = performance.now();
   if (!(o.temperature > 0)) throw new Error(`temperature must be > 0, got ${o.temperature}`);
@@ -189,7 +254,8 @@ export async function extractTeacherOutputs(o: ExtractOptions): Promise<ExtractR
   } catch (error) {
     throw new Error(`ONNX model ${o.modelPath}: cannot read (${(error as Error).message})`);
   }
-  const session = await ThreadedSession.open(o.modelPath, { threads: o.threads, gpus: o.gpus, warn: o.warn });
+  const prep = inputPrep(o, data);
+  const session = await ThreadedSession.open(o.modelPath, { threads: o.threads, gpus: o.gpus, warn: o.warn, pixelTransform: pixelTransformFor(o, data, prep) });
   try {
     const io = checkModelIo(session, o, data);
     const restrict = o.restrictTo ? checkRestriction(o.restrictTo, io.localClasses, o.classMap !== undefined) : undefined;
@@ -207,11 +273,16 @@ export async function extractTeacherOutputs(o: ExtractOptions): Promise<ExtractR
     if (io.featureDim) storage.features = { dim: io.featureDim };
     const schema = teacherOutputSchema({ teacherId: o.teacherId, modelSha256, temperature: o.temperature, activation: o.activation, numClasses, classMap: o.classMap, storage });
     if (restrict) schema.metadata['distillery.restricted_to'] = JSON.stringify(Array.from(restrict));
-    const writer = await ShardWriter.create({ dir: o.outDir, schema, rowsPerShard: o.rowsPerShard });
+    // Record batches of ~1 MiB: small rows (dense logits of 10 classes) are coalesced, since every
+    // record batch has a fixed encoding cost on the JS thread.
+    const rowBytes = 16 + (o.dense ? outClasses * 4 : 0) + (o.topk ? o.topk.k * 8 + 4 : 0) + (o.sampled ? Math.min(o.sampled.draws, outClasses) * 8 : 0) + (io.featureDim ?? 0) * 4;
+    const minBatchRows = Math.max(1, Math.min(o.rowsPerShard, Math.floor((1 << 20) / rowBytes)));
+    const writer = await ShardWriter.create({ dir: o.outDir, schema, rowsPerShard: o.rowsPerShard, minBatchRows });
     try {
-      const samples = await runBatches(session, io, o, data, dataset.batches(), dataset.totalRows, classMap, restrict, writer);
+      const samples = await runBatches(session, io, o, data, prep, dataset.batches({ reuseBuffers: true, verify: o.verifyInput ?? 'sha256' }), dataset.totalRows, classMap, restrict, writer);
       const manifest = await writer.close();
-      return { samples, seconds: (performance.now() - t0) / 1000, manifest };
+      const pixelTransform = data.input !== 'pixels' ? undefined : o.pixelTransformIn === 'js' ? { applied: false as const, reason: 'pixelTransform: js' } : session.inputTransform;
+      return { samples, seconds: (performance.now() - t0) / 1000, manifest, ...(pixelTransform ? { pixelTransform } : {}) };
     } catch (error) {
       await writer.abort();
       throw error;
@@ -222,30 +293,16 @@ export async function extractTeacherOutputs(o: ExtractOptions): Promise<ExtractR
 }
 
 async function runBatches(
-  session: ThreadedSession, io: ModelIo, o: ExtractOptions, data: DatasetInfo,
+  session: ThreadedSession, io: ModelIo, o: ExtractOptions, data: DatasetInfo, prep: InputPrep,
   source: AsyncGenerator<ShardBatch>, totalRows: number, classMap: Int32Array | undefined, restrict: Int32Array | undefined, writer: ShardWriter,
 ): Promise<number> {
   const batchSize = io.fixedBatch ?? o.batchSize;
   if (io.fixedBatch && o.batchSize !== io.fixedBatch) o.warn?.(`model has a fixed batch size ${io.fixedBatch}; using it instead of ${o.batchSize}`);
-  const width = data.width;
+  const { width, channels, spatial, channelMul, channelAdd, identity } = prep;
   const inputCol = data.input;
-  const channels = data.layout === 'HWC' && data.shape.length === 3 ? data.shape[2]! : data.layout === 'CHW' && data.shape.length === 3 ? data.shape[0]! : 1;
-  const spatial = width / channels;
-  const transpose = o.inputLayout === 'CHW' && data.layout === 'HWC' && channels > 1;
-  if (o.mean.length > 0 && o.mean.length !== channels && o.mean.length !== 1) throw new Error(`mean has ${o.mean.length} values for ${channels} channels`);
-  if (o.std.length > 0 && o.std.length !== channels && o.std.length !== 1) throw new Error(`std has ${o.std.length} values for ${channels} channels`);
+  // The model transposes and normalises itself when the pixel transform was moved into it.
+  const transpose = prep.transpose && !session.inputTransform.applied;
   const useUint8 = io.inputType === 'uint8';
-  const channelMul = new Float32Array(channels);
-  const channelAdd = new Float32Array(channels);
-  for (let ch = 0; ch < channels; ch++) {
-    const mean = o.mean.length ? o.mean[o.mean.length === 1 ? 0 : ch]! : 0;
-    const std = o.std.length ? o.std[o.std.length === 1 ? 0 : ch]! : 1;
-    if (!(std > 0)) throw new Error(`std[${ch}] must be > 0`);
-    const scale = inputCol === 'pixels' ? o.scale : 1;
-    channelMul[ch] = scale / std;
-    channelAdd[ch] = -mean / std;
-  }
-  const identity = channelMul.every((v) => v === 1) && channelAdd.every((v) => v === 0);
 
   const newBatch = (): PendingBatch => ({ input: useUint8 ? new Uint8Array(batchSize * width) : new Float32Array(batchSize * width), ids: [], rows: 0 });
   const uniform = channelMul.every((v) => v === channelMul[0]) && channelAdd.every((v) => v === channelAdd[0]);
@@ -257,8 +314,14 @@ async function runBatches(
    * transform is then applied in place by monomorphic loops (a generic element loop over
    * differently typed arrays ran at ~6 ns per value and was the extraction's main cost).
    */
+  // uint8 pixels with one transform for all channels: a 256-entry table, one pass, no subarray.
+  const lut = !useUint8 && uniform && inputCol === 'pixels' ? Float32Array.from({ length: 256 }, (_, v) => v * channelMul[0]! + channelAdd[0]!) : undefined;
   const fill = (dst: Float32Array | Uint8Array, row: number, src: NumericArray, srcStart: number) => {
     const base = row * width;
+    if (lut && !transpose && src instanceof Uint8Array) {
+      for (let i = 0; i < width; i++) dst[base + i] = lut[src[srcStart + i]!]!;
+      return;
+    }
     if (transpose) {
       for (let p = 0; p < spatial; p++) for (let ch = 0; ch < channels; ch++) {
         dst[base + ch * spatial + p] = src[srcStart + p * channels + ch]! * transposeMul[ch]! + transposeAdd[ch]!;
@@ -273,6 +336,8 @@ async function runBatches(
     else for (let ch = 0; ch < channels; ch++) affineInPlace(out, base + ch, spatial, channels, channelMul[ch]!, channelAdd[ch]!);
   };
 
+  /** Samples reach the model unchanged (fill is a plain copy). */
+  const rawCopy = !transpose && (useUint8 || identity);
   const total = o.split || o.onlyClassMapRows ? -1 : totalRows;
   const keepClass = o.onlyClassMapRows && classMap ? new Set(classMap) : undefined;
   let done = 0;
@@ -319,21 +384,24 @@ async function runBatches(
     o.progress?.(done, total);
   };
 
-  // Two batch buffers. The worker always has the next batch queued before the current one ends:
-  // batch i+1 is posted before the JS thread waits for batch i, then post-processes it and
-  // fills i+2 into batch i's buffer (handed back with its result) while i+1 computes.
-  const buffers = [newBatch(), newBatch()];
-  let current = buffers[0]!;
+  // A pool of batch buffers. Filled batches are queued on the worker right away; the JS thread
+  // waits for (and post-processes) the oldest result only when it needs its buffer back. With
+  // `queueDepth` batches in flight the worker keeps computing through the JS thread's stalls
+  // (reading and verifying the next shard, garbage collection).
+  const depth = Math.max(2, o.queueDepth ?? 4);
+  const free = Array.from({ length: depth }, newBatch);
+  let current = free.pop()!;
   const inflight: { batch: PendingBatch; result: Promise<ThreadRunResult> }[] = [];
   const launch = async () => {
     const result = run(current);
     result.catch(() => {}); // awaited (and rethrown) below or at the end
     inflight.push({ batch: current, result });
-    if (inflight.length > 1) {
+    if (free.length === 0) {
       const oldest = inflight.shift()!;
       finish(oldest.batch, await oldest.result);
+      free.push(oldest.batch);
     }
-    current = buffers.find((b) => b !== inflight[0]!.batch)!;
+    current = free.pop()!;
     current.rows = 0;
     current.ids = [];
     if (io.fixedBatch) current.input.fill(0);
@@ -346,6 +414,18 @@ async function runBatches(
       const values = batch.numeric(inputCol);
       const labels = keepClass && data.labels === 'single' ? batch.numeric('label') : undefined;
       const labelLists = keepClass && data.labels === 'multi' ? batch.list('labels') : undefined;
+      if (rawCopy && !splits && !keepClass) {
+        // Every row is kept and copied as is: one copy per run of rows instead of one per row.
+        for (let r = 0; r < batch.numRows;) {
+          const take = Math.min(batchSize - current.rows, batch.numRows - r);
+          current.input.set(values.subarray(r * width, (r + take) * width), current.rows * width);
+          for (let j = r; j < r + take; j++) current.ids.push(ids[j]!);
+          current.rows += take;
+          r += take;
+          if (current.rows === batchSize) await launch();
+        }
+        continue;
+      }
       for (let r = 0; r < batch.numRows; r++) {
         if (splits && splits[r] !== o.split) continue;
         if (keepClass) {

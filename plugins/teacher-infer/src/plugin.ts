@@ -39,6 +39,14 @@ const params = Type.Object(
     mean: Type.Array(Type.Number(), { default: [], description: 'per-channel mean (after scale); empty = 0' }),
     std: Type.Array(Type.Number(), { default: [], description: 'per-channel std; empty = 1' }),
     inputLayout: Type.Union([Type.Literal('as-is'), Type.Literal('CHW')], { default: 'as-is', description: 'CHW: transpose HWC images for the model' }),
+    pixelTransform: Type.Union([Type.Literal('model'), Type.Literal('js')], {
+      default: 'model',
+      description: 'model: a float model is rewritten to take the uint8 pixels, with transpose, scale and mean/std as its first nodes (falls back to js where it cannot be); js: converted on the JS thread',
+    }),
+    verifyInput: Type.Union([Type.Literal('sha256'), Type.Literal('size')], {
+      default: 'sha256',
+      description: "sha256: hash every dataset shard against its manifest; size: sizes and Arrow structure only (inputs the store already verified)",
+    }),
   },
   { additionalProperties: false },
 );
@@ -81,10 +89,14 @@ export default definePlugin({
       mean: p.mean,
       std: p.std,
       inputLayout: p.inputLayout,
+      pixelTransformIn: p.pixelTransform,
+      verifyInput: p.verifyInput,
       signal: ctx.signal,
       progress: (done, total) => ctx.progress(done, total >= 0 ? total : undefined, 'samples'),
       warn: (m) => ctx.log.warn(m),
     });
+    const transform = result.pixelTransform;
+    if (transform) ctx.log.info(`pixel transform: ${transform.applied ? `in the model (its input is now uint8 ${transform.input})` : `on the JS thread (${transform.reason})`}`);
     ctx.log.info(`teacher ${p.teacherId ?? ctx.stageId}: ${result.samples} samples in ${result.seconds.toFixed(1)} s, ${result.manifest.shards.length} shards`);
     return { metrics: { samples: result.samples, seconds: result.seconds, samples_per_s: result.samples / Math.max(result.seconds, 1e-9) } };
   },

@@ -165,7 +165,7 @@ test('specialist sigmoid teacher: class map to global ids, log-sigmoid top-k, sp
   }
 });
 
-test('pixels: scale, mean/std and HWC -> CHW transpose reach the model as computed here; uint8 models get the raw pixels transposed', async () => {
+test('pixels: scale, mean/std and HWC -> CHW transpose reach the model as computed here, in the model or on the JS thread; uint8 models get the raw pixels transposed', async () => {
   const root = mkdtempSync(join(tmpdir(), 'teacher-'));
   try {
     const [H, W, C] = [2, 3, 3];
@@ -178,21 +178,28 @@ test('pixels: scale, mean/std and HWC -> CHW transpose reach the model as comput
     // The "teacher" flattens its CHW input: its logits are exactly what it was fed.
     writeModelFile(join(root, 'flat.onnx'), new GraphBuilder('flat').input('x', 'float32', ['N', C, H, W]).node('Flatten', ['x'], ['y']).output('y', 'float32', ['N', D]).build());
     const mean = [0.5, 0.25, 0], std = [0.5, 2, 1];
-    const { ctx } = makeCtx(plugin, { model: 'flat.onnx', dataset: 'data', inputLayout: 'CHW', mean, std, numClasses: D }, { outDir: join(root, 'out'), pipelineDir: root });
-    await plugin.run(ctx);
-    const { rows } = await readAll(join(root, 'out'));
-    rows.forEach((row, s) => {
-      const got = row.logits as Float32Array;
-      for (let h = 0; h < H; h++) for (let w = 0; w < W; w++) for (let c = 0; c < C; c++) {
-        const v = (pixels[s * D + (h * W + w) * C + c]! / 255 - mean[c]!) / std[c]!;
-        assert.ok(Math.abs(got[c * H * W + h * W + w]! - v) < 1e-6);
-      }
-    });
+    // Both places for the transform: the model's first nodes (default) and the JS thread.
+    for (const [pixelTransform, where] of [['model', /pixel transform: in the model \(its input is now uint8 x__uint8\)/], ['js', /pixel transform: on the JS thread/]] as const) {
+      const out = join(root, `out-${pixelTransform}`);
+      const { ctx, record } = makeCtx(plugin, { model: 'flat.onnx', dataset: 'data', inputLayout: 'CHW', mean, std, numClasses: D, pixelTransform }, { outDir: out, pipelineDir: root });
+      await plugin.run(ctx);
+      assert.ok(record.infos.some((m) => where.test(m)), record.infos.join('\n'));
+      const { rows } = await readAll(out);
+      assert.equal(rows.length, n);
+      rows.forEach((row, s) => {
+        const got = row.logits as Float32Array;
+        for (let h = 0; h < H; h++) for (let w = 0; w < W; w++) for (let c = 0; c < C; c++) {
+          const v = (pixels[s * D + (h * W + w) * C + c]! / 255 - mean[c]!) / std[c]!;
+          assert.ok(Math.abs(got[c * H * W + h * W + w]! - v) < 1e-6, `${pixelTransform}: sample ${s} (${c}, ${h}, ${w})`);
+        }
+      });
+    }
     // A uint8-input model gets the raw pixels, transposed, with no scaling or mean/std.
     writeModelFile(join(root, 'flat-u8.onnx'), new GraphBuilder('flat-u8').input('x', 'uint8', ['N', C, H, W]).node('Cast', ['x'], ['xf'], { to: { i: 1 } })
       .node('Flatten', ['xf'], ['y']).output('y', 'float32', ['N', D]).build());
     const u8 = makeCtx(plugin, { model: 'flat-u8.onnx', dataset: 'data', inputLayout: 'CHW', mean, std, numClasses: D }, { outDir: join(root, 'out-u8'), pipelineDir: root });
     await plugin.run(u8.ctx);
+    assert.ok(u8.record.infos.some((m) => /on the JS thread \(input x is not float32\)/.test(m)), u8.record.infos.join('\n'));
     (await readAll(join(root, 'out-u8'))).rows.forEach((row, s) => {
       const got = row.logits as Float32Array;
       for (let h = 0; h < H; h++) for (let w = 0; w < W; w++) for (let c = 0; c < C; c++) {

@@ -4,7 +4,9 @@
  */
 import { parentPort } from 'node:worker_threads';
 import type * as Ort from 'onnxruntime-node';
-import type { ThreadTensor, ThreadValueMetadata, WorkerReply, WorkerRequest } from './session-thread.js';
+import { readFile } from 'node:fs/promises';
+import { prependPixelTransform, type PixelInputTransform } from './input-transform.js';
+import type { InputTransformOutcome, ThreadTensor, ThreadValueMetadata, WorkerReply, WorkerRequest } from './session-thread.js';
 
 const port = parentPort!;
 let ort: typeof Ort | undefined;
@@ -16,27 +18,54 @@ function metadata(list: readonly Ort.InferenceSession.ValueMetadata[]): ThreadVa
   return list.map((m) => (m.isTensor ? { name: m.name, isTensor: true, type: m.type, shape: [...m.shape] } : { name: m.name, isTensor: false }));
 }
 
-async function open(modelPath: string, threads: number, gpus: number[]): Promise<WorkerReply> {
+const createSession = (model: string | Uint8Array, options: Ort.InferenceSession.SessionOptions) =>
+  typeof model === 'string' ? ort!.InferenceSession.create(model, options) : ort!.InferenceSession.create(model, options);
+
+async function open(modelPath: string, threads: number, gpus: number[], pixelTransform: PixelInputTransform | undefined): Promise<WorkerReply> {
   ort ??= await import('onnxruntime-node');
+  // The model as onnxruntime gets it: the file path, or the rewritten bytes.
+  let model: string | Uint8Array = modelPath;
+  let inputTransform: InputTransformOutcome = { applied: false, reason: 'not requested' };
+  if (pixelTransform) {
+    try {
+      const result = prependPixelTransform(await readFile(modelPath), pixelTransform);
+      if (result.applied) {
+        model = result.bytes;
+        inputTransform = { applied: true, input: result.input };
+      } else inputTransform = result;
+    } catch (error) {
+      // Unreadable or not protobuf: onnxruntime's own load below reports it, naming the file.
+      inputTransform = { applied: false, reason: firstLine(error) };
+    }
+  }
   const base: Ort.InferenceSession.SessionOptions = { intraOpNumThreads: threads, interOpNumThreads: 1, graphOptimizationLevel: 'all' };
   const warnings: string[] = [];
   if (gpus.length > 0) {
     try {
-      session = await ort.InferenceSession.create(modelPath, { ...base, executionProviders: [{ name: 'cuda', deviceId: 0 }, 'cpu'] });
+      session = await createSession(model, { ...base, executionProviders: [{ name: 'cuda', deviceId: 0 }, 'cpu'] });
     } catch (error) {
       warnings.push(`CUDA execution provider unavailable (${firstLine(error)}); running on CPU. See the teacher-infer README to enable it.`);
     }
   }
+  if (!session && typeof model !== 'string') {
+    try {
+      session = await createSession(model, { ...base, executionProviders: ['cpu'] });
+    } catch (error) {
+      // The rewritten model does not load: fall back to the model as it is (its own errors below).
+      inputTransform = { applied: false, reason: `the rewritten model did not load (${firstLine(error)})` };
+      model = modelPath;
+    }
+  }
   if (!session) {
     try {
-      session = await ort.InferenceSession.create(modelPath, { ...base, executionProviders: ['cpu'] });
+      session = await createSession(model, { ...base, executionProviders: ['cpu'] });
     } catch (error) {
       return { kind: 'error', id: -1, message: `ONNX model ${modelPath}: cannot load (${firstLine(error)})` };
     }
   }
   return {
     kind: 'ready', inputNames: [...session.inputNames], outputNames: [...session.outputNames],
-    inputMetadata: metadata(session.inputMetadata), outputMetadata: metadata(session.outputMetadata), warnings,
+    inputMetadata: metadata(session.inputMetadata), outputMetadata: metadata(session.outputMetadata), warnings, inputTransform,
   };
 }
 
@@ -65,7 +94,7 @@ let queue: Promise<void> = Promise.resolve();
 port.on('message', (request: WorkerRequest) => {
   queue = queue.then(async () => {
     if (request.kind === 'open') {
-      port.postMessage(await open(request.modelPath, request.threads, request.gpus));
+      port.postMessage(await open(request.modelPath, request.threads, request.gpus, request.pixelTransform));
     } else {
       const { reply, transfer } = await run(request.id, request.feeds, request.fetches);
       port.postMessage(reply, transfer);

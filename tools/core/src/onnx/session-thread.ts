@@ -11,6 +11,10 @@
  * buffers to the worker and gets them back, detached no more, with the result.
  */
 import { Worker } from 'node:worker_threads';
+import type { PixelInputTransform } from './input-transform.js';
+
+/** Whether the pixel transform moved into the model: the uint8 input that replaced the float one, or why not. */
+export type InputTransformOutcome = { applied: true; input: string } | { applied: false; reason: string };
 
 /** Element types accepted as inputs (those teacher and eval stages feed). */
 export type ThreadTensorType = 'float32' | 'float64' | 'uint8' | 'int8' | 'int32' | 'int64';
@@ -38,17 +42,22 @@ export interface ThreadSessionOptions {
   gpus?: readonly number[];
   /** Receives warnings such as a CUDA provider that could not be loaded. */
   warn?: (message: string) => void;
+  /**
+   * Pixel preprocessing to move into the model (onnx/input-transform.ts), tried in the worker
+   * before the session is created; `inputTransform` on the session says whether it applied.
+   */
+  pixelTransform?: PixelInputTransform;
 }
 
 /** What the worker answers (see session-thread-worker.ts). */
 export type WorkerReply =
-  | { kind: 'ready'; inputNames: string[]; outputNames: string[]; inputMetadata: ThreadValueMetadata[]; outputMetadata: ThreadValueMetadata[]; warnings: string[] }
+  | { kind: 'ready'; inputNames: string[]; outputNames: string[]; inputMetadata: ThreadValueMetadata[]; outputMetadata: ThreadValueMetadata[]; warnings: string[]; inputTransform: InputTransformOutcome }
   | { kind: 'result'; id: number; outputs: Record<string, ThreadTensor>; inputs: Record<string, ThreadTensor> }
   | { kind: 'error'; id: number; message: string };
 
 /** What the worker is asked. */
 export type WorkerRequest =
-  | { kind: 'open'; modelPath: string; threads: number; gpus: number[] }
+  | { kind: 'open'; modelPath: string; threads: number; gpus: number[]; pixelTransform?: PixelInputTransform }
   | { kind: 'run'; id: number; feeds: Record<string, ThreadTensor>; fetches: string[] };
 
 /** One run's answer: the outputs, and the input tensors handed back (same buffers, usable again). */
@@ -74,6 +83,7 @@ export class ThreadedSession {
     readonly outputNames: string[],
     readonly inputMetadata: ThreadValueMetadata[],
     readonly outputMetadata: ThreadValueMetadata[],
+    readonly inputTransform: InputTransformOutcome,
   ) {
     worker.on('message', (reply: WorkerReply) => {
       if (reply.kind === 'ready') return;
@@ -95,7 +105,7 @@ export class ThreadedSession {
   /** Loads the model in a new worker thread; a load error names the file. */
   static async open(modelPath: string, options: ThreadSessionOptions): Promise<ThreadedSession> {
     const worker = new Worker(new URL('./session-thread-worker.js', import.meta.url));
-    const request: WorkerRequest = { kind: 'open', modelPath, threads: Math.max(1, options.threads), gpus: [...(options.gpus ?? [])] };
+    const request: WorkerRequest = { kind: 'open', modelPath, threads: Math.max(1, options.threads), gpus: [...(options.gpus ?? [])], pixelTransform: options.pixelTransform };
     const ready = await new Promise<Extract<WorkerReply, { kind: 'ready' }>>((resolve, reject) => {
       const onMessage = (reply: WorkerReply) => {
         worker.off('error', onError);
@@ -114,7 +124,7 @@ export class ThreadedSession {
       throw error;
     });
     for (const w of ready.warnings) options.warn?.(w);
-    return new ThreadedSession(worker, ready.inputNames, ready.outputNames, ready.inputMetadata, ready.outputMetadata);
+    return new ThreadedSession(worker, ready.inputNames, ready.outputNames, ready.inputMetadata, ready.outputMetadata, ready.inputTransform);
   }
 
   /**

@@ -8,7 +8,7 @@
  * the file.
  */
 import { createHash } from 'node:crypto';
-import { existsSync, statSync } from 'node:fs';
+import { closeSync, existsSync, fstatSync, openSync, read, statSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import type * as ArrowNs from 'apache-arrow';
@@ -37,6 +37,13 @@ export interface ReadOptions {
   verify?: 'sha256' | 'size';
   /** Read only these shard indices, in this order (default: all, in manifest order). */
   shards?: number[];
+  /**
+   * Read shard k+2 into shard k's buffer (two buffers in all, instead of a new one per shard:
+   * no page faults and no garbage-collection pressure from multi-MiB buffers). A batch's views
+   * are then overwritten once the shard after the next one is read: for consumers that copy
+   * what they keep, as ShardBatch's contract (views valid until the next shard) asks. Default false.
+   */
+  reuseBuffers?: boolean;
 }
 
 /** An opened shard set: its manifest and schema, plus streaming iteration. */
@@ -97,16 +104,45 @@ function sameColumns(a: ColumnSpec[], b: ColumnSpec[]): boolean {
   return a.length === b.length && a.every((c, i) => c.name === b[i]!.name && c.type === b[i]!.type && (c.width ?? 0) === (b[i]!.width ?? 0) && !!c.list === !!b[i]!.list);
 }
 
-async function loadShard(arrow: Arrow, path: string, expect: { bytes?: number; sha256?: string }, verify: 'sha256' | 'size'): Promise<ArrowNs.RecordBatchFileReader> {
-  let bytes: Buffer;
+/**
+ * A whole file, read by one thread-pool operation into one buffer. fs.promises.readFile reads in
+ * 512 KiB chunks and open/stat/read/close are each a thread-pool round trip: every step of a
+ * read-ahead waited for the JS thread to return to the event loop, which a consumer busy with
+ * a shard rarely does, so the next shard was still unread when it was needed. open, fstat and
+ * close are cheap system calls and run synchronously here. A size other than the manifest's is
+ * reported before anything is read.
+ */
+async function readShardBytes(path: string, expectBytes: number | undefined, spare: Buffer | undefined): Promise<Buffer> {
+  let fd: number;
   try {
-    bytes = await readFile(path);
+    fd = openSync(path, 'r');
   } catch (error) {
     throw new Error(`shard ${path}: cannot read (${(error as Error).message})`);
   }
-  if (expect.bytes !== undefined && bytes.byteLength !== expect.bytes) {
-    throw new Error(`shard ${path}: truncated or corrupt: ${bytes.byteLength} bytes, manifest says ${expect.bytes}`);
+  try {
+    const size = fstatSync(fd).size;
+    if (expectBytes !== undefined && size !== expectBytes) {
+      throw new Error(`shard ${path}: truncated or corrupt: ${size} bytes, manifest says ${expectBytes}`);
+    }
+    const bytes = spare && spare.byteLength >= size ? spare.subarray(0, size) : Buffer.allocUnsafeSlow(size); // never from the shared pool: it may be reused
+    let done = 0;
+    while (done < size) {
+      const got = await new Promise<number>((resolve, reject) => read(fd, bytes, done, size - done, done, (error, n) => (error ? reject(error) : resolve(n))));
+      if (got === 0) throw new Error(`shard ${path}: truncated while reading: ${done} of ${size} bytes`);
+      done += got;
+    }
+    return bytes;
+  } catch (error) {
+    const message = (error as Error).message;
+    throw message.startsWith(`shard ${path}`) ? error : new Error(`shard ${path}: cannot read (${message})`);
+  } finally {
+    closeSync(fd);
   }
+}
+
+/** Reads, checks and opens one shard; `spare` is a buffer it may read into (see ReadOptions.reuseBuffers). */
+async function loadShard(arrow: Arrow, path: string, expect: { bytes?: number; sha256?: string }, verify: 'sha256' | 'size', spare?: Buffer): Promise<{ reader: ArrowNs.RecordBatchFileReader; bytes: Buffer }> {
+  const bytes = await readShardBytes(path, expect.bytes, spare);
   if (verify === 'sha256' && expect.sha256 !== undefined) {
     const got = createHash('sha256').update(bytes).digest('hex');
     if (got !== expect.sha256) throw new Error(`shard ${path}: corrupt: sha256 ${got} does not match the manifest's ${expect.sha256}`);
@@ -117,7 +153,7 @@ async function loadShard(arrow: Arrow, path: string, expect: { bytes?: number; s
   try {
     const reader = arrow.RecordBatchReader.from(bytes);
     if (!reader.isFile()) throw new Error('not in the Arrow IPC file format');
-    return reader.open() as ArrowNs.RecordBatchFileReader;
+    return { reader: reader.open() as ArrowNs.RecordBatchFileReader, bytes };
   } catch (error) {
     throw new Error(`shard ${path}: corrupt Arrow IPC file (${(error as Error).message})`);
   }
@@ -133,7 +169,7 @@ export async function openShardSet(path: string): Promise<ShardSet> {
   let manifest: ShardManifest;
   if (existsSync(path) && statSync(path).isFile()) {
     dir = dirname(path);
-    const reader = await loadShard(arrow, path, {}, 'size');
+    const { reader } = await loadShard(arrow, path, {}, 'size');
     const schema = fromArrowSchema(arrow, reader.schema, path);
     manifest = {
       format: 'distillery-shards', version: 1, rowsPerShard: 0, totalRows: -1,
@@ -169,18 +205,21 @@ export async function openShardSet(path: string): Promise<ShardSet> {
       starts.push(acc);
       acc += Math.max(0, s.rows);
     }
-    const load = (index: number) => {
+    const load = (index: number, spare: Buffer | undefined) => {
       const entry = manifest.shards[index];
       if (!entry) return Promise.reject(new Error(`shard set ${dir}: no shard #${index} (has ${manifest.shards.length})`));
       const file = join(dir, entry.file);
-      return loadShard(arrow, file, entry.sha256 ? { bytes: entry.bytes, sha256: entry.sha256 } : {}, verify).then((reader) => ({ entry, file, reader }));
+      return loadShard(arrow, file, entry.sha256 ? { bytes: entry.bytes, sha256: entry.sha256 } : {}, verify, spare).then((loaded) => ({ entry, file, ...loaded }));
     };
-    let ahead = order.length > 0 ? load(order[0]!) : undefined;
+    let ahead = order.length > 0 ? load(order[0]!, undefined) : undefined;
+    /** The buffer of the shard before the current one, free for the next read when reusing. */
+    let spare: Buffer | undefined;
     for (let k = 0; k < order.length; k++) {
       const index = order[k]!;
-      const { entry, file, reader } = await ahead!;
+      const { entry, file, reader, bytes } = await ahead!;
       // Read and verify the next shard while this one is consumed (its error surfaces when reached).
-      ahead = k + 1 < order.length ? load(order[k + 1]!) : undefined;
+      ahead = k + 1 < order.length ? load(order[k + 1]!, spare) : undefined;
+      spare = undefined;
       ahead?.catch(() => {});
       const fileSchema = fromArrowSchema(arrow, reader.schema, file);
       if (!sameColumns(fileSchema.columns, schema.columns)) throw new Error(`shard ${file}: columns differ from the manifest's`);
@@ -197,6 +236,7 @@ export async function openShardSet(path: string): Promise<ShardSet> {
         throw new Error(`shard ${file}: corrupt Arrow IPC file (${(error as Error).message})`);
       }
       if (entry.rows >= 0 && rows !== entry.rows) throw new Error(`shard ${file}: ${rows} rows, manifest says ${entry.rows}`);
+      if (options.reuseBuffers) spare = Buffer.from(bytes.buffer);
     }
   }
 
