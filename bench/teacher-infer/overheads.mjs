@@ -5,6 +5,7 @@
 //    ThreadedSession worker and back (four in flight, nothing read, converted or written), alternating.
 // 2. Pixel transform in the model vs on the JS thread: steady-state extraction rate, alternating runs
 //    (`verifyInput: size`, so the shard hash does not add noise).
+// 3. Shard verification: sha256 (hashed in slices between batches) vs size only, alternating runs.
 // Uses Fashion-MNIST from /usr/share/datasets/fashion-mnist (Debian dataset-fashion-mnist), 5 x 70,000 rows.
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -74,13 +75,13 @@ const data = join(work, 'fmnist-x5');
 await importDataset({ format: 'idx', numClasses: 10, rowsPerShard: 8192, outDir: data, sources: Array.from({ length: 5 }, (_, k) => [
   { split: `train${k}`, path: `${fm}/train-images-idx3-ubyte.gz`, labels: `${fm}/train-labels-idx1-ubyte.gz` },
   { split: `test${k}`, path: `${fm}/t10k-images-idx3-ubyte.gz`, labels: `${fm}/t10k-labels-idx1-ubyte.gz` }]).flat() });
-async function steady(pixelTransformIn) {
+async function steady(pixelTransformIn, verifyInput = 'size') {
   let first;
   const out = join(work, 'out');
   const r = await extractTeacherOutputs({
     teacherId: 'bench', modelPath: model, datasetDir: data, outDir: out, activation: 'softmax', temperature: 1, dense: true,
     batchSize: BATCH, rowsPerShard: 8192, threads: 1, gpus: [], scale: 1 / 255, mean: [], std: [], inputLayout: 'as-is',
-    verifyInput: 'size', pixelTransformIn, progress: (done) => { first ??= [performance.now(), done]; },
+    verifyInput, pixelTransformIn, progress: (done) => { first ??= [performance.now(), done]; },
   });
   const rate = (r.samples - first[1]) / ((performance.now() - first[0]) / 1000);
   rmSync(out, { recursive: true, force: true });
@@ -95,4 +96,13 @@ const ahead = inModel.filter((x, k) => x > onJs[k]).length;
 console.log(`pixel transform, extraction steady state, dense, 5 x 70,000 Fashion-MNIST rows, ${pairs} alternating pairs:`);
 console.log(`  in the model:     ${fmt(inModel)} samples/s`);
 console.log(`  on the JS thread: ${fmt(onJs)} samples/s (in the model ahead in ${ahead} of ${pairs} pairs)`);
+
+const hashed = [], sizeOnly = [];
+for (let k = 0; k < pairs; k++) {
+  hashed.push(await steady('model', 'sha256'));
+  sizeOnly.push(await steady('model', 'size'));
+}
+console.log(`shard verification, extraction steady state, dense, pixel transform in the model, ${pairs} alternating pairs:`);
+console.log(`  sha256:    ${fmt(hashed)} samples/s`);
+console.log(`  size only: ${fmt(sizeOnly)} samples/s (sha256 = ${(100 * median(hashed) / median(sizeOnly)).toFixed(1)}% of size only)`);
 rmSync(work, { recursive: true, force: true });

@@ -248,14 +248,22 @@ export async function extractTeacherOutputs(o: ExtractOptions): Promise<ExtractR
   if (o.sampled && o.activation !== 'softmax') throw new Error('sampled storage needs a softmax teacher (sigmoid outputs are not one distribution)');
   const dataset = await openShardSet(o.datasetDir);
   const data = parseDatasetSchema(dataset.schema, `dataset ${o.datasetDir}`);
+  const prep = inputPrep(o, data);
+  // Start-up work overlaps: the worker loads the model while this thread hashes it and reads
+  // the first dataset shard.
+  const opening = ThreadedSession.open(o.modelPath, { threads: o.threads, gpus: o.gpus, warn: o.warn, pixelTransform: pixelTransformFor(o, data, prep) });
+  opening.catch(() => {}); // awaited below
+  const source = dataset.batches({ reuseBuffers: true, verify: o.verifyInput ?? 'sha256' });
+  const first = source.next();
+  first.catch(() => {}); // surfaces when runBatches reaches it
   let modelSha256: string;
   try {
     modelSha256 = await hashFileContent(o.modelPath);
   } catch (error) {
+    await opening.then((s) => s.release(), () => {});
     throw new Error(`ONNX model ${o.modelPath}: cannot read (${(error as Error).message})`);
   }
-  const prep = inputPrep(o, data);
-  const session = await ThreadedSession.open(o.modelPath, { threads: o.threads, gpus: o.gpus, warn: o.warn, pixelTransform: pixelTransformFor(o, data, prep) });
+  const session = await opening;
   try {
     const io = checkModelIo(session, o, data);
     const restrict = o.restrictTo ? checkRestriction(o.restrictTo, io.localClasses, o.classMap !== undefined) : undefined;
@@ -279,7 +287,7 @@ export async function extractTeacherOutputs(o: ExtractOptions): Promise<ExtractR
     const minBatchRows = Math.max(1, Math.min(o.rowsPerShard, Math.floor((1 << 20) / rowBytes)));
     const writer = await ShardWriter.create({ dir: o.outDir, schema, rowsPerShard: o.rowsPerShard, minBatchRows });
     try {
-      const samples = await runBatches(session, io, o, data, prep, dataset.batches({ reuseBuffers: true, verify: o.verifyInput ?? 'sha256' }), dataset.totalRows, classMap, restrict, writer);
+      const samples = await runBatches(session, io, o, data, prep, withFirst(first, source), dataset.totalRows, classMap, restrict, writer);
       const manifest = await writer.close();
       const pixelTransform = data.input !== 'pixels' ? undefined : o.pixelTransformIn === 'js' ? { applied: false as const, reason: 'pixelTransform: js' } : session.inputTransform;
       return { samples, seconds: (performance.now() - t0) / 1000, manifest, ...(pixelTransform ? { pixelTransform } : {}) };
@@ -290,6 +298,14 @@ export async function extractTeacherOutputs(o: ExtractOptions): Promise<ExtractR
   } finally {
     await session.release();
   }
+}
+
+/** `rest` with its already requested first result in front. */
+async function* withFirst<T>(first: Promise<IteratorResult<T>>, rest: AsyncGenerator<T>): AsyncGenerator<T> {
+  const head = await first;
+  if (head.done) return;
+  yield head.value;
+  yield* rest;
 }
 
 async function runBatches(

@@ -17,6 +17,14 @@
 import onnxProto from 'onnx-proto';
 
 const { ModelProto } = onnxProto.onnx;
+
+/**
+ * Larger models are left alone. Their inference per sample takes long enough to hide the JS
+ * thread's conversion (for the 784-2048-2048-10 MLP, 22 MiB, the JS thread and the in-model
+ * transform tied in bench/teacher-infer), while decoding and re-encoding them costs start-up
+ * time (~0.1 s at 22 MiB) and up to three copies of the model in memory.
+ */
+export const PIXEL_TRANSFORM_MAX_MODEL_BYTES = 16 << 20;
 const FLOAT = 1;
 const UINT8 = 2;
 const EXTERNAL = 1;

@@ -4,8 +4,8 @@
  */
 import { parentPort } from 'node:worker_threads';
 import type * as Ort from 'onnxruntime-node';
-import { readFile } from 'node:fs/promises';
-import { prependPixelTransform, type PixelInputTransform } from './input-transform.js';
+import { readFile, stat } from 'node:fs/promises';
+import { PIXEL_TRANSFORM_MAX_MODEL_BYTES, prependPixelTransform, type PixelInputTransform } from './input-transform.js';
 import type { InputTransformOutcome, ThreadTensor, ThreadValueMetadata, WorkerReply, WorkerRequest } from './session-thread.js';
 
 const port = parentPort!;
@@ -28,13 +28,15 @@ async function open(modelPath: string, threads: number, gpus: number[], pixelTra
   let inputTransform: InputTransformOutcome = { applied: false, reason: 'not requested' };
   if (pixelTransform) {
     try {
+      const size = (await stat(modelPath)).size;
+      if (size > PIXEL_TRANSFORM_MAX_MODEL_BYTES) throw new Error(`model larger than ${PIXEL_TRANSFORM_MAX_MODEL_BYTES >> 20} MiB (${(size / 2 ** 20).toFixed(0)} MiB)`);
       const result = prependPixelTransform(await readFile(modelPath), pixelTransform);
       if (result.applied) {
         model = result.bytes;
         inputTransform = { applied: true, input: result.input };
       } else inputTransform = result;
     } catch (error) {
-      // Unreadable or not protobuf: onnxruntime's own load below reports it, naming the file.
+      // Too large, unreadable or not protobuf (onnxruntime's own load below reports the latter two).
       inputTransform = { applied: false, reason: firstLine(error) };
     }
   }

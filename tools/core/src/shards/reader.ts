@@ -13,7 +13,7 @@ import { readFile } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import type * as ArrowNs from 'apache-arrow';
 import { columnValuesOf, fromArrowSchema, loadArrow, type Arrow } from './arrow.js';
-import { MANIFEST_FILE, type ColumnSpec, type ColumnValues, type ListValues, type NumericArray, type ShardManifest, type ShardSchema } from './schema.js';
+import { MANIFEST_FILE, type ColumnSpec, type ColumnValues, type ListValues, type NumericArray, type ShardEntry, type ShardManifest, type ShardSchema } from './schema.js';
 
 /** One record batch of a shard set, with typed column accessors (views, valid until the next shard). */
 export interface ShardBatch {
@@ -140,22 +140,41 @@ async function readShardBytes(path: string, expectBytes: number | undefined, spa
   }
 }
 
-/** Reads, checks and opens one shard; `spare` is a buffer it may read into (see ReadOptions.reuseBuffers). */
-async function loadShard(arrow: Arrow, path: string, expect: { bytes?: number; sha256?: string }, verify: 'sha256' | 'size', spare?: Buffer): Promise<{ reader: ArrowNs.RecordBatchFileReader; bytes: Buffer }> {
-  const bytes = await readShardBytes(path, expect.bytes, spare);
-  if (verify === 'sha256' && expect.sha256 !== undefined) {
-    const got = createHash('sha256').update(bytes).digest('hex');
-    if (got !== expect.sha256) throw new Error(`shard ${path}: corrupt: sha256 ${got} does not match the manifest's ${expect.sha256}`);
-  }
+/** Checks the Arrow IPC file magic and opens the file reader; errors name the file. */
+function openArrowFile(arrow: Arrow, path: string, bytes: Buffer): ArrowNs.RecordBatchFileReader {
   if (bytes.byteLength < 12 || !bytes.subarray(0, 6).equals(MAGIC) || !bytes.subarray(bytes.byteLength - 6).equals(MAGIC)) {
     throw new Error(`shard ${path}: truncated or corrupt: not a complete Arrow IPC file (magic bytes missing)`);
   }
   try {
     const reader = arrow.RecordBatchReader.from(bytes);
     if (!reader.isFile()) throw new Error('not in the Arrow IPC file format');
-    return { reader: reader.open() as ArrowNs.RecordBatchFileReader, bytes };
+    return reader.open() as ArrowNs.RecordBatchFileReader;
   } catch (error) {
     throw new Error(`shard ${path}: corrupt Arrow IPC file (${(error as Error).message})`);
+  }
+}
+
+/**
+ * sha256 of a read-ahead shard, computed in slices while the current shard's batches are
+ * consumed: hashing a 6.4 MB shard at once held the JS thread ~4 ms, long enough for a consumer
+ * feeding an inference thread to leave it idle; in slices between batches it costs the same CPU
+ * and stalls nothing. A shard is still verified completely before its first batch is yielded.
+ */
+class SlicedHash {
+  private readonly hash = createHash('sha256');
+  private done = 0;
+  constructor(private readonly bytes: Buffer) {}
+  get remaining(): number {
+    return this.bytes.byteLength - this.done;
+  }
+  step(n: number): void {
+    const end = Math.min(this.bytes.byteLength, this.done + n);
+    if (end > this.done) this.hash.update(this.bytes.subarray(this.done, end));
+    this.done = end;
+  }
+  digest(): string {
+    this.step(this.remaining);
+    return this.hash.digest('hex');
   }
 }
 
@@ -169,7 +188,7 @@ export async function openShardSet(path: string): Promise<ShardSet> {
   let manifest: ShardManifest;
   if (existsSync(path) && statSync(path).isFile()) {
     dir = dirname(path);
-    const { reader } = await loadShard(arrow, path, {}, 'size');
+    const reader = openArrowFile(arrow, path, await readShardBytes(path, undefined, undefined));
     const schema = fromArrowSchema(arrow, reader.schema, path);
     manifest = {
       format: 'distillery-shards', version: 1, rowsPerShard: 0, totalRows: -1,
@@ -205,31 +224,47 @@ export async function openShardSet(path: string): Promise<ShardSet> {
       starts.push(acc);
       acc += Math.max(0, s.rows);
     }
-    const load = (index: number, spare: Buffer | undefined) => {
+    /** A shard read ahead: its bytes, and their hash while it is being computed. */
+    interface ReadAhead { entry: ShardEntry; file: string; bytes: Buffer; hash: SlicedHash | undefined }
+    const read = (index: number, spare: Buffer | undefined): Promise<ReadAhead> => {
       const entry = manifest.shards[index];
       if (!entry) return Promise.reject(new Error(`shard set ${dir}: no shard #${index} (has ${manifest.shards.length})`));
       const file = join(dir, entry.file);
-      return loadShard(arrow, file, entry.sha256 ? { bytes: entry.bytes, sha256: entry.sha256 } : {}, verify, spare).then((loaded) => ({ entry, file, ...loaded }));
+      return readShardBytes(file, entry.sha256 ? entry.bytes : undefined, spare)
+        .then((bytes) => ({ entry, file, bytes, hash: verify === 'sha256' && entry.sha256 ? new SlicedHash(bytes) : undefined }));
     };
-    let ahead = order.length > 0 ? load(order[0]!, undefined) : undefined;
+    let ahead = order.length > 0 ? read(order[0]!, undefined) : undefined;
+    /** The read-ahead shard once its bytes are in (its hash then advances between batches). */
+    const arrival: { shard?: ReadAhead } = {};
+    const arrivedHash = (): SlicedHash | undefined => arrival.shard?.hash; // read through a call: set by a callback
     /** The buffer of the shard before the current one, free for the next read when reusing. */
     let spare: Buffer | undefined;
     for (let k = 0; k < order.length; k++) {
       const index = order[k]!;
-      const { entry, file, reader, bytes } = await ahead!;
-      // Read and verify the next shard while this one is consumed (its error surfaces when reached).
-      ahead = k + 1 < order.length ? load(order[k + 1]!, spare) : undefined;
+      const { entry, file, bytes, hash } = await ahead!;
+      if (hash) {
+        const got = hash.digest();
+        if (got !== entry.sha256) throw new Error(`shard ${file}: corrupt: sha256 ${got} does not match the manifest's ${entry.sha256}`);
+      }
+      const reader = openArrowFile(arrow, file, bytes);
+      // Read the next shard while this one is consumed (its error surfaces when reached).
+      delete arrival.shard;
+      ahead = k + 1 < order.length ? read(order[k + 1]!, spare) : undefined;
+      ahead?.then((next) => { arrival.shard = next; }, () => {});
       spare = undefined;
-      ahead?.catch(() => {});
       const fileSchema = fromArrowSchema(arrow, reader.schema, file);
       if (!sameColumns(fileSchema.columns, schema.columns)) throw new Error(`shard ${file}: columns differ from the manifest's`);
       let row = starts[index]!;
       let rows = 0;
       try {
+        let batchesLeft = reader.numRecordBatches;
         for (const rb of reader) {
           yield new Batch(rb, file, row, schema);
           row += rb.numRows;
           rows += rb.numRows;
+          // Spread the next shard's hash over the rest of this one.
+          const nextHash = arrivedHash();
+          if (nextHash) nextHash.step(Math.ceil(nextHash.remaining / Math.max(1, --batchesLeft)));
         }
       } catch (error) {
         if ((error as Error).message.startsWith(`shard ${file}`)) throw error;
