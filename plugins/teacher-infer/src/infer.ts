@@ -72,8 +72,8 @@ export interface ExtractOptions {
   pixelTransformIn?: 'model' | 'js';
   /**
    * How dataset shards are checked against their manifest: 'sha256' (default) hashes every
-   * shard (~1.4 us per 784-byte sample here); 'size' checks sizes and Arrow structure only, for
-   * inputs already verified (e.g. by the artifact store when they were produced or pulled).
+   * shard; 'size' checks sizes and Arrow structure only, for inputs already verified (e.g. by the
+   * artifact store when they were produced or pulled).
    */
   verifyInput?: 'sha256' | 'size';
   signal?: AbortSignal;
@@ -203,6 +203,8 @@ interface InputPrep {
   transpose: boolean;
   channelMul: Float32Array;
   channelAdd: Float32Array;
+  /** The same mul and add for every channel. */
+  uniform: boolean;
   identity: boolean;
 }
 
@@ -224,6 +226,7 @@ function inputPrep(o: ExtractOptions, data: DatasetInfo): InputPrep {
   return {
     width, channels, spatial: width / channels, channelMul, channelAdd,
     transpose: o.inputLayout === 'CHW' && data.layout === 'HWC' && channels > 1,
+    uniform: channelMul.every((v) => v === channelMul[0]) && channelAdd.every((v) => v === channelAdd[0]),
     identity: channelMul.every((v) => v === 1) && channelAdd.every((v) => v === 0),
   };
 }
@@ -231,13 +234,12 @@ function inputPrep(o: ExtractOptions, data: DatasetInfo): InputPrep {
 /** The pixel transform to move into the model (see ExtractOptions.pixelTransformIn), if any. */
 function pixelTransformFor(o: ExtractOptions, data: DatasetInfo, prep: InputPrep): PixelInputTransform | undefined {
   if (data.input !== 'pixels' || o.pixelTransformIn === 'js') return undefined;
-  const uniform = prep.channelMul.every((v) => v === prep.channelMul[0]) && prep.channelAdd.every((v) => v === prep.channelAdd[0]);
   return {
     input: o.inputName,
     pixelShape: data.shape,
     hwcToChw: prep.transpose,
-    mul: uniform ? [prep.channelMul[0]!] : Array.from(prep.channelMul),
-    add: uniform ? [prep.channelAdd[0]!] : Array.from(prep.channelAdd),
+    mul: prep.uniform ? [prep.channelMul[0]!] : Array.from(prep.channelMul),
+    add: prep.uniform ? [prep.channelAdd[0]!] : Array.from(prep.channelAdd),
     channelAxis: prep.transpose || data.layout === 'CHW' ? 'first' : 'last',
   };
 }
@@ -314,24 +316,23 @@ async function runBatches(
 ): Promise<number> {
   const batchSize = io.fixedBatch ?? o.batchSize;
   if (io.fixedBatch && o.batchSize !== io.fixedBatch) o.warn?.(`model has a fixed batch size ${io.fixedBatch}; using it instead of ${o.batchSize}`);
-  const { width, channels, spatial, channelMul, channelAdd, identity } = prep;
+  const { width, channels, spatial, channelMul, channelAdd, uniform, identity } = prep;
   const inputCol = data.input;
   // The model transposes and normalises itself when the pixel transform was moved into it.
   const transpose = prep.transpose && !session.inputTransform.applied;
   const useUint8 = io.inputType === 'uint8';
 
   const newBatch = (): PendingBatch => ({ input: useUint8 ? new Uint8Array(batchSize * width) : new Float32Array(batchSize * width), ids: [], rows: 0 });
-  const uniform = channelMul.every((v) => v === channelMul[0]) && channelAdd.every((v) => v === channelAdd[0]);
   // uint8 models get the raw pixels (transposed when asked); float models the transformed values.
+  const lut = !useUint8 && uniform && inputCol === 'pixels' ? Float32Array.from({ length: 256 }, (_, v) => v * channelMul[0]! + channelAdd[0]!) : undefined;
   const [transposeMul, transposeAdd] = useUint8 ? [new Float32Array(channels).fill(1), new Float32Array(channels)] : [channelMul, channelAdd];
   /**
    * Copies sample `r` of a dataset batch into model-input row `row`, applying the transform. The
    * copy (with its uint8 -> float32 conversion) is TypedArray.set, native code; the affine
    * transform is then applied in place by monomorphic loops (a generic element loop over
    * differently typed arrays ran at ~6 ns per value and was the extraction's main cost).
+   * uint8 pixels with one transform for all channels go through a 256-entry table instead.
    */
-  // uint8 pixels with one transform for all channels: a 256-entry table, one pass, no subarray.
-  const lut = !useUint8 && uniform && inputCol === 'pixels' ? Float32Array.from({ length: 256 }, (_, v) => v * channelMul[0]! + channelAdd[0]!) : undefined;
   const fill = (dst: Float32Array | Uint8Array, row: number, src: NumericArray, srcStart: number) => {
     const base = row * width;
     if (lut && !transpose && src instanceof Uint8Array) {

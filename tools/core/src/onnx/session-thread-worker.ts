@@ -18,6 +18,7 @@ function metadata(list: readonly Ort.InferenceSession.ValueMetadata[]): ThreadVa
   return list.map((m) => (m.isTensor ? { name: m.name, isTensor: true, type: m.type, shape: [...m.shape] } : { name: m.name, isTensor: false }));
 }
 
+// Two overloads of create (a path, or bytes); TypeScript does not pick one for the union.
 const createSession = (model: string | Uint8Array, options: Ort.InferenceSession.SessionOptions) =>
   typeof model === 'string' ? ort!.InferenceSession.create(model, options) : ort!.InferenceSession.create(model, options);
 
