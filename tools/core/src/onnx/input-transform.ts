@@ -3,11 +3,11 @@
  * uint8 pixels and starts with [Transpose] -> Cast -> Mul -> Add, producing the tensor the
  * original input received.
  *
- * Why: converting 784 uint8 pixels to float32 and normalising them costs the JS thread ~1-2 us
- * per sample (scalar code, the output written to memory the inference thread then reads), about
- * half of a small teacher's own inference time; onnxruntime's vectorised kernels do the same
- * work at no measurable cost (bench/teacher-infer: a uint8-input MLP runs as fast as the float
- * one), and a quarter of the bytes cross the thread boundary.
+ * Why: converting 784 uint8 pixels to float32 and normalising them took the JS thread ~2 us per
+ * sample in teacher-infer (scalar code writing memory the inference thread then reads), about half of
+ * a small teacher's own inference time. onnxruntime's vectorised kernels do the same work cheaply (a
+ * uint8-input MLP with these nodes ran as fast as the float one), and a quarter of the bytes cross the
+ * thread boundary. Figures: plugins/teacher-infer/README.md.
  *
  * The rewrite works on protobufjs' ModelProto messages (onnx-proto, onnx.proto of ONNX 1.10), so
  * every field that proto knows survives; fields only newer ONNX versions define are dropped.
