@@ -1,5 +1,5 @@
 /**
- * `distill export argo`: manifests validated against Argo's published JSON Schema (../shared/argo-workflows)
+ * `distill export argo`: manifests validated against Argo's published JSON Schema (vendored: test/vendor/argo-workflows)
  * plus the reference checks the schema lacks, cached stages left out, fan-out kept, names sanitised,
  * and snapshots of generated manifests.
  */
@@ -27,7 +27,7 @@ import { tempDir } from './remote-helpers.js';
 const here = dirname(fileURLToPath(import.meta.url)); // tools/core/dist/test
 const repoRoot = join(here, '..', '..', '..', '..');
 const SNAPSHOTS = join(repoRoot, 'tools', 'core', 'test', 'argo-snapshots');
-const SCHEMA = join(repoRoot, '..', 'shared', 'argo-workflows', 'schema.json');
+const SCHEMA = join(repoRoot, 'tools', 'core', 'test', 'vendor', 'argo-workflows', 'schema.json');
 const DISTILL = join(repoRoot, 'tools', 'core', 'bin', 'distill.js');
 
 let validateSchema: ((value: unknown) => boolean) & { errors?: unknown } | undefined;
