@@ -246,3 +246,42 @@ export function inputTensor(samples: Sample[], shape: number[]): tf.Tensor {
   samples.forEach((s, i) => x.set(s.x, i * width));
   return tf.tensor(x, [samples.length, ...shape]);
 }
+
+/** Per-step image augmentation (student-train's `augment` parameter). */
+export interface AugmentConfig {
+  /** Mirror left-right with probability 1/2. */
+  flip: boolean;
+  /** Translate by an integer offset drawn uniformly from [-shift, shift] in each axis; zero fill. */
+  shift: number;
+}
+
+/**
+ * Augments a batch of [H, W, C] images: each image gets its own flip and shift,
+ * drawn from `rng` (the caller seeds it from the run seed and the step, so a resumed run draws the
+ * same). Returns a new array; `x` is not modified.
+ */
+export function augmentImages(x: Float32Array, n: number, shape: number[], config: AugmentConfig, rng: Rng): Float32Array {
+  if (shape.length !== 3) throw new Error(`augment: inputs must be images [H, W, C], got shape [${shape}]`);
+  const [h, w, c] = shape as [number, number, number];
+  const size = h * w * c;
+  const out = new Float32Array(x.length);
+  for (let i = 0; i < n; i++) {
+    const flip = config.flip && rng.next() < 0.5;
+    const dy = config.shift > 0 ? rng.int(2 * config.shift + 1) - config.shift : 0;
+    const dx = config.shift > 0 ? rng.int(2 * config.shift + 1) - config.shift : 0;
+    const base = i * size;
+    for (let r = 0; r < h; r++) {
+      const sr = r - dy;
+      if (sr < 0 || sr >= h) continue;
+      for (let col = 0; col < w; col++) {
+        let sc = col - dx;
+        if (sc < 0 || sc >= w) continue;
+        if (flip) sc = w - 1 - sc;
+        const from = base + (sr * w + sc) * c;
+        const to = base + (r * w + col) * c;
+        for (let ch = 0; ch < c; ch++) out[to + ch] = x[from + ch]!;
+      }
+    }
+  }
+  return out;
+}

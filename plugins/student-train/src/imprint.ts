@@ -43,6 +43,12 @@ export interface Imprintable {
 }
 
 export interface ImprintOptions {
+  /**
+   * 'imprint' (default): the calibrated rows above. 'ncm': the nearest-class-mean classifier,
+   * logit_c(h) = 2 m_c . h - ||m_c||^2 = ||h||^2 - ||h - m_c||^2, so the arg max is the class whose
+   * mean is nearest in Euclidean distance (a baseline; classes without rows score -inf in effect: -1e30).
+   */
+  rule?: 'imprint' | 'ncm';
   /** Logit gap between a class mean and the head's centre, in units of logit (default log C). */
   margin?: number;
   batchSize?: number;
@@ -112,6 +118,24 @@ export async function imprintHeads(student: Student & Partial<Imprintable>, data
       if (counts[c] === 0) return;
       for (let j = 0; j < h.width; j++) sum[col * h.width + j] = sum[col * h.width + j]! / counts[c]!; // sums become class means
     });
+    if (options.rule === 'ncm') {
+      const w = new Float32Array(h.width * n);
+      const b = new Float32Array(n).fill(-1e30);
+      h.classes.forEach((c, col) => {
+        if (counts[c] === 0) return;
+        imprinted++;
+        let sq = 0;
+        for (let j = 0; j < h.width; j++) {
+          const m = sum[col * h.width + j]!;
+          w[j * n + col] = 2 * m;
+          sq += m * m;
+        }
+        b[col] = -sq;
+      });
+      h.weight.assign(tf.tensor2d(w, [h.width, n]));
+      h.bias.assign(tf.tensor1d(b));
+      return;
+    }
     const norms: number[] = [];
     const normOf = new Float64Array(n);
     h.classes.forEach((c, col) => {
@@ -139,6 +163,10 @@ export async function imprintHeads(student: Student & Partial<Imprintable>, data
     h.weight.assign(tf.tensor2d(w, [h.width, n]));
     h.bias.assign(tf.tensor1d(b));
   });
-  options.log?.(`imprinted ${imprinted} of ${numClasses} output rows from the class means of ${rows} rows (margin ${margin.toFixed(2)})`);
+  options.log?.(
+    options.rule === 'ncm'
+      ? `nearest class mean: ${imprinted} of ${numClasses} output rows from the class means of ${rows} rows`
+      : `imprinted ${imprinted} of ${numClasses} output rows from the class means of ${rows} rows (margin ${margin.toFixed(2)})`,
+  );
   return { rows, imprinted, margin };
 }

@@ -19,11 +19,11 @@ export function initStudentFromOnnx(student: Student, model: OnnxModel, where: s
     if (!t) throw new Error(`init ${where}: no initializer "${p.name}" (is it a model of the same architecture?)`);
     if (!(t.data instanceof Float32Array)) throw new Error(`init ${where}: initializer "${p.name}" is ${t.dataType}${t.external ? ' in external data' : ''}, expected float32`);
     const shape = p.variable.shape;
-    // Conv weights are exported as ONNX [cout, cin, k, k]; the student holds im2col [k*k*cin, cout].
+    // Conv weights are exported as ONNX [cout, cin, k, k] (OIHW); the student holds [k, k, cin, cout] (HWIO).
     const conv = student.config.arch === 'cnn' && /^conv\d+\.weight$/.test(p.name);
-    const expected = conv ? [shape[1]!, t.dims[1]!, student.config.kernel, student.config.kernel] : shape;
-    if (t.dims.length !== expected.length || t.dims.some((d, i) => d !== expected[i]) || (conv && t.dims[1]! * t.dims[2]! * t.dims[3]! !== shape[0])) {
-      throw new Error(`init ${where}: initializer "${p.name}" has shape [${t.dims}], the student's is [${conv ? `${shape[1]}, cin, k, k` : shape}] (same architecture and widths needed)`);
+    const expected = conv ? [shape[3]!, shape[2]!, shape[0]!, shape[1]!] : shape;
+    if (t.dims.length !== expected.length || t.dims.some((d, i) => d !== expected[i])) {
+      throw new Error(`init ${where}: initializer "${p.name}" has shape [${t.dims}], the student's is [${expected}] (same architecture and widths needed)`);
     }
     let values = t.data;
     if (conv) {

@@ -17,6 +17,8 @@ const Student = Type.Object(
     channels: Type.Array(Type.Integer({ minimum: 1 }), { default: [16, 32], description: 'cnn: output channels per conv block' }),
     kernel: Type.Integer({ minimum: 1, default: 3 }),
     batchNorm: Type.Boolean({ default: true }),
+    padding: Type.Union([Type.Literal('same'), Type.Literal('valid')], { default: 'same', description: 'cnn: convolution padding' }),
+    dropout: Type.Number({ minimum: 0, exclusiveMaximum: 1, default: 0, description: 'cnn: dropout rate on the input of each dense head layer while training' }),
     sharedWidth: Type.Integer({ minimum: 1, default: 256, description: 'kc: s1' }),
     verticalWidth: Type.Integer({ minimum: 1, default: 64, description: 'kc: s2' }),
     selfPaced: Type.Boolean({ default: true, description: 'kc: learnable per-vertical scale on L2-normalised logits' }),
@@ -44,9 +46,9 @@ const params = Type.Object(
       default: 0,
       description: 'sigmoid losses: 0 = all classes; R = batch positives + R shared uniform negatives weighted to the full sum (an unbiased approximation)',
     }),
-    headInit: Type.Union([Type.Literal('prior'), Type.Literal('imprint')], {
+    headInit: Type.Union([Type.Literal('prior'), Type.Literal('imprint'), Type.Literal('ncm')], {
       default: 'prior',
-      description: 'output layer at step 0: prior (zero weights, class-prior biases for sigmoid losses) or imprint (centred class means of the initial features, one pass over the data; mlp and kc)',
+      description: 'output layer at step 0: prior (zero weights, class-prior biases for sigmoid losses), imprint (centred class means of the initial features, one pass over the data; mlp and kc) or ncm (the nearest-class-mean classifier on the initial features: with epochs 0 and mlp hidden [], nearest class mean on the raw inputs)',
     }),
     imprintMargin: Type.Number({ minimum: 0, default: 0, description: 'imprint: logit of a class mean above the prior (0 = log C)' }),
     imprintAfter: Type.Boolean({ default: false, description: 'after training, set the output rows again from the class means of the trained features (one more pass)' }),
@@ -58,11 +60,18 @@ const params = Type.Object(
     warmupSteps: Type.Integer({ minimum: 0, default: 0 }),
     stepSize: Type.Integer({ minimum: 1, default: 1000 }),
     gamma: Type.Number({ exclusiveMinimum: 0, default: 0.1 }),
-    epochs: Type.Integer({ minimum: 1, default: 1 }),
+    epochs: Type.Integer({ minimum: 0, default: 1, description: '0: no training step (exports the initial model: untrained or nearest-class-mean baselines)' }),
     maxSteps: Type.Integer({ minimum: 0, default: 0 }),
     batchSize: Type.Integer({ minimum: 1, default: 128 }),
     shuffleBuffer: Type.Integer({ minimum: 1, default: 10000 }),
     clipNorm: Type.Number({ minimum: 0, default: 0 }),
+    augment: Type.Object(
+      {
+        flip: Type.Boolean({ default: false, description: 'mirror each training image left-right with probability 1/2' }),
+        shift: Type.Integer({ minimum: 0, default: 0, description: 'translate each training image by up to this many pixels in each axis (zero fill)' }),
+      },
+      { additionalProperties: false, default: {}, description: 'per-step image augmentation of [H, W, C] inputs (seeded by seed and step)' },
+    ),
     seed: Type.Integer({ default: 0 }),
     split: Type.String({ default: 'train' }),
     checkpointEvery: Type.Integer({ minimum: 0, default: 200 }),
@@ -104,7 +113,7 @@ export default definePlugin({
       s.arch === 'mlp'
         ? { arch: 'mlp' as const, hidden: s.hidden }
         : s.arch === 'cnn'
-          ? { arch: 'cnn' as const, hidden: s.hidden, channels: s.channels, kernel: s.kernel, batchNorm: s.batchNorm }
+          ? { arch: 'cnn' as const, hidden: s.hidden, channels: s.channels, kernel: s.kernel, batchNorm: s.batchNorm, padding: s.padding, dropout: s.dropout }
           : { arch: 'kc' as const, hidden: s.hidden, sharedWidth: s.sharedWidth, verticalWidth: s.verticalWidth, verticals: [], selfPaced: s.selfPaced };
     const result = await trainStudent(
       data,
@@ -129,6 +138,7 @@ export default definePlugin({
         batchSize: p.batchSize,
         shuffleBuffer: p.shuffleBuffer,
         clipNorm: p.clipNorm,
+        augment: p.augment,
         seed: p.seed,
         checkpointEvery: p.checkpointEvery,
         headInit: p.headInit,

@@ -9,7 +9,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { GraphBuilder, writeModelFile, type OnnxModel } from '@distillery/core/onnx/index';
 import { initStudentFromOnnx } from './init.js';
 import { imprintHeads } from './imprint.js';
-import { epochBatches, inputTensor, type Sample, type TrainingData } from './data.js';
+import { augmentImages, epochBatches, inputTensor, type AugmentConfig, type Sample, type TrainingData } from './data.js';
 import { crossEntropy, divergenceLoss, sigmoidCrossEntropy, sigmoidKd, type DivergenceName, type TeacherTarget } from './losses/index.js';
 import { createStudent, parameterCount, type Student, type StudentConfig } from './models/student.js';
 import { clipByGlobalNorm, Optimizer, scheduleFactor, type OptimizerConfig, type ScheduleConfig } from './optim.js';
@@ -55,6 +55,8 @@ export interface TrainConfig {
   shuffleBuffer: number;
   /** Global-norm clipping (0 = off). */
   clipNorm: number;
+  /** Per-step image augmentation of the training batches (absent or all off: none). */
+  augment?: AugmentConfig;
   seed: number;
   checkpointEvery: number;
   /** Warm start from an exported model of the same architecture (applied before a checkpoint resume). */
@@ -63,7 +65,7 @@ export interface TrainConfig {
    * Output layer at step 0: 'prior' (default: zero weights, biases at the class prior for sigmoid
    * losses, He-uniform otherwise) or 'imprint' (class means of the initial features, imprint.ts).
    */
-  headInit?: 'prior' | 'imprint';
+  headInit?: 'prior' | 'imprint' | 'ncm';
   /** imprint: logit gap of a class mean over the prior (0 = log C). */
   imprintMargin?: number;
   /** After the last step, set the output rows again from the class means of the TRAINED features. */
@@ -187,6 +189,14 @@ function startAtPrior(student: Student, config: StudentConfig, numClasses: numbe
   }
 }
 
+/** The batch's input tensor with each image augmented (a per-step Rng: resumed runs draw the same). */
+function augmentedInput(samples: Sample[], shape: number[], augment: AugmentConfig, rng: Rng): tf.Tensor {
+  const x = inputTensor(samples, shape);
+  const values = augmentImages(x.dataSync() as Float32Array, samples.length, shape, augment, rng);
+  x.dispose();
+  return tf.tensor(values, [samples.length, ...shape]);
+}
+
 export async function trainStudent(data: TrainingData, config: TrainConfig, stateDir: string, hooks: TrainHooks): Promise<TrainResult> {
   const numClasses = data.info.numClasses;
   const loss = config.loss;
@@ -216,7 +226,9 @@ export async function trainStudent(data: TrainingData, config: TrainConfig, stat
   const ckpt = loadCheckpoint(stateDir);
   const imprintOptions = { ...(config.imprintMargin ? { margin: config.imprintMargin } : {}), log: hooks.log, progress: hooks.progress };
   // A resumed run or a warm start overwrites the head anyway: imprint only a fresh one.
-  if (config.headInit === 'imprint' && !ckpt && !config.init) await imprintHeads(student, data, imprintOptions);
+  if ((config.headInit === 'imprint' || config.headInit === 'ncm') && !ckpt && !config.init) {
+    await imprintHeads(student, data, { ...imprintOptions, rule: config.headInit });
+  }
   if (config.init) {
     initStudentFromOnnx(student, config.init.model, config.init.where);
     hooks.log(`initialised from ${config.init.where}`);
@@ -266,7 +278,8 @@ export async function trainStudent(data: TrainingData, config: TrainConfig, stat
       const lr = config.optimizer.lr * scheduleFactor(config.schedule, step, totalSteps);
       const termValues: Record<string, number> = {};
       tf.tidy(() => {
-        const x = inputTensor(samples, data.info.shape);
+        const augment = config.augment && (config.augment.flip || config.augment.shift > 0) ? config.augment : undefined;
+        const x = augment ? augmentedInput(samples, data.info.shape, augment, new Rng((config.seed * 7368787 + step * 2654435761 + 3) >>> 0)) : inputTensor(samples, data.info.shape);
         const labels = tf.tensor1d(Int32Array.from(samples, (s) => s.label), 'int32');
         if (sampled) {
           // The step's columns come from a per-step seed, so a resumed run draws the same ones.
@@ -297,7 +310,7 @@ export async function trainStudent(data: TrainingData, config: TrainConfig, stat
         else if (teacher) target = softTarget(samples.map((s) => s.teachers[0]!), teacher.info, source, loss.topkPolicy, loss.temperature, numClasses, teacher.where);
         const terms: Record<string, tf.Scalar> = {};
         const { value, grads } = tf.variableGrads(() => {
-          const logits = student.apply(x, true);
+          const logits = student.apply(x, true, step);
           const t = loss.temperature;
           let total: tf.Scalar;
           if (loss.kind === 'ce' || loss.kind === 'sigmoid_ce') {

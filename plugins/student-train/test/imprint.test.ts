@@ -106,3 +106,30 @@ test('imprinting a KC head: each vertical reads its own feature slice; cnn is re
   const cnn = createStudent({ arch: 'cnn', channels: [2], kernel: 3, batchNorm: false, hidden: [] }, [2, 2, 1], CLASSES, 0);
   await assert.rejects(imprintHeads(cnn, data), /headInit imprint: student arch "cnn" has no imprintable head/);
 });
+
+test('headInit ncm, mlp without hidden layers: the arg max is the nearest train-split class mean (Euclidean)', async () => {
+  const { dir, features, labels, splits } = await makeData();
+  const data = await openTrainingData(dir, [], 'train');
+  const student = createStudent({ arch: 'mlp', hidden: [] }, [DIM], CLASSES, 1);
+  const summary = await imprintHeads(student, data, { batchSize: 16, rule: 'ncm' });
+  assert.equal(summary.imprinted, 5);
+  const train = splits.map((s, r) => (s === 'train' ? r : -1)).filter((r) => r >= 0);
+  const means = Array.from({ length: 5 }, (_, c) => {
+    const rows = train.filter((r) => labels[r] === c);
+    return Array.from({ length: DIM }, (_, j) => rows.reduce((a, r) => a + features[r * DIM + j]!, 0) / rows.length);
+  });
+  // Probe points (not the data): every row of a random grid is scored by distance to the means.
+  const rng = new Rng(3);
+  const probes = Array.from({ length: 40 }, () => Array.from({ length: DIM }, () => 4 * rng.next() - 0.5));
+  const logits = student.apply(tf.tensor2d(probes.flat(), [40, DIM]), false).arraySync();
+  probes.forEach((p, i) => {
+    const dist = means.map((m) => m.reduce((a, v, j) => a + (p[j]! - v) ** 2, 0));
+    const nearest = dist.indexOf(Math.min(...dist));
+    const row = logits[i]!;
+    assert.equal(row.indexOf(Math.max(...row)), nearest, `probe ${i}`);
+    // logit_c = ||p||^2 - ||p - m_c||^2 exactly.
+    const sq = p.reduce((a, v) => a + v * v, 0);
+    dist.forEach((d, c) => assert.ok(Math.abs(row[c]! - (sq - d)) < 1e-3, `probe ${i} class ${c}: ${row[c]} vs ${sq - d}`));
+    assert.ok(row[5]! < -1e29, 'a class without training rows never wins');
+  });
+});

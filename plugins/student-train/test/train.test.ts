@@ -1,3 +1,4 @@
+import { spawnSync } from 'node:child_process';
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtempSync, mkdirSync, readFileSync, rmSync, existsSync } from 'node:fs';
@@ -150,6 +151,9 @@ const configs: [string, StudentConfig, number[]][] = [
   ['mlp', { arch: 'mlp', hidden: [12, 10] }, [5]],
   ['cnn', { arch: 'cnn', channels: [3, 5], kernel: 3, batchNorm: true, hidden: [7] }, [8, 6, 2]],
   ['cnn-nobn', { arch: 'cnn', channels: [4], kernel: 5, batchNorm: false, hidden: [] }, [6, 6, 1]],
+  // Valid padding with odd sizes: 12x11 -> conv 10x9 -> pool 5x4 (last column dropped) -> conv 3x2 -> pool 1x1.
+  ['cnn-valid-dropout', { arch: 'cnn', channels: [3, 4], kernel: 3, batchNorm: false, hidden: [6], padding: 'valid', dropout: 0.5 }, [12, 11, 1]],
+  ['cnn-valid-bn', { arch: 'cnn', channels: [2, 3], kernel: 3, batchNorm: true, hidden: [], padding: 'valid' }, [13, 12, 2]],
   ['kc', { arch: 'kc', hidden: [9], sharedWidth: 8, verticalWidth: 3, verticals: [[4, 0], [1, 5, 2], [3]], selfPaced: true }, [5]],
   ['kc-plain', { arch: 'kc', hidden: [], sharedWidth: 6, verticalWidth: 2, verticals: [[0, 1, 2], [3, 4, 5]], selfPaced: false }, [4]],
 ];
@@ -176,5 +180,12 @@ for (const [name, config, shape] of configs) {
     let maxDiff = 0;
     for (let i = 0; i < want.length; i++) maxDiff = Math.max(maxDiff, Math.abs(g[i]! - want[i]!));
     assert.ok(maxDiff < 1e-4, `max |onnx - tfjs| = ${maxDiff}`);
+    // The reference checker (Debian python3-onnx, installed by .ci/run) accepts the graph.
+    const checker = spawnSync('/usr/bin/python3', ['-c', 'import onnx, sys; onnx.checker.check_model(onnx.load(sys.argv[1]), full_check=True)', path], { encoding: 'utf8' });
+    if (checker.error || /No module named/.test(checker.stderr)) {
+      console.log(`# onnx.checker not run for ${name}: python3-onnx is not installed`);
+    } else {
+      assert.equal(checker.status, 0, `onnx.checker: ${checker.stderr}`);
+    }
   });
 }

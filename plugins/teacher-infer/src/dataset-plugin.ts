@@ -18,6 +18,16 @@ const params = Type.Object(
           path: Type.Optional(PathParam({ description: 'idx/npy inputs file, image root folder, or table file' })),
           labels: Type.Optional(PathParam({ description: 'idx/npy labels file' })),
           samples: Type.Optional(Type.Integer({ minimum: 1, description: 'synthetic: number of samples' })),
+          holdout: Type.Optional(
+            Type.Object(
+              {
+                split: Type.String({ description: 'name of the carved split, e.g. val' }),
+                fraction: Type.Number({ exclusiveMinimum: 0, exclusiveMaximum: 1 }),
+                seed: Type.Integer({ default: 0 }),
+              },
+              { additionalProperties: false, description: "each row of this source goes to `split` with probability `fraction` (seeded, in row order): a validation split carved from training data" },
+            ),
+          ),
         },
         { additionalProperties: false },
       ),

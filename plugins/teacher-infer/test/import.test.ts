@@ -124,3 +124,33 @@ test('dataset import: PNG + JPEG folder, CSV, Parquet, synthetic', async () => {
     rmSync(root, { recursive: true, force: true });
   }
 });
+
+test('dataset import: holdout carves a seeded validation split out of a source, row by row', async () => {
+  const root = mkdtempSync(join(tmpdir(), 'import-'));
+  try {
+    const n = 3000; // several reader chunks
+    writeFileSync(join(root, 'x.idx'), idx(0x08, [n, 2, 2], Uint8Array.from({ length: n * 4 }, (_, i) => i % 251)));
+    writeFileSync(join(root, 'y.idx'), idx(0x08, [n], Uint8Array.from({ length: n }, (_, i) => i % 3)));
+    const run = async (seed: number, out: string) => {
+      const source = { split: 'train', path: 'x.idx', labels: 'y.idx', holdout: { split: 'val', fraction: 0.2, seed } };
+      const { ctx } = makeCtx(plugin, { format: 'idx', sources: [source] }, { outDir: join(root, out), pipelineDir: root });
+      await plugin.run(ctx);
+      return (await rowsOf(join(root, out))).rows;
+    };
+    const a = await run(4, 'a');
+    const b = await run(4, 'b');
+    const c = await run(5, 'c');
+    // Every row is kept, in order, with its id; only the split column changes.
+    assert.deepEqual(a.map((r) => r.id), Array.from({ length: n }, (_, i) => `train/${i}`));
+    const val = (rows: typeof a) => rows.filter((r) => r.split === 'val').map((r) => r.id);
+    assert.ok(a.every((r) => r.split === 'train' || r.split === 'val'));
+    // Binomial(3000, 0.2): mean 600, sd 21.9; 4 sd either side.
+    assert.ok(Math.abs(val(a).length - 600) < 88, `held out ${val(a).length}`);
+    assert.deepEqual(val(a), val(b), 'same seed, same rows');
+    assert.notDeepEqual(val(a), val(c), 'another seed, other rows');
+    const { ctx: bad } = makeCtx(plugin, { format: 'idx', sources: [{ split: 'train', path: 'x.idx', labels: 'y.idx', holdout: { split: 'train', fraction: 0.2, seed: 0 } }] }, { outDir: join(root, 'bad'), pipelineDir: root });
+    await assert.rejects(plugin.run(bad), /holdout.split "train" is the source's own split/);
+  } finally {
+    rmSync(root, { recursive: true, force: true });
+  }
+});

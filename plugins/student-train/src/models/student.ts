@@ -1,12 +1,13 @@
 /**
  * Student architectures on tfjs-core: configurable MLP, small CNN (conv, batch norm, relu,
- * pooling) and the Knowledge Concentration head (structurally connected layers + self-paced
+ * pooling, dropout) and the Knowledge Concentration head (structurally connected layers + self-paced
  * per-vertical scales, methods.md section 3). Each model knows how to write itself as ONNX.
  *
  * Inputs are float32 [n, ...inputShape] in the dataset's layout (HWC for images); logits come out
  * in GLOBAL class order [n, numClasses].
  */
 import * as tf from '@tensorflow/tfjs-core';
+import { conv2d, maxPool2x2 } from '@distillery/core/tfjs/conv';
 import { dense, denseColumns, rowNormsSquared } from '@distillery/core/tfjs/dense';
 import type { GraphBuilder } from '@distillery/core/onnx/index';
 import type { Imprintable, ImprintHead } from '../imprint.js';
@@ -27,6 +28,10 @@ export interface CnnConfig {
   batchNorm: boolean;
   /** Dense hidden widths after the conv blocks. */
   hidden: number[];
+  /** 'same' (default; odd kernels) or 'valid' convolutions. */
+  padding?: 'same' | 'valid';
+  /** Dropout rate on the input of each dense head layer while training (default 0). */
+  dropout?: number;
 }
 
 export interface KcConfig {
@@ -52,8 +57,11 @@ export interface Student {
   readonly numClasses: number;
   readonly params: NamedVariable[];
   readonly buffers: NamedVariable[];
-  /** Logits [n, numClasses]. `training` selects batch statistics and updates running stats. */
-  apply(x: tf.Tensor, training: boolean): tf.Tensor2D;
+  /**
+   * Logits [n, numClasses]. `training` selects batch statistics (and updates running stats) and
+   * dropout; `step` seeds the step's dropout masks.
+   */
+  apply(x: tf.Tensor, training: boolean, step?: number): tf.Tensor2D;
   /**
    * Logits at the given distinct global class ids only, [n, columns.length] in that order; equal
    * to apply(x)[:, columns] (self-paced norms still over each whole vertical) without computing
@@ -178,7 +186,7 @@ class Mlp implements Student, Imprintable {
 
 interface ConvBlock {
   name: string;
-  w: tf.Variable; // [k*k*cin, cout], row index (dy*k + dx)*cin + c
+  w: tf.Variable; // [k, k, cin, cout] (HWIO; the same memory order as im2col rows (dy*k + dx)*cin + c)
   b: tf.Variable;
   gamma?: tf.Variable;
   beta?: tf.Variable;
@@ -189,9 +197,9 @@ interface ConvBlock {
 }
 
 /**
- * Small CNN. Convolutions are im2col (k*k shifted slices concatenated on channels) + the fast
- * dense layer: tfjs-backend-wasm has no Conv2DBackpropFilter kernel, and this keeps every product
- * on the plain-matMul path.
+ * Small CNN: blocks of conv kxk (stride 1, `padding`) -> [batch norm] -> relu -> 2x2 max pool, then
+ * a dense head with optional dropout before each dense layer. Convolutions and pooling use
+ * tools/core/src/tfjs/conv.ts, whose backward passes are forward convolutions (XNNPACK on wasm).
  */
 class Cnn implements Student {
   readonly params: NamedVariable[];
@@ -200,9 +208,12 @@ class Cnn implements Student {
   private readonly head: DenseLayer[];
   private readonly h0: number;
   private readonly w0: number;
-  constructor(readonly config: CnnConfig, readonly inputShape: number[], readonly numClasses: number, seed: number) {
+  constructor(readonly config: CnnConfig, readonly inputShape: number[], readonly numClasses: number, private readonly seed: number) {
     if (inputShape.length !== 3) throw new Error(`cnn student: input shape must be [H, W, C], got [${inputShape}]`);
-    if (config.kernel % 2 !== 1) throw new Error(`cnn student: kernel must be odd, got ${config.kernel}`);
+    const padding = config.padding ?? 'same';
+    if (padding === 'same' && config.kernel % 2 !== 1) throw new Error(`cnn student: 'same' padding needs an odd kernel, got ${config.kernel}`);
+    const dropout = config.dropout ?? 0;
+    if (!(dropout >= 0 && dropout < 1)) throw new Error(`cnn student: dropout must be in [0, 1), got ${dropout}`);
     const store = new ParamStore(new Rng(seed));
     let [h, w, c] = inputShape as [number, number, number];
     this.h0 = h;
@@ -214,7 +225,7 @@ class Cnn implements Student {
         name,
         cin: c,
         cout,
-        w: store.weight(`${name}.weight`, [k * k * c, cout], k * k * c),
+        w: store.weight(`${name}.weight`, [k, k, c, cout], k * k * c),
         b: store.constant(`${name}.bias`, [cout], 0),
       };
       if (config.batchNorm) {
@@ -223,7 +234,11 @@ class Cnn implements Student {
         block.runningMean = store.constant(`${name}.bn.running_mean`, [cout], 0, false);
         block.runningVar = store.constant(`${name}.bn.running_var`, [cout], 1, false);
       }
-      if (h < 2 || w < 2) throw new Error(`cnn student: too many pooling blocks for input [${inputShape}]`);
+      if (padding === 'valid') {
+        h -= k - 1;
+        w -= k - 1;
+      }
+      if (h < 2 || w < 2) throw new Error(`cnn student: too many conv/pool blocks for input [${inputShape}] (block ${i} sees ${h}x${w})`);
       h = Math.floor(h / 2);
       w = Math.floor(w / 2);
       c = cout;
@@ -235,58 +250,68 @@ class Cnn implements Student {
     this.buffers = store.buffers;
   }
 
-  apply(x: tf.Tensor, training: boolean): tf.Tensor2D {
+  /**
+   * The last block's pooled features [n, h, w, c] (NHWC). Each block computes conv -> [bn] -> relu ->
+   * max pool as conv -> [bn] -> max pool -> relu, and without batch norm adds the bias after the
+   * pool: max commutes with relu and with a per-channel constant, exactly in float arithmetic
+   * (rounding is monotone), so the value is identical and the elementwise work of the forward and
+   * backward passes runs on a quarter of the elements. The ONNX graph keeps the usual order.
+   */
+  features(x: tf.Tensor, training: boolean): tf.Tensor4D {
     const n = x.shape[0]!;
-    const k = this.config.kernel;
-    const pad = (k - 1) / 2;
+    const padding = this.config.padding ?? 'same';
     let h = tf.reshape(x, [n, this.h0, this.w0, this.inputShape[2]!]) as tf.Tensor4D;
-    let height = this.h0;
-    let width = this.w0;
     this.blocks.forEach((block, index) => {
-      const padded = tf.pad(h, [[0, 0], [pad, pad], [pad, pad], [0, 0]]);
-      const shifts: tf.Tensor4D[] = [];
-      for (let dy = 0; dy < k; dy++) {
-        for (let dx = 0; dx < k; dx++) shifts.push(tf.slice(padded, [0, dy, dx, 0], [n, height, width, block.cin]) as tf.Tensor4D);
+      const options = { padding, activation: 'linear' as const, inputGrad: index > 0 };
+      if (block.gamma !== undefined) {
+        const y = this.batchNorm(block, conv2d(h, block.w as tf.Tensor4D, block.b as tf.Tensor1D, options), training);
+        h = tf.relu(maxPool2x2(y));
+      } else {
+        h = tf.relu(tf.add(maxPool2x2(conv2d(h, block.w as tf.Tensor4D, null, options)), block.b)) as tf.Tensor4D;
       }
-      const cols = tf.reshape(tf.concat(shifts, 3), [n * height * width, k * k * block.cin]) as tf.Tensor2D;
-      const useBn = block.gamma !== undefined;
-      let y = dense(cols, block.w as tf.Tensor2D, block.b as tf.Tensor1D, useBn ? 'linear' : 'relu', index > 0);
-      if (useBn) y = tf.relu(this.batchNorm(block, y, training));
-      const y4 = tf.reshape(y, [n, height, width, block.cout]) as tf.Tensor4D;
-      h = tf.maxPool(y4, 2, 2, 'valid');
-      height = Math.floor(height / 2);
-      width = Math.floor(width / 2);
     });
-    return applyStack(this.head, tf.reshape(h, [n, -1]) as tf.Tensor2D, true, true);
+    return h;
   }
 
-  /** Batch norm over rows of y [rows, channels]; training uses batch stats and updates running stats. */
-  private batchNorm(block: ConvBlock, y: tf.Tensor2D, training: boolean): tf.Tensor2D {
+  apply(x: tf.Tensor, training: boolean, step = 0): tf.Tensor2D {
+    const n = x.shape[0]!;
+    let h = tf.reshape(this.features(x, training), [n, -1]) as tf.Tensor2D;
+    const rate = this.config.dropout ?? 0;
+    this.head.forEach((layer, i) => {
+      // Inverted dropout on each dense layer's input; the mask is a function of (seed, step, layer),
+      // so a resumed run draws the same masks as an uninterrupted one.
+      if (training && rate > 0) h = tf.dropout(h, rate, undefined, (this.seed * 1000003 + step * 7919 + i * 104729 + 1) >>> 0) as tf.Tensor2D;
+      h = dense(h, layer.w as tf.Tensor2D, layer.b as tf.Tensor1D, i === this.head.length - 1 ? 'linear' : 'relu');
+    });
+    return h;
+  }
+
+  /** Batch norm over [n, h, w, c] per channel; training uses batch stats and updates running stats. */
+  private batchNorm(block: ConvBlock, y: tf.Tensor4D, training: boolean): tf.Tensor4D {
     if (!training) {
       const scale = tf.mul(block.gamma!, tf.rsqrt(tf.add(block.runningVar!, BN_EPS)));
-      return tf.add(tf.mul(tf.sub(y, block.runningMean!), scale), block.beta!) as tf.Tensor2D;
+      return tf.add(tf.mul(tf.sub(y, block.runningMean!), scale), block.beta!) as tf.Tensor4D;
     }
-    const { mean, variance } = tf.moments(y, 0);
-    const rows = y.shape[0];
+    const { mean, variance } = tf.moments(y, [0, 1, 2]);
+    const rows = y.size / block.cout;
     // Running stats as torch.nn.BatchNorm2d: momentum 0.1, unbiased variance.
     tf.tidy(() => {
       // Not on the loss path: the tape never differentiates these.
-      const m = mean;
       const v = tf.mul(variance, rows / Math.max(1, rows - 1));
-      block.runningMean!.assign(tf.add(tf.mul(block.runningMean!, 1 - BN_MOMENTUM), tf.mul(m, BN_MOMENTUM)));
+      block.runningMean!.assign(tf.add(tf.mul(block.runningMean!, 1 - BN_MOMENTUM), tf.mul(mean, BN_MOMENTUM)));
       block.runningVar!.assign(tf.add(tf.mul(block.runningVar!, 1 - BN_MOMENTUM), tf.mul(v, BN_MOMENTUM)));
     });
     const normalised = tf.mul(tf.sub(y, mean), tf.rsqrt(tf.add(variance, BN_EPS)));
-    return tf.add(tf.mul(normalised, block.gamma!), block.beta!) as tf.Tensor2D;
+    return tf.add(tf.mul(normalised, block.gamma!), block.beta!) as tf.Tensor4D;
   }
 
   toOnnx(builder: GraphBuilder, input: string): string {
     const k = this.config.kernel;
-    const pad = (k - 1) / 2;
+    const pad = (this.config.padding ?? 'same') === 'same' ? (k - 1) / 2 : 0;
     builder.node('Transpose', [input], ['nchw'], { perm: { ints: [0, 3, 1, 2] } });
     let h = 'nchw';
     for (const block of this.blocks) {
-      // [k*k*cin, cout] with row (dy*k+dx)*cin+c  ->  ONNX [cout, cin, k, k]
+      // [k, k, cin, cout] (HWIO)  ->  ONNX [cout, cin, k, k] (OIHW)
       const w = values(block.w);
       const onnxW = new Float32Array(block.cout * block.cin * k * k);
       for (let o = 0; o < block.cout; o++) {
