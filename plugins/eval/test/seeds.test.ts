@@ -117,6 +117,10 @@ test('seed aggregation: mean ± std per role and paired intervals, computed by h
   assert.equal(metricOf(r, 'latency-p50-ms').comparisons[0]!.verdict, 'within noise');
   assert.match(r.method, /paired t-interval mean\(d\) ± t\(0\.975, n - 1\)/);
   assert.deepEqual(r.notes, []);
+  // A report whose models carry different seed suffixes is still one seed, with a note.
+  const mixed = seedReports();
+  mixed[1] = { ...mixed[1]!, report: evalReport(seedModels(2).map((m) => (m.name === 'student-ce@2' ? { ...m, name: 'student-ce@3' } : m))) };
+  assert.deepEqual(aggregateSeeds(mixed).notes, ['evaluate@2 holds models of different fan-out suffixes (student-ce@3, student-kd@2, teacher@2); they are paired as one seed']);
 });
 
 test('seed aggregation defaults: every role against the first, all metrics; metric selection and confidence', () => {
@@ -177,7 +181,9 @@ test('eval-seeds stage writes report.json and report.md; a missing seed fails an
     assert.match(md, /Method \(paired t-interval over seeds\): .*sample standard deviation \(divisor n - 1\)/);
     assert.match(md, /\| student-kd \| 91\.00% ± 1\.00 pp \| 3 \| 90\.00%, 92\.00%, 91\.00% \|/);
     assert.match(md, /\| student-kd - student-ce \| \+4\.00 pp \| 1\.00 pp \| 3 \| \[\+1\.52 pp, \+6\.48 pp\] \| student-kd > student-ce \|/);
-    assert.match(md, /## ECE[\s\S]*\| student-kd - student-ce \| [+-]0\.0000 \| 0\.0173 \| 3 \| \[-0\.0430, \+0\.0430\] \| within noise \|/);
+    // ECE kd - ce: 0.01, -0.02, 0.01: mean 0 (printed +0.0000 whatever the rounding sign), s = sqrt(0.0006 / 2) = 0.0173205,
+    // half = 4.302653 * 0.0173205 / sqrt(3) = 0.0430265.
+    assert.match(md, /## ECE[\s\S]*\| student-kd - student-ce \| \+0\.0000 \| 0\.0173 \| 3 \| \[-0\.0430, \+0\.0430\] \| within noise \|/);
 
     // evaluate@3 without student-ce: the stage fails naming the report and the role; no output file.
     const bad = join(root, 'bad');

@@ -247,9 +247,11 @@ function value(v: number, unit: MetricAggregate['unit']): string {
 
 /** A difference in the metric's unit: fractions in percentage points. */
 function difference(v: number, unit: MetricAggregate['unit']): string {
-  const sign = v >= 0 ? '+' : '-';
   const abs = Math.abs(v);
-  return unit === 'fraction' ? `${sign}${(abs * 100).toFixed(2)} pp` : `${sign}${unit === 'ms' ? abs.toFixed(3) : abs.toFixed(4)}`;
+  const digits = unit === 'fraction' ? (abs * 100).toFixed(2) : unit === 'ms' ? abs.toFixed(3) : abs.toFixed(4);
+  // A difference that rounds to zero prints as +0.00, never -0.00.
+  const sign = v < 0 && /[1-9]/.test(digits) ? '-' : '+';
+  return unit === 'fraction' ? `${sign}${digits} pp` : `${sign}${digits}`;
 }
 
 function spread(v: number, unit: MetricAggregate['unit']): string {
