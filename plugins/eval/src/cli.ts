@@ -5,6 +5,8 @@
  *   distill eval fid-stats <features.npy> <out.npz>
  *   distill compare <a> <b> [--stage <id>] [--json]   (a, b: report.json, an eval stage output
  *                                                       directory, or a run record .distill/runs/<id>.json)
+ *   distill compare --seeds <r1> <r2> ... [--pair a:b]... [--metric id]... [--confidence 0.95] [--json]
+ *                                                      (one report per seed; more than two imply --seeds)
  * The command bodies are plain functions returning the text to print, so tests call them directly.
  */
 import type { Command } from 'commander';
@@ -51,12 +53,31 @@ export async function fidStatsCommand(features: string, out: string): Promise<st
   return `wrote ${out} (D = ${stats.dim}${stats.count !== undefined ? `, N = ${stats.count}` : ''})`;
 }
 
+/** An eval report read from a file, a stage directory or the workspace store. */
+export interface LoadedReport {
+  report: import('./stage/report.js').EvalReport;
+  /** Short name: the stage directory's name, the file, or <run id>:<stage id>. */
+  label: string;
+  /** The file read. */
+  file: string;
+}
+
 /**
  * Finds the report an argument names: a report.json file, a directory holding report.json (an
  * eval stage's output, e.g. out/<pipeline>/<stage>), or a run record (.distill/runs/<id>.json)
  * whose eval stage output is read from the workspace store (`stage` picks one of several).
  */
-export async function loadReportFrom(arg: string, stage?: string): Promise<{ report: import('./stage/report.js').EvalReport; label: string }> {
+export async function loadReportFrom(arg: string, stage?: string): Promise<LoadedReport> {
+  const [one] = await loadReportsFrom(arg, stage, false);
+  return one!;
+}
+
+/**
+ * As loadReportFrom; with `instances`, a run record yields every instance of a fan-out eval stage:
+ * `stage` = evaluate picks evaluate@1, evaluate@2, ... (without `stage`, the record's eval stages
+ * must all be instances of one stage).
+ */
+export async function loadReportsFrom(arg: string, stage: string | undefined, instances: boolean): Promise<LoadedReport[]> {
   const { existsSync, statSync } = await import('node:fs');
   const { readFile } = await import('node:fs/promises');
   const { basename, dirname, join } = await import('node:path');
@@ -75,25 +96,32 @@ export async function loadReportFrom(arg: string, stage?: string): Promise<{ rep
   if (typeof record.runId === 'string' && Array.isArray(record.stages)) {
     // A run record: .distill/runs/<id>.json; the store is .distill/.
     const stages = (record.stages as { id: string; plugin: string; tree?: string }[]).filter((s) => s.plugin === 'eval' && s.tree);
-    const chosen = stage ? stages.filter((s) => s.id === stage) : stages;
-    if (chosen.length !== 1) {
-      throw new Error(`${file}: run ${record.runId} has ${chosen.length === 0 ? 'no' : 'several'} finished eval stage${stage ? ` named ${stage}` : 's'} (${stages.map((s) => s.id).join(', ') || 'none'})${chosen.length > 1 ? '; pick one with --stage' : ''}`);
+    const base = (id: string) => id.split('@')[0] ?? id;
+    const chosen = stage ? stages.filter((s) => s.id === stage || (instances && base(s.id) === stage)) : stages;
+    const bases = new Set(chosen.map((s) => base(s.id)));
+    if (chosen.length === 0 || (!instances && chosen.length > 1) || (instances && bases.size > 1)) {
+      const what = instances ? `eval stage${stage ? ` named ${stage} or ${stage}@<item>` : 's of one fan-out'}` : `eval stage${stage ? ` named ${stage}` : 's'}`;
+      throw new Error(`${file}: run ${record.runId} has ${chosen.length === 0 ? 'no' : 'several'} finished ${what} (${stages.map((s) => s.id).join(', ') || 'none'})${chosen.length > 1 ? '; pick one with --stage' : ''}`);
     }
     const { LocalStore } = await import('@distillery/core/cache/store');
     const store = new LocalStore(dirname(dirname(file)));
-    const tree = store.readTree(chosen[0]!.tree!);
-    const entry = tree?.files.find((f) => f.path === 'report.json');
-    if (!entry) throw new Error(`${file}: the output of stage ${chosen[0]!.id} (tree ${chosen[0]!.tree}) is not in the store ${store.dir} or holds no report.json`);
-    const reportPath = store.objectPath(entry.hash);
-    let reportJson: unknown;
-    try {
-      reportJson = JSON.parse(await readFile(reportPath, 'utf8'));
-    } catch (error) {
-      throw new Error(`${reportPath} (report.json of stage ${chosen[0]!.id}): cannot read (${(error as Error).message})`);
+    const loaded: LoadedReport[] = [];
+    for (const s of chosen) {
+      const tree = store.readTree(s.tree!);
+      const entry = tree?.files.find((f) => f.path === 'report.json');
+      if (!entry) throw new Error(`${file}: the output of stage ${s.id} (tree ${s.tree}) is not in the store ${store.dir} or holds no report.json`);
+      const reportPath = store.objectPath(entry.hash);
+      let reportJson: unknown;
+      try {
+        reportJson = JSON.parse(await readFile(reportPath, 'utf8'));
+      } catch (error) {
+        throw new Error(`${reportPath} (report.json of stage ${s.id}): cannot read (${(error as Error).message})`);
+      }
+      loaded.push({ report: checkReport(reportJson, reportPath), label: `${record.runId}:${s.id}`, file: reportPath });
     }
-    return { report: checkReport(reportJson, reportPath), label: `${record.runId}:${chosen[0]!.id}` };
+    return loaded;
   }
-  return { report: checkReport(parsed, file), label: basename(file) === 'report.json' ? basename(dirname(file)) || file : file };
+  return [{ report: checkReport(parsed, file), label: basename(file) === 'report.json' ? basename(dirname(file)) || file : file, file }];
 }
 
 /** `compare`: two evaluations side by side (Markdown table, or JSON rows with --json). */
@@ -114,16 +142,62 @@ export async function compareCommand(a: string, b: string, options: { json?: boo
   return note + renderComparison(rows, labelA, labelB);
 }
 
+/** Options of `compare --seeds`. */
+export interface CompareSeedsOptions {
+  json?: boolean;
+  /** Run records: the fan-out eval stage whose instances are the seeds. */
+  stage?: string;
+  /** Comparisons as "a:b" (difference a - b of two roles); default: every role against the first. */
+  pair?: string[];
+  /** Metric ids (top-<k>, ece, mpvap, agreement, latency-p50-ms); default: all. */
+  metric?: string[];
+  /** Two-sided confidence level; default 0.95. */
+  confidence?: number;
+}
+
+/**
+ * `compare --seeds` (or more than two reports): one report per seed, aggregated as the eval-seeds
+ * stage does (mean ± std per role, paired t-intervals); Markdown, or the seeds report as JSON.
+ */
+export async function compareSeedsCommand(args: string[], options: CompareSeedsOptions = {}): Promise<string> {
+  const { aggregateSeeds, renderSeedsMarkdown } = await import('./stage/seeds.js');
+  const reports = [];
+  for (const arg of args) reports.push(...(await loadReportsFrom(arg, options.stage, true)));
+  const comparisons = options.pair?.map((text) => {
+    const parts = text.split(':');
+    if (parts.length !== 2 || !parts[0] || !parts[1]) throw new Error(`--pair ${text}: expected <role a>:<role b>, e.g. student-kd:student-ce`);
+    return { a: parts[0], b: parts[1] };
+  });
+  const aggregate = aggregateSeeds(reports, {
+    ...(comparisons ? { comparisons } : {}),
+    ...(options.metric ? { metrics: options.metric } : {}),
+    ...(options.confidence !== undefined ? { confidence: options.confidence } : {}),
+  });
+  return options.json ? JSON.stringify(aggregate) : renderSeedsMarkdown(aggregate);
+}
+
+/** Commander option parser for repeatable options. */
+const collect = (value: string, previous: string[] = []): string[] => [...previous, value];
+
 export function registerCommands(program: Command): void {
   program
     .command('compare')
-    .description('side-by-side table of two evaluations (report.json, eval stage output directories or run records)')
-    .argument('<a>', 'first evaluation')
-    .argument('<b>', 'second evaluation')
-    .option('--stage <id>', 'eval stage to read when a run record has several')
-    .option('--json', 'print the rows as JSON')
-    .action(async (a: string, b: string, opts: { json?: boolean; stage?: string }) => {
-      console.log(await compareCommand(a, b, opts));
+    .description('two evaluations side by side, or (--seeds, or more than two) aggregated over seeds with paired t-intervals; arguments: report.json, eval stage output directories or run records')
+    .argument('<reports...>', 'evaluations: two to compare side by side, or one per seed')
+    .option('--stage <id>', 'eval stage to read from run records (with --seeds: the fan-out stage, e.g. evaluate for evaluate@1, evaluate@2, ...)')
+    .option('--seeds', 'aggregate the reports as seeds of one experiment (automatic with more than two)')
+    .option('--pair <a:b>', 'seeds: comparison a - b of two roles (repeatable); default: every role against the first', collect)
+    .option('--metric <id>', 'seeds: metric to aggregate (repeatable): top-<k>, ece, mpvap, agreement, latency-p50-ms; default: all', collect)
+    .option('--confidence <level>', 'seeds: two-sided confidence level of the intervals', Number, 0.95)
+    .option('--json', 'print JSON (rows, or the seeds report)')
+    .action(async (reports: string[], opts: CompareSeedsOptions & { seeds?: boolean; confidence: number }) => {
+      if (opts.seeds || reports.length > 2) {
+        console.log(await compareSeedsCommand(reports, opts));
+      } else if (reports.length === 2) {
+        console.log(await compareCommand(reports[0]!, reports[1]!, opts));
+      } else {
+        throw new Error('compare: give two evaluations to compare, or --seeds with one report per seed (or a run record and --stage)');
+      }
     });
   const evalCmd = program.command('eval').description('evaluation metrics: COCO mAP, FID');
   evalCmd
