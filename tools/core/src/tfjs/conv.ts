@@ -119,7 +119,9 @@ export function maxPool2x2(x: tf.Tensor4D): tf.Tensor4D {
         // window's maximum and output gradient beside its four inputs; measured faster on wasm than
         // tile or concat with a broadcast comparison, and than the backend's MaxPoolGrad.
         const up = (t: tf.Tensor4D) => tf.image.resizeNearestNeighbor(t, [2 * h, 2 * w]);
-        const dxEven = tf.mul(tf.cast(tf.equal(even, up(ysaved)), 'float32'), up(dy)) as tf.Tensor4D;
+        // mask = [x == max] computed as 1 - step(max - x) (max - x >= 0): wasm's Equal is a slow generic loop.
+        const mask = tf.sub(1, tf.step(tf.sub(up(ysaved), even)));
+        const dxEven = tf.mul(mask, up(dy)) as tf.Tensor4D;
         if (even === xsaved) return dxEven;
         return tf.pad(dxEven, [[0, 0], [0, height - 2 * h], [0, width - 2 * w], [0, 0]]);
       },
