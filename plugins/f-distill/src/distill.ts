@@ -1,5 +1,5 @@
 /**
- * f-distill (methods.md section 5): a one-step generator G(z, c) = D_theta(sigmaMax z; sigmaMax, c)
+ * f-distill (docs/methods.md, "f-distill: f-divergence distribution matching"): a one-step generator G(z, c) = D_theta(sigmaMax z; sigmaMax, c)
  * trained by f-divergence distribution matching against the ONNX teacher.
  *
  * One generator step:

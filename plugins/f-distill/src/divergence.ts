@@ -1,5 +1,6 @@
 /**
- * f-divergence weighting of the distribution-matching gradient (methods.md section 5).
+ * f-divergence weighting of the distribution-matching gradient (docs/methods.md, "f-distill:
+ * f-divergence distribution matching").
  *
  * r = p/q (teacher over student density of noised samples). The generator gradient is
  * E[w_t h(r(x_t)) (s_fake(x_t) - s_teacher(x_t)) dx_t/dtheta] with h(r) = f''(r) r^2.
@@ -7,7 +8,7 @@
  * whose optimum is D = log r. Stabilisers (as in the reference code): D clamped to [-10, 10];
  * r divided by a running mean of r over generator samples per noise-level bin (E_q[p/q] = 1, so
  * this removes the discriminator's bias), then clamped to [0.1, 20]; h divided by its batch mean.
- * The order normalise-then-clamp is our choice (methods.md does not fix it).
+ * The order normalise-then-clamp is our choice (the sources do not fix it).
  */
 
 export const DIVERGENCES = ['reverse_kl', 'softened_rkl', 'js', 'squared_hellinger', 'forward_kl', 'jeffreys'] as const;

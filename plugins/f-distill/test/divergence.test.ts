@@ -2,7 +2,10 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { DIVERGENCES, hOf, RatioNormaliser, DEFAULT_RATIO_OPTIONS, type DivergenceName } from '../src/divergence.js';
 
-/** Generator functions f of each divergence (methods.md sections 1 and 5), D_f(p||q) = E_q[f(p/q)]. */
+/**
+ * Generator functions f of each divergence (docs/methods.md, "f-divergence losses" and "f-distill:
+ * f-divergence distribution matching"), D_f(p||q) = E_q[f(p/q)].
+ */
 const F: Record<DivergenceName, (t: number) => number> = {
   reverse_kl: (t) => -Math.log(t),
   forward_kl: (t) => t * Math.log(t),

@@ -1,6 +1,6 @@
 /**
- * Partitioning a label space into K disjoint, about equal groups of classes (MSD, methods.md
- * section 4). Each partition is owned by one student; `RoutingTable` maps a class to its student.
+ * Partitioning a label space into K disjoint, about equal groups of classes (MSD; docs/methods.md,
+ * "Multi-student distillation: partitioning and routing"). Each partition is owned by one student; `RoutingTable` maps a class to its student.
  */
 import { Rng } from '@distillery/core';
 

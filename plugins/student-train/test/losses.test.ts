@@ -11,7 +11,8 @@ before(async () => {
   await selectBackend({ cpus: 1, gpus: [], prefer: 'cpu' });
 });
 
-// Independent float64 reference: softmax, and D = sum_i q_i f(p_i / q_i) straight from methods.md.
+// Independent float64 reference: softmax, and D = sum_i q_i f(p_i / q_i) straight from the definition
+// (docs/methods.md, "f-divergence losses").
 function softmax(z: number[], t = 1): number[] {
   const m = Math.max(...z.map((v) => v / t));
   const e = z.map((v) => Math.exp(v / t - m));

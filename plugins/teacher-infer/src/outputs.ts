@@ -1,5 +1,6 @@
 /**
- * Turning a batch of teacher logits into the stored forms (methods.md section 2): top-k log-probs
+ * Turning a batch of teacher logits into the stored forms (docs/methods.md, "Top-k soft labels"
+ * and "Sampled soft labels"): top-k log-probs
  * with missing mass, sampled soft labels (id, count), for softmax and sigmoid teachers. Pure
  * functions on Float32Array rows; sums and normalisers in float64.
  */

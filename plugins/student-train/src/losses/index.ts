@@ -1,5 +1,6 @@
 /**
- * Distillation losses (methods.md sections 1-2) on tfjs tensors. Every loss is a batch mean
+ * Distillation losses on tfjs tensors (docs/methods.md, "Temperature and Hinton KD", "f-divergence
+ * losses", "Top-k soft labels", "Sampled soft labels", "Sigmoid losses and the class-prior start"). Every loss is a batch mean
  * ("batchmean": summed over classes, averaged over samples), p = teacher, q = student.
  *
  * Teacher targets come dense (teacher logits over the global classes) or sparse (class ids per

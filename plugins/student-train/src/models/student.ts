@@ -1,7 +1,8 @@
 /**
  * Student architectures on tfjs-core: configurable MLP, small CNN (conv, batch norm, relu,
  * pooling, dropout) and the Knowledge Concentration head (structurally connected layers + self-paced
- * per-vertical scales, methods.md section 3). Each model knows how to write itself as ONNX.
+ * per-vertical scales: docs/methods.md, "Structurally connected layers" and "Self-paced scaling").
+ * Each model knows how to write itself as ONNX.
  *
  * Inputs are float32 [n, ...inputShape] in the dataset's layout (HWC for images); logits come out
  * in GLOBAL class order [n, numClasses].
@@ -369,7 +370,8 @@ function permuteColumns(x: tf.Tensor2D, perm: tf.Tensor1D, inverse: tf.Tensor1D)
  * (s2, relu) each wired only to its vertical's outputs -> optional self-paced scaling.
  * The M first-layer blocks share their input, so they are computed as one [s1, M*s2] product
  * (the same parameters as M separate [s1, s2] blocks). Parameters of the SC part:
- * s1*s2*M + s2*N (+ biases), as in methods.md.
+ * s1*s2*M + s2*N (+ biases), plus s_b*s1 for the shared FC (docs/methods.md, "Structurally
+ * connected layers").
  */
 class KcStudent implements Student, Imprintable {
   readonly params: NamedVariable[];
