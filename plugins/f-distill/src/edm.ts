@@ -1,5 +1,6 @@
 /**
- * EDM noise parameterisation (Karras et al. 2022), used by the teacher, the fake-score network and
+ * EDM noise parameterisation (Karras et al. 2022; docs/methods.md, "EDM preconditioning and the
+ * Heun sampler"), used by the teacher, the fake-score network and
  * the generator: x_t = x_0 + sigma * eps (a_t = 1, s_t = sigma), a denoiser
  * D(x; sigma, c) = c_skip x + c_out F(c_in x, c_noise, c), score s(x) = (D(x) - x) / sigma^2,
  * and the deterministic Heun sampler on the rho-spaced sigma grid.

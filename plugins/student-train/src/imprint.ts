@@ -1,5 +1,6 @@
 /**
- * Weight imprinting (Qi et al. 2018, "Low-shot learning with imprinted weights"): each output row
+ * Weight imprinting (Qi et al. 2018, "Low-shot learning with imprinted weights"; docs/methods.md,
+ * "Weight imprinting and nearest class mean"): each output row
  * starts as the normalised mean of its class's penultimate features at initialisation, computed in
  * one streamed pass over the training rows before the first step.
  *

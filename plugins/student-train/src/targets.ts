@@ -123,7 +123,8 @@ export function teacherClasses(info: TeacherOutputOptions): number[] {
 }
 
 /**
- * Knowledge Concentration soft targets (sigmoid): for each sample the teacher whose vertical
+ * Knowledge Concentration soft targets (sigmoid; docs/methods.md, "Knowledge Concentration
+ * targets"): for each sample the teacher whose vertical
  * holds its label; its sigmoid outputs on the vertical's classes, kept only for its top-K
  * (0 elsewhere), mixed with the one-hot label: (1 - gtMix) * z* + gtMix * y.
  */

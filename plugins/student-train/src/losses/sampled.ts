@@ -1,6 +1,6 @@
 /**
  * Sigmoid cross-entropy over a large label space on sampled negatives (an approximation of the
- * full per-class sum, unbiased in expectation).
+ * full per-class sum, unbiased in expectation; docs/methods.md, "Sampled negatives").
  *
  * The full loss of one sample is sum_c softplus(x_c) - t_c x_c over all C classes. A step keeps
  * the batch's positive columns U (every class with a nonzero target in any sample of the batch:

@@ -256,7 +256,8 @@ class Cnn implements Student {
    * max pool as conv -> [bn] -> max pool -> relu, and without batch norm adds the bias after the
    * pool: max commutes with relu and with a per-channel constant, exactly in float arithmetic
    * (rounding is monotone), so the value is identical and the elementwise work of the forward and
-   * backward passes runs on a quarter of the elements. The ONNX graph keeps the usual order.
+   * backward passes runs on a quarter of the elements. The ONNX graph keeps the usual order
+   * (docs/methods.md, "Relu and bias after the pool").
    */
   features(x: tf.Tensor, training: boolean): tf.Tensor4D {
     const n = x.shape[0]!;
