@@ -6,12 +6,11 @@
 // hits both sides. Also prints per-layer GFLOPS of the forward and both gradients on each side.
 // Last line: `ratio N` = median over rounds of (tfjs ms/step) / (PyTorch ms/step).
 // Usage: npx tsc -b && node bench/student-train-cnn/run.mjs [--threads 2] [--rounds 8] [--steps 10] [--native]
-import { spawn } from 'node:child_process';
-import { createInterface } from 'node:readline';
 import { parseArgs } from 'node:util';
 import { fileURLToPath } from 'node:url';
 import { selectBackend } from '@distillery/core/tfjs/backend';
 import { conv2d, conv2dFilterGrad, conv2dInputGrad } from '@distillery/core/tfjs/conv';
+import { interleave, startTorch } from '../lib/torch-side.mjs';
 
 const { values: args } = parseArgs({
   options: {
@@ -52,34 +51,10 @@ function tfjsSteps(n) {
   return (performance.now() - t0) / n;
 }
 
-// PyTorch in a child process, driven line by line.
-const script = fileURLToPath(new URL('./torch_cnn.py', import.meta.url));
-const py = spawn('/usr/bin/python3', [script, String(threads)], {
-  env: { ...process.env, OMP_NUM_THREADS: String(threads), OPENBLAS_NUM_THREADS: String(threads) },
-  stdio: ['pipe', 'pipe', 'inherit'],
-});
-const lines = createInterface({ input: py.stdout })[Symbol.asyncIterator]();
-async function ask(command) {
-  if (command) py.stdin.write(`${command}\n`);
-  const { value, done } = await lines.next();
-  if (done) throw new Error('pytorch baseline exited (is python3-torch installed?)');
-  return JSON.parse(value);
-}
-const hello = await ask();
-console.log(`pytorch ${hello.version}, ${hello.threads} threads; tfjs ${choice.name}, ${choice.threads} threads`);
-
+const torch = await startTorch(fileURLToPath(new URL('./torch_cnn.py', import.meta.url)), [String(threads)], threads);
+console.log(`pytorch ${torch.hello.version}, ${torch.hello.threads} threads; tfjs ${choice.name}, ${choice.threads} threads`);
 for (let i = 0; i < 3; i++) step();
-const ours = [];
-const theirs = [];
-const ratios = [];
-for (let r = 0; r < rounds; r++) {
-  const a = tfjsSteps(steps);
-  const b = (await ask(`steps ${steps}`)).ms;
-  ours.push(a);
-  theirs.push(b);
-  ratios.push(a / b);
-  console.log(`round ${r + 1}: tfjs ${a.toFixed(1)} ms/step, pytorch ${b.toFixed(1)} ms/step, ratio ${(a / b).toFixed(2)}`);
-}
+const result = await interleave(rounds, () => tfjsSteps(steps), torch, steps);
 
 // Per-layer: forward, input gradient and filter gradient of each conv layer, median of 7.
 // (The tidy callback returns nothing: tidy walks a returned typed array element by element.)
@@ -98,7 +73,7 @@ function medianMs(fn, reps = 7) {
   return times.sort((p, q) => p - q)[Math.floor(reps / 2)];
 }
 const layerShapes = [[[128, 28, 28, 1], 32], [[128, 13, 13, 32], 64]];
-const torchLayers = (await ask('layers 7')).layers;
+const torchLayers = (await torch.ask('layers 7')).layers;
 layerShapes.forEach(([shape, co], i) => {
   const [n, h, w, ci] = shape;
   const ho = h - 2, wo = w - 2;
@@ -124,8 +99,7 @@ layerShapes.forEach(([shape, co], i) => {
     console.log(`conv${i} backend Conv2DBackpropInput: ${native.toFixed(1)} ms ${gf(native)} GFLOPS`);
   }
 });
-await ask('quit').catch(() => undefined);
-const median = (v) => [...v].sort((p, q) => p - q)[Math.floor(v.length / 2)];
-console.log(`tfjs median ${median(ours).toFixed(1)} ms/step, pytorch median ${median(theirs).toFixed(1)} ms/step (goal: ratio <= 2.5)`);
-console.log(`ratio ${median(ratios).toFixed(2)}`);
+torch.close();
+console.log(`tfjs median ${result.ours.toFixed(1)} ms/step, pytorch median ${result.theirs.toFixed(1)} ms/step (goal: ratio <= 2.5)`);
+console.log(`ratio ${result.ratio.toFixed(2)}`);
 process.exit(0);

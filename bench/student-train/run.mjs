@@ -1,16 +1,19 @@
 #!/usr/bin/env node
 // ms per training step of an MLP 784-1024-1024-1000, batch 256, Adam, softmax cross-entropy:
-// this project (tfjs, backend chosen as in training) vs PyTorch (/usr/bin/python3, 2 threads), one run.
-// Usage: npx tsc -b && node bench/student-train/run.mjs [--threads 2] [--steps 20] [--backend auto|wasm|cpu] [--no-torch] [--autodiff]
-import { spawnSync } from 'node:child_process';
+// this project (tfjs, backend chosen as in training) vs PyTorch (/usr/bin/python3, same threads),
+// interleaved round by round (A B A B ...) so machine drift hits both; last line `ratio N`
+// (median over rounds of ours / PyTorch).
+// Usage: npx tsc -b && node bench/student-train/run.mjs [--threads 2] [--rounds 8] [--steps 10] [--backend auto|wasm|cpu] [--no-torch] [--autodiff]
 import { parseArgs } from 'node:util';
 import { fileURLToPath } from 'node:url';
 import { selectBackend } from '@distillery/core/tfjs/backend';
+import { interleave, startTorch } from '../lib/torch-side.mjs';
 
 const { values: args } = parseArgs({
   options: {
     threads: { type: 'string', default: '2' },
-    steps: { type: 'string', default: '20' },
+    steps: { type: 'string', default: '10' },
+    rounds: { type: 'string', default: '8' },
     warmup: { type: 'string', default: '3' },
     backend: { type: 'string', default: 'auto' },
     'no-torch': { type: 'boolean', default: false },
@@ -54,25 +57,20 @@ function step() {
   return loss;
 }
 for (let i = 0; i < warmup; i++) { const l = step(); if (i === 0) console.log(`first-step loss ${l.toFixed(3)} (ln 1000 = ${Math.log(1000).toFixed(3)})`); }
-const t0 = performance.now();
-let last = 0;
-for (let i = 0; i < steps; i++) last = step();
-const tfjsMs = (performance.now() - t0) / steps;
+function tfjsSteps(n) {
+  const t0 = performance.now();
+  for (let i = 0; i < n; i++) step();
+  return (performance.now() - t0) / n;
+}
 const mode = args.autodiff ? 'tfjs autodiff matMul' : 'custom dense backward';
-console.log(`tfjs ${choice.name} (${choice.threads} threads, ${mode}): ${tfjsMs.toFixed(1)} ms/step (loss ${last.toFixed(3)}, tensors ${tf.memory().numTensors})`);
-
-if (!args['no-torch']) {
-  const script = fileURLToPath(new URL('./torch_mlp.py', import.meta.url));
-  const r = spawnSync('/usr/bin/python3', [script, '--threads', String(threads), '--steps', String(steps), '--warmup', String(warmup)], {
-    encoding: 'utf8',
-    env: { ...process.env, OMP_NUM_THREADS: String(threads), OPENBLAS_NUM_THREADS: String(threads) },
-  });
-  if (r.status !== 0) {
-    console.log(`pytorch baseline failed: ${r.stderr.trim().split('\n').pop()}`);
-  } else {
-    const torch = JSON.parse(r.stdout.trim().split('\n').pop());
-    console.log(`pytorch ${torch.version} (${torch.threads} threads, BLAS ${torch.blas}): ${torch.msPerStep.toFixed(1)} ms/step`);
-    console.log(`ratio tfjs/pytorch: ${(tfjsMs / torch.msPerStep).toFixed(2)}x (goal <= 1.5x)`);
-  }
+if (args['no-torch']) {
+  console.log(`tfjs ${choice.name} (${choice.threads} threads, ${mode}): ${tfjsSteps(steps * Number(args.rounds)).toFixed(1)} ms/step (tensors ${tf.memory().numTensors})`);
+} else {
+  const torch = await startTorch(fileURLToPath(new URL('./torch_mlp.py', import.meta.url)), ['--threads', String(threads), '--warmup', String(warmup)], threads);
+  console.log(`pytorch ${torch.hello.version} (${torch.hello.threads} threads, BLAS ${torch.hello.blas}); tfjs ${choice.name} (${choice.threads} threads, ${mode})`);
+  const result = await interleave(Number(args.rounds), () => tfjsSteps(steps), torch, steps);
+  torch.close();
+  console.log(`tfjs median ${result.ours.toFixed(1)} ms/step, pytorch median ${result.theirs.toFixed(1)} ms/step (goal: ratio <= 1.5)`);
+  console.log(`ratio ${result.ratio.toFixed(2)}`);
 }
 process.exit(0);

@@ -1,12 +1,12 @@
 """PyTorch baseline for bench/student-train: ms per training step of an MLP
-784-1024-1024-1000, batch 256, Adam, softmax cross-entropy. Prints one JSON line.
-Usage: /usr/bin/python3 torch_mlp.py [--threads 2] [--steps 20] [--warmup 3]"""
-import argparse, json, time
+784-1024-1024-1000, batch 256, Adam, softmax cross-entropy. Prints a JSON line when ready, then
+answers "steps N" lines (one JSON line each) until "quit" or end of input.
+Usage: /usr/bin/python3 torch_mlp.py [--threads 2] [--warmup 3]"""
+import argparse, json, sys, time
 import torch
 
 ap = argparse.ArgumentParser()
 ap.add_argument('--threads', type=int, default=2)
-ap.add_argument('--steps', type=int, default=20)
 ap.add_argument('--warmup', type=int, default=3)
 args = ap.parse_args()
 torch.set_num_threads(args.threads)
@@ -29,9 +29,15 @@ def step():
 
 for _ in range(args.warmup):
     step()
-t0 = time.perf_counter()
-for _ in range(args.steps):
-    step()
-ms = (time.perf_counter() - t0) * 1000 / args.steps
-print(json.dumps({'framework': 'pytorch', 'version': torch.__version__, 'threads': torch.get_num_threads(),
-                  'blas': torch.__config__.show().split('BLAS_INFO=')[1].split(',')[0], 'msPerStep': ms}))
+blas = torch.__config__.show().split('BLAS_INFO=')[1].split(',')[0]
+print(json.dumps({'ready': True, 'version': torch.__version__, 'threads': torch.get_num_threads(), 'blas': blas}), flush=True)
+# Driven over stdin by bench/student-train/run.mjs so the two sides interleave: "steps N" -> ms/step.
+for line in sys.stdin:
+    cmd, _, arg = line.strip().partition(' ')
+    if cmd == 'steps':
+        n = int(arg); t0 = time.perf_counter()
+        for _ in range(n):
+            loss = step()
+        print(json.dumps({'ms': (time.perf_counter() - t0) * 1000 / n, 'loss': loss}), flush=True)
+    elif cmd == 'quit':
+        break
