@@ -1,6 +1,6 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
@@ -86,12 +86,24 @@ function prepare(): Promise<{ dataset: string; teacher: string; pixels: Uint8Arr
   return prepared;
 }
 
-async function trainWith(feature: Record<string, unknown>, name: string) {
+/** Runs student-train with `feature` (and `extra` params); `abortAt`: abort after that many steps, as a kill would. */
+async function trainWith(feature: Record<string, unknown>, name: string, extra: Record<string, unknown> = {}, abortAt?: number) {
   const d = await prepare();
   const outDir = join(root, name, 'out');
-  const params = { student, loss: 'kd', alpha: 0.5, temperature: 2, feature, epochs: 8, batchSize: 16, lr: 0.01, seed: 2 };
-  const { ctx, record } = makeTestContext(plugin, params, { outDir, stateDir: join(root, name, 'state'), pipelineDir: root, inputs: { dataset: [d.dataset], teacher: [d.teacher] }, stageId: name });
-  await plugin.run(ctx);
+  rmSync(outDir, { recursive: true, force: true });
+  const controller = new AbortController();
+  const params = { student, loss: 'kd', alpha: 0.5, temperature: 2, feature, epochs: 8, batchSize: 16, lr: 0.01, seed: 2, ...extra };
+  const { ctx, record } = makeTestContext(plugin, params, {
+    outDir, stateDir: join(root, name, 'state'), pipelineDir: root, inputs: { dataset: [d.dataset], teacher: [d.teacher] }, stageId: name, signal: controller.signal,
+  });
+  const progress = ctx.progress;
+  await plugin.run({
+    ...ctx,
+    progress: (done: number, total?: number, unit?: string) => {
+      progress(done, total, unit);
+      if (done === abortAt) controller.abort();
+    },
+  });
   return { outDir, metrics: record.metrics, ...d };
 }
 
@@ -145,4 +157,14 @@ test('attention transfer from the stored map: the attention distance falls', asy
 test('a feature name the teacher did not store, or a student layer it lacks, stops before training with both named', async () => {
   await assert.rejects(trainWith({ kind: 'hint', studentLayer: 'conv0', teacherFeature: 'conv1.pool' }, 'bad-feature'), /store the model output "feat", not "conv1\.pool"/);
   await assert.rejects(trainWith({ kind: 'attention', studentLayer: 'fc0', teacherFeature: 'feat' }, 'bad-layer'), /student layer "fc0" is flat \[8\]/);
+});
+
+test('a killed hint run resumes to the same model (the regressor and its optimiser state are checkpointed)', async () => {
+  const hint = { kind: 'hint', weight: 1, studentLayer: 'conv0', teacherFeature: 'feat' };
+  const params = { epochs: 2, checkpointEvery: 4 };
+  const whole = await trainWith(hint, 'resume-whole', params);
+  await assert.rejects(trainWith(hint, 'resume-killed', params, 6), /aborted at step 6/);
+  const resumed = await trainWith(hint, 'resume-killed', params);
+  assert.equal(JSON.parse(readFileSync(join(resumed.outDir, 'training.json'), 'utf8')).resumedFrom, 4);
+  assert.ok(readFileSync(join(whole.outDir, 'model.onnx')).equals(readFileSync(join(resumed.outDir, 'model.onnx'))), 'resumed run equals the uninterrupted one');
 });
