@@ -31,6 +31,8 @@ export interface TeacherRow {
   sampleIds?: Int32Array;
   sampleCounts?: Uint16Array;
   sampleWeights?: Float32Array;
+  /** Stored teacher features (flat, the model output's layout); copied only when TrainingData.readFeatures. */
+  features?: Float32Array;
 }
 
 /** One training sample. */
@@ -61,9 +63,11 @@ export interface TrainingData {
   split: string;
   /** Rows of the split. */
   rows: number;
+  /** Copy each teacher row's `features` column into TeacherRow.features (feature distillation). */
+  readFeatures: boolean;
 }
 
-export async function openTrainingData(datasetDir: string, teacherDirs: string[], split: string): Promise<TrainingData> {
+export async function openTrainingData(datasetDir: string, teacherDirs: string[], split: string, options: { readFeatures?: boolean } = {}): Promise<TrainingData> {
   const dataset = await openShardSet(datasetDir);
   const info = parseDatasetSchema(dataset.schema, datasetDir);
   const teachers: TeacherSource[] = [];
@@ -90,10 +94,10 @@ export async function openTrainingData(datasetDir: string, teacherDirs: string[]
   }
   if (rows === 0) throw new Error(`dataset ${datasetDir}: no rows with split "${split}"`);
   for (const c of cursors) await c.finish(split);
-  return { dataset, info, teachers, split, rows };
+  return { dataset, info, teachers, split, rows, readFeatures: options.readFeatures ?? false };
 }
 
-function copyTeacherRow(batch: ShardBatch, r: number, has: Set<string>): TeacherRow {
+function copyTeacherRow(batch: ShardBatch, r: number, has: Set<string>, features: boolean): TeacherRow {
   const row: TeacherRow = {};
   const fixed = (name: string): Float32Array | Int32Array => {
     const v = batch.numeric(name);
@@ -110,6 +114,7 @@ function copyTeacherRow(batch: ShardBatch, r: number, has: Set<string>): Teacher
     row.topkLogprobs = fixed('topk_logprobs') as Float32Array;
     row.topkMissing = batch.numeric('topk_missing_mass')[r]!;
   }
+  if (has.has('features') && features) row.features = fixed('features') as Float32Array;
   if (has.has('sample_ids')) {
     row.sampleIds = list('sample_ids') as Int32Array;
     row.sampleCounts = list('sample_counts') as Uint16Array;
@@ -131,7 +136,7 @@ class TeacherCursor {
   private row = 0;
   private done = false;
   private readonly has: Set<string>;
-  constructor(private readonly source: TeacherSource, private readonly copy = true) {
+  constructor(private readonly source: TeacherSource, private readonly copy = true, private readonly features = false) {
     this.iterator = source.set.batches({ verify: 'size' });
     this.has = new Set(source.set.schema.columns.map((c) => c.name));
   }
@@ -152,7 +157,7 @@ class TeacherCursor {
   async take(datasetId: string): Promise<TeacherRow | undefined | true> {
     if (!(await this.fill())) return undefined;
     if (this.ids[this.r] !== datasetId) return undefined;
-    const out = this.copy ? copyTeacherRow(this.batch!, this.r, this.has) : true;
+    const out = this.copy ? copyTeacherRow(this.batch!, this.r, this.has, this.features) : true;
     this.r++;
     this.row++;
     return out;
@@ -173,7 +178,7 @@ class TeacherCursor {
 
 /** Reads the split in file order; teacher rows aligned by id. */
 async function* readSamples(data: TrainingData): AsyncGenerator<Sample> {
-  const cursors = data.teachers.map((t) => new TeacherCursor(t));
+  const cursors = data.teachers.map((t) => new TeacherCursor(t, true, data.readFeatures));
   const input = data.info.input;
   const width = data.info.width;
   for await (const batch of data.dataset.batches({ verify: 'size' })) {

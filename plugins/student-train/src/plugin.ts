@@ -46,6 +46,23 @@ const params = Type.Object(
       default: 0,
       description: 'sigmoid losses: 0 = all classes; R = batch positives + R shared uniform negatives weighted to the full sum (an unbiased approximation)',
     }),
+    feature: Type.Object(
+      {
+        kind: Type.Union([Type.Literal('none'), Type.Literal('hint'), Type.Literal('attention')], {
+          default: 'none',
+          description: 'hint: FitNets (learned linear regressor of the student layer, MSE to the teacher feature); attention: attention transfer (normalised spatial attention maps, cnn)',
+        }),
+        weight: Type.Number({ minimum: 0, default: 1, description: 'total = logit loss (ce / kd / ...) + weight * feature term' }),
+        studentLayer: Type.String({ default: 'conv0', description: 'student activation: conv<i> (conv block i after relu and pool) or fc<i> (dense layer i)' }),
+        teacherFeature: Type.String({ default: '', description: "the teacher model output teacher-infer stored (its featuresOutput)" }),
+        teacherLayout: Type.Union([Type.Literal('nchw'), Type.Literal('nhwc')], { default: 'nchw', description: 'layout of a rank-3 stored teacher feature (ONNX conv outputs are nchw)' }),
+      },
+      { additionalProperties: false, default: {}, description: 'feature distillation from the teacher\'s stored features (input "teacher")' },
+    ),
+    exportActivations: Type.Array(Type.String(), {
+      default: [],
+      description: 'student layers (conv<i>, fc<i>) added to model.onnx as extra outputs after logits (conv<i>.pool [batch, c, h, w], fc<i>.out), e.g. for a teacher-infer featuresOutput',
+    }),
     headInit: Type.Union([Type.Literal('prior'), Type.Literal('imprint'), Type.Literal('ncm')], {
       default: 'prior',
       description: 'output layer at step 0: prior (zero weights, class-prior biases for sigmoid losses), imprint (centred class means of the initial features, one pass over the data; mlp and kc) or ncm (the nearest-class-mean classifier on the initial features: with epochs 0 and mlp hidden [], nearest class mean on the raw inputs)',
@@ -100,7 +117,9 @@ export default definePlugin({
     const { join } = await import('node:path');
     const { trainStudent, exportOnnx, ONNX_OPSET } = await import('./train.js');
     const teacherDirs = (ctx.inputs.teacher ?? []).map((a) => a.path);
-    const data = await openTrainingData(ctx.input('dataset'), teacherDirs, p.split);
+    const feature = p.feature.kind === 'none' ? undefined : p.feature;
+    if (feature && feature.teacherFeature === '') throw new Error('student-train: params.feature.teacherFeature is empty; name the teacher output teacher-infer stored (its featuresOutput)');
+    const data = await openTrainingData(ctx.input('dataset'), teacherDirs, p.split, { readFeatures: feature !== undefined });
     let init: { model: import('@distillery/core/onnx/index').OnnxModel; where: string } | undefined;
     if (ctx.inputs.init && ctx.inputs.init.length > 0) {
       if (ctx.inputs.init.length > 1) throw new Error(`student-train: input "init" is bound to ${ctx.inputs.init.length} artifacts; bind one`);
@@ -130,6 +149,7 @@ export default definePlugin({
           kcTopK: p.kcTopK,
           kcGtMix: p.kcGtMix,
           sampledNegatives: p.sampledNegatives,
+          ...(feature ? { feature } : {}),
         },
         optimizer: { name: p.optimizer, lr: p.lr, beta1: 0.9, beta2: 0.999, eps: 1e-8, momentum: p.momentum, weightDecay: p.weightDecay },
         schedule: { name: p.schedule, warmupSteps: p.warmupSteps, stepSize: p.stepSize, gamma: p.gamma, minFactor: 0 },
@@ -149,7 +169,7 @@ export default definePlugin({
       ctx.stateDir,
       { log: (m) => ctx.log.info(m), metric: (n, v, st) => ctx.metric(n, v, st), progress: (d, t, u) => ctx.progress(d, t, u), signal: ctx.signal },
     );
-    exportOnnx(result.student, join(ctx.outDir, 'model.onnx'), { 'distillery.backend': backend.name, 'distillery.seed': String(p.seed) });
+    exportOnnx(result.student, join(ctx.outDir, 'model.onnx'), { 'distillery.backend': backend.name, 'distillery.seed': String(p.seed) }, p.exportActivations);
     const summary = {
       arch: student.arch,
       parameters: result.parameters,

@@ -15,6 +15,7 @@ import { createStudent, parameterCount, type Student, type StudentConfig } from 
 import { clipByGlobalNorm, Optimizer, scheduleFactor, type OptimizerConfig, type ScheduleConfig } from './optim.js';
 import { sampleColumns, sampledSigmoidCrossEntropy, targetsAtColumns, type SparseRow } from './losses/sampled.js';
 import { Rng } from './rng.js';
+import { createFeatureTerm, type FeatureConfig } from './features.js';
 import { chooseSource, kcTarget, kcTargetRows, softTarget, teacherClasses, type SoftLabelSource, type TopkPolicy } from './targets.js';
 
 /** What to learn from. */
@@ -41,6 +42,11 @@ export interface LossConfig {
    * positive classes plus R shared uniform negatives reweighted to the full sum (losses/sampled.ts).
    */
   sampledNegatives: number;
+  /**
+   * Feature distillation term added to the loss: total = logit loss + weight * term (features.ts;
+   * hint or attention against the teacher's stored features). Absent or kind none: no term.
+   */
+  feature?: FeatureConfig;
 }
 
 export interface TrainConfig {
@@ -214,7 +220,8 @@ export async function trainStudent(data: TrainingData, config: TrainConfig, stat
   if (teacher && loss.kind !== 'kc' && teacher.coveredRows !== data.rows) {
     throw new Error(`teacher outputs ${teacher.where} cover ${teacher.coveredRows} of the ${data.rows} ${data.split} rows; loss "${loss.kind}" needs a teacher row for every row (only loss kc reads per-vertical teachers)`);
   }
-  const source = teacher && loss.kind !== 'kc' ? chooseSource(teacher.info, loss.softLabels, teacher.where) : 'dense';
+  const softLabels = loss.kind === 'kd' || loss.kind === 'sigmoid_kd';
+  const source = teacher && softLabels ? chooseSource(teacher.info, loss.softLabels, teacher.where) : 'dense';
   if (teacher && loss.kind === 'kd' && teacher.info.activation !== 'softmax') throw new Error(`loss kd needs a softmax teacher; ${teacher.where} is ${teacher.info.activation} (use sigmoid_kd)`);
 
   const student = createStudent(studentConfig, data.info.shape, numClasses, config.seed);
@@ -223,6 +230,15 @@ export async function trainStudent(data: TrainingData, config: TrainConfig, stat
   if ((loss.sampledNegatives ?? 0) > 0 && !sampled) throw new Error(`sampledNegatives applies to sigmoid losses (sigmoid_ce, ce on multi-label data, kc), not to loss "${loss.kind}"${loss.kind === 'ce' ? ' on single-label data (use sigmoid_ce)' : ''}`);
   if (sampled && !student.applyColumns) throw new Error(`sampledNegatives: student arch "${studentConfig.arch}" has no column-subset head (use mlp or kc)`);
   if (sigmoidHard || loss.kind === 'kc' || loss.kind === 'sigmoid_kd') startAtPrior(student, studentConfig, numClasses);
+  const featureConfig = loss.feature && loss.feature.kind !== 'none' ? loss.feature : undefined;
+  if (featureConfig) {
+    if (!teacher || loss.kind === 'kc') throw new Error(`feature ${featureConfig.kind}: needs one teacher's stored features (input "teacher"; not with loss kc)`);
+    if (sampled) throw new Error(`feature ${featureConfig.kind}: not combinable with sampledNegatives`);
+    if (!data.readFeatures) throw new Error(`feature ${featureConfig.kind}: open the training data with readFeatures`);
+  }
+  const featureTerm = featureConfig ? createFeatureTerm(featureConfig, student, teacher!, config.seed) : undefined;
+  // Trained and checkpointed together; only student.params are exported.
+  const trainables = [...student.params, ...(featureTerm?.params ?? [])];
   const ckpt = loadCheckpoint(stateDir);
   const imprintOptions = { ...(config.imprintMargin ? { margin: config.imprintMargin } : {}), log: hooks.log, progress: hooks.progress };
   // A resumed run or a warm start overwrites the head anyway: imprint only a fresh one.
@@ -233,16 +249,16 @@ export async function trainStudent(data: TrainingData, config: TrainConfig, stat
     initStudentFromOnnx(student, config.init.model, config.init.where);
     hooks.log(`initialised from ${config.init.where}`);
   }
-  const optimizer = new Optimizer(config.optimizer, student.params);
+  const optimizer = new Optimizer(config.optimizer, trainables);
   const batchesPerEpoch = Math.ceil(data.rows / config.batchSize);
   const totalSteps = config.maxSteps > 0 ? Math.min(config.maxSteps, batchesPerEpoch * config.epochs) : batchesPerEpoch * config.epochs;
-  hooks.log(`student ${studentConfig.arch}: ${parameterCount(student)} parameters; ${data.rows} ${data.split} rows, ${batchesPerEpoch} batches/epoch, ${totalSteps} steps; loss ${loss.kind}${needsTeacher ? ` from ${loss.kind === 'kc' ? `${data.teachers.length} teachers` : source}` : ''}${sampled ? `; sigmoid CE on the batch's positives + ${loss.sampledNegatives} sampled negatives` : ''}`);
+  hooks.log(`student ${studentConfig.arch}: ${parameterCount(student)} parameters; ${data.rows} ${data.split} rows, ${batchesPerEpoch} batches/epoch, ${totalSteps} steps; loss ${loss.kind}${featureConfig ? ` + ${featureConfig.weight} * ${featureConfig.kind} (${featureConfig.studentLayer} -> ${featureConfig.teacherFeature}${featureTerm!.params.length ? `, regressor ${featureTerm!.params[0]!.variable.shape.join('x')} not exported` : ''})` : ''}${needsTeacher ? ` from ${loss.kind === 'kc' ? `${data.teachers.length} teachers` : source}` : ''}${sampled ? `; sigmoid CE on the batch's positives + ${loss.sampledNegatives} sampled negatives` : ''}`);
 
   let step = 0;
   let startEpoch = 0;
   let skip = 0;
   if (ckpt) {
-    for (const p of [...student.params, ...student.buffers]) {
+    for (const p of [...trainables, ...student.buffers]) {
       const v = ckpt.tensors[`param/${p.name}`];
       if (!v || v.length !== p.variable.size) throw new Error(`checkpoint in ${stateDir}: parameter ${p.name} missing or of another size (was the student config changed?)`);
       p.variable.assign(tf.tensor(v, p.variable.shape));
@@ -258,12 +274,12 @@ export async function trainStudent(data: TrainingData, config: TrainConfig, stat
   const resumedFrom = step;
   const checkpoint = (epoch: number, batchInEpoch: number) => {
     const tensors: Record<string, tf.Tensor> = {};
-    for (const p of [...student.params, ...student.buffers]) tensors[`param/${p.name}`] = p.variable;
+    for (const p of [...trainables, ...student.buffers]) tensors[`param/${p.name}`] = p.variable;
     for (const [k, v] of Object.entries(optimizer.state())) tensors[`opt/${k}`] = v;
     saveCheckpoint(stateDir, { step, epoch, batchInEpoch, optimizerStep: optimizer.step }, tensors);
   };
 
-  const vars = student.params.map((p) => p.variable);
+  const vars = trainables.map((p) => p.variable);
   let finalLoss = NaN;
   const started = Date.now();
   outer: for (let epoch = startEpoch; epoch < config.epochs; epoch++) {
@@ -307,10 +323,14 @@ export async function trainStudent(data: TrainingData, config: TrainConfig, stat
         }
         let target: TeacherTarget | undefined;
         if (loss.kind === 'kc') target = kcTarget(samples, data.teachers.map((t) => t.info), verticalOfClass!, loss.kcTopK, loss.kcGtMix);
-        else if (teacher) target = softTarget(samples.map((s) => s.teachers[0]!), teacher.info, source, loss.topkPolicy, loss.temperature, numClasses, teacher.where);
+        else if (teacher && softLabels) target = softTarget(samples.map((s) => s.teachers[0]!), teacher.info, source, loss.topkPolicy, loss.temperature, numClasses, teacher.where);
         const terms: Record<string, tf.Scalar> = {};
+        const teacherFeatures = featureTerm?.teacherBatch(samples.map((s) => s.teachers[0]), samples.map((s) => s.id));
         const { value, grads } = tf.variableGrads(() => {
-          const logits = student.apply(x, true, step);
+          let logits: tf.Tensor2D;
+          let activations: Map<string, tf.Tensor> | undefined;
+          if (featureTerm) ({ logits, activations } = student.applyWithActivations!(x, true, step));
+          else logits = student.apply(x, true, step);
           const t = loss.temperature;
           let total: tf.Scalar;
           if (loss.kind === 'ce' || loss.kind === 'sigmoid_ce') {
@@ -334,6 +354,11 @@ export async function trainStudent(data: TrainingData, config: TrainConfig, stat
               total = tf.add(tf.mul(hard, loss.alpha), tf.mul(soft, 1 - loss.alpha)) as tf.Scalar;
             } else total = soft;
           }
+          if (featureTerm) {
+            const feature = featureTerm.loss(activations!, teacherFeatures!);
+            terms.feature = tf.keep(feature);
+            total = tf.add(total, tf.mul(feature, featureConfig!.weight)) as tf.Scalar;
+          }
           return total;
         }, vars);
         for (const [name, t] of Object.entries(terms)) termValues[name] = t.dataSync()[0]!;
@@ -345,7 +370,7 @@ export async function trainStudent(data: TrainingData, config: TrainConfig, stat
           if (!Number.isFinite(v)) throw new Error(`training stopped at step ${step}: loss term "${name}" is ${v} (lr ${lr})`);
         }
         const named: Record<string, tf.Tensor> = {};
-        for (const p of student.params) {
+        for (const p of trainables) {
           const g = grads[p.variable.name];
           if (g) named[p.name] = tf.keep(g);
         }
@@ -373,8 +398,19 @@ export async function trainStudent(data: TrainingData, config: TrainConfig, stat
 
 export const ONNX_OPSET = 17;
 
-/** Writes the student as ONNX (opset 17): input "input" float32 [batch, ...shape], output "logits". */
-export function exportOnnx(student: Student, path: string, metadata: Record<string, string> = {}): void {
+/**
+ * Writes the student as ONNX (opset 17): input "input" float32 [batch, ...shape], output "logits"
+ * first, then one output per name in `activations` (student layer names such as conv1 or fc0),
+ * named by the graph value holding it (conv1.pool [batch, c, h, w], fc0.out [batch, width]) so a
+ * teacher-infer stage can store it as features.
+ */
+export function exportOnnx(student: Student, path: string, metadata: Record<string, string> = {}, activations: string[] = []): void {
+  const available = student.onnxActivations?.() ?? new Map<string, { value: string; shape: number[] }>();
+  const extra = activations.map((name) => {
+    const a = available.get(name);
+    if (!a) throw new Error(`exportActivations: the ${student.config.arch} student has no layer "${name}" (layers: ${Array.from(available.keys()).join(', ') || 'none'})`);
+    return a;
+  });
   const builder = new GraphBuilder('student', {
     opset: ONNX_OPSET,
     metadata: {
@@ -389,5 +425,6 @@ export function exportOnnx(student: Student, path: string, metadata: Record<stri
   const logits = student.toOnnx(builder, 'input');
   builder.node('Identity', [logits], ['logits']);
   builder.output('logits', 'float32', ['batch', student.numClasses]);
+  for (const a of extra) builder.output(a.value, 'float32', ['batch', ...a.shape]);
   writeModelFile(path, builder.build());
 }

@@ -140,6 +140,8 @@ interface ModelIo {
   inputType: 'float32' | 'uint8';
   localClasses: number;
   featureDim: number | undefined;
+  /** Dims of the features output after the batch dim. */
+  featureShape: number[] | undefined;
 }
 
 function checkModelIo(session: ThreadedSession, o: ExtractOptions, data: DatasetInfo): ModelIo {
@@ -169,17 +171,19 @@ function checkModelIo(session: ThreadedSession, o: ExtractOptions, data: Dataset
   if (outDims.length !== 2 || !isFixed(localClasses)) throw new Error(`${where}: output ${outputName} has shape [${outDims.join(', ')}]; need [batch, classes]`);
   if (output.type !== 'float32') throw new Error(`${where}: output ${outputName} has dtype ${output.type}, need float32`);
   let featureDim: number | undefined;
+  let featureShape: number[] | undefined;
   if (o.featuresOutput) {
     const f = session.outputMetadata.find((m) => m.name === o.featuresOutput);
     if (!f || !f.isTensor) throw new Error(`${where}: no tensor output ${o.featuresOutput} for features (outputs: ${session.outputNames.join(', ')})`);
     const fd = dimsOf(f)!.slice(1);
     if (!fd.every(isFixed) || f.type !== 'float32') throw new Error(`${where}: features output ${o.featuresOutput} must be float32 [batch, fixed dims], got ${f.type} [${dimsOf(f)!.join(', ')}]`);
     featureDim = fd.reduce((a, b) => a * b, 1);
+    featureShape = fd as number[];
   }
   const batchDim = dims[0];
   return {
     inputName, outputName, featuresOutput: o.featuresOutput, fixedBatch: isFixed(batchDim) ? batchDim : undefined,
-    sampleDims: sampleDims as number[], inputType: input.type, localClasses, featureDim,
+    sampleDims: sampleDims as number[], inputType: input.type, localClasses, featureDim, featureShape,
   };
 }
 
@@ -280,7 +284,7 @@ export async function extractTeacherOutputs(o: ExtractOptions): Promise<ExtractR
     const storage: StorageSpec = { dense: o.dense };
     if (o.topk) storage.topk = { k: o.topk.k };
     if (o.sampled) storage.sampled = { ...o.sampled };
-    if (io.featureDim) storage.features = { dim: io.featureDim };
+    if (io.featureDim) storage.features = { dim: io.featureDim, output: io.featuresOutput!, shape: io.featureShape! };
     const schema = teacherOutputSchema({ teacherId: o.teacherId, modelSha256, temperature: o.temperature, activation: o.activation, numClasses, classMap: o.classMap, storage });
     if (restrict) schema.metadata['distillery.restricted_to'] = JSON.stringify(Array.from(restrict));
     // Record batches of ~1 MiB: small rows (dense logits of 10 classes) are coalesced, since every

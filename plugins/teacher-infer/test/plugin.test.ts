@@ -44,7 +44,7 @@ test('dense + top-k + features: golden values from the model, top-k consistent w
     assert.equal(meta.teacherId, 'test-stage');
     assert.equal(meta.temperature, 2);
     assert.equal(meta.modelSha256, createHash('sha256').update(readFileSync(join(root, 'teacher.onnx'))).digest('hex'));
-    assert.deepEqual(meta.storage, { dense: true, topk: { k: 3 }, features: { dim } });
+    assert.deepEqual(meta.storage, { dense: true, topk: { k: 3 }, features: { dim, output: 'feat', shape: [dim] } });
     assert.equal(rows.length, n);
     rows.forEach((row, i) => {
       assert.equal(row.id, `s${i}`);

@@ -71,6 +71,18 @@ export interface Student {
   applyColumns?(x: tf.Tensor, training: boolean, columns: Int32Array): tf.Tensor2D;
   /** Appends the inference graph reading `input` (float32 [n, ...inputShape]); returns the logits name. */
   toOnnx(builder: GraphBuilder, input: string): string;
+  /**
+   * The same forward pass as apply(), also returning named intermediate activations (for feature
+   * distillation): `conv<i>` = conv block i's output after relu and pooling, [n, h, w, c] (NHWC);
+   * `fc<i>` = dense layer i's output (after relu; the last one is the logits), [n, width].
+   * Absent where the architecture exposes none (kc).
+   */
+  applyWithActivations?(x: tf.Tensor, training: boolean, step?: number): { logits: tf.Tensor2D; activations: Map<string, tf.Tensor> };
+  /**
+   * ONNX value names and shapes (after the batch dim, in the ONNX graph's layout: NCHW for conv
+   * blocks) of the activations applyWithActivations returns, as toOnnx writes them.
+   */
+  onnxActivations?(): Map<string, { value: string; shape: number[] }>;
 }
 
 let nextVariableId = 0;
@@ -129,12 +141,13 @@ function onnxDense(builder: GraphBuilder, layer: DenseLayer, input: string, relu
   return out;
 }
 
-/** Runs dense layers (relu on all but, when `lastLinear`, the last). */
-function applyStack(layers: DenseLayer[], x: tf.Tensor2D, lastLinear: boolean, inputGrad: boolean): tf.Tensor2D {
+/** Runs dense layers (relu on all but, when `lastLinear`, the last); `onLayer` sees each layer's output. */
+function applyStack(layers: DenseLayer[], x: tf.Tensor2D, lastLinear: boolean, inputGrad: boolean, onLayer?: (index: number, out: tf.Tensor2D) => void): tf.Tensor2D {
   let h = x;
   layers.forEach((layer, i) => {
     const linear = lastLinear && i === layers.length - 1;
     h = dense(h, layer.w as tf.Tensor2D, layer.b as tf.Tensor1D, linear ? 'linear' : 'relu', inputGrad || i > 0);
+    onLayer?.(i, h);
   });
   return h;
 }
@@ -163,6 +176,14 @@ class Mlp implements Student, Imprintable {
   }
   apply(x: tf.Tensor, _training: boolean): tf.Tensor2D {
     return applyStack(this.layers, tf.reshape(x, [x.shape[0]!, -1]) as tf.Tensor2D, true, false);
+  }
+  applyWithActivations(x: tf.Tensor, _training: boolean): { logits: tf.Tensor2D; activations: Map<string, tf.Tensor> } {
+    const activations = new Map<string, tf.Tensor>();
+    const logits = applyStack(this.layers, tf.reshape(x, [x.shape[0]!, -1]) as tf.Tensor2D, true, false, (i, h) => activations.set(this.layers[i]!.name, h));
+    return { logits, activations };
+  }
+  onnxActivations(): Map<string, { value: string; shape: number[] }> {
+    return new Map(this.layers.map((l) => [l.name, { value: `${l.name}.out`, shape: [l.outDim] }]));
   }
   applyColumns(x: tf.Tensor, _training: boolean, columns: Int32Array): tf.Tensor2D {
     const flat = tf.reshape(x, [x.shape[0]!, -1]) as tf.Tensor2D;
@@ -259,7 +280,7 @@ class Cnn implements Student {
    * backward passes runs on a quarter of the elements. The ONNX graph keeps the usual order
    * (docs/methods.md, "Relu and bias after the pool").
    */
-  features(x: tf.Tensor, training: boolean): tf.Tensor4D {
+  features(x: tf.Tensor, training: boolean, onBlock?: (index: number, out: tf.Tensor4D) => void): tf.Tensor4D {
     const n = x.shape[0]!;
     const padding = this.config.padding ?? 'same';
     let h = tf.reshape(x, [n, this.h0, this.w0, this.inputShape[2]!]) as tf.Tensor4D;
@@ -271,19 +292,47 @@ class Cnn implements Student {
       } else {
         h = tf.relu(tf.add(maxPool2x2(conv2d(h, block.w as tf.Tensor4D, null, options)), block.b)) as tf.Tensor4D;
       }
+      onBlock?.(index, h);
     });
     return h;
   }
 
   apply(x: tf.Tensor, training: boolean, step = 0): tf.Tensor2D {
+    return this.forward(x, training, step);
+  }
+
+  applyWithActivations(x: tf.Tensor, training: boolean, step = 0): { logits: tf.Tensor2D; activations: Map<string, tf.Tensor> } {
+    const activations = new Map<string, tf.Tensor>();
+    const logits = this.forward(x, training, step, (name, out) => activations.set(name, out));
+    return { logits, activations };
+  }
+
+  /** Block i's output is ONNX value conv<i>.pool [c, h, w]; dense layer i's is fc<i>.out. */
+  onnxActivations(): Map<string, { value: string; shape: number[] }> {
+    const out = new Map<string, { value: string; shape: number[] }>();
+    const padding = this.config.padding ?? 'same';
+    let [h, w] = [this.h0, this.w0];
+    for (const block of this.blocks) {
+      if (padding === 'valid') [h, w] = [h - (this.config.kernel - 1), w - (this.config.kernel - 1)];
+      [h, w] = [Math.floor(h / 2), Math.floor(w / 2)];
+      out.set(block.name, { value: `${block.name}.pool`, shape: [block.cout, h, w] });
+    }
+    for (const layer of this.head) out.set(layer.name, { value: `${layer.name}.out`, shape: [layer.outDim] });
+    return out;
+  }
+
+  /** The forward pass; `onLayer` (when given) sees each block's and dense layer's output by name. */
+  private forward(x: tf.Tensor, training: boolean, step: number, onLayer?: (name: string, out: tf.Tensor) => void): tf.Tensor2D {
     const n = x.shape[0]!;
-    let h = tf.reshape(this.features(x, training), [n, -1]) as tf.Tensor2D;
+    const blockOut = onLayer ? (i: number, out: tf.Tensor4D) => onLayer(this.blocks[i]!.name, out) : undefined;
+    let h = tf.reshape(this.features(x, training, blockOut), [n, -1]) as tf.Tensor2D;
     const rate = this.config.dropout ?? 0;
     this.head.forEach((layer, i) => {
       // Inverted dropout on each dense layer's input; the mask is a function of (seed, step, layer),
       // so a resumed run draws the same masks as an uninterrupted one.
       if (training && rate > 0) h = tf.dropout(h, rate, undefined, (this.seed * 1000003 + step * 7919 + i * 104729 + 1) >>> 0) as tf.Tensor2D;
       h = dense(h, layer.w as tf.Tensor2D, layer.b as tf.Tensor1D, i === this.head.length - 1 ? 'linear' : 'relu');
+      onLayer?.(layer.name, h);
     });
     return h;
   }

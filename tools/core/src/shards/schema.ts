@@ -167,8 +167,12 @@ export interface StorageSpec {
   topk?: { k: number };
   /** Sampled soft labels: N draws from q proportional to t^tau, seeded. */
   sampled?: { draws: number; tau: number; seed: number };
-  /** Penultimate features of this width. */
-  features?: { dim: number };
+  /**
+   * Features of this width (values per sample). `output`: the model output they were read from;
+   * `shape`: that output's dims after the batch dim, in the model's layout (NCHW for an ONNX conv
+   * map), so a reader can restore the map from the flat row. Both absent in older shard sets.
+   */
+  features?: { dim: number; output?: string; shape?: number[] };
 }
 
 /** Everything about a teacher that goes into the file metadata. */
