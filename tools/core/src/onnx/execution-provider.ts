@@ -159,8 +159,11 @@ export function diagnoseCudaProvider(install: OnnxruntimeNodeInstall, load: (pat
   if (CUDNN_NAMES.every((name) => load(name) !== undefined)) {
     return `libcudnn (cuDNN 9, loaded by the provider at run time as libcudnn.so) cannot be found; put its folder on LD_LIBRARY_PATH`;
   }
-  return 'the provider libraries and CUDA libraries load; onnxruntime\'s own log on stderr says why the provider failed (e.g. no CUDA device, or a driver older than the CUDA runtime)';
+  return PROVIDER_LOADS;
 }
+
+/** diagnoseCudaProvider's answer when every library loads (the cause is then in onnxruntime's own log). */
+export const PROVIDER_LOADS = 'the provider libraries and CUDA libraries load; onnxruntime\'s own log on stderr says why the provider failed (e.g. no CUDA device, or a driver older than the CUDA runtime)';
 
 /** Same onnxruntime release: equal major.minor (provider libraries and the core library must match). */
 export function sameRelease(a: string, b: string): boolean {
