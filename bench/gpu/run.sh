@@ -26,7 +26,7 @@ unxz_to() {
 # Unpacks a .tar.xz into $2 (tar with xz, else Python's tarfile).
 untar_xz() {
   if command -v xz >/dev/null; then tar -xJf "$1" -C "$2"
-  else python3 -c 'import sys, tarfile; tarfile.open(sys.argv[1]).extractall(sys.argv[2])' "$1" "$2"; fi
+  else python3 -c 'import sys, tarfile; tarfile.open(sys.argv[1]).extractall(sys.argv[2], **({"filter": "data"} if hasattr(tarfile, "data_filter") else {}))' "$1" "$2"; fi
 }
 
 # 1. the packages
@@ -46,20 +46,7 @@ if [ -f "$CARRY/cuda/libonnxruntime_providers_cuda.so.xz" ] && [ ! -f "$BIN/libo
 fi
 [ -f "$BIN/libonnxruntime_providers_cuda.so" ] || echo "note: no .gpu-carry/cuda/libonnxruntime_providers_cuda.so.xz carried; the CUDA half will report it missing"
 
-# 3. node (after the packages, so that a call without node still leaves them unpacked for the next)
-NODE=
-if command -v node >/dev/null && [ "$(node -p 'process.versions.node.split(".")[0] >= 20' 2>/dev/null)" = true ]; then NODE=$(command -v node)
-elif [ -x "$WORK/node" ]; then NODE=$WORK/node
-elif [ -f "$CARRY/node/node.xz" ]; then unxz_to "$CARRY/node/node.xz" "$WORK/node" && chmod +x "$WORK/node" && NODE=$WORK/node
-fi
-if [ -z "$NODE" ]; then
-  echo "no node >= 20 here and no .gpu-carry/node/node.xz: call again carrying .gpu-carry/node (README \"GPU\")"
-  echo "ratio unavailable (no node)"
-  exit 3
-fi
-echo "node: $NODE ($("$NODE" --version))"
-
-# 4. CUDA libraries: the folders holding each soname the provider needs, first found wins.
+# 3. CUDA libraries: the folders holding each soname the provider needs, first found wins.
 SEARCH=(/usr/local/cuda/lib64 /usr/local/cuda/targets/x86_64-linux/lib /usr/local/nvidia/lib64 /usr/local/nvidia/lib /usr/lib/x86_64-linux-gnu /usr/lib64)
 if command -v python3 >/dev/null; then
   PYNV=$(python3 -c 'import nvidia, sys; print("\n".join(nvidia.__path__))' 2>/dev/null || true)
@@ -79,6 +66,27 @@ LD=$WORK/libs
 for d in "${LIBDIRS[@]}"; do case ":$LD:" in *":$d:"*) ;; *) LD=$LD:$d ;; esac; done
 export LD_LIBRARY_PATH=$LD${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
 command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
+
+# Whether the provider library loads with these CUDA libraries, before any Node runs (also without node).
+if command -v python3 >/dev/null && [ -f "$BIN/libonnxruntime_providers_cuda.so" ]; then
+  python3 -c 'import ctypes, sys
+ctypes.CDLL(sys.argv[1], mode=ctypes.RTLD_GLOBAL)
+ctypes.CDLL(sys.argv[2])
+print("provider library loads with these CUDA libraries")' "$BIN/libonnxruntime_providers_shared.so" "$BIN/libonnxruntime_providers_cuda.so" 2>&1 | tail -1 | sed "s/^/provider library load test: /"
+fi
+
+# 4. node (last, so that a call without node still leaves the rest unpacked for the next call)
+NODE=
+if command -v node >/dev/null && [ "$(node -p 'process.versions.node.split(".")[0] >= 20' 2>/dev/null)" = true ]; then NODE=$(command -v node)
+elif [ -x "$WORK/node" ]; then NODE=$WORK/node
+elif [ -f "$CARRY/node/node.xz" ]; then unxz_to "$CARRY/node/node.xz" "$WORK/node" && chmod +x "$WORK/node" && NODE=$WORK/node
+fi
+if [ -z "$NODE" ]; then
+  echo "no node >= 20 here and no .gpu-carry/node/node.xz: call again carrying .gpu-carry/node (README \"GPU\")"
+  echo "ratio unavailable (no node)"
+  exit 3
+fi
+echo "node: $NODE ($("$NODE" --version))"
 
 # 5. the check itself, from beside the packages so that its imports resolve there
 mkdir -p "$WORK/app/bench"
