@@ -371,6 +371,11 @@ export async function evaluateModels(o: EvaluateOptions): Promise<EvalReport> {
     const reports: ModelReport[] = [];
     // One CPU-fallback warning for all models, not one per model.
     const warned = new Set<string>();
+    const warnOnce = (message: string) => {
+      if (warned.has(message)) return;
+      warned.add(message);
+      o.warn?.(message);
+    };
     for (const m of models) {
       if (o.signal?.aborted) throw new Error('eval: cancelled');
       const shape = [o.latency.batch, ...m.sampleDims];
@@ -392,7 +397,7 @@ export async function evaluateModels(o: EvaluateOptions): Promise<EvalReport> {
         flopsNote = (error as Error).message;
         o.warn?.(`model ${m.spec.name}: FLOPs not counted (${flopsNote})`);
       }
-      const latency = await measureLatency(m.path, m.fixedBatch ? [m.fixedBatch, ...m.sampleDims] : shape, { warmup: o.latency.warmup, iterations: o.latency.iterations, intraOpNumThreads: Math.max(1, o.threads), gpus: o.gpus ?? [], warn: (m) => warned.has(m) || (warned.add(m), o.warn?.(m)) });
+      const latency = await measureLatency(m.path, m.fixedBatch ? [m.fixedBatch, ...m.sampleDims] : shape, { warmup: o.latency.warmup, iterations: o.latency.iterations, intraOpNumThreads: Math.max(1, o.threads), gpus: o.gpus ?? [], warn: warnOnce });
       const efficiency: ModelEfficiency = {
         parameters, flops, latencyP50Ms: latency.p50Ms, latencyP95Ms: latency.p95Ms, throughput: latency.throughput,
         batch: latency.batch, iterations: latency.iterations, threads: Math.max(1, o.threads), provider: latency.provider,
