@@ -5,13 +5,17 @@
 // through teacher-infer's extractTeacherOutputs (the stage's code path: worker-thread session,
 // shard reading, Arrow writing), once with no GPU (CPU) and once with GPU 0 assigned (CUDA).
 // Checks that the soft labels agree (max |log-softmax difference| <= 1e-3 over every sample and
-// class) and prints samples/s for both, then `ratio N` (CUDA over CPU throughput, both teachers'
-// samples over both teachers' seconds) as the last line.
+// class) and prints samples/s for both (whole call, and steady state from the first finished batch),
+// then `ratio N` (CUDA over CPU whole-call throughput, both teachers' samples over both teachers'
+// seconds) as the last line.
 //
 // Normally started by bench/gpu/run.sh, which sets up node, the carried packages and the CUDA
 // libraries; it is copied next to those packages so that its imports resolve there.
-//   node run.mjs [--samples N] [--batch B] [--threads T]
-// Exit: 0 CUDA ran and agreed; 1 error or disagreement; 2 CUDA unavailable (CPU half only).
+//   node run.mjs [--samples N] [--batch B] [--threads T] [--second-on-cpu]
+// --second-on-cpu runs the second half on CPU as well, to check this script's comparison and
+// reporting where no GPU is (the ratio is then CPU over CPU).
+// Exit: 0 CUDA ran and agreed; 1 error; 2 CUDA unavailable (CPU half only); 4 soft labels disagree
+// (run.sh then runs it again with TF32 off: NVIDIA_TF32_OVERRIDE=0, which cuBLAS and cuDNN obey).
 import { mkdtempSync, rmSync } from 'node:fs';
 import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -23,7 +27,7 @@ import { describeProvider, onnxruntimeNodeInstall } from '@distillery/core/onnx/
 import { Rng } from '@distillery/core/util/rng';
 import { extractTeacherOutputs } from '@distillery/plugin-teacher-infer/infer';
 
-const { values: args } = parseArgs({ options: { samples: { type: 'string', default: '60000' }, batch: { type: 'string', default: '256' }, threads: { type: 'string' } } });
+const { values: args } = parseArgs({ options: { samples: { type: 'string', default: '60000' }, batch: { type: 'string', default: '256' }, threads: { type: 'string' }, 'second-on-cpu': { type: 'boolean', default: false } } });
 const SAMPLES = Number(args.samples);
 const BATCH = Number(args.batch);
 const THREADS = Number(args.threads ?? availableParallelism());
@@ -113,7 +117,7 @@ const root = mkdtempSync(join(tmpdir(), 'gpu-check-'));
 let exitCode = 0;
 try {
   const ortInstall = onnxruntimeNodeInstall();
-  console.log(`${new Date().toISOString()} node ${process.version}, onnxruntime-node ${ortInstall.version}, ${THREADS} threads, ${SAMPLES} samples, batch ${BATCH}`);
+  console.log(`${new Date().toISOString()} node ${process.version}, onnxruntime-node ${ortInstall.version}, ${THREADS} threads, ${SAMPLES} samples, batch ${BATCH}${process.env.NVIDIA_TF32_OVERRIDE !== undefined ? `, NVIDIA_TF32_OVERRIDE=${process.env.NVIDIA_TF32_OVERRIDE}` : ''}`);
   const dataset = join(root, 'data');
   await writeDataset(dataset);
   const teachers = [
@@ -126,31 +130,44 @@ try {
   const warnings = [];
   const probe = await ThreadedSession.open(teachers[0].path, { threads: 1, gpus: [0], warn: (m) => warnings.push(m) });
   await probe.release();
-  const cudaProvider = probe.executionProvider;
-  console.log(`CUDA probe: ${describeProvider(cudaProvider)}`);
+  const SECOND = args['second-on-cpu'] ? { gpus: [], provider: 'cpu' } : { gpus: [0], provider: 'cuda' };
+  const cudaProvider = args['second-on-cpu'] ? { name: 'cuda' } : probe.executionProvider;
+  console.log(args['second-on-cpu'] ? 'second half on CPU (--second-on-cpu): checks this script, not CUDA' : `CUDA probe: ${describeProvider(cudaProvider)}`);
 
-  const extract = (t, gpus, outDir) => extractTeacherOutputs({
-    modelPath: t.path, datasetDir: dataset, outDir, teacherId: t.name, activation: 'softmax', temperature: 1, dense: true,
-    batchSize: BATCH, rowsPerShard: 20000, threads: THREADS, gpus, scale: 1 / 255, mean: [], std: [], inputLayout: 'as-is',
-    verifyInput: 'size', warn: (m) => console.log(`  warning: ${m}`), ...t.params,
-  });
+  /**
+   * One extraction; besides the whole call (worker start, model load, CUDA initialisation,
+   * reading, writing) it times the steady state: from the first finished batch to the end.
+   */
+  const extract = async (t, gpus, outDir) => {
+    let first;
+    const result = await extractTeacherOutputs({
+      modelPath: t.path, datasetDir: dataset, outDir, teacherId: t.name, activation: 'softmax', temperature: 1, dense: true,
+      batchSize: BATCH, rowsPerShard: 20000, threads: THREADS, gpus, scale: 1 / 255, mean: [], std: [], inputLayout: 'as-is',
+      verifyInput: 'size', warn: (m) => console.log(`  warning: ${m}`), ...t.params,
+      progress: (done) => { first ??= { done, at: performance.now() }; },
+    });
+    const end = performance.now();
+    const steady = first && end > first.at ? (result.samples - first.done) / ((end - first.at) / 1000) : NaN;
+    return { ...result, steady };
+  };
+  const line = (t, label, r) => console.log(`${t.name} ${label}: ${r.samples} samples in ${r.seconds.toFixed(2)} s = ${(r.samples / r.seconds).toFixed(0)} samples/s whole call, ${r.steady.toFixed(0)} samples/s steady state (${describeProvider(r.executionProvider)})`);
   const totals = { cpu: { samples: 0, seconds: 0 }, cuda: { samples: 0, seconds: 0 } };
   for (const t of teachers) {
     const cpu = await extract(t, [], join(root, `${t.name}-cpu`));
     totals.cpu.samples += cpu.samples;
     totals.cpu.seconds += cpu.seconds;
-    console.log(`${t.name} cpu: ${cpu.samples} samples in ${cpu.seconds.toFixed(2)} s = ${(cpu.samples / cpu.seconds).toFixed(0)} samples/s (${describeProvider(cpu.executionProvider)})`);
+    line(t, 'cpu', cpu);
     if (cudaProvider.name !== 'cuda') continue;
-    const cuda = await extract(t, [0], join(root, `${t.name}-cuda`));
-    if (cuda.executionProvider.name !== 'cuda') throw new Error(`${t.name}: the CUDA run fell back to ${describeProvider(cuda.executionProvider)}`);
+    const cuda = await extract(t, SECOND.gpus, join(root, `${t.name}-cuda`));
+    if (cuda.executionProvider.name !== SECOND.provider) throw new Error(`${t.name}: the CUDA run fell back to ${describeProvider(cuda.executionProvider)}`);
     totals.cuda.samples += cuda.samples;
     totals.cuda.seconds += cuda.seconds;
-    console.log(`${t.name} cuda: ${cuda.samples} samples in ${cuda.seconds.toFixed(2)} s = ${(cuda.samples / cuda.seconds).toFixed(0)} samples/s (${describeProvider(cuda.executionProvider)})`);
+    line(t, 'cuda', cuda);
     const diff = maxLogProbDiff(await readLogits(join(root, `${t.name}-cpu`)), await readLogits(join(root, `${t.name}-cuda`)), 10);
     const agree = diff <= TOLERANCE;
     console.log(`${t.name} soft labels: max |log p_cuda - log p_cpu| = ${diff.toExponential(2)} (${agree ? 'agree' : 'DISAGREE'}, tolerance ${TOLERANCE})`);
-    console.log(`${t.name} ratio ${((cuda.samples / cuda.seconds) / (cpu.samples / cpu.seconds)).toFixed(2)}`);
-    if (!agree) exitCode = 1;
+    console.log(`${t.name} ratio ${((cuda.samples / cuda.seconds) / (cpu.samples / cpu.seconds)).toFixed(2)} whole call, ${(cuda.steady / cpu.steady).toFixed(2)} steady state`);
+    if (!agree) exitCode = 4;
   }
   const cpuRate = totals.cpu.samples / totals.cpu.seconds;
   console.log(`cpu total: ${cpuRate.toFixed(0)} samples/s`);
