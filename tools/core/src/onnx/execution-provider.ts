@@ -77,8 +77,7 @@ export function missingLibraryInLoadError(message: string): string | undefined {
 /**
  * Tries to load a shared library into this process with dlopen (process.dlopen); returns the
  * loader's error, or undefined when it loaded. process.dlopen also looks for a Node addon in the
- * library; a library that loaded but is no addon ("did not self-register", "not a valid Win32") counts
- * as loaded.
+ * library; a library that loaded but is no addon ("Module did not self-register") counts as loaded.
  */
 export function dlopenError(path: string): string | undefined {
   try {
@@ -86,7 +85,7 @@ export function dlopenError(path: string): string | undefined {
     return undefined;
   } catch (error) {
     const message = error instanceof Error ? error.message : String(error);
-    if (/did not self-register|Module did not|napi_register_module|is not a valid/.test(message)) return undefined;
+    if (/did not self-register/.test(message)) return undefined;
     return message.split('\n')[0]!;
   }
 }
