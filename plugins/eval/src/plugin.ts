@@ -63,6 +63,7 @@ export default definePlugin({
       ...(verticalsFile ? { verticals: await loadVerticalMap(verticalsFile) } : {}),
       latency: { warmup: p.latencyWarmup, iterations: p.latencyRuns, batch: p.latencyBatch },
       threads: ctx.devices.cpus,
+      gpus: ctx.devices.gpus,
       outDir: ctx.outDir,
       signal: ctx.signal,
       progress: (done, total) => ctx.progress(done, total, 'samples'),

@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { GraphBuilder, encodeModel } from '@distillery/core/onnx/index';
 import { compareEfficiency, modelCost } from '../src/index.js';
+import { measureLatency } from '../src/classification/efficiency.js';
 
 function tinyCnn() {
   return new GraphBuilder('tiny')
@@ -44,7 +45,24 @@ test('teacher vs student table under identical settings', async () => {
       assert.ok(row.p50Ms > 0 && row.p50Ms <= row.p95Ms, `p50 ${row.p50Ms} p95 ${row.p95Ms}`);
       assert.ok(row.throughput > 0);
       assert.equal(row.batch, 2);
+      assert.equal(row.provider, 'cpu');
     }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('latency with a GPU assigned, on a machine without the CUDA provider: measured on CPU, warned with the missing library', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'eff-test-'));
+  try {
+    const path = join(dir, 'm.onnx');
+    writeFileSync(path, encodeModel(tinyCnn()));
+    const warnings: string[] = [];
+    const stats = await measureLatency(path, [2, 1, 4, 4], { iterations: 5, warmup: 1, gpus: [0], warn: (m) => warnings.push(m) });
+    assert.equal(stats.provider, 'cpu');
+    assert.ok(stats.p50Ms > 0 && stats.throughput > 0);
+    assert.equal(warnings.length, 1);
+    assert.match(warnings[0]!, /CUDA execution provider unavailable on GPU 0 .*libonnxruntime_providers_shared\.so is not installed/);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

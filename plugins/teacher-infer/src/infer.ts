@@ -12,6 +12,7 @@ import {
   type ColumnValues, type DatasetInfo, type NumericArray, type ShardBatch, type ShardManifest, type StorageSpec,
 } from '@distillery/core/shards/index';
 import type { PixelInputTransform } from '@distillery/core/onnx/input-transform';
+import type { ProviderOutcome } from '@distillery/core/onnx/execution-provider';
 import { firstNonFiniteRow, sampledRows, topKRows } from './outputs.js';
 
 /** Everything one extraction needs; the plugin fills it from params and the stage context. */
@@ -87,6 +88,8 @@ export interface ExtractResult {
   manifest: ShardManifest;
   /** For pixel datasets: whether the pixel transform went into the model (or why not). */
   pixelTransform?: InputTransformOutcome;
+  /** The execution provider inference ran on (CUDA when a GPU was assigned and it loaded; else CPU, and why). */
+  executionProvider: ProviderOutcome;
 }
 
 function dimsOf(meta: ThreadValueMetadata): (number | string)[] | undefined {
@@ -296,7 +299,7 @@ export async function extractTeacherOutputs(o: ExtractOptions): Promise<ExtractR
       const samples = await runBatches(session, io, o, data, prep, withFirst(first, source), dataset.totalRows, classMap, restrict, writer);
       const manifest = await writer.close();
       const pixelTransform = data.input !== 'pixels' ? undefined : o.pixelTransformIn === 'js' ? { applied: false as const, reason: 'pixelTransform: js' } : session.inputTransform;
-      return { samples, seconds: (performance.now() - t0) / 1000, manifest, ...(pixelTransform ? { pixelTransform } : {}) };
+      return { samples, seconds: (performance.now() - t0) / 1000, manifest, executionProvider: session.executionProvider, ...(pixelTransform ? { pixelTransform } : {}) };
     } catch (error) {
       await writer.abort();
       throw error;

@@ -5,6 +5,7 @@
  */
 import { Type } from '@sinclair/typebox';
 import { definePlugin, PathParam } from '@distillery/core';
+import { describeProvider } from '@distillery/core/onnx/execution-provider';
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 
@@ -95,10 +96,11 @@ export default definePlugin({
       progress: (done, total) => ctx.progress(done, total >= 0 ? total : undefined, 'samples'),
       warn: (m) => ctx.log.warn(m),
     });
+    ctx.log.info(`execution provider: ${describeProvider(result.executionProvider)}`);
     const transform = result.pixelTransform;
     if (transform) ctx.log.info(`pixel transform: ${transform.applied ? `in the model (its input is now uint8 ${transform.input})` : `on the JS thread (${transform.reason})`}`);
     ctx.log.info(`teacher ${p.teacherId ?? ctx.stageId}: ${result.samples} samples in ${result.seconds.toFixed(1)} s, ${result.manifest.shards.length} shards`);
-    return { metrics: { samples: result.samples, seconds: result.seconds, samples_per_s: result.samples / Math.max(result.seconds, 1e-9) } };
+    return { metrics: { samples: result.samples, seconds: result.seconds, samples_per_s: result.samples / Math.max(result.seconds, 1e-9), on_gpu: result.executionProvider.name === 'cuda' ? 1 : 0 } };
   },
 });
 

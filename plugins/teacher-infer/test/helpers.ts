@@ -16,8 +16,8 @@ export function rng(seed: number): () => number {
 export type { TestContextRecord as CtxRecord } from '@distillery/core';
 
 /** A StageContext like the runner's (core's makeTestContext); inputs name one directory each. */
-export function makeCtx<S extends TSchema>(plugin: PluginDefinition<S>, raw: Record<string, unknown>, dirs: { outDir: string; pipelineDir: string; inputs?: Record<string, string> }): { ctx: StageContext<Static<S>>; record: TestContextRecord } {
-  return makeTestContext(plugin, raw, { outDir: dirs.outDir, pipelineDir: dirs.pipelineDir, inputs: dirs.inputs ?? {} });
+export function makeCtx<S extends TSchema>(plugin: PluginDefinition<S>, raw: Record<string, unknown>, dirs: { outDir: string; pipelineDir: string; inputs?: Record<string, string>; gpus?: number[] }): { ctx: StageContext<Static<S>>; record: TestContextRecord } {
+  return makeTestContext(plugin, raw, { outDir: dirs.outDir, pipelineDir: dirs.pipelineDir, inputs: dirs.inputs ?? {}, ...(dirs.gpus ? { gpus: dirs.gpus } : {}) });
 }
 
 /** Writes a float-features dataset: n samples of dim values, ids "s<i>", split alternating train/test. */

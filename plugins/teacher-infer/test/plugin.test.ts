@@ -68,6 +68,30 @@ test('dense + top-k + features: golden values from the model, top-k consistent w
   }
 });
 
+test('a GPU assigned on a machine without the CUDA provider: CPU fallback, warned with the missing library, logged, same outputs', async () => {
+  const n = 40;
+  const { root, x, ref } = setup(n, 5);
+  const saved = process.env.CUDA_VISIBLE_DEVICES;
+  try {
+    await writeFeatureDataset(join(root, 'data'), x, dim, classes, 64);
+    process.env.CUDA_VISIBLE_DEVICES = '1';
+    const { ctx, record } = makeCtx(plugin, { model: 'teacher.onnx', storage: ['dense'] }, { outDir: join(root, 'out'), pipelineDir: root, inputs: { dataset: join(root, 'data') }, gpus: [1] });
+    const result = await plugin.run(ctx);
+    assert.equal(result?.metrics?.on_gpu, 0);
+    assert.ok(record.warnings.some((w) => /CUDA execution provider unavailable on GPU 1 .*libonnxruntime_providers_shared\.so is not installed/.test(w)), record.warnings.join('\n'));
+    assert.ok(record.infos.some((m) => /^execution provider: cpu \(CUDA unavailable: libonnxruntime_providers_shared\.so/.test(m)), record.infos.join('\n'));
+    const { rows } = await readAll(join(root, 'out'));
+    rows.forEach((row, i) => {
+      const logits = row.logits as Float32Array;
+      for (let c = 0; c < classes; c++) assert.ok(Math.abs(logits[c]! - ref[i * classes + c]!) < 1e-5, `sample ${i} class ${c}`);
+    });
+  } finally {
+    if (saved === undefined) delete process.env.CUDA_VISIBLE_DEVICES;
+    else process.env.CUDA_VISIBLE_DEVICES = saved;
+    rmSync(root, { recursive: true, force: true });
+  }
+});
+
 test('sampled soft labels: counts sum to N, mean of count/N approaches the dense distribution (tau=1 and tau=0.5)', async () => {
   // One input repeated M times under different ids: each row draws from its own seeded stream.
   const M = 3000, N = 20;

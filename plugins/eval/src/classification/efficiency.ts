@@ -13,6 +13,7 @@
  * Any other op throws "not implemented" rather than undercount.
  */
 import { readModelFile, type OnnxModel, type OnnxAttribute } from '@distillery/core/onnx/index';
+import { diagnoseCudaProvider, onnxruntimeNodeInstall, openWithProvider, requestedProvider } from '@distillery/core/onnx/execution-provider';
 
 /** Parameter and FLOP count of one model for given input shapes. */
 export interface ModelCost {
@@ -196,6 +197,8 @@ export interface LatencyStats {
   throughput: number;
   batch: number;
   iterations: number;
+  /** Execution provider the timings ran on ('cuda' only when a GPU was given and its provider loaded). */
+  provider: 'cuda' | 'cpu';
 }
 
 /** Session settings shared by teacher and student so that timings compare. */
@@ -204,16 +207,25 @@ export interface LatencyOptions {
   iterations?: number;
   intraOpNumThreads?: number;
   seed?: number;
+  /**
+   * GPUs the runner assigned (physical indices): when non-empty the session asks for the CUDA
+   * provider on the first (core onnx/execution-provider.ts) and falls back to CPU with a warning.
+   */
+  gpus?: readonly number[];
+  /** Receives the CPU-fallback warning. */
+  warn?: (message: string) => void;
 }
 
 /** Times `modelPath` on seeded random input of `shape` (first dim = batch; float32, or uint8 pixels for a uint8 input). */
 export async function measureLatency(modelPath: string, shape: number[], options: LatencyOptions = {}): Promise<LatencyStats> {
   const ort = await import('onnxruntime-node');
-  const session = await ort.InferenceSession.create(modelPath, {
-    intraOpNumThreads: options.intraOpNumThreads ?? 1,
-    interOpNumThreads: 1,
-    graphOptimizationLevel: 'all',
-  });
+  const opened = await openWithProvider(
+    requestedProvider(options.gpus ?? [], process.env.CUDA_VISIBLE_DEVICES),
+    (executionProviders) => ort.InferenceSession.create(modelPath, { intraOpNumThreads: options.intraOpNumThreads ?? 1, interOpNumThreads: 1, graphOptimizationLevel: 'all', executionProviders }),
+    () => diagnoseCudaProvider(onnxruntimeNodeInstall()),
+  );
+  if (opened.warning) options.warn?.(opened.warning);
+  const session = opened.session;
   try {
     let state = (options.seed ?? 0) >>> 0;
     const next = () => {
@@ -238,7 +250,7 @@ export async function measureLatency(modelPath: string, shape: number[], options
     // Nearest-rank percentiles.
     const pct = (p: number) => sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)]!;
     const mean = times.reduce((a, b) => a + b, 0) / times.length;
-    return { p50Ms: pct(50), p95Ms: pct(95), throughput: (shape[0]! * 1000) / mean, batch: shape[0]!, iterations };
+    return { p50Ms: pct(50), p95Ms: pct(95), throughput: (shape[0]! * 1000) / mean, batch: shape[0]!, iterations, provider: opened.provider.name };
   } finally {
     await session.release();
   }

@@ -53,6 +53,8 @@ export interface EvaluateOptions {
   verticals?: VerticalMap;
   latency: { warmup: number; iterations: number; batch: number };
   threads: number;
+  /** GPUs the runner assigned: latency is then measured on the CUDA provider (CPU fallback with a warning). */
+  gpus?: readonly number[];
   outDir: string;
   signal?: AbortSignal;
   progress?: (done: number, total: number | undefined) => void;
@@ -367,6 +369,13 @@ export async function evaluateModels(o: EvaluateOptions): Promise<EvalReport> {
 
     // Efficiency: one model at a time, the same session options for all.
     const reports: ModelReport[] = [];
+    // One CPU-fallback warning for all models, not one per model.
+    const warned = new Set<string>();
+    const warnOnce = (message: string) => {
+      if (warned.has(message)) return;
+      warned.add(message);
+      o.warn?.(message);
+    };
     for (const m of models) {
       if (o.signal?.aborted) throw new Error('eval: cancelled');
       const shape = [o.latency.batch, ...m.sampleDims];
@@ -388,10 +397,10 @@ export async function evaluateModels(o: EvaluateOptions): Promise<EvalReport> {
         flopsNote = (error as Error).message;
         o.warn?.(`model ${m.spec.name}: FLOPs not counted (${flopsNote})`);
       }
-      const latency = await measureLatency(m.path, m.fixedBatch ? [m.fixedBatch, ...m.sampleDims] : shape, { warmup: o.latency.warmup, iterations: o.latency.iterations, intraOpNumThreads: Math.max(1, o.threads) });
+      const latency = await measureLatency(m.path, m.fixedBatch ? [m.fixedBatch, ...m.sampleDims] : shape, { warmup: o.latency.warmup, iterations: o.latency.iterations, intraOpNumThreads: Math.max(1, o.threads), gpus: o.gpus ?? [], warn: warnOnce });
       const efficiency: ModelEfficiency = {
         parameters, flops, latencyP50Ms: latency.p50Ms, latencyP95Ms: latency.p95Ms, throughput: latency.throughput,
-        batch: latency.batch, iterations: latency.iterations, threads: Math.max(1, o.threads),
+        batch: latency.batch, iterations: latency.iterations, threads: Math.max(1, o.threads), provider: latency.provider,
         ...(flopsNote ? { flopsNote } : {}),
       };
       const lossHistory = readLossHistory(m.spec.dir);
@@ -454,7 +463,7 @@ async function bundleReport(m: OpenModel, b: BundleState, shape: number[], o: Ev
   const total = router.parameters + students.reduce((a, s) => a + s.parameters, 0);
   const efficiency: ModelEfficiency = {
     parameters: total, flops, latencyP50Ms: latency.p50Ms, latencyP95Ms: latency.p95Ms, throughput: latency.throughput,
-    batch: latency.batch, iterations: latency.iterations, threads: Math.max(1, o.threads),
+    batch: latency.batch, iterations: latency.iterations, threads: Math.max(1, o.threads), provider: 'cpu',
     ...(flops === null ? { flopsNote: 'FLOPs of a bundle model not counted (an op the counter does not know)' } : {}),
   };
   return {

@@ -21,6 +21,8 @@ export interface ModelEfficiency {
   batch: number;
   iterations: number;
   threads: number;
+  /** Execution provider of the latency runs: 'cuda' when the stage was given a GPU and its provider loaded. */
+  provider: 'cuda' | 'cpu';
 }
 
 /** One evaluated model. */
@@ -117,7 +119,7 @@ export function renderMarkdown(report: EvalReport): string {
   const out: string[] = [];
   const d = report.dataset;
   out.push('# Evaluation report', '');
-  out.push(`Split \`${d.split}\`: ${d.samples} samples, ${d.numClasses} classes${d.skippedUnlabelled ? ` (${d.skippedUnlabelled} unlabelled samples skipped)` : ''}. ECE with ${report.eceBins} equal-width bins; latency at batch ${report.models[0]?.efficiency.batch ?? '-'} with ${report.models[0]?.efficiency.threads ?? '-'} threads, same session options for every model.`, '');
+  out.push(`Split \`${d.split}\`: ${d.samples} samples, ${d.numClasses} classes${d.skippedUnlabelled ? ` (${d.skippedUnlabelled} unlabelled samples skipped)` : ''}. ECE with ${report.eceBins} equal-width bins; latency at batch ${report.models[0]?.efficiency.batch ?? '-'} with ${report.models[0]?.efficiency.threads ?? '-'} threads on ${report.models[0]?.efficiency.provider ?? '-'}, same session options for every model.`, '');
   out.push('## Models', '', modelTable(report), '');
   if (report.efficiency.length > 0) {
     out.push('## Teacher vs student efficiency', '');

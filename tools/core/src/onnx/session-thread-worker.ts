@@ -6,6 +6,7 @@ import { parentPort } from 'node:worker_threads';
 import type * as Ort from 'onnxruntime-node';
 import { readFile, stat } from 'node:fs/promises';
 import { PIXEL_TRANSFORM_MAX_MODEL_BYTES, prependPixelTransform, type PixelInputTransform } from './input-transform.js';
+import { diagnoseCudaProvider, onnxruntimeNodeInstall, openWithProvider, requestedProvider, type ProviderOutcome } from './execution-provider.js';
 import type { InputTransformOutcome, ThreadTensor, ThreadValueMetadata, WorkerReply, WorkerRequest } from './session-thread.js';
 
 const port = parentPort!;
@@ -42,17 +43,18 @@ async function open(modelPath: string, threads: number, gpus: number[], pixelTra
     }
   }
   const base: Ort.InferenceSession.SessionOptions = { intraOpNumThreads: threads, interOpNumThreads: 1, graphOptimizationLevel: 'all' };
-  const warnings: string[] = [];
-  if (gpus.length > 0) {
+  const request = requestedProvider(gpus, process.env.CUDA_VISIBLE_DEVICES);
+  const warnings = new Set<string>();
+  let provider: ProviderOutcome = { name: 'cpu' };
+  const openModel = async (m: string | Uint8Array) => {
+    const opened = await openWithProvider(request, (executionProviders) => createSession(m, { ...base, executionProviders }), () => diagnoseCudaProvider(onnxruntimeNodeInstall()));
+    if (opened.warning) warnings.add(opened.warning);
+    provider = opened.provider;
+    return opened.session;
+  };
+  if (typeof model !== 'string') {
     try {
-      session = await createSession(model, { ...base, executionProviders: [{ name: 'cuda', deviceId: 0 }, 'cpu'] });
-    } catch (error) {
-      warnings.push(`CUDA execution provider unavailable (${firstLine(error)}); running on CPU. See the teacher-infer README to enable it.`);
-    }
-  }
-  if (!session && typeof model !== 'string') {
-    try {
-      session = await createSession(model, { ...base, executionProviders: ['cpu'] });
+      session = await openModel(model);
     } catch (error) {
       // The rewritten model does not load: fall back to the model as it is (its own errors below).
       inputTransform = { applied: false, reason: `the rewritten model did not load (${firstLine(error)})` };
@@ -61,14 +63,14 @@ async function open(modelPath: string, threads: number, gpus: number[], pixelTra
   }
   if (!session) {
     try {
-      session = await createSession(model, { ...base, executionProviders: ['cpu'] });
+      session = await openModel(model);
     } catch (error) {
       return { kind: 'error', id: -1, message: `ONNX model ${modelPath}: cannot load (${firstLine(error)})` };
     }
   }
   return {
     kind: 'ready', inputNames: [...session.inputNames], outputNames: [...session.outputNames],
-    inputMetadata: metadata(session.inputMetadata), outputMetadata: metadata(session.outputMetadata), warnings, inputTransform,
+    inputMetadata: metadata(session.inputMetadata), outputMetadata: metadata(session.outputMetadata), warnings: [...warnings], inputTransform, provider,
   };
 }
 

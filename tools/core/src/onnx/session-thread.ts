@@ -12,6 +12,7 @@
  */
 import { Worker } from 'node:worker_threads';
 import type { PixelInputTransform } from './input-transform.js';
+import type { ProviderOutcome } from './execution-provider.js';
 
 /** Whether the pixel transform moved into the model: the uint8 input that replaced the float one, or why not. */
 export type InputTransformOutcome = { applied: true; input: string } | { applied: false; reason: string };
@@ -38,7 +39,11 @@ export interface ThreadValueMetadata {
 export interface ThreadSessionOptions {
   /** onnxruntime intra-op threads (the worker thread is one of them). */
   threads: number;
-  /** When non-empty, the CUDA execution provider is tried first (device 0 of the visible ones). */
+  /**
+   * GPUs the runner assigned (physical indices). When non-empty the CUDA execution provider is
+   * asked for on the first of them (its ordinal under CUDA_VISIBLE_DEVICES; execution-provider.ts),
+   * falling back to CPU with a warning that names the missing library.
+   */
   gpus?: readonly number[];
   /** Receives warnings such as a CUDA provider that could not be loaded. */
   warn?: (message: string) => void;
@@ -51,7 +56,7 @@ export interface ThreadSessionOptions {
 
 /** What the worker answers (see session-thread-worker.ts). */
 export type WorkerReply =
-  | { kind: 'ready'; inputNames: string[]; outputNames: string[]; inputMetadata: ThreadValueMetadata[]; outputMetadata: ThreadValueMetadata[]; warnings: string[]; inputTransform: InputTransformOutcome }
+  | { kind: 'ready'; inputNames: string[]; outputNames: string[]; inputMetadata: ThreadValueMetadata[]; outputMetadata: ThreadValueMetadata[]; warnings: string[]; inputTransform: InputTransformOutcome; provider: ProviderOutcome }
   | { kind: 'result'; id: number; outputs: Record<string, ThreadTensor>; inputs: Record<string, ThreadTensor> }
   | { kind: 'error'; id: number; message: string };
 
@@ -84,6 +89,8 @@ export class ThreadedSession {
     readonly inputMetadata: ThreadValueMetadata[],
     readonly outputMetadata: ThreadValueMetadata[],
     readonly inputTransform: InputTransformOutcome,
+    /** The execution provider the session runs on (CUDA, or CPU and why when CUDA was asked for). */
+    readonly executionProvider: ProviderOutcome,
   ) {
     worker.on('message', (reply: WorkerReply) => {
       if (reply.kind === 'ready') return;
@@ -124,7 +131,7 @@ export class ThreadedSession {
       throw error;
     });
     for (const w of ready.warnings) options.warn?.(w);
-    return new ThreadedSession(worker, ready.inputNames, ready.outputNames, ready.inputMetadata, ready.outputMetadata, ready.inputTransform);
+    return new ThreadedSession(worker, ready.inputNames, ready.outputNames, ready.inputMetadata, ready.outputMetadata, ready.inputTransform, ready.provider);
   }
 
   /**
