@@ -28,7 +28,7 @@ function evalReport(models: FakeModel[], split = 'test'): EvalReport {
         samples: 1000, topk: { 1: m.top1 }, top1: m.top1, perClassAccuracy: [], classCounts: [], ece: m.ece, reliability: [],
         ...(m.agreement !== undefined ? { agreement: m.agreement } : {}),
       },
-      efficiency: { parameters: 100, flops: null, latencyP50Ms: 1, latencyP95Ms: 1, throughput: 1000, batch: 1, iterations: 1, threads: 1 },
+      efficiency: { parameters: 100, flops: null, latencyP50Ms: 1, latencyP95Ms: 1, throughput: 1000, batch: 1, iterations: 1, threads: 1, provider: 'cpu' },
     })),
   };
 }

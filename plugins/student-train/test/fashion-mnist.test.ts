@@ -45,7 +45,7 @@ test('pipelines/fashion-mnist.yaml runs end to end at 20 steps per model; neares
     const top1 = seeds.metrics.find((m) => m.metric === 'top-1');
     assert.ok(top1, 'top-1 aggregated');
     for (const [a, b] of [['mlp-kd', 'mlp-ce'], ['cnn-kd', 'cnn-ce']] as const) {
-      const c = top1.comparisons.find((x) => x.a === a && x.b === b);
+      const c: { n: number; low: number; high: number; meanDifference: number } | undefined = top1.comparisons.find((x) => x.a === a && x.b === b);
       assert.ok(c, `${a} - ${b} compared`);
       assert.equal(c.n, 3);
       assert.ok(c.low <= c.meanDifference && c.meanDifference <= c.high);
