@@ -19,6 +19,7 @@ import { watchInterrupts } from '../runner/interrupt.js';
 import { findProjectRoot, Workspace } from '../runner/workspace.js';
 import { collectGarbage } from './gc.js';
 import { renderDag } from './dag.js';
+import { resultsLine } from './summary.js';
 import { registerRemoteCommands } from './remote-commands.js';
 import { openRemoteStore } from '../remote/index.js';
 
@@ -102,6 +103,7 @@ export function buildProgram(): Command {
         process.stderr.write(
           `${pipeline.name}: ${count('ran')} ran, ${count('cached')} cached, ${count('failed')} failed, ${count('skipped')} skipped in ${formatDuration(Date.now() - started)} (run ${record.runId})\n`,
         );
+        process.stderr.write(`${resultsLine(ws, record)}\n`);
       }
       if (options.json) {
         printJson({
@@ -152,7 +154,11 @@ export function buildProgram(): Command {
       const { pipeline, ws } = await open(file, options);
       const ids = selectStages(pipeline, [stageName]);
       const plan = new Map((await planPipeline(ws, pipeline)).map((p) => [p.id, p]));
+      // A stage reached by several paths is explained once, where it is first met.
+      const explained = new Set<string>();
       const explain = (id: string, depth: number): void => {
+        if (explained.has(id)) return;
+        explained.add(id);
         const p = plan.get(id) as PlannedStage;
         const pad = '  '.repeat(depth);
         if (p.state === 'cached') {
