@@ -20,6 +20,8 @@ import { findProjectRoot, Workspace } from '../runner/workspace.js';
 import { collectGarbage } from './gc.js';
 import { renderDag } from './dag.js';
 import { resultsLine } from './summary.js';
+import { registerHistoryCommands } from './history-commands.js';
+import { writeLockFile } from '../runner/lock.js';
 import { registerRemoteCommands } from './remote-commands.js';
 import { openRemoteStore } from '../remote/index.js';
 
@@ -98,6 +100,7 @@ export function buildProgram(): Command {
         progress: new ProgressView(process.stderr, Boolean(options.quiet)),
         ...(options.store ? { remote: openRemoteStore(options.store) } : {}),
       });
+      writeLockFile(ws.root, pipeline, record);
       const count = (status: string): number => record.stages.filter((s) => s.status === status).length;
       if (!options.quiet) {
         process.stderr.write(
@@ -205,6 +208,7 @@ export function buildProgram(): Command {
     });
 
   registerRemoteCommands(program, { open, printJson });
+  registerHistoryCommands(program);
   return program;
 }
 
@@ -235,7 +239,7 @@ async function registerExtensions(program: Command): Promise<void> {
   }
 }
 
-const CORE_COMMANDS = new Set(['run', 'plan', 'status', 'why', 'dag', 'gc', 'schema', 'stage', 'export', 'help', '--help', '-h', '--version']);
+const CORE_COMMANDS = new Set(['run', 'plan', 'status', 'why', 'dag', 'gc', 'schema', 'stage', 'export', 'runs', 'metrics', 'params', 'help', '--help', '-h', '--version']);
 
 export async function main(argv: string[]): Promise<void> {
   const program = buildProgram();
