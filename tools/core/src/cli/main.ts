@@ -18,7 +18,7 @@ import { runPipeline } from '../runner/run.js';
 import { watchInterrupts } from '../runner/interrupt.js';
 import { findProjectRoot, Workspace } from '../runner/workspace.js';
 import { collectGarbage } from './gc.js';
-import { renderDag } from './dag.js';
+import { renderDag, renderDagSvg, type DagFormat } from './dag.js';
 import { resultsLine } from './summary.js';
 import { registerHistoryCommands } from './history-commands.js';
 import { writeLockFile } from '../runner/lock.js';
@@ -175,11 +175,11 @@ export function buildProgram(): Command {
       for (const id of ids) explain(id, 0);
     });
 
-  withCommon(program.command('dag <pipeline>').description('print the stage graph as Mermaid or DOT'))
-    .addOption(new Option('--format <format>', 'output format').choices(['mermaid', 'dot']).default('mermaid'))
-    .action(async (file: string, options: CommonOptions & { format: 'mermaid' | 'dot' }) => {
+  withCommon(program.command('dag <pipeline>').description('print the stage graph as Mermaid, DOT or SVG'))
+    .addOption(new Option('--format <format>', 'output format (svg: laid out by Graphviz built to WebAssembly)').choices(['mermaid', 'dot', 'svg']).default('mermaid'))
+    .action(async (file: string, options: CommonOptions & { format: DagFormat }) => {
       const { pipeline } = await open(file, options);
-      process.stdout.write(renderDag(pipeline, options.format));
+      process.stdout.write(options.format === 'svg' ? await renderDagSvg(pipeline) : renderDag(pipeline, options.format));
     });
 
   program
