@@ -23,6 +23,14 @@ export interface ModelEfficiency {
   threads: number;
 }
 
+/** One training step: total loss, learning rate and loss terms (student-train writes all three). */
+export interface LossPoint {
+  step: number;
+  loss: number;
+  lr?: number;
+  terms?: Record<string, number>;
+}
+
 /** One evaluated model. */
 export interface ModelReport {
   /** Stage id of the upstream stage that produced the model. */
@@ -32,7 +40,7 @@ export interface ModelReport {
   metrics: ClassificationSummary;
   efficiency: ModelEfficiency;
   /** Loss history from the model directory's training.json, when it has one. */
-  lossHistory?: { step: number; loss: number }[];
+  lossHistory?: LossPoint[];
   /** MSD bundles (router + K students, one composite model; top1 is end-to-end accuracy). */
   composite?: CompositeReport;
 }
