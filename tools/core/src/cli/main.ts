@@ -22,6 +22,8 @@ import { renderDag, renderDagSvg, type DagFormat } from './dag.js';
 import { resultsLine } from './summary.js';
 import { registerHistoryCommands } from './history-commands.js';
 import { writeLockFile } from '../runner/lock.js';
+import { ProgressFile, teeProgress } from '../ui/progress-file.js';
+import { registerUiCommand } from '../ui/command.js';
 import { registerRemoteCommands } from './remote-commands.js';
 import { openRemoteStore } from '../remote/index.js';
 
@@ -97,7 +99,8 @@ export function buildProgram(): Command {
         forceSignal: interrupt.force,
         verbose: options.verbose,
         pinCpus: Boolean(options.pinCpus),
-        progress: new ProgressView(process.stderr, Boolean(options.quiet)),
+        // Also to .distill/progress/<pipeline>.json, for `distill ui`.
+        progress: teeProgress(new ProgressView(process.stderr, Boolean(options.quiet)), new ProgressFile(join(ws.stateRoot, 'progress', `${pipeline.name}.json`))),
         ...(options.store ? { remote: openRemoteStore(options.store) } : {}),
       });
       writeLockFile(ws.root, pipeline, record);
@@ -209,6 +212,7 @@ export function buildProgram(): Command {
 
   registerRemoteCommands(program, { open, printJson });
   registerHistoryCommands(program);
+  registerUiCommand(program, { open });
   return program;
 }
 
@@ -239,7 +243,7 @@ async function registerExtensions(program: Command): Promise<void> {
   }
 }
 
-const CORE_COMMANDS = new Set(['run', 'plan', 'status', 'why', 'dag', 'gc', 'schema', 'stage', 'export', 'runs', 'metrics', 'params', 'help', '--help', '-h', '--version']);
+const CORE_COMMANDS = new Set(['run', 'plan', 'status', 'why', 'dag', 'gc', 'schema', 'stage', 'export', 'runs', 'metrics', 'params', 'ui', 'help', '--help', '-h', '--version']);
 
 export async function main(argv: string[]): Promise<void> {
   const program = buildProgram();
