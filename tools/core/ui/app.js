@@ -96,7 +96,8 @@ async function renderStage(id, withLog) {
   const add = (k, v) => v !== undefined && facts.append(el('dt', {}, k), el('dd', { 'data-fact': k }, v));
   add('plugin', stage.plugin);
   add('status', stage.status);
-  add('duration', stage.durationMs !== undefined ? duration(stage.durationMs) : undefined);
+  add('duration', stage.durationMs !== undefined && stage.status !== 'running' ? duration(stage.durationMs) : undefined);
+  add('progress', stage.progress ? `${stage.progress.done}/${stage.progress.total ?? '?'} ${stage.progress.unit ?? ''}` : undefined);
   add('key', stage.key);
   add('reason', stage.reason);
   add('error', stage.error);

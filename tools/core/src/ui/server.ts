@@ -123,7 +123,7 @@ export class UiApp {
 
   /** The DAG as SVG, each stage node with id "stage-<index>" (the page colours them by status). */
   private async dagSvg(pipeline: Pipeline): Promise<string> {
-    const dot = [`digraph "${pipeline.name}" {`, '  rankdir=LR; node [shape=box, style="rounded,filled", fillcolor=white, fontname="sans-serif", fontsize=11];'];
+    const dot = [`digraph "${pipeline.name}" {`, '  rankdir=TB; nodesep=0.15; ranksep=0.35; node [shape=box, style="rounded,filled", fillcolor=white, fontname="sans-serif", fontsize=11];'];
     // Third line: room for the status the page writes there ("running 12345/12345 steps").
     pipeline.stages.forEach((s, i) => dot.push(`  s${i} [id="stage-${i}", label="${s.id}\\n${s.plugin.name}\\n${'\u2007'.repeat(22)}"];`));
     const index = new Map(pipeline.stages.map((s, i) => [s.id, i]));
