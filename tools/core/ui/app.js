@@ -28,12 +28,17 @@ const fmt = (v) => (v === null || v === undefined ? '-' : typeof v === 'number' 
 const duration = (ms) => (ms === null || ms === undefined ? '-' : ms < 1000 ? `${ms}ms` : ms < 60000 ? `${(ms / 1000).toFixed(1)}s` : `${Math.floor(ms / 60000)}m${String(Math.round((ms % 60000) / 1000)).padStart(2, '0')}s`);
 
 // ---- views -------------------------------------------------------------------------------
+/** A failed request (e.g. a diff with one run only) is shown in the header, not thrown away. */
+function showError(e) {
+  $('#run-status').textContent = e.message;
+  $('#run-status').className = 'status-failed';
+}
+
 function show(view) {
   for (const b of document.querySelectorAll('nav button')) b.classList.toggle('active', b.dataset.view === view);
   for (const s of document.querySelectorAll('.view')) s.hidden = s.id !== `view-${view}`;
-  if (view === 'curves') void drawCurves();
-  if (view === 'reports') void loadReports();
-  if (view === 'diff') void loadDiff();
+  const load = view === 'curves' ? drawCurves : view === 'reports' ? loadReports : view === 'diff' ? loadDiff : null;
+  load?.().catch(showError);
 }
 
 // ---- pipeline DAG with live status ------------------------------------------------------
@@ -46,7 +51,7 @@ async function loadPipeline() {
     const g = document.getElementById(`stage-${i}`);
     if (!g) return;
     g.dataset.stage = id;
-    g.addEventListener('click', () => void selectStage(id));
+    g.addEventListener('click', () => selectStage(id).catch(showError));
   });
   state.lastRun = undefined;
   await refreshStatus();
@@ -210,7 +215,7 @@ async function loadReports() {
   box.replaceChildren(
     ...reports.map((r) => {
       const md = el('pre', { class: 'markdown' });
-      if (r.markdown) void api(r.markdown).then((t) => (md.textContent = t));
+      if (r.markdown) void api(r.markdown).then((t) => (md.textContent = t)).catch(showError);
       return el('div', { class: 'report', 'data-stage': r.stage }, el('h2', {}, r.stage), ...r.plots.map((p) => el('img', { src: p, alt: p.split('/').pop() })), md);
     }),
   );
@@ -247,10 +252,10 @@ async function start() {
   for (const b of document.querySelectorAll('nav button')) b.addEventListener('click', () => show(b.dataset.view));
   $('#filter-status').addEventListener('change', renderRuns);
   $('#filter-text').addEventListener('input', renderRuns);
-  $('#curve-stage').addEventListener('change', () => void drawCurves());
-  $('#curve-metric').addEventListener('change', () => void drawCurves());
-  $('#diff-a').addEventListener('change', () => void loadDiff());
-  $('#diff-b').addEventListener('change', () => void loadDiff());
+  $('#curve-stage').addEventListener('change', () => drawCurves().catch(showError));
+  $('#curve-metric').addEventListener('change', () => drawCurves().catch(showError));
+  $('#diff-a').addEventListener('change', () => loadDiff().catch(showError));
+  $('#diff-b').addEventListener('change', () => loadDiff().catch(showError));
   const pipelines = await api('/api/pipelines');
   const sel = $('#pipeline');
   sel.replaceChildren(...pipelines.map((p) => el('option', { value: p.file }, p.name)));
@@ -259,7 +264,7 @@ async function start() {
   sel.addEventListener('change', () => {
     state.file = sel.value;
     state.picked.clear();
-    void loadPipeline();
+    loadPipeline().catch(showError);
   });
   if (!initial) {
     $('#dag').textContent = 'no pipelines found (pipelines/*.yaml or run records)';
