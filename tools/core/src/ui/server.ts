@@ -42,6 +42,7 @@ export interface StageView {
   id: string;
   plugin: string;
   upstream: string[];
+  /** skipped: not run (upstream failed, or its run was interrupted or killed before it). */
   status: 'ran' | 'cached' | 'failed' | 'skipped' | 'running' | 'pending' | 'never-run';
   progress?: { done: number; total?: number; unit?: string };
   durationMs?: number;
@@ -149,13 +150,15 @@ export class UiApp {
     const path = this.pipelineFile(file);
     const pipeline = await this.options.load(path);
     const record = readRunRecords(this.ws.runsDir(), pipeline.name)[0];
-    const live = record?.status === 'running' ? this.progress(pipeline.name) : undefined;
+    // A record left "running" by a process that is gone (killed): nothing runs any more.
+    const killed = record?.status === 'running' && !runnerAlive(record);
+    const live = record?.status === 'running' && !killed ? this.progress(pipeline.name) : undefined;
     const stages = pipeline.stages.map((stage): StageView => {
       const s = record?.stages.find((x) => x.id === stage.id);
       const base = { id: stage.id, plugin: stage.plugin.name, upstream: stage.upstream, params: stage.params, hasLog: Boolean(s?.log) };
       if (!record || !s) return { ...base, status: 'never-run' };
       let status: StageView['status'] = s.status;
-      if (record.status === 'running' && s.status === 'skipped') status = s.log ? 'running' : 'pending';
+      if (record.status === 'running' && s.status === 'skipped' && !killed) status = s.log ? 'running' : 'pending';
       const progress = status === 'running' ? live?.stages[stage.id] : undefined;
       return {
         ...base,
@@ -167,7 +170,7 @@ export class UiApp {
         ...(s.error ? { error: s.error } : {}),
       };
     });
-    return { pipeline: pipeline.name, runId: record?.runId ?? null, runStatus: record?.status ?? null, stages };
+    return { pipeline: pipeline.name, runId: record?.runId ?? null, runStatus: killed ? 'killed' : (record?.status ?? null), stages };
   }
 
   private progress(pipelineName: string): ProgressSnapshot | undefined {
@@ -307,6 +310,21 @@ export class UiApp {
       default:
         throw new HttpError(404, `no such page: ${path}`);
     }
+  }
+}
+
+/**
+ * Whether the process that wrote a run record still exists (run ids are "<time>-<pid>-<random>";
+ * records come from this machine's runs, the UI reading its own project's .distill).
+ */
+function runnerAlive(record: RunRecord): boolean {
+  const pid = Number(record.runId.split('-')[1]);
+  if (!Number.isInteger(pid) || pid <= 0) return true;
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code !== 'ESRCH';
   }
 }
 
