@@ -9,7 +9,10 @@ import plugin from '../src/plugin.js';
 import {
   expectedCalibrationError, meanPerVerticalAP, perClassAccuracy, perVerticalAccuracy, teacherAgreement, topKAccuracy, type ScoreMatrix,
 } from '../src/classification/metrics.js';
+import type { TopLevelSpec } from 'vega-lite';
 import type { EvalReport } from '../src/stage/report.js';
+import { renderSvg } from '../src/stage/plots.js';
+import { barMarks, lineMarkPaths, pathPoints, symbolMarks } from './svg-marks.js';
 import { linearLogits, makeCtx, rng, softmaxRows, writeLinearModel } from './stage-helpers.js';
 
 const dim = 4, classes = 6;
@@ -122,15 +125,24 @@ test('eval stage: report.json numbers equal the full-matrix metrics of the test 
     assert.deepEqual(student.lossHistory, [{ step: 0, loss: 2 }, { step: 10, loss: 1 }, { step: 20, loss: 0.5 }]);
 
     const files = readdirSync(join(root, 'out')).sort();
-    assert.deepEqual(files, ['efficiency.svg', 'loss-curves.svg', 'reliability-student.svg', 'reliability-teacher.svg', 'report.json', 'report.md', 'vertical-ap.svg']);
+    const plots = ['accuracy-vs-size', 'loss-curves', 'reliability-student', 'reliability-teacher', 'vertical-ap'];
+    assert.deepEqual(files, [...plots.flatMap((p) => [`${p}.svg`, `${p}.vl.json`]), 'report.json', 'report.md'].sort());
     assert.deepEqual([...report.plots].sort(), files.filter((f) => f.endsWith('.svg')));
     for (const f of report.plots) {
       const svg = readFileSync(join(root, 'out', f), 'utf8');
       assert.match(svg, /^<svg xmlns="http:\/\/www\.w3\.org\/2000\/svg"[^>]*>[\s\S]*<\/svg>\n$/);
       assert.doesNotMatch(svg, /NaN|undefined/);
+      // Each SVG is the rendering of the Vega-Lite spec written beside it.
+      const spec = JSON.parse(readFileSync(join(root, 'out', f.replace(/\.svg$/, '.vl.json')), 'utf8')) as TopLevelSpec;
+      assert.equal(await renderSvg(spec), svg);
     }
-    assert.equal((readFileSync(join(root, 'out', 'loss-curves.svg'), 'utf8').match(/<polyline points="([^"]*)"/)![1]!.split(' ')).length, 3);
-    assert.equal((readFileSync(join(root, 'out', 'vertical-ap.svg'), 'utf8').match(/<rect x=[^>]*><title>/g) ?? []).length, 6);
+    // The loss curve: one line of the student's 3 history points (vega draws "M x,y L x,y L x,y").
+    const lossLines = lineMarkPaths(readFileSync(join(root, 'out', 'loss-curves.svg'), 'utf8'));
+    assert.deepEqual(lossLines.map(pathPoints), [3]);
+    // Per-vertical AP: one bar per model and vertical (2 x 3).
+    assert.equal(barMarks(readFileSync(join(root, 'out', 'vertical-ap.svg'), 'utf8')), 6);
+    // Accuracy against size: one point per model in each of the two panels.
+    assert.equal(symbolMarks(readFileSync(join(root, 'out', 'accuracy-vs-size.svg'), 'utf8')), 4);
     const md = readFileSync(join(root, 'out', 'report.md'), 'utf8');
     assert.match(md, /\| model \| role \| top-1 \| top-2 \| top-5 \| ECE \| mean per-vertical AP \| agreement with teacher \|/);
     assert.match(md, new RegExp(`\\| student \\| student \\| ${(student.metrics.top1 * 100).toFixed(2)}% \\|`));

@@ -9,6 +9,7 @@
  */
 import { Type } from '@sinclair/typebox';
 import { definePlugin } from '@distillery/core';
+import { TrainingHistory } from './history.js';
 
 const Student = Type.Object(
   {
@@ -134,6 +135,7 @@ export default definePlugin({
         : s.arch === 'cnn'
           ? { arch: 'cnn' as const, hidden: s.hidden, channels: s.channels, kernel: s.kernel, batchNorm: s.batchNorm, padding: s.padding, dropout: s.dropout }
           : { arch: 'kc' as const, hidden: s.hidden, sharedWidth: s.sharedWidth, verticalWidth: s.verticalWidth, verticals: [], selfPaced: s.selfPaced };
+    const history = new TrainingHistory();
     const result = await trainStudent(
       data,
       {
@@ -167,7 +169,15 @@ export default definePlugin({
         ...(init ? { init } : {}),
       },
       ctx.stateDir,
-      { log: (m) => ctx.log.info(m), metric: (n, v, st) => ctx.metric(n, v, st), progress: (d, t, u) => ctx.progress(d, t, u), signal: ctx.signal },
+      {
+        log: (m) => ctx.log.info(m),
+        metric: (n, v, st) => {
+          ctx.metric(n, v, st);
+          history.record(n, v, st);
+        },
+        progress: (d, t, u) => ctx.progress(d, t, u),
+        signal: ctx.signal,
+      },
     );
     exportOnnx(result.student, join(ctx.outDir, 'model.onnx'), { 'distillery.backend': backend.name, 'distillery.seed': String(p.seed) }, p.exportActivations);
     const summary = {
@@ -179,6 +189,7 @@ export default definePlugin({
       threads: backend.threads,
       onnxOpset: ONNX_OPSET,
       resumedFrom: result.resumedFrom,
+      lossHistory: history.toJSON(),
     };
     writeFileSync(join(ctx.outDir, 'training.json.tmp'), JSON.stringify(summary, null, 2));
     renameSync(join(ctx.outDir, 'training.json.tmp'), join(ctx.outDir, 'training.json'));

@@ -87,7 +87,12 @@ test('ce on hard labels learns (loss falls) and writes model.onnx that predicts 
     const row = Array.from(out.subarray(c * CLASSES, (c + 1) * CLASSES));
     assert.equal(row.indexOf(Math.max(...row)), c);
   }
-  assert.ok(existsSync(join(outDir, 'training.json')));
+  // training.json holds the per-step history the eval report plots: the same losses, terms and lr.
+  const history = (JSON.parse(readFileSync(join(outDir, 'training.json'), 'utf8')) as { lossHistory: { step: number; loss: number; lr: number; terms: Record<string, number> }[] }).lossHistory;
+  assert.deepEqual(history.map((p) => p.loss), losses);
+  assert.deepEqual(history.map((p) => p.step), metrics.filter((m) => m.name === 'loss').map((m) => m.step));
+  assert.deepEqual(history.map((p) => p.lr), metrics.filter((m) => m.name === 'lr').map((m) => m.value));
+  assert.deepEqual(history.map((p) => p.terms.hard), metrics.filter((m) => m.name === 'loss/hard').map((m) => m.value));
 });
 
 test('headInit imprint: the stage model classifies the cluster centres before any real training; prior does not', async () => {

@@ -104,7 +104,8 @@ test('run --json: one document with id, status, durationMs and key per stage; ex
   // Progress goes to stderr (plain lines when not a TTY), with a summary line.
   assert.match(r.stderr, /▶ a \(test-concat; never ran\)/);
   assert.match(r.stderr, /✓ c ran in /);
-  assert.match(r.stderr, /p: 3 ran, 0 cached, 0 failed, 0 skipped in \S+ \(run \S+\)\n$/);
+  // The summary, then where the results are (no stage writes a report here: the output folder).
+  assert.match(r.stderr, /p: 3 ran, 0 cached, 0 failed, 0 skipped in \S+ \(run \S+\)\nresults: out\/p\/\n$/);
   // Each stage's full log is kept on disk.
   assert.ok(existsSync(join(P.root, '.distill', 'logs', doc.runId, 'a.log')));
 });

@@ -17,8 +17,8 @@ import { readModelFile } from '@distillery/core/onnx/index';
 import { hashFileContent } from '@distillery/core/cache/hash';
 import { StreamingClassificationMetrics, type VerticalMap } from '../classification/streaming.js';
 import { measureLatency, modelCost } from '../classification/efficiency.js';
-import { REPORT_FORMAT, renderMarkdown, type EfficiencyComparison, type EvalReport, type ModelEfficiency, type ModelReport } from './report.js';
-import { groupedBarChart, lineChart, reliabilityDiagram } from './svg.js';
+import { REPORT_FORMAT, renderMarkdown, type EfficiencyComparison, type EvalReport, type LossPoint, type ModelEfficiency, type ModelReport } from './report.js';
+import { renderSvg, reportPlots, safeName } from './plots.js';
 import type { MsdBundle } from '@distillery/plugin-multi-student/bundle-runner';
 
 /**
@@ -231,8 +231,8 @@ function inputTransform(o: EvaluateOptions, data: DatasetInfo): (dst: Float32Arr
   };
 }
 
-/** Reads `lossHistory` from a model directory's training.json: [{step, loss}] or [loss, ...]. */
-export function readLossHistory(dir: string): { step: number; loss: number }[] | undefined {
+/** Reads `lossHistory` from a model directory's training.json: [{step, loss, lr?, terms?}] or [loss, ...]. */
+export function readLossHistory(dir: string): LossPoint[] | undefined {
   const file = join(dir, 'training.json');
   if (!existsSync(file)) return undefined;
   let parsed: unknown;
@@ -245,9 +245,12 @@ export function readLossHistory(dir: string): { step: number; loss: number }[] |
   if (history === undefined) return undefined;
   if (!Array.isArray(history)) throw new Error(`${file}: lossHistory must be an array`);
   return history.map((entry, i) => {
-    const point = typeof entry === 'number' ? { step: i, loss: entry } : (entry as { step?: unknown; loss?: unknown });
+    const point = typeof entry === 'number' ? { step: i, loss: entry } : (entry as { step?: unknown; loss?: unknown; lr?: unknown; terms?: unknown });
     if (typeof point.step !== 'number' || typeof point.loss !== 'number') throw new Error(`${file}: lossHistory[${i}] must be a number or {"step": number, "loss": number}`);
-    return { step: point.step, loss: point.loss };
+    const lr = 'lr' in point && typeof point.lr === 'number' ? { lr: point.lr } : {};
+    const rawTerms = 'terms' in point && point.terms !== null && typeof point.terms === 'object' ? Object.entries(point.terms as Record<string, unknown>) : [];
+    const terms = Object.fromEntries(rawTerms.filter((t): t is [string, number] => typeof t[1] === 'number'));
+    return { step: point.step, loss: point.loss, ...lr, ...(rawTerms.length > 0 ? { terms } : {}) };
   });
 }
 
@@ -264,7 +267,6 @@ function writeAtomic(path: string, text: string): void {
 }
 
 /** File-name-safe form of a stage id (e.g. `student@a/b` -> `student_a_b`). */
-const safeName = (name: string): string => name.replace(/[^A-Za-z0-9._-]/g, '_');
 
 export async function evaluateModels(o: EvaluateOptions): Promise<EvalReport> {
   if (o.models.length === 0) throw new Error('eval: no models to evaluate (bind the input "model" to one or more stages holding model.onnx)');
@@ -431,7 +433,7 @@ export async function evaluateModels(o: EvaluateOptions): Promise<EvalReport> {
       efficiency,
       plots: [],
     };
-    writePlots(report, o.outDir);
+    await writePlots(report, o.outDir);
     writeAtomic(join(o.outDir, 'report.json'), `${JSON.stringify(report, null, 1)}\n`);
     writeAtomic(join(o.outDir, 'report.md'), renderMarkdown(report));
     return report;
@@ -480,19 +482,14 @@ async function bundleReport(m: OpenModel, b: BundleState, shape: number[], o: Ev
   };
 }
 
-/** Writes the SVG plots and lists them in `report.plots`. */
-function writePlots(report: EvalReport, outDir: string): void {
-  const write = (file: string, svg: string) => {
-    writeAtomic(join(outDir, file), svg);
-    report.plots.push(file);
-  };
-  for (const m of report.models) write(`reliability-${safeName(m.name)}.svg`, reliabilityDiagram(`Reliability: ${m.name} (ECE ${m.metrics.ece.toFixed(4)})`, m.metrics.reliability));
-  if (report.verticals) {
-    write('vertical-ap.svg', groupedBarChart('Per-vertical AP', report.verticals.names, report.models.map((m) => m.name), report.models.map((m) => m.metrics.perVerticalAP ?? []), 'AP', 1));
+/**
+ * Writes each plot as a Vega-Lite spec (`<name>.vl.json`) and its SVG rendering (`<name>.svg`),
+ * and lists the SVGs in `report.plots`.
+ */
+async function writePlots(report: EvalReport, outDir: string): Promise<void> {
+  for (const plot of reportPlots(report)) {
+    writeAtomic(join(outDir, `${plot.name}.vl.json`), `${JSON.stringify(plot.spec, null, 1)}\n`);
+    writeAtomic(join(outDir, `${plot.name}.svg`), await renderSvg(plot.spec));
+    report.plots.push(`${plot.name}.svg`);
   }
-  const withLoss = report.models.filter((m) => m.lossHistory && m.lossHistory.length > 0);
-  if (withLoss.length > 0) {
-    write('loss-curves.svg', lineChart('Training loss', withLoss.map((m) => ({ name: m.name, points: m.lossHistory!.map((p) => ({ x: p.step, y: p.loss })) })), 'step', 'loss'));
-  }
-  write('efficiency.svg', groupedBarChart('Latency p50 (ms)', ['p50 latency'], report.models.map((m) => m.name), report.models.map((m) => [m.efficiency.latencyP50Ms]), 'ms'));
 }

@@ -25,6 +25,14 @@ export interface ModelEfficiency {
   provider: 'cuda' | 'cpu';
 }
 
+/** One training step: total loss, learning rate and loss terms (student-train writes all three). */
+export interface LossPoint {
+  step: number;
+  loss: number;
+  lr?: number;
+  terms?: Record<string, number>;
+}
+
 /** One evaluated model. */
 export interface ModelReport {
   /** Stage id of the upstream stage that produced the model. */
@@ -34,7 +42,7 @@ export interface ModelReport {
   metrics: ClassificationSummary;
   efficiency: ModelEfficiency;
   /** Loss history from the model directory's training.json, when it has one. */
-  lossHistory?: { step: number; loss: number }[];
+  lossHistory?: LossPoint[];
   /** MSD bundles (router + K students, one composite model; top1 is end-to-end accuracy). */
   composite?: CompositeReport;
 }

@@ -18,7 +18,12 @@ import { runPipeline } from '../runner/run.js';
 import { watchInterrupts } from '../runner/interrupt.js';
 import { findProjectRoot, Workspace } from '../runner/workspace.js';
 import { collectGarbage } from './gc.js';
-import { renderDag } from './dag.js';
+import { renderDag, renderDagSvg, type DagFormat } from './dag.js';
+import { resultsLine } from './summary.js';
+import { registerHistoryCommands } from './history-commands.js';
+import { writeLockFile } from '../runner/lock.js';
+import { ProgressFile, teeProgress } from '../ui/progress-file.js';
+import { registerUiCommand } from '../ui/command.js';
 import { registerRemoteCommands } from './remote-commands.js';
 import { openRemoteStore } from '../remote/index.js';
 
@@ -94,14 +99,17 @@ export function buildProgram(): Command {
         forceSignal: interrupt.force,
         verbose: options.verbose,
         pinCpus: Boolean(options.pinCpus),
-        progress: new ProgressView(process.stderr, Boolean(options.quiet)),
+        // Also to .distill/progress/<pipeline>.json, for `distill ui`.
+        progress: teeProgress(new ProgressView(process.stderr, Boolean(options.quiet)), new ProgressFile(join(ws.stateRoot, 'progress', `${pipeline.name}.json`))),
         ...(options.store ? { remote: openRemoteStore(options.store) } : {}),
       });
+      writeLockFile(ws.root, pipeline, record);
       const count = (status: string): number => record.stages.filter((s) => s.status === status).length;
       if (!options.quiet) {
         process.stderr.write(
           `${pipeline.name}: ${count('ran')} ran, ${count('cached')} cached, ${count('failed')} failed, ${count('skipped')} skipped in ${formatDuration(Date.now() - started)} (run ${record.runId})\n`,
         );
+        process.stderr.write(`${resultsLine(ws, record)}\n`);
       }
       if (options.json) {
         printJson({
@@ -152,7 +160,11 @@ export function buildProgram(): Command {
       const { pipeline, ws } = await open(file, options);
       const ids = selectStages(pipeline, [stageName]);
       const plan = new Map((await planPipeline(ws, pipeline)).map((p) => [p.id, p]));
+      // A stage reached by several paths is explained once, where it is first met.
+      const explained = new Set<string>();
       const explain = (id: string, depth: number): void => {
+        if (explained.has(id)) return;
+        explained.add(id);
         const p = plan.get(id) as PlannedStage;
         const pad = '  '.repeat(depth);
         if (p.state === 'cached') {
@@ -166,11 +178,11 @@ export function buildProgram(): Command {
       for (const id of ids) explain(id, 0);
     });
 
-  withCommon(program.command('dag <pipeline>').description('print the stage graph as Mermaid or DOT'))
-    .addOption(new Option('--format <format>', 'output format').choices(['mermaid', 'dot']).default('mermaid'))
-    .action(async (file: string, options: CommonOptions & { format: 'mermaid' | 'dot' }) => {
+  withCommon(program.command('dag <pipeline>').description('print the stage graph as Mermaid, DOT or SVG'))
+    .addOption(new Option('--format <format>', 'output format (svg: laid out by Graphviz built to WebAssembly)').choices(['mermaid', 'dot', 'svg']).default('mermaid'))
+    .action(async (file: string, options: CommonOptions & { format: DagFormat }) => {
       const { pipeline } = await open(file, options);
-      process.stdout.write(renderDag(pipeline, options.format));
+      process.stdout.write(options.format === 'svg' ? await renderDagSvg(pipeline) : renderDag(pipeline, options.format));
     });
 
   program
@@ -199,6 +211,8 @@ export function buildProgram(): Command {
     });
 
   registerRemoteCommands(program, { open, printJson });
+  registerHistoryCommands(program);
+  registerUiCommand(program, { open });
   return program;
 }
 
@@ -229,7 +243,7 @@ async function registerExtensions(program: Command): Promise<void> {
   }
 }
 
-const CORE_COMMANDS = new Set(['run', 'plan', 'status', 'why', 'dag', 'gc', 'schema', 'stage', 'export', 'help', '--help', '-h', '--version']);
+const CORE_COMMANDS = new Set(['run', 'plan', 'status', 'why', 'dag', 'gc', 'schema', 'stage', 'export', 'runs', 'metrics', 'params', 'ui', 'help', '--help', '-h', '--version']);
 
 export async function main(argv: string[]): Promise<void> {
   const program = buildProgram();

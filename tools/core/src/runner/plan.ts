@@ -75,12 +75,32 @@ export async function planPipeline(ws: Workspace, pipeline: Pipeline, options: P
 /** Why a stage whose key has no cache entry is stale, compared with its last recorded execution. */
 export function staleReason(ws: Workspace, pipeline: Pipeline, stage: StageInstance, parts: KeyParts, known?: Iterable<{ id: string; tree?: string }>): string {
   const previous = lastEntryFor(ws, pipeline.name, stage.id);
-  if (!previous) return 'never ran';
+  if (!previous) return unfinishedReason(ws, pipeline.name, stage.id);
   // Output tree -> the stage that produced it, to name the upstream whose output changed.
   const names = new Map<string, string>();
   for (const p of known ?? []) if (p.tree) names.set(p.tree, p.id);
   const reasons = explainKeyChange(previous, parts, names);
   return reasons.length > 0 ? reasons.join('; ') : 'no cache entry for this key';
+}
+
+/**
+ * Why a stage with no earlier cache entry runs: a first run ("never ran"), or the stage is being
+ * resumed (its last attempt failed, was interrupted, or its run was killed), or rebuilt (it ran
+ * before but its cache entry is gone, e.g. after `distill gc --workspace`).
+ */
+export function unfinishedReason(ws: Workspace, pipelineName: string, stageId: string): string {
+  for (const record of readRunRecords(ws.runsDir(), pipelineName)) {
+    const s = record.stages.find((x) => x.id === stageId);
+    if (!s) continue;
+    if (s.status === 'ran' || s.status === 'cached') return `rebuilding: its output of run ${record.runId} is no longer in the cache`;
+    if (s.status === 'failed') {
+      const interrupted = record.status === 'interrupted' || (s.error ?? '').startsWith('cancelled');
+      return interrupted ? `resuming: interrupted in run ${record.runId}` : `retrying: failed in run ${record.runId}`;
+    }
+    // A record still "running" with this stage started (it has a log): that run was killed.
+    if (s.log && record.status === 'running') return `resuming: run ${record.runId} stopped while it ran`;
+  }
+  return 'never ran';
 }
 
 /** Key parts of the most recent recorded execution (ran or cached) of a stage. */

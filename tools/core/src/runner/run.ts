@@ -293,6 +293,8 @@ class Runner {
     mkdirSync(dirname(logPath), { recursive: true });
     const cores = this.assignedCores.get(stage.id);
     Object.assign(record, { reason, log: logPath, devices: cores ? { ...devices, cores } : devices });
+    // Recorded at the start too: if this run is killed, the next one can say it resumes this stage.
+    this.saveRecord();
     const job: WorkerJob = {
       modulePath: stage.plugin.modulePath,
       stageId: stage.id,
