@@ -21,7 +21,7 @@ function model(name: string, samples: number, seed: number): ModelReport {
   return {
     name, role: 'student', modelSha256: 'x',
     metrics: { samples, topk: {}, top1: 0.9, perClassAccuracy: [], classCounts: [], ece: 0.01, reliability },
-    efficiency: { parameters: 10, flops: 20, latencyP50Ms: 1, latencyP95Ms: 1, throughput: 1, batch: 1, iterations: 1, threads: 1 },
+    efficiency: { parameters: 10, flops: 20, latencyP50Ms: 1, latencyP95Ms: 1, throughput: 1, batch: 1, iterations: 1, threads: 1, provider: 'cpu' },
   };
 }
 
