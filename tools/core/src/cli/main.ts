@@ -188,6 +188,29 @@ export function buildProgram(): Command {
     });
 
   program
+    .command('verify')
+    .description('re-hash every store object and check every cache entry; exit 1 when something is damaged')
+    .option('--root <dir>', 'project root', process.cwd())
+    .option('--quarantine', 'move corrupt objects to .distill/store/quarantine/ (their stages then rerun)')
+    .option('--json', 'print JSON')
+    .action(async (options: { root: string; quarantine?: boolean; json?: boolean }) => {
+      const ws = new Workspace(findProjectRoot(resolve(options.root)));
+      const { verifyStore } = await import('./verify.js');
+      const result = await verifyStore(ws, { quarantine: Boolean(options.quarantine) });
+      if (options.json) printJson(result);
+      else {
+        for (const c of result.corrupt) process.stdout.write(`corrupt object ${c.hash} (content hashes to ${c.actual})${c.quarantinedTo ? `; moved to ${c.quarantinedTo}` : ''}\n`);
+        for (const e of result.brokenEntries) process.stdout.write(`cache entry ${e.key.slice(0, 12)} (${e.stage}): ${e.problem}\n`);
+        process.stdout.write(
+          `verified ${result.objects} objects (${(result.bytes / 1024 ** 2).toFixed(1)} MiB): ${result.corrupt.length} corrupt, ${result.brokenEntries.length} cache entries damaged` +
+            (result.corrupt.length > 0 && !options.quarantine ? ' (rerun with --quarantine to move corrupt objects aside)' : '') +
+            '\n',
+        );
+      }
+      process.exitCode = result.corrupt.length > 0 || result.brokenEntries.length > 0 ? 1 : 0;
+    });
+
+  program
     .command('schema')
     .description('write the pipeline JSON Schema (with every plugin\'s parameters) for editors')
     .option('--out <file>', 'where to write it', resolve(workspaceRoot(), 'schema', 'pipeline.schema.json'))
@@ -229,7 +252,7 @@ async function registerExtensions(program: Command): Promise<void> {
   }
 }
 
-const CORE_COMMANDS = new Set(['run', 'plan', 'status', 'why', 'dag', 'gc', 'schema', 'stage', 'export', 'help', '--help', '-h', '--version']);
+const CORE_COMMANDS = new Set(['run', 'plan', 'status', 'why', 'dag', 'gc', 'verify', 'schema', 'stage', 'export', 'help', '--help', '-h', '--version']);
 
 export async function main(argv: string[]): Promise<void> {
   const program = buildProgram();

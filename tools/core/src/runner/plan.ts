@@ -64,8 +64,10 @@ export async function planPipeline(ws: Workspace, pipeline: Pipeline, options: P
     const parts = await ws.keyParts(stage, (id) => planned.get(id)?.tree as string);
     const key = ws.key(parts);
     const entry = ws.store.readEntry(key);
+    const damage = ws.store.takeProblems();
     if (forced.has(stage.id)) planned.set(stage.id, { ...base, state: 'run', reason: 'forced', key, parts });
     else if (entry) planned.set(stage.id, { ...base, state: 'cached', reason: 'up to date', key, parts, tree: entry.tree });
+    else if (damage.length > 0) planned.set(stage.id, { ...base, state: 'run', reason: `cached output failed verification: ${damage.join('; ')}`, key, parts });
     else planned.set(stage.id, { ...base, state: 'run', reason: staleReason(ws, pipeline, stage, parts, planned.values()), key, parts });
   }
   ws.hashes.save();
@@ -88,7 +90,7 @@ export function lastEntryFor(ws: Workspace, pipelineName: string, stageId: strin
   for (const record of readRunRecords(ws.runsDir(), pipelineName)) {
     const stage = record.stages.find((s) => s.id === stageId && s.key && (s.status === 'ran' || s.status === 'cached'));
     if (!stage?.key) continue;
-    const entry = ws.store.readEntry(stage.key);
+    const entry = ws.store.peekEntry(stage.key);
     if (entry) return entry.parts;
   }
   return undefined;

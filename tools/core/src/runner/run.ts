@@ -218,10 +218,11 @@ class Runner {
       const key = this.ws.key(parts);
       record.key = key;
       if (!this.forced.has(stage.id) && (await this.serveFromCache(state, key))) return;
+      const damaged = this.reportDamage(stage.id);
       if (this.options.only && !this.options.only.has(stage.id)) {
         throw new Error(`stage ${stage.id} has no output in the store${this.options.remote ? ` (${this.options.remote.describe()})` : ''}; run it first (it is upstream of ${[...this.options.only].join(', ')})`);
       }
-      const reason = this.forced.has(stage.id) ? 'forced' : staleReason(this.ws, this.pipeline, stage, parts, this.record.stages);
+      const reason = this.forced.has(stage.id) ? 'forced' : damaged ? 'its cached output failed verification' : staleReason(this.ws, this.pipeline, stage, parts, this.record.stages);
       const release = await this.lock(key, stage.id);
       try {
         // Another run may have produced it while we waited for the lock.
@@ -240,6 +241,14 @@ class Runner {
       // A cached stage changes nothing worth keeping before the final record; an executed one does.
       if (record.status !== 'cached') this.saveRecord();
     }
+  }
+
+  /** Prints what store verification found (damaged or missing objects); true when anything was. */
+  private reportDamage(stageId: string): boolean {
+    const problems = this.ws.store.takeProblems();
+    for (const line of problems) this.progress.message(`⚠ store: ${line}`);
+    if (problems.length > 0) this.progress.message(`  ${stageId} reruns to restore its output`);
+    return problems.length > 0;
   }
 
   private async serveFromCache(state: StageState, key: string): Promise<boolean> {

@@ -37,8 +37,8 @@ export class Workspace {
 
   constructor(readonly root: string) {
     this.stateRoot = join(root, '.distill');
-    this.store = new LocalStore(this.stateRoot);
     this.hashes = new HashCache(join(this.stateRoot, 'hashcache.json'));
+    this.store = new LocalStore(this.stateRoot, this.hashes);
   }
 
   outputDir(pipeline: string, stageId: string): string {
