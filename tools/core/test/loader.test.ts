@@ -56,7 +56,7 @@ test('unknown key far from any valid key lists the valid keys', async () => {
   const d = await loadErrors(fixture(`stages:\n  a:\n    plugin: ${CONCAT}\n    zzzzzzzz: 1\n`));
   assert.equal(d.length, 1);
   assert.equal(`${d[0]?.line}:${d[0]?.column}`, '4:5');
-  assert.match(d[0]?.message ?? '', /^unknown key "zzzzzzzz" in stage "a"; valid keys: plugin, description, foreach, matrix, inputs, needs, resources, with$/);
+  assert.match(d[0]?.message ?? '', /^unknown key "zzzzzzzz" in stage "a"; valid keys: plugin, description, foreach, matrix, inputs, needs, resources, timeout, retries, with$/);
 });
 
 test('unknown key in a stage and in resources, with suggestions, located at the key', async () => {

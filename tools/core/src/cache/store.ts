@@ -19,7 +19,8 @@
  */
 import { constants, existsSync, mkdirSync, readFileSync, renameSync, statSync } from 'node:fs';
 import { chmod, copyFile, link, mkdir, readFile, rename, rm, stat, unlink } from 'node:fs/promises';
-import { dirname, join } from 'node:path';
+import { basename, dirname, join } from 'node:path';
+import { faultPoint } from '../util/faults.js';
 import { tempSibling, writeFileAtomic } from '../util/fs.js';
 import { hashFileContentSync, hashTreeManifest, type HashCache, type TreeFile, type TreeManifest } from './hash.js';
 import type { KeyParts } from './key.js';
@@ -196,8 +197,9 @@ export class LocalStore {
    * Moves every file of a finished stage's output directory into the store (rename: same
    * filesystem), records the tree, and returns its hash. The directory is consumed.
    */
-  async ingest(dir: string, hashes: HashCache): Promise<{ hash: string; manifest: TreeManifest }> {
+  async ingest(dir: string, hashes: HashCache, beforeMove?: (manifest: TreeManifest) => Promise<void> | void): Promise<{ hash: string; manifest: TreeManifest }> {
     const { hash, manifest } = await hashes.hashTree(dir);
+    await beforeMove?.(manifest);
     for (const file of manifest.files) {
       const target = this.objectPath(file.hash);
       const source = join(dir, ...file.path.split('/'));
@@ -278,6 +280,7 @@ export async function replaceDirectory(staging: string, dest: string): Promise<v
   if (existsSync(dest)) {
     const old = tempSibling(dest);
     await rename(dest, old);
+    faultPoint('during-swap', basename(dest));
     await rename(staging, dest);
     await rm(old, { recursive: true, force: true });
   } else {

@@ -74,6 +74,23 @@ export async function planPipeline(ws: Workspace, pipeline: Pipeline, options: P
   return pipeline.stages.map((s) => planned.get(s.id) as PlannedStage);
 }
 
+/**
+ * Keys of the cache entries a run will read if nothing changes on the way: each stage's key while
+ * every upstream has an entry (read without verifying: this is for gc to keep them, not to serve).
+ */
+export async function plannedKeys(ws: Workspace, pipeline: Pipeline): Promise<string[]> {
+  const trees = new Map<string, string>();
+  const keys: string[] = [];
+  for (const stage of pipeline.stages) {
+    if (stage.upstream.some((u) => !trees.has(u))) continue;
+    const key = ws.key(await ws.keyParts(stage, (id) => trees.get(id) as string));
+    keys.push(key);
+    const entry = ws.store.peekEntry(key);
+    if (entry) trees.set(stage.id, entry.tree);
+  }
+  return keys;
+}
+
 /** Why a stage whose key has no cache entry is stale, compared with its last recorded execution. */
 export function staleReason(ws: Workspace, pipeline: Pipeline, stage: StageInstance, parts: KeyParts, known?: Iterable<{ id: string; tree?: string }>): string {
   const previous = lastEntryFor(ws, pipeline.name, stage.id);
