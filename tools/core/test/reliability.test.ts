@@ -174,3 +174,18 @@ describe('gc beside a run in flight', () => {
     assert.ok(silent);
   });
 });
+
+describe('command line hygiene', () => {
+  test('a closed stdout (status | true) ends quietly: no EPIPE stack trace, exit 0', async () => {
+    const root = makeProject('distill-epipe-');
+    writeText(root, 'p.yaml', pipelineYaml(Array.from({ length: 40 }, (_, i) => concatStage(`s${i}`, { text: String(i) }))));
+    const { execFile } = await import('node:child_process');
+    const { promisify } = await import('node:util');
+    const { DISTILL_BIN } = await import('./helpers.js');
+    // `true` exits without reading: every write distill makes hits a closed pipe.
+    const script = `"${process.execPath}" "${DISTILL_BIN}" status p.yaml | true; echo "exit=\${PIPESTATUS[0]}"`;
+    const { stdout, stderr } = await promisify(execFile)('bash', ['-c', script], { cwd: root });
+    assert.equal(stderr, '');
+    assert.equal(stdout.trim(), 'exit=0');
+  });
+});

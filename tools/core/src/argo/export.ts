@@ -50,7 +50,7 @@ export interface WorkflowTemplate {
   nodeSelector?: Record<string, string>;
   tolerations?: Array<Record<string, unknown>>;
   affinity?: Record<string, unknown>;
-  activeDeadlineSeconds?: number;
+  activeDeadlineSeconds?: string;
 }
 
 export interface ArgoExportOptions {
@@ -180,10 +180,11 @@ function stageTemplate(group: TaskGroup, options: ArgoExportOptions): WorkflowTe
     ...(tolerations.length > 0 ? { tolerations } : {}),
     ...(affinity ? { affinity } : {}),
     // The stage's own `timeout` (per attempt, like a local run) wins over the workflow-wide setting.
+    // IntOrString in Argo's schema: written as a string, like retryStrategy.limit.
     ...(first.timeoutMs !== undefined
-      ? { activeDeadlineSeconds: Math.ceil(first.timeoutMs / 1000) }
+      ? { activeDeadlineSeconds: String(Math.ceil(first.timeoutMs / 1000)) }
       : settings.activeDeadlineSeconds
-        ? { activeDeadlineSeconds: settings.activeDeadlineSeconds }
+        ? { activeDeadlineSeconds: String(settings.activeDeadlineSeconds) }
         : {}),
     container,
   };
