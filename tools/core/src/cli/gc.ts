@@ -16,7 +16,7 @@ import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { CacheEntry } from '../cache/store.js';
-import { lockForGc, processAlive, readLiveRuns } from '../runner/live.js';
+import { lockForGc, processAlive, readLiveRuns, tempOwner } from '../runner/live.js';
 import { readRunRecords, type RunRecord } from '../runner/record.js';
 import type { Workspace } from '../runner/workspace.js';
 
@@ -35,12 +35,6 @@ export interface GcResult {
 
 function list(dir: string): string[] {
   return existsSync(dir) ? readdirSync(dir) : [];
-}
-
-/** The pid in a temporary name written by distill, if any. */
-export function tempOwner(name: string): number | undefined {
-  const match = /\.tmp-(\d+)-[0-9a-f]+$/.exec(name) ?? /^pull-[0-9a-f]+-(\d+)-/.exec(name) ?? /^(\d+)-[0-9a-f]{16}-[0-9a-f]+$/.exec(name);
-  return match ? Number(match[1]) : undefined;
 }
 
 export async function collectGarbage(ws: Workspace, options: { workspaceOnly: boolean; dryRun: boolean }): Promise<GcResult> {

@@ -49,6 +49,24 @@ export function processAlive(pid: number, host = hostname()): boolean {
   }
 }
 
+/** The pid in a temporary name written by distill, if any. */
+export function tempOwner(name: string): number | undefined {
+  const match = /\.tmp-(\d+)-[0-9a-f]+$/.exec(name) ?? /^pull-[0-9a-f]+-(\d+)-/.exec(name) ?? /^(\d+)-[0-9a-f]{16}-[0-9a-f]+$/.exec(name);
+  return match ? Number(match[1]) : undefined;
+}
+
+/**
+ * Removes the staging and moved-aside directories (<stage>.tmp-<pid>-<hex>) that a killed process
+ * left in an out/<pipeline>/ directory.
+ */
+export function removeDeadStaging(dir: string): void {
+  if (!existsSync(dir)) return;
+  for (const name of readdirSync(dir)) {
+    const owner = name.includes('.tmp-') ? tempOwner(name) : undefined;
+    if (owner !== undefined && !processAlive(owner)) rmSync(join(dir, name), { recursive: true, force: true });
+  }
+}
+
 /** Resolves once no gc holds the lock. */
 async function waitForGc(stateRoot: string): Promise<void> {
   while (await lockfile.check(gcLockPath(stateRoot), GC_LOCK)) await new Promise((r) => setTimeout(r, 200));

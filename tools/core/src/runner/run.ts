@@ -22,7 +22,7 @@ import { withAbsolutePaths } from '../plugin/path-params.js';
 import type { Pipeline, StageInstance } from '../pipeline/model.js';
 import { faultPoint } from '../util/faults.js';
 import type { MachineResources } from './devices.js';
-import { LiveRun } from './live.js';
+import { LiveRun, removeDeadStaging } from './live.js';
 import { forcedStages, plannedKeys, staleReason, type PlanOptions } from './plan.js';
 import { formatDuration, ProgressView, type ProgressSink } from './progress.js';
 import { newRunId, writeRunRecord, type RunRecord, type StageRecord } from './record.js';
@@ -177,6 +177,7 @@ class Runner {
       // Announce the run to gc, with the cache entries its plan will read, before reading any.
       this.live = await LiveRun.register(this.ws.stateRoot, { runId: this.record.runId, pipeline: this.pipeline.name, startedAt: this.record.startedAt });
       await this.live.pin({ keys: await plannedKeys(this.ws, this.pipeline) });
+      removeDeadStaging(join(this.ws.root, 'out', this.pipeline.name));
       await this.loop();
     } finally {
       this.options.signal?.removeEventListener('abort', onAbort);
