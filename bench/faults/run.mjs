@@ -7,7 +7,7 @@
 // Usage: node bench/faults/run.mjs [--only <substring>] [--keep] [--distill <path of bin/distill.js>]
 import { spawn, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { chmodSync, cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, truncateSync, unlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, truncateSync, unlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, relative, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -120,10 +120,14 @@ if (first.code !== 0) throw new Error(`clean run failed:\n${first.stderr}`);
 const reference = outputs(clean);
 if (Object.keys(reference).length !== 5) throw new Error(`clean run produced ${Object.keys(reference).length} files`);
 
-/** A fresh copy of the cleanly-run project (cp -a keeps the store read-only modes). */
-function cleanCopy(name) {
-  const dir = join(work, name);
-  cpSync(clean, dir, { recursive: true, preserveTimestamps: true });
+/**
+ * A fresh project after a clean run in place (not a copy: copying would turn hardlinks between
+ * out/ and the store into separate files, which would hide what an edit of out/ does).
+ */
+function cleanProject(name) {
+  const dir = project(name);
+  const r = distillSync(dir, ['run', 'p.yaml', '--quiet']);
+  if (r.code !== 0) throw new Error(`clean run failed:\n${r.stderr}`);
   return dir;
 }
 
@@ -197,7 +201,7 @@ for (const [name, inject, start = 'fresh', cleanup] of FAULTS) {
   if (values.only && !name.includes(values.only)) continue;
   total++;
   const slug = name.replace(/[^a-z0-9]+/gi, '-').toLowerCase();
-  const dir = start === 'clean' ? cleanCopy(slug) : project(slug);
+  const dir = start === 'clean' ? cleanProject(slug) : project(slug);
   let line;
   try {
     const note = await inject(dir);
