@@ -129,6 +129,25 @@ describe('machine fit and target stages', { concurrency: 1 }, () => {
   });
 });
 
+test('run <pipeline> <stage> --store: pulls only what that run needs', async () => {
+  const { openRemoteStore } = await import('../src/remote/index.js');
+  const store = makeProject('distill-targets-store-');
+  const yaml = pipelineYaml([
+    concatStage('a', { text: 'A' }),
+    concatStage('b', { text: 'B' }, { inputs: { x: 'a' } }),
+    concatStage('c', { text: 'C' }, { inputs: { x: 'b' } }),
+    concatStage('d', { text: 'D', bytes: 1000 }),
+  ]);
+  const publisher = makeProject('distill-publisher-');
+  const full = await runApi(publisher, writeText(publisher, 'p.yaml', yaml), { remote: openRemoteStore(store) });
+  assert.equal(full.status, 'ok');
+  const consumer = makeProject('distill-consumer-');
+  const record = await runApi(consumer, writeText(consumer, 'p.yaml', yaml), { remote: openRemoteStore(store), targets: new Set(['b']) });
+  assert.deepEqual(statuses(record), { a: 'cached', b: 'cached', c: 'skipped', d: 'skipped' });
+  assert.equal(cacheEntryCount(consumer), 2, 'only the entries of a and b were pulled');
+  assert.ok(!existsSync(join(consumer, 'out', 'p', 'd')));
+});
+
 describe('gc beside a run in flight', () => {
   test('gc --workspace during a --set run keeps the plain configuration, the live run and its scratch dir; both runs then succeed from cache', async () => {
     const root = makeProject('distill-gc-live-');
