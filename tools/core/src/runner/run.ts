@@ -175,8 +175,14 @@ class Runner {
     this.options.signal?.addEventListener('abort', onAbort);
     try {
       // Announce the run to gc, with the cache entries its plan will read, before reading any.
-      this.live = await LiveRun.register(this.ws.stateRoot, { runId: this.record.runId, pipeline: this.pipeline.name, startedAt: this.record.startedAt });
-      await this.live.pin({ keys: await plannedKeys(this.ws, this.pipeline) });
+      try {
+        this.live = await LiveRun.register(this.ws.stateRoot, { runId: this.record.runId, pipeline: this.pipeline.name, startedAt: this.record.startedAt });
+        await this.live.pin({ keys: await plannedKeys(this.ws, this.pipeline) });
+      } catch (error) {
+        // Say, a full disk: the run still goes ahead (and records how it fails), unseen by gc.
+        this.live = undefined;
+        this.warn(`could not announce this run to gc (.distill/live): ${(error as Error).message}`);
+      }
       removeDeadStaging(join(this.ws.root, 'out', this.pipeline.name));
       await this.loop();
     } finally {
