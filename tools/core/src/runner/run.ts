@@ -502,7 +502,8 @@ class Runner {
             const now = Date.now();
             if (now - lastActivity < stallAfterMs || now - warnedAt < stallAfterMs) return;
             warnedAt = now;
-            this.states.get(stage.id)!.record.stalls = (this.states.get(stage.id)!.record.stalls ?? 0) + 1;
+            const record = this.states.get(stage.id)?.record;
+            if (record) record.stalls = (record.stalls ?? 0) + 1;
             const bound = stage.timeoutMs !== undefined ? `it is stopped at its timeout of ${formatDuration(stage.timeoutMs)}` : 'no timeout is set';
             this.progress.message(`⚠ ${stage.id}: no progress or log output for ${formatDuration(now - lastActivity)} (pid ${child.pid}; ${bound}; log: ${logPath})`);
           }, Math.max(20, Math.min(5_000, stallAfterMs / 4)))
