@@ -276,3 +276,23 @@ stages:
     });
   }
 });
+
+describe('argo export of stage limits', () => {
+  test('a stage timeout becomes activeDeadlineSeconds and retries the retryStrategy limit (retryPolicy Always), like a local run', async () => {
+    const dir = tempDir('argo-limits');
+    const file = join(dir, 'pipeline.yaml');
+    writeFileSync(
+      file,
+      `settings: { argo: { image: img:1, activeDeadlineSeconds: 7200 } }\nstages:\n  slow:\n    plugin: ${CONCAT}\n    timeout: 10m\n    retries: 2\n    with: { text: s }\n  plain:\n    plugin: ${CONCAT}\n    with: { text: p }\n`,
+    );
+    const pipeline = await load(file);
+    const plan = await planPipeline(new Workspace(dir), pipeline);
+    const workflow = buildArgoWorkflow(pipeline, plan, { image: 'img:1', store: STORE, pipelinePath: 'p.yaml', settings: readArgoSettings(pipeline.settings, file) });
+    assertValid(workflow);
+    const template = (name: string) => workflow.spec.templates.find((t) => t.name === name) as Workflow['spec']['templates'][number] & { activeDeadlineSeconds?: string };
+    assert.equal(template('slow').activeDeadlineSeconds, '600');
+    assert.deepEqual(template('slow').retryStrategy, { limit: '2', retryPolicy: 'Always', backoff: { duration: '30s', factor: '2', maxDuration: '30m' } });
+    assert.equal(template('plain').activeDeadlineSeconds, '7200', 'without a stage timeout the workflow setting applies');
+    assert.deepEqual(template('plain').retryStrategy, { limit: '3', retryPolicy: 'OnError', backoff: { duration: '30s', factor: '2', maxDuration: '30m' } });
+  });
+});

@@ -43,7 +43,7 @@ test('first run executes every stage once; outputs are materialised under out/<p
   assert.equal(output(P.root, 'p', 'd'), 'D+file-v1');
   assert.equal(cacheEntryCount(P.root), 4);
   for (const s of record.stages) assert.match(s.key ?? '', /^[0-9a-f]{64}$/);
-  // Published outputs are read-only (they are links into the store).
+  // Published outputs are read-only (reflinks or copies of read-only store objects).
   assert.equal(statSync(join(P.root, 'out', 'p', 'c', 'out.txt')).mode & 0o222, 0);
 });
 

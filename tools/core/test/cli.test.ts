@@ -195,9 +195,11 @@ test('exit code 2 for an invalid pipeline: located errors on stderr, nothing run
   assert.equal(r.code, 2);
   assert.equal(r.stdout, '');
   assert.match(r.stderr, /^bad\.yaml:3:5: error: unknown key "plugn" in stage "a" \(did you mean "plugin"\?\)\n {2}3 \| {5}plugn: /m);
-  assert.match(r.stderr, /\n1 error\(s\); nothing was run\n$/);
+  // Every problem in one report: the dangling need of another stage too.
+  assert.match(r.stderr, /^bad\.yaml:6:13: error: stage "b" refers to unknown stage "nope"$/m);
+  assert.match(r.stderr, /\n2 error\(s\); nothing was run\n$/);
   assert.equal(executed(P.journal).length, before);
-  // Fixed plugin key, the dangling need is reported next.
+  // Fixed plugin key, the dangling need is still reported.
   writeText(P.root, 'bad.yaml', `stages:\n  a:\n    plugin: ${CONCAT}\n  b:\n    plugin: ${CONCAT}\n    needs: [nope]\n`);
   const r2 = await cli(['plan', 'bad.yaml']);
   assert.equal(r2.code, 2);
@@ -258,10 +260,10 @@ test('gc removes unreferenced objects, trees and tmp; keeps what entries referen
   writeText(ws.store.tmpDir, 'deadbeef-1234/out/partial.bin', 'partial');
   const dry = await cli(['gc', '--root', P.root, '--dry-run', '--json']);
   assert.equal(dry.code, 0, dry.stderr);
-  assert.deepEqual(JSON.parse(dry.stdout), { objects: 1, trees: 1, entries: 0, tmp: 1, bytes: 12 });
+  assert.deepEqual(JSON.parse(dry.stdout), { objects: 1, trees: 1, entries: 0, tmp: 1, bytes: 12, kept: [] });
   assert.equal(listTree(ws.store.tmpDir).length, 1, 'dry run removes nothing');
   const gc = await cli(['gc', '--root', P.root, '--json']);
-  assert.deepEqual(JSON.parse(gc.stdout), { objects: 1, trees: 1, entries: 0, tmp: 1, bytes: 12 });
+  assert.deepEqual(JSON.parse(gc.stdout), { objects: 1, trees: 1, entries: 0, tmp: 1, bytes: 12, kept: [] });
   assert.deepEqual(listTree(ws.store.objectsDir), objectsBefore);
   assert.deepEqual(listTree(ws.store.tmpDir), []);
   assert.equal(cacheEntryCount(P.root), entries);

@@ -210,6 +210,45 @@ stages:${gpuStage('g1')}${gpuStage('g2')}${gpuStage('g3')}
     assert.equal(readdirSync(join(dir, 'out', 'pipeline')).length, 5);
   });
 
+  test('secretEnv: the command gets the value; it never enters the key, the cache entry, the run record or the log', async () => {
+    const dir = tempDir('exec-secret');
+    const secret = `s3cr3t-${process.pid}-value`;
+    const yaml = [
+      'stages:',
+      '  use:',
+      '    plugin: exec',
+      '    with:',
+      `      command: 'echo "token is $DISTILL_TEST_SECRET"; echo "err $DISTILL_TEST_SECRET" >&2; printf %s "$DISTILL_TEST_SECRET" | wc -c > "$DISTILL_OUT/n.txt"'`,
+      '      secretEnv: [DISTILL_TEST_SECRET]',
+      '      outputs: [n.txt]',
+      '',
+    ].join('\n');
+    process.env.DISTILL_TEST_SECRET = secret;
+    try {
+      const first = await runYaml(dir, yaml);
+      assert.equal(first.stage('use').status, 'ran', first.stage('use').error);
+      assert.equal(out(dir, 'use', 'n.txt').trim(), String(secret.length), 'the command saw the value');
+      const everything = (d: string): string =>
+        readdirSync(d, { recursive: true, withFileTypes: true })
+          .filter((e) => e.isFile())
+          .map((e) => readFileSync(join(e.parentPath, e.name), 'utf8'))
+          .join('\n');
+      const state = everything(join(dir, '.distill'));
+      assert.ok(!state.includes(secret), 'no trace of the value in .distill (entries, records, logs)');
+      assert.match(readFileSync(first.stage('use').log ?? '', 'utf8'), /token is \*\*\*\nerr \*\*\*/);
+      // Another value: same key, still cached.
+      process.env.DISTILL_TEST_SECRET = `${secret}-rotated`;
+      const second = await runYaml(dir, yaml);
+      assert.equal(second.stage('use').status, 'cached');
+      delete process.env.DISTILL_TEST_SECRET;
+      const missing = await runYaml(dir, yaml.replace('DISTILL_TEST_SECRET]', 'DISTILL_TEST_SECRET, DISTILL_TEST_ABSENT]'));
+      assert.equal(missing.stage('use').status, 'failed');
+      assert.match(missing.stage('use').error ?? '', /secretEnv DISTILL_TEST_SECRET, DISTILL_TEST_ABSENT are not set in distill's environment/);
+    } finally {
+      delete process.env.DISTILL_TEST_SECRET;
+    }
+  });
+
   test('bad params are refused when the pipeline loads', async () => {
     const dir = tempDir('exec-bad');
     await assert.rejects(

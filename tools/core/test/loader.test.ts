@@ -56,7 +56,7 @@ test('unknown key far from any valid key lists the valid keys', async () => {
   const d = await loadErrors(fixture(`stages:\n  a:\n    plugin: ${CONCAT}\n    zzzzzzzz: 1\n`));
   assert.equal(d.length, 1);
   assert.equal(`${d[0]?.line}:${d[0]?.column}`, '4:5');
-  assert.match(d[0]?.message ?? '', /^unknown key "zzzzzzzz" in stage "a"; valid keys: plugin, description, foreach, matrix, inputs, needs, resources, with$/);
+  assert.match(d[0]?.message ?? '', /^unknown key "zzzzzzzz" in stage "a"; valid keys: plugin, description, foreach, matrix, inputs, needs, resources, timeout, retries, with$/);
 });
 
 test('unknown key in a stage and in resources, with suggestions, located at the key', async () => {
@@ -379,4 +379,61 @@ test('per-instance references: inputs and needs may use ${{ item }}', async () =
   assert.deepEqual(p.byId.get('student@bird')?.upstream, ['infer@bird']);
   assert.deepEqual(p.byId.get('report')?.upstream, ['student@bird', 'student@cat']);
   assert.deepEqual(p.byId.get('report')?.inputs, {});
+});
+
+test('every problem in one report: a resources type error, a parameter error and a dangling need of three stages', async () => {
+  const d = await loadErrors(
+    fixture(
+      [
+        'stages:',
+        '  a:',
+        `    plugin: ${CONCAT}`,
+        '    resources: { cpus: many }',
+        '    with: { text: A, repeat: 2 }',
+        '  b:',
+        `    plugin: ${CONCAT}`,
+        '    with: { repeat: zero }',
+        '  c:',
+        `    plugin: ${CONCAT}`,
+        '    needs: [a, b, nowhere]',
+        '    timeout: soon',
+        '',
+      ].join('\n'),
+    ),
+  );
+  const messages = d.map((x) => `${x.line} ${x.message}`);
+  assert.equal(messages.length, 4, messages.join('\n'));
+  assert.match(messages[0] ?? '', /^4 "resources\.cpus" in stage "a" must be integer, got string "many"$/);
+  assert.match(messages.find((m) => m.startsWith('12 ')) ?? '', /"timeout" in stage "c" has the wrong type or form/);
+  assert.match(messages.find((m) => m.startsWith('8 ')) ?? '', /"repeat" in parameters of stage "b" \(plugin test-concat\) must be integer, got string "zero"/);
+  assert.match(messages.find((m) => m.startsWith('11 ')) ?? '', /stage "c" refers to unknown stage "nowhere"/);
+});
+
+test('timeout and retries: durations in seconds or with units; kept on each instance', async () => {
+  const file = fixture(`stages:\n  a:\n    plugin: ${CONCAT}\n    foreach: [x, y]\n    timeout: 1h30m\n    retries: 2\n  b:\n    plugin: ${CONCAT}\n    timeout: 2.5\n`);
+  const pipeline = await load(file);
+  assert.deepEqual(pipeline.stages.map((s) => [s.id, s.timeoutMs, s.retries]), [['a@x', 5_400_000, 2], ['a@y', 5_400_000, 2], ['b', 2500, 0]]);
+});
+
+test('--set params.x on a pipeline without a params file, or naming no param, is an error', async () => {
+  const bare = fixture(`stages:\n  a:\n    plugin: ${CONCAT}\n`);
+  const none = await loadErrors(bare, ['params.lr=1']);
+  assert.equal(none[0]?.message, '--set params.lr=1: the pipeline has no params file (add `params: params.yaml` to it)');
+  writeText(project, 'params.yaml', 'train: { lr: 0.1 }\n');
+  const withParams = fixture(`params: params.yaml\nstages:\n  a:\n    plugin: ${CONCAT}\n    with: { text: 'lr=\${{ params.train.lr }}' }\n`);
+  const typo = await loadErrors(withParams, ['params.train.lt=1']);
+  assert.equal(typo[0]?.message, '--set params.train.lt=1: no "lt" in params.train (did you mean "lr"?); it has: lr');
+  const ok = await load(withParams, ['params.train.lr=0.5']);
+  assert.equal(ok.stages[0]?.params.text, 'lr=0.5');
+});
+
+test('a binary file given as a pipeline: one clear error, no raw control bytes', async () => {
+  const file = join(project, 'binary.yaml');
+  writeFileSync(file, Buffer.from([0x1b, 0x5b, 0x32, 0x4a, 0x00, 0x01, 0x02, 0xff, 0x0a, 0x1b, 0x5d]));
+  const d = await loadErrors(file);
+  assert.equal(d.length, 1);
+  assert.match(d[0]?.message ?? '', /not a text file/);
+  // Control bytes that reach a message through a YAML error are escaped when formatted.
+  const text = formatDiagnostic({ file: 'x.yaml', line: 1, column: 1, message: 'bad \u001b[2J', excerpt: '  1 | \u001b]0;title\u0007' });
+  assert.equal(text, 'x.yaml:1:1: error: bad \\x1b[2J\n  1 | \\x1b]0;title\\x07');
 });

@@ -313,12 +313,12 @@ describe('runner', { concurrency: 2 }, () => {
     assert.equal(new Set(readJournal(j2).map((l) => l.pid)).size, 3);
   });
 
-  test('a stage needing more CPUs or memory than the machine has fails the plan', async () => {
+  test('a stage needing more CPUs (minCpus) or memory than the machine has fails the plan', async () => {
     const root = makeProject('distill-big-');
     const journal = join(root, 'journal.txt');
-    const file = writeText(root, 'p.yaml', pipelineYaml([marker('wide', { journal }, { resources: { cpus: 8 } }), marker('fat', { journal }, { resources: { memory: '2GiB' } })]));
+    const file = writeText(root, 'p.yaml', pipelineYaml([marker('wide', { journal }, { resources: { cpus: 8, minCpus: 8 } }), marker('fat', { journal }, { resources: { memory: '2GiB' } })]));
     await assert.rejects(runApi(root, file, { machine: { cpus: 2, gpus: [], memoryMiB: 1024 } }), (error: Error) => {
-      assert.match(error.message, /stage wide needs 8 CPUs but this machine has 2/);
+      assert.match(error.message, /stage wide needs at least 8 CPUs \(resources\.minCpus\) but this machine has 2/);
       assert.match(error.message, /stage fat needs 2048 MiB of memory but this machine has 1024 MiB/);
       return true;
     });

@@ -50,7 +50,7 @@ export interface WorkflowTemplate {
   nodeSelector?: Record<string, string>;
   tolerations?: Array<Record<string, unknown>>;
   affinity?: Record<string, unknown>;
-  activeDeadlineSeconds?: number;
+  activeDeadlineSeconds?: string;
 }
 
 export interface ArgoExportOptions {
@@ -175,13 +175,27 @@ function stageTemplate(group: TaskGroup, options: ArgoExportOptions): WorkflowTe
     name: group.name,
     inputs: { parameters: [{ name: 'stage' }] },
     metadata: { labels: { 'distill/stage': argoName(group.base, new Set()) } },
-    retryStrategy: intOrStrings(perStage.retryStrategy ?? settings.retryStrategy ?? DEFAULT_RETRY),
+    retryStrategy: intOrStrings(withStageRetries(perStage.retryStrategy ?? settings.retryStrategy ?? DEFAULT_RETRY, first)),
     ...(Object.keys(nodeSelector).length > 0 ? { nodeSelector } : {}),
     ...(tolerations.length > 0 ? { tolerations } : {}),
     ...(affinity ? { affinity } : {}),
-    ...(settings.activeDeadlineSeconds ? { activeDeadlineSeconds: settings.activeDeadlineSeconds } : {}),
+    // The stage's own `timeout` (per attempt, like a local run) wins over the workflow-wide setting.
+    // IntOrString in Argo's schema: written as a string, like retryStrategy.limit.
+    ...(first.timeoutMs !== undefined
+      ? { activeDeadlineSeconds: String(Math.ceil(first.timeoutMs / 1000)) }
+      : settings.activeDeadlineSeconds
+        ? { activeDeadlineSeconds: String(settings.activeDeadlineSeconds) }
+        : {}),
     container,
   };
+}
+
+/**
+ * A stage's `retries: n` (local runs attempt a failed stage n more times) becomes `limit: n` with
+ * retryPolicy Always, so a failed pod is retried as a failed local attempt would be.
+ */
+function withStageRetries(retry: Record<string, unknown>, stage: StageInstance): Record<string, unknown> {
+  return stage.retries > 0 ? { ...retry, limit: stage.retries, retryPolicy: 'Always' } : retry;
 }
 
 /** Argo's IntOrString fields (limit, backoff.factor) must be strings in the manifest; YAML users write numbers. */

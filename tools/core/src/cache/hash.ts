@@ -3,7 +3,7 @@
  * (inode, size, mtime) so unchanged big artifacts are not re-read on every run.
  */
 import { createHash } from 'node:crypto';
-import { createReadStream, readFileSync, statSync, type Stats } from 'node:fs';
+import { closeSync, createReadStream, openSync, readFileSync, readSync, statSync, type Stats } from 'node:fs';
 import { readdir, stat } from 'node:fs/promises';
 import { join, relative, sep } from 'node:path';
 import stringify from 'safe-stable-stringify';
@@ -68,6 +68,11 @@ export class HashCache {
     this.dirty = true;
   }
 
+  /** Drops a path (a temporary file that was moved away) so the cache does not grow without bound. */
+  forget(path: string): void {
+    if (this.entries.delete(path)) this.dirty = true;
+  }
+
   async hashFile(path: string, stats?: Stats): Promise<string> {
     const s = stats ?? (await stat(path));
     const cached = this.lookup(path, s);
@@ -106,6 +111,23 @@ export class HashCache {
 export async function hashFileContent(path: string): Promise<string> {
   const hash = createHash('sha256');
   for await (const chunk of createReadStream(path, { highWaterMark: 1 << 20 })) hash.update(chunk as Buffer);
+  return hash.digest('hex');
+}
+
+/** Synchronous sha256 of a file's content (the store's integrity check runs inside sync lookups). */
+export function hashFileContentSync(path: string): string {
+  const hash = createHash('sha256');
+  const fd = openSync(path, 'r');
+  try {
+    const buffer = Buffer.allocUnsafe(1 << 20);
+    for (;;) {
+      const n = readSync(fd, buffer, 0, buffer.length, null);
+      if (n === 0) break;
+      hash.update(buffer.subarray(0, n));
+    }
+  } finally {
+    closeSync(fd);
+  }
   return hash.digest('hex');
 }
 

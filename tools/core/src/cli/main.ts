@@ -1,11 +1,13 @@
 /**
  * `distill`: the command line over the loader, planner and runner.
- * Exit codes: 0 success, 1 a stage failed, 2 the pipeline or the command is invalid, 130 interrupted.
+ * Exit codes: 0 success, 1 a stage failed or a system error (ENOSPC, EIO, ...), 2 the pipeline or
+ * the command is invalid, 130 interrupted.
  */
 import { dirname, join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { Command, CommanderError, Option } from 'commander';
-import type { PipelineError } from '../pipeline/diagnostics.js';
+import { escapeControl, type PipelineError } from '../pipeline/diagnostics.js';
+import { parseDurationMs } from '../pipeline/duration.js';
 import { PlanCache } from '../pipeline/plan-cache.js';
 import type { Pipeline } from '../pipeline/model.js';
 import type { RegisterCommands } from '../plugin/contract.js';
@@ -14,7 +16,7 @@ import { detectResources } from '../runner/devices.js';
 import { planPipeline, selectStages, type PlannedStage } from '../runner/plan.js';
 import { formatDuration, ProgressView } from '../runner/progress.js';
 import { readRunRecords } from '../runner/record.js';
-import { runPipeline } from '../runner/run.js';
+import { RunPlanError, runPipeline } from '../runner/run.js';
 import { watchInterrupts } from '../runner/interrupt.js';
 import { findProjectRoot, Workspace } from '../runner/workspace.js';
 import { collectGarbage } from './gc.js';
@@ -29,6 +31,18 @@ import { openRemoteStore } from '../remote/index.js';
 
 /** An error whose message is the whole story: printed without a stack. */
 export class UsageError extends Error {}
+
+function parseDuration(text: string, option: string): number {
+  const ms = parseDurationMs(/^[0-9.]+$/.test(text) ? Number(text) : text);
+  if (ms === undefined) throw new UsageError(`${option} ${text}: expected seconds or a duration such as 90s, 10m, 1h`);
+  return ms;
+}
+
+/** Errors of the operating system (ENOSPC, EIO, EACCES, ...): a failure of the run, exit 1. */
+function isSystemError(error: unknown): boolean {
+  const code = (error as NodeJS.ErrnoException | undefined)?.code;
+  return typeof code === 'string' && /^E[A-Z]+$/.test(code);
+}
 
 const collect = (value: string, previous: string[]): string[] => [...previous, value];
 
@@ -73,7 +87,11 @@ export function buildProgram(): Command {
     // Usage errors exit 2 (1 means a stage failed); inherited by every subcommand defined below.
     .exitOverride();
 
-  withCommon(program.command('run <pipeline>').description('run the pipeline; only stages whose inputs, params or code changed execute'))
+  withCommon(
+    program
+      .command('run <pipeline> [stages...]')
+      .description('run the pipeline; only stages whose inputs, params or code changed execute. With stages: only those and the stale stages they need'),
+  )
     .option('--force <stage>', 'run this stage even if cached (repeatable)', collect, [])
     .option('--from <stage>', 'run this stage and everything downstream, even if cached')
     .option('--json', 'print one JSON document describing the run on stdout')
@@ -83,18 +101,28 @@ export function buildProgram(): Command {
     .addOption(new Option('--gpus <n>', 'pretend the machine has n GPUs (default: nvidia-smi)').argParser(Number))
     .addOption(new Option('--pin-cpus', 'bind each stage to cores of its own, as many as its cpus (Linux taskset)').env('DISTILL_PIN_CPUS'))
     .addOption(new Option('--store <url>', 'shared artifact store consulted on cache misses and published to').env('DISTILL_STORE'))
-    .action(async (file: string, options: CommonOptions & { force: string[]; from?: string; quiet?: boolean; verbose?: boolean; cpus?: number; gpus?: number; pinCpus?: boolean; store?: string }) => {
+    .addOption(
+      new Option('--stall-after <duration>', 'warn when a running stage reports no progress and writes no log for this long (0: never)')
+        .env('DISTILL_STALL_AFTER')
+        .default('2m'),
+    )
+    .action(async (file: string, targetNames: string[], options: CommonOptions & { force: string[]; from?: string; quiet?: boolean; verbose?: boolean; cpus?: number; gpus?: number; pinCpus?: boolean; store?: string; stallAfter: string }) => {
+      const stallAfterMs = options.stallAfter === '0' ? 0 : parseDuration(options.stallAfter, '--stall-after');
+      if (options.cpus !== undefined && !(Number.isInteger(options.cpus) && options.cpus >= 1)) throw new UsageError(`--cpus ${options.cpus}: expected a whole number of at least 1`);
       const { pipeline, ws } = await open(file, options);
       // nvidia-smi is asked only when some stage wants a GPU.
       const wantsGpus = pipeline.stages.some((s) => s.resources.gpus > 0);
       const machine = await detectResources({ cpus: options.cpus, gpus: options.gpus, ...(wantsGpus ? {} : { detectGpus: async () => [] }) });
       const interrupt = watchInterrupts();
       const started = Date.now();
-      validateSelection(pipeline, [...options.force, ...(options.from ? [options.from] : [])]);
+      validateSelection(pipeline, [...options.force, ...(options.from ? [options.from] : []), ...targetNames]);
       const record = await runPipeline(ws, pipeline, {
         machine,
         force: options.force,
         from: options.from,
+        ...(targetNames.length > 0 ? { targets: selectStages(pipeline, targetNames) } : {}),
+        stallAfterMs,
+        overrides: options.set,
         signal: interrupt.signal,
         forceSignal: interrupt.force,
         verbose: options.verbose,
@@ -109,6 +137,9 @@ export function buildProgram(): Command {
         process.stderr.write(
           `${pipeline.name}: ${count('ran')} ran, ${count('cached')} cached, ${count('failed')} failed, ${count('skipped')} skipped in ${formatDuration(Date.now() - started)} (run ${record.runId})\n`,
         );
+        for (const s of record.stages.filter((r) => r.status === 'failed')) {
+          process.stderr.write(`  ✗ ${s.id}${s.timedOut ? ' TIMED OUT' : ''}: ${escapeControl((s.error ?? 'failed').split('\n')[0] ?? '')}${s.attempts ? ` (${s.attempts} attempts)` : ''}\n`);
+        }
         process.stderr.write(`${resultsLine(ws, record)}\n`);
       }
       if (options.json) {
@@ -116,7 +147,17 @@ export function buildProgram(): Command {
           runId: record.runId,
           pipeline: record.pipeline,
           status: record.status,
-          stages: record.stages.map((s) => ({ id: s.id, status: s.status, durationMs: s.durationMs, key: s.key ?? null, ...(s.reason ? { reason: s.reason } : {}), ...(s.error ? { error: s.error } : {}), metrics: s.metrics })),
+          stages: record.stages.map((s) => ({
+            id: s.id,
+            status: s.status,
+            durationMs: s.durationMs,
+            key: s.key ?? null,
+            ...(s.reason ? { reason: s.reason } : {}),
+            ...(s.error ? { error: s.error } : {}),
+            ...(s.timedOut ? { timedOut: true } : {}),
+            ...(s.attempts ? { attempts: s.attempts } : {}),
+            metrics: s.metrics,
+          })),
         });
       }
       process.exitCode = record.status === 'interrupted' ? 130 : record.status === 'failed' ? 1 : 0;
@@ -189,14 +230,40 @@ export function buildProgram(): Command {
     .command('gc')
     .description('remove temporary files and store objects that no cache entry references')
     .option('--root <dir>', 'project root', process.cwd())
-    .option('--workspace', 'also drop cache entries not used by the latest run of any pipeline (loses the run-cache)')
+    .option('--workspace', 'also drop cache entries that neither the latest run of each pipeline nor its latest run without --set used (loses the run-cache for the rest)')
     .option('--dry-run', 'only report what would be removed')
     .option('--json', 'print JSON')
     .action(async (options: { root: string; workspace?: boolean; dryRun?: boolean; json?: boolean }) => {
       const ws = new Workspace(findProjectRoot(resolve(options.root)));
       const result = await collectGarbage(ws, { workspaceOnly: Boolean(options.workspace), dryRun: Boolean(options.dryRun) });
       if (options.json) printJson(result);
-      else process.stdout.write(`${options.dryRun ? 'would remove' : 'removed'} ${result.objects} objects, ${result.trees} trees, ${result.entries} cache entries, ${result.tmp} temporary dirs: ${(result.bytes / 1024 ** 2).toFixed(1)} MiB\n`);
+      else {
+        process.stdout.write(`${options.dryRun ? 'would remove' : 'removed'} ${result.objects} objects, ${result.trees} trees, ${result.entries} cache entries, ${result.tmp} temporary dirs: ${(result.bytes / 1024 ** 2).toFixed(1)} MiB\n`);
+        for (const line of result.kept) process.stdout.write(`kept: ${line}\n`);
+      }
+    });
+
+  program
+    .command('verify')
+    .description('re-hash every store object and check every cache entry; exit 1 when something is damaged')
+    .option('--root <dir>', 'project root', process.cwd())
+    .option('--quarantine', 'move corrupt objects to .distill/store/quarantine/ (their stages then rerun)')
+    .option('--json', 'print JSON')
+    .action(async (options: { root: string; quarantine?: boolean; json?: boolean }) => {
+      const ws = new Workspace(findProjectRoot(resolve(options.root)));
+      const { verifyStore } = await import('./verify.js');
+      const result = await verifyStore(ws, { quarantine: Boolean(options.quarantine) });
+      if (options.json) printJson(result);
+      else {
+        for (const c of result.corrupt) process.stdout.write(`corrupt object ${c.hash} (content hashes to ${c.actual})${c.quarantinedTo ? `; moved to ${c.quarantinedTo}` : ''}\n`);
+        for (const e of result.brokenEntries) process.stdout.write(`cache entry ${e.key.slice(0, 12)} (${e.stage}): ${e.problem}\n`);
+        process.stdout.write(
+          `verified ${result.objects} objects (${(result.bytes / 1024 ** 2).toFixed(1)} MiB): ${result.corrupt.length} corrupt, ${result.brokenEntries.length} cache entries damaged` +
+            (result.corrupt.length > 0 && !options.quarantine ? ' (rerun with --quarantine to move corrupt objects aside)' : '') +
+            '\n',
+        );
+      }
+      process.exitCode = result.corrupt.length > 0 || result.brokenEntries.length > 0 ? 1 : 0;
     });
 
   program
@@ -243,9 +310,22 @@ async function registerExtensions(program: Command): Promise<void> {
   }
 }
 
-const CORE_COMMANDS = new Set(['run', 'plan', 'status', 'why', 'dag', 'gc', 'schema', 'stage', 'export', 'runs', 'metrics', 'params', 'ui', 'help', '--help', '-h', '--version']);
+const CORE_COMMANDS = new Set(['run', 'plan', 'status', 'why', 'dag', 'gc', 'verify', 'schema', 'stage', 'export', 'runs', 'metrics', 'params', 'ui', 'help', '--help', '-h', '--version']);
+
+/**
+ * A closed stdout or stderr (`distill status | head -1`, `dag | dot` without dot) ends the command
+ * quietly instead of with an EPIPE stack trace.
+ */
+function quietOnClosedPipe(stream: NodeJS.WriteStream): void {
+  stream.on('error', (error: NodeJS.ErrnoException) => {
+    if (error.code === 'EPIPE') process.exit(typeof process.exitCode === 'number' ? process.exitCode : 0);
+    throw error;
+  });
+}
 
 export async function main(argv: string[]): Promise<void> {
+  quietOnClosedPipe(process.stdout);
+  quietOnClosedPipe(process.stderr);
   const program = buildProgram();
   const command = argv[2];
   if (command === undefined || !CORE_COMMANDS.has(command) || command === 'help' || command.startsWith('-')) await registerExtensions(program);
@@ -259,13 +339,15 @@ export async function main(argv: string[]): Promise<void> {
       process.stderr.write(`${(error as PipelineError).message}\n`);
       process.stderr.write(`${(error as PipelineError).diagnostics.length} error(s); nothing was run\n`);
       process.exitCode = 2;
-    } else if (error instanceof UsageError) {
-      process.stderr.write(`error: ${error.message}\n`);
+    } else if (error instanceof UsageError || error instanceof RunPlanError) {
+      process.stderr.write(`error: ${escapeControl(error.message).replace(/\\n/g, '\n')}\n`);
       process.exitCode = 2;
     } else {
-      process.stderr.write(`error: ${(error as Error).message}\n`);
+      // A system error (a full disk, an I/O error) is a failed run, 1; anything else here is a
+      // problem with what was asked (a bad store URL, an unreadable setting), 2.
+      process.stderr.write(`error: ${escapeControl((error as Error).message).replace(/\\n/g, '\n')}\n`);
       if (process.env.DISTILL_DEBUG) process.stderr.write(`${(error as Error).stack}\n`);
-      process.exitCode = 2;
+      process.exitCode = isSystemError(error) ? 1 : 2;
     }
   }
 }

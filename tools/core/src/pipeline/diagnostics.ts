@@ -24,7 +24,20 @@ export class PipelineError extends Error {
 
 export function formatDiagnostic(d: Diagnostic): string {
   const where = d.line > 0 ? `${d.file}:${d.line}:${d.column}` : d.file;
-  return `${where}: error: ${d.message}${d.excerpt ? `\n${d.excerpt}` : ''}`;
+  const excerpt = d.excerpt ? `\n${d.excerpt.split('\n').map(escapeControl).join('\n')}` : '';
+  return `${escapeControl(where)}: error: ${escapeControl(d.message)}${excerpt}`;
+}
+
+/**
+ * Control characters shown as escapes (\x1b, \x00, ...), so that echoing a file's text (say, a
+ * binary file given as a pipeline) cannot drive the terminal. Tabs stay as they are.
+ */
+export function escapeControl(text: string): string {
+  // eslint-disable-next-line no-control-regex
+  return text.replace(/[\u0000-\u0008\u000a-\u001f\u007f-\u009f\u2028\u2029]/g, (c) => {
+    const code = c.charCodeAt(0);
+    return c === '\n' ? '\\n' : code > 0xff ? `\\u${code.toString(16).padStart(4, '0')}` : `\\x${code.toString(16).padStart(2, '0')}`;
+  });
 }
 
 /** The closest candidate by edit distance, when it is close enough to be a plausible typo. */

@@ -6,14 +6,15 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { basename, dirname, extname, isAbsolute, resolve } from 'node:path';
 import { LineCounter, parse as parseYaml, parseDocument } from 'yaml';
-import type { TSchema } from '@sinclair/typebox';
+import { Type, type TSchema } from '@sinclair/typebox';
 import type { ResourceRequest } from '../plugin/contract.js';
 import { findPathParams } from '../plugin/path-params.js';
 import type { PluginRegistry } from '../plugin/registry.js';
 import { didYouMean, PipelineError, SourceMap, type Diagnostic, type YamlPath } from './diagnostics.js';
 import type { LoadedPlugin, PathParamRef, Pipeline, StageInstance } from './model.js';
 import { PipelineTopSchema, StageSchema, type PipelineFile, type StageFile } from './schema.js';
-import { validateValue } from './validate.js';
+import { compileSchema, validateValue } from './validate.js';
+import { parseDurationMs } from './duration.js';
 
 export interface LoadOptions {
   registry: PluginRegistry;
@@ -32,6 +33,10 @@ export async function loadPipeline(file: string, options: LoadOptions): Promise<
   } catch (error) {
     throw new PipelineError([{ file, line: 0, column: 0, message: `cannot read pipeline file: ${(error as Error).message}` }]);
   }
+  if (text.includes('\u0000') || text.includes('\ufffd')) {
+    // NUL bytes or invalid UTF-8: not a YAML file; the YAML parser's errors would only echo bytes.
+    throw new PipelineError([{ file, line: 0, column: 0, message: 'not a text file (it holds NUL bytes or invalid UTF-8); a pipeline is a YAML file' }]);
+  }
   const lineCounter = new LineCounter();
   const doc = parseDocument(text, { lineCounter, prettyErrors: false, uniqueKeys: true });
   const map = new SourceMap(file, text, doc, lineCounter);
@@ -39,17 +44,25 @@ export async function loadPipeline(file: string, options: LoadOptions): Promise<
     throw new PipelineError(doc.errors.map((e) => map.atOffset(e.pos[0], `YAML syntax: ${e.message.split('\n')[0]}`)));
   }
   const raw = doc.toJS() as unknown;
-  // The file's top level first (stages unchecked), then each stage on its own, so that one bad
-  // stage does not hide the problems of the others.
-  const diagnostics = validateValue(PipelineTopSchema, raw, { map, base: [] }, 'the pipeline');
-  if (diagnostics.length > 0) throw new PipelineError(diagnostics);
-  const spec = raw as PipelineFile;
+  // Every problem is reported at once: the file's top level first (stages unchecked), then each
+  // stage on its own; a bad part of a stage is set aside and the rest of it is still checked
+  // (parameters, references, cycles). Only a file without a mapping of stages stops here.
   const dir = dirname(absolute);
   const context = new LoadContext(map, dir, options.registry);
+  context.diagnostics.push(...validateValue(PipelineTopSchema, raw, { map, base: [] }, 'the pipeline'));
+  const top = raw as Partial<PipelineFile> | null;
+  if (!top || typeof top !== 'object' || !top.stages || typeof top.stages !== 'object' || Array.isArray(top.stages)) context.throwIfAny();
+  const spec = raw as PipelineFile;
+  if (typeof spec.params !== 'string') delete spec.params;
   for (const [name, stage] of Object.entries(spec.stages)) {
     const problems = validateValue(StageSchema, stage, { map, base: ['stages', name] }, `stage "${name}"`);
-    if (problems.length > 0) {
-      context.diagnostics.push(...problems);
+    if (problems.length === 0) continue;
+    context.diagnostics.push(...problems);
+    const usable = setAsideInvalidParts(stage);
+    if (usable && 'with' in (stage as object) && !('with' in usable)) context.withInvalid.add(name);
+    if (usable) spec.stages[name] = usable;
+    else {
+      context.unusable.add(name);
       delete spec.stages[name];
     }
   }
@@ -65,16 +78,15 @@ export async function loadPipeline(file: string, options: LoadOptions): Promise<
     groups.set(name, expanded.map((d) => d.id));
     drafts.push(...expanded);
   }
-  context.throwIfAny();
-
-  context.throwIfAny();
+  // A stage too broken to expand still answers references to its name (no second, spurious error).
+  for (const name of context.unusable) groups.set(name, []);
   const byId = new Map<string, StageInstance>();
   for (const draft of drafts) {
     const instance = context.resolveReferences(draft, groups);
     if (instance) byId.set(instance.id, instance);
   }
   context.throwIfAny();
-  const stages = context.topologicalOrder(drafts.map((d) => d.id), byId);
+  const stages = context.topologicalOrder(drafts.map((d) => d.id).filter((id) => byId.has(id)), byId);
   context.throwIfAny();
   return {
     name: spec.name ?? basename(absolute, extname(absolute)),
@@ -98,12 +110,34 @@ interface Draft {
   inputs: Record<string, string[]>;
   needs: string[];
   resources: ResourceRequest;
+  timeoutMs?: number;
+  retries: number;
+}
+
+/**
+ * A copy of a stage that failed StageSchema without the keys that were wrong (so its other parts
+ * can still be checked), or undefined when it has no usable plugin name.
+ */
+function setAsideInvalidParts(stage: unknown): StageFile | undefined {
+  if (!stage || typeof stage !== 'object' || Array.isArray(stage)) return undefined;
+  const known = new Set(Object.keys(StageSchema.properties));
+  const copy: Record<string, unknown> = {};
+  for (const [key, value] of Object.entries(stage)) {
+    if (!known.has(key)) continue;
+    const single = Type.Object({ [key]: (StageSchema.properties as Record<string, TSchema>)[key] as TSchema });
+    if (compileSchema(single)({ [key]: value })) copy[key] = value;
+  }
+  return typeof copy.plugin === 'string' ? (copy as StageFile) : undefined;
 }
 
 const EXPRESSION = /\$\{\{\s*([^}]*?)\s*\}\}/g;
 
 class LoadContext {
   readonly diagnostics: Diagnostic[] = [];
+  /** Stages whose entry is too broken to expand (no plugin name): known by name only. */
+  readonly unusable = new Set<string>();
+  /** Stages whose `with:` is not a mapping (reported): their parameters are not checked further. */
+  readonly withInvalid = new Set<string>();
   constructor(
     readonly map: SourceMap,
     readonly dir: string,
@@ -124,10 +158,13 @@ class LoadContext {
       return value as Record<string, unknown>;
     } catch (error) {
       this.diagnostics.push(this.map.at(['params'], `params file ${paramsFile}: ${(error as Error).message}`));
-      this.throwIfAny();
+      this.paramsBroken = true;
       return {};
     }
   }
+
+  /** Set when the params file could not be read (its own error is reported; overrides of it are not). */
+  paramsBroken = false;
 
   /** Applies `params.*` overrides to the params, and returns the stage overrides by stage name. */
   applyOverrides(overrides: string[], params: Record<string, unknown>, spec: PipelineFile): Map<string, Map<string, { value: unknown; text: string }>> {
@@ -141,7 +178,9 @@ class LoadContext {
       const [, target = '', path = '', valueText = ''] = match;
       const value = parseYaml(valueText) as unknown;
       if (target === 'params') {
-        setPath(params, path.split('.'), value);
+        const problem = spec.params === undefined ? 'the pipeline has no params file (add `params: params.yaml` to it)' : this.paramsBroken ? undefined : missingParam(params, path.split('.'));
+        if (problem) this.diagnostics.push({ file: '--set', line: 0, column: 0, message: `--set ${text}: ${problem}` });
+        else setPath(params, path.split('.'), value);
         continue;
       }
       const stageName = target.split('@')[0] ?? target;
@@ -212,10 +251,13 @@ class LoadContext {
         }
       }
       const before = this.diagnostics.length;
-      this.diagnostics.push(
+      // A `with:` that is not a mapping is already reported; its parameters are not checked.
+      if (!this.withInvalid.has(name)) this.diagnostics.push(
         ...validateValue(plugin.definition.params, withValue, { map: this.map, base: [...stagePath, 'with'], overrides: stageOverrides }, `parameters of stage "${id}" (plugin ${plugin.name})`),
       );
-      if (this.diagnostics.length > before) continue;
+      // Parameter errors are reported, and the instance is still built so that references to it
+      // and cycles through it are checked too (nothing runs: the load throws at the end).
+      const paramsValid = this.diagnostics.length === before && !this.withInvalid.has(name);
       const inputs: Record<string, string[]> = {};
       for (const [inputName, ref] of Object.entries(stage.inputs ?? {})) {
         const refs = Array.isArray(ref) ? ref : [ref];
@@ -227,10 +269,11 @@ class LoadContext {
         base: name,
         plugin,
         params: withValue,
-        pathParams: this.pathParams(plugin.definition.params, withValue, [...stagePath, 'with']),
+        pathParams: paramsValid ? this.pathParams(plugin.definition.params, withValue, [...stagePath, 'with']) : [],
         inputs,
         needs,
-        resources: this.resources(plugin, withValue, stage, stagePath),
+        resources: this.resources(plugin, paramsValid ? withValue : undefined, stage, stagePath),
+        ...this.limits(stage, stagePath),
       });
     }
     return drafts;
@@ -287,8 +330,21 @@ class LoadContext {
     });
   }
 
-  private resources(plugin: LoadedPlugin, params: Record<string, unknown>, stage: StageFile, stagePath: YamlPath): ResourceRequest {
-    const defaults = typeof plugin.definition.resources === 'function' ? plugin.definition.resources(params) : (plugin.definition.resources ?? {});
+  /** `timeout` and `retries` of a stage. */
+  private limits(stage: StageFile, stagePath: YamlPath): { timeoutMs?: number; retries: number } {
+    const retries = stage.retries ?? 0;
+    if (stage.timeout === undefined) return { retries };
+    const timeoutMs = parseDurationMs(stage.timeout);
+    if (timeoutMs === undefined) {
+      this.diagnostics.push(this.map.at([...stagePath, 'timeout'], `cannot read duration "${stage.timeout}" (seconds, or e.g. 90s, 10m, 1h30m)`));
+      return { retries };
+    }
+    return { timeoutMs, retries };
+  }
+
+  private resources(plugin: LoadedPlugin, params: Record<string, unknown> | undefined, stage: StageFile, stagePath: YamlPath): ResourceRequest {
+    // Defaults computed from invalid params could throw: those get the static defaults only.
+    const defaults = typeof plugin.definition.resources === 'function' ? (params ? plugin.definition.resources(params) : {}) : (plugin.definition.resources ?? {});
     const declared = stage.resources ?? {};
     let memoryMiB = defaults.memoryMiB ?? 0;
     if (declared.memory !== undefined) {
@@ -296,7 +352,8 @@ class LoadContext {
       if (parsed === undefined) this.diagnostics.push(this.map.at([...stagePath, 'resources', 'memory'], `cannot read memory size "${declared.memory}"`));
       else memoryMiB = parsed;
     }
-    return { cpus: declared.cpus ?? defaults.cpus ?? 1, gpus: declared.gpus ?? defaults.gpus ?? 0, memoryMiB };
+    const minCpus = declared.minCpus ?? defaults.minCpus;
+    return { cpus: declared.cpus ?? defaults.cpus ?? 1, gpus: declared.gpus ?? defaults.gpus ?? 0, memoryMiB, ...(minCpus ? { minCpus } : {}) };
   }
 
   resolveReferences(draft: Draft, groups: Map<string, string[]>): StageInstance | undefined {
@@ -333,6 +390,8 @@ class LoadContext {
       inputs,
       upstream: [...upstream].sort(),
       resources: draft.resources,
+      ...(draft.timeoutMs !== undefined ? { timeoutMs: draft.timeoutMs } : {}),
+      retries: draft.retries,
       yamlPath: stagePath,
     };
   }
@@ -344,8 +403,10 @@ class LoadContext {
     for (const id of fileOrder) {
       const stage = byId.get(id);
       if (!stage) continue;
-      indegree.set(id, stage.upstream.length);
-      for (const up of stage.upstream) dependents.set(up, [...(dependents.get(up) ?? []), id]);
+      // Upstream ids that failed to resolve are reported elsewhere; they do not block the order.
+      const known = stage.upstream.filter((up) => byId.has(up));
+      indegree.set(id, known.length);
+      for (const up of known) dependents.set(up, [...(dependents.get(up) ?? []), id]);
     }
     const ready = fileOrder.filter((id) => indegree.get(id) === 0);
     const order: StageInstance[] = [];
@@ -403,6 +464,20 @@ function setPath(target: Record<string, unknown>, path: string[], value: unknown
     if (node[key] === null || typeof node[key] !== 'object') node[key] = {};
     node = node[key] as Record<string, unknown>;
   });
+}
+
+/** Why `--set params.<path>` names nothing in the params, or undefined when the path exists. */
+function missingParam(params: Record<string, unknown>, path: string[]): string | undefined {
+  let node: unknown = params;
+  for (const [i, key] of path.entries()) {
+    if (node === null || typeof node !== 'object' || Array.isArray(node) || !(key in node)) {
+      const available = node && typeof node === 'object' && !Array.isArray(node) ? Object.keys(node) : [];
+      const where = i === 0 ? 'the params file' : `params.${path.slice(0, i).join('.')}`;
+      return `no "${key}" in ${where}${didYouMean(key, available)}${available.length > 0 ? `; it has: ${available.join(', ')}` : ''}`;
+    }
+    node = (node as Record<string, unknown>)[key];
+  }
+  return undefined;
 }
 
 const UNITS: Record<string, number> = { B: 1, KB: 1e3, MB: 1e6, GB: 1e9, TB: 1e12, KIB: 1024, MIB: 1024 ** 2, GIB: 1024 ** 3, TIB: 1024 ** 4 };

@@ -34,6 +34,10 @@ export interface StageInstance {
   /** Every upstream instance id (inputs and needs), sorted. */
   upstream: string[];
   resources: ResourceRequest;
+  /** Time limit of one attempt (`timeout:`), in ms; none when absent. */
+  timeoutMs?: number;
+  /** Further attempts after a failure (`retries:`); 0 when absent. */
+  retries: number;
   /** Where the stage is defined in the YAML file, for messages. */
   yamlPath: YamlPath;
 }

@@ -14,7 +14,7 @@ import { distilleryPackages } from '../plugin/registry.js';
 import { writeFileAtomicSync } from '../util/fs.js';
 import type { LoadedPlugin, Pipeline, StageInstance } from './model.js';
 
-const FORMAT = 1;
+const FORMAT = 2;
 const coreDist = dirname(dirname(fileURLToPath(import.meta.url)));
 /** The loader's own code: a change to it must not reuse pipelines it loaded. */
 const LOADER_CODE = [join(coreDist, 'pipeline'), join(coreDist, 'plugin')];

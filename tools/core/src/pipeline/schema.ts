@@ -12,7 +12,9 @@
  *       matrix: { k: [1, 2], t: [x, y] }   # ... or over the product of lists
  *       inputs: { <name>: <stage or stage@instance> | [<stage>, ...] }
  *       needs: [<stage>, ...]       # ordering plus the upstream content in the cache key
- *       resources: { cpus: 1, gpus: 0, memory: 2GiB }
+ *       resources: { cpus: 1, gpus: 0, memory: 2GiB }   # minCpus: a hard minimum (else cpus is clamped to the machine)
+ *       timeout: 30m                # kill the attempt after this long (number = seconds)
+ *       retries: 2                  # run a failed attempt again, up to this many times
  *       with: { ...plugin params... }
  *
  * Strings may hold ${{ item }}, ${{ item.<key> }} (fan-out value) and ${{ params.<path> }}. A scalar
@@ -24,9 +26,20 @@ export const STAGE_NAME_PATTERN = '^[A-Za-z0-9_][A-Za-z0-9_.-]*$';
 
 const Scalar = Type.Union([Type.String(), Type.Number(), Type.Boolean()]);
 
+/** A duration: seconds as a number, or a string such as 90s, 10m, 1h30m, 500ms. */
+export const DURATION_PATTERN = '^\\s*([0-9]+(\\.[0-9]+)?\\s*(ms|s|m|h)\\s*)+$';
+function DurationSchema(description: string) {
+  return Type.Union([Type.Number({ exclusiveMinimum: 0 }), Type.String({ pattern: DURATION_PATTERN })], { description: `${description} (seconds, or e.g. 90s, 10m, 1h30m)` });
+}
+
 export const ResourcesSchema = Type.Object(
   {
-    cpus: Type.Optional(Type.Integer({ minimum: 0, description: 'CPU slots the stage holds while it runs' })),
+    cpus: Type.Optional(
+      Type.Integer({ minimum: 0, description: 'CPU slots the stage holds while it runs; on a machine with fewer CPUs it runs with what there is (a warning says so)' }),
+    ),
+    minCpus: Type.Optional(
+      Type.Integer({ minimum: 0, description: 'Hard minimum: the plan fails on a machine with fewer CPUs (for stages that truly need them)' }),
+    ),
     gpus: Type.Optional(Type.Integer({ minimum: 0, description: 'GPUs the stage holds (CUDA_VISIBLE_DEVICES is set)' })),
     memory: Type.Optional(
       Type.Union([Type.Integer({ minimum: 0 }), Type.String({ pattern: '^[0-9.]+\\s*(B|KiB|MiB|GiB|TiB|KB|MB|GB|TB)?$' })], {
@@ -54,6 +67,10 @@ export const StageSchema = Type.Object(
     ),
     needs: Type.Optional(Type.Array(Type.String(), { description: 'Stages that must finish first' })),
     resources: Type.Optional(ResourcesSchema),
+    timeout: Type.Optional(DurationSchema('Time limit of one attempt; the stage is stopped (SIGTERM, then SIGKILL) and fails when it runs longer. Exported to Argo as activeDeadlineSeconds')),
+    retries: Type.Optional(
+      Type.Integer({ minimum: 0, maximum: 100, description: 'Run a failed or timed-out attempt again, up to this many times (not after Ctrl-C). Exported to Argo as retryStrategy.limit' }),
+    ),
     with: Type.Optional(Type.Record(Type.String(), Type.Unknown(), { description: 'Plugin parameters' })),
   },
   { additionalProperties: false },

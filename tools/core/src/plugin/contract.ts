@@ -22,9 +22,12 @@ import type { Command } from 'commander';
 
 /** What a stage needs from the machine. Memory is in MiB. */
 export interface ResourceRequest {
+  /** CPU slots wanted; clamped (with a warning) to the machine's count when it has fewer. */
   cpus: number;
   gpus: number;
   memoryMiB: number;
+  /** Hard minimum of CPUs: a machine with fewer fails the plan. */
+  minCpus?: number;
 }
 
 /** One upstream artifact: the stage that produced it and the directory holding it. */

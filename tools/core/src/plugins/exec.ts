@@ -53,7 +53,16 @@ const ExecParams = Type.Object(
       uniqueItems: true,
       description: 'env: DISTILL_PARAM_<NAME>; args: --name=value appended to the command; file: JSON at $DISTILL_PARAMS_FILE',
     }),
-    env: Type.Record(Type.String({ pattern: ENV_NAME }), Type.String(), { default: {}, description: 'Extra environment variables' }),
+    env: Type.Record(Type.String({ pattern: ENV_NAME }), Type.String(), {
+      default: {},
+      description: 'Extra environment variables. Their values are in the cache key and stored in cache entries (also in a shared store): never put secrets here, use secretEnv',
+    }),
+    secretEnv: Type.Array(Type.String({ pattern: ENV_NAME }), {
+      default: [],
+      uniqueItems: true,
+      description:
+        "Names of environment variables passed from distill's environment to the command (tokens, passwords). The names are in the cache key; the values never enter a key, a record or a log (they are masked in the command's output)",
+    }),
     cwd: Type.Optional(Type.String({ description: 'Working directory, relative to the pipeline file (default: its directory)' })),
     checkWrites: Type.Boolean({
       default: true,
@@ -86,6 +95,7 @@ export default definePlugin({
     const scratch = await mkdtemp(join(tmpdir(), 'distill-exec-'));
     try {
       const env = await buildEnv(ctx, scratch);
+      const secrets = secretValues(ctx, env);
       const argv = commandLine(p);
       const watched = p.checkWrites ? watchRoots(ctx, cwd) : [];
       // Exec stages that share a working directory run one at a time while their writes are
@@ -95,7 +105,7 @@ export default definePlugin({
       try {
         const before = await snapshots(watched, ctx);
         ctx.log.info(`$ ${Array.isArray(p.command) ? argv.join(' ') : (argv[2] ?? '')}`);
-        await runCommand(ctx, argv, cwd, env);
+        await runCommand(ctx, argv, cwd, env, secrets);
         problems = [...(await checkOutDir(ctx.outDir, outputs)), ...(await strayWrites(before, await snapshots(watched, ctx)))];
       } finally {
         await release();
@@ -181,8 +191,58 @@ async function buildEnv(ctx: StageContext<ExecParamsValue>, scratch: string): Pr
   return Object.assign(env, ours);
 }
 
-/** Runs the command in its own process group, forwarding output and reading progress lines. */
-function runCommand(ctx: StageContext<ExecParamsValue>, argv: string[], cwd: string, env: Record<string, string>): Promise<void> {
+/** Names in `env:` that look like credentials. */
+const SECRET_LIKE = /SECRET|TOKEN|PASSWORD|PASSWD|API_?KEY|ACCESS_?KEY|PRIVATE|CREDENTIAL/i;
+
+/**
+ * The values of the stage's `secretEnv` names, from distill's own environment (they reach the
+ * command through it). A missing one fails the stage; `env:` entries that look like credentials
+ * earn a warning, since their values are stored in cache entries.
+ */
+function secretValues(ctx: StageContext<ExecParamsValue>, env: Record<string, string>): string[] {
+  const p = ctx.params;
+  for (const name of Object.keys(p.env)) {
+    if (p.secretEnv.includes(name)) throw new Error(`stage ${ctx.stageId}: ${name} is in both env and secretEnv; keep it in secretEnv only`);
+    if (SECRET_LIKE.test(name)) ctx.log.warn(`env.${name} looks like a secret: values under env are stored in cache entries and shared stores; pass it with secretEnv: [${name}]`);
+  }
+  const missing = p.secretEnv.filter((name) => process.env[name] === undefined);
+  if (missing.length > 0) throw new Error(`stage ${ctx.stageId}: secretEnv ${missing.join(', ')} ${missing.length === 1 ? 'is' : 'are'} not set in distill's environment`);
+  // Every value is in the command's environment (env starts from process.env); those of 4 or more
+  // characters are masked in its output (shorter ones would mask ordinary text).
+  return p.secretEnv.map((name) => env[name] ?? '').filter((value) => value.length >= 4);
+}
+
+/** Replaces every occurrence of each secret with ***. */
+function mask(text: string, secrets: string[]): string {
+  let out = text;
+  for (const secret of secrets) out = out.split(secret).join('***');
+  return out;
+}
+
+/**
+ * Splits a stream into complete lines (so a secret split across two chunks is still masked) and
+ * hands each batch of lines, masked, to `emit`; the rest is flushed at the end.
+ */
+function lineForwarder(secrets: string[], emit: (text: string) => void): { push(chunk: Buffer): void; flush(): void } {
+  let pending = '';
+  return {
+    push(chunk) {
+      pending += chunk.toString('utf8');
+      const cut = pending.lastIndexOf('\n');
+      if (cut < 0 && pending.length < 65_536) return;
+      const ready = cut < 0 ? pending : pending.slice(0, cut + 1);
+      pending = cut < 0 ? '' : pending.slice(cut + 1);
+      emit(mask(ready, secrets));
+    },
+    flush() {
+      if (pending) emit(mask(pending, secrets));
+      pending = '';
+    },
+  };
+}
+
+/** Runs the command in its own process group, forwarding (masked) output and reading progress lines. */
+function runCommand(ctx: StageContext<ExecParamsValue>, argv: string[], cwd: string, env: Record<string, string>, secrets: string[]): Promise<void> {
   return new Promise((resolvePromise, reject) => {
     const [file, ...args] = argv as [string, ...string[]];
     // Own process group: a cancel stops the shell and everything it started.
@@ -203,20 +263,24 @@ function runCommand(ctx: StageContext<ExecParamsValue>, argv: string[], cwd: str
     };
     ctx.signal.addEventListener('abort', onAbort, { once: true });
     let pending = '';
-    child.stdout.on('data', (chunk: Buffer) => {
-      process.stdout.write(chunk);
-      pending += chunk.toString('utf8');
+    const stdout = lineForwarder(secrets, (text) => {
+      process.stdout.write(text);
+      pending += text;
       const lines = pending.split('\n');
       pending = lines.pop() ?? '';
       for (const line of lines) reportLine(ctx, line);
     });
-    child.stderr.on('data', (chunk: Buffer) => process.stderr.write(chunk));
+    const stderr = lineForwarder(secrets, (text) => process.stderr.write(text));
+    child.stdout.on('data', (chunk: Buffer) => stdout.push(chunk));
+    child.stderr.on('data', (chunk: Buffer) => stderr.push(chunk));
     child.on('error', (error) => {
       cleanup();
       reject(new Error(`stage ${ctx.stageId}: cannot start ${file}: ${error.message}`));
     });
     child.on('close', (code, signal) => {
       cleanup();
+      stdout.flush();
+      stderr.flush();
       if (pending) reportLine(ctx, pending);
       if (ctx.signal.aborted) reject(new Error(`stage ${ctx.stageId}: cancelled`));
       else if (code === 0) resolvePromise();

@@ -59,7 +59,8 @@ export class ContentRemoteStore implements RemoteStore {
     const tree = this.parseTree(treeText, entry.tree);
     await mkdir(local.tmpDir, { recursive: true });
     await forEachLimit(tree.files, CONCURRENCY, async (file) => {
-      if (!existsSync(local.objectPath(file.hash))) await this.fetchObject(file, local);
+      // A local copy is reused only if it verifies; a damaged one is quarantined and downloaded again.
+      if (!existsSync(local.objectPath(file.hash)) || local.verifyObject(file) !== 'ok') await this.fetchObject(file, local);
     });
     // Tree, then entry: the local store trusts an entry only when its tree and objects are there.
     await writeFileAtomic(join(local.treesDir, `${entry.tree}.json`), JSON.stringify(tree));
@@ -151,6 +152,7 @@ export class ContentRemoteStore implements RemoteStore {
       await chmod(temp, file.exec ? 0o555 : 0o444);
       await mkdir(dirname(target), { recursive: true });
       await rename(temp, target);
+      await local.recordObject(file.hash);
     } catch (error) {
       await rm(temp, { force: true });
       if (error instanceof IntegrityError) throw error;

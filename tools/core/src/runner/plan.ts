@@ -64,12 +64,31 @@ export async function planPipeline(ws: Workspace, pipeline: Pipeline, options: P
     const parts = await ws.keyParts(stage, (id) => planned.get(id)?.tree as string);
     const key = ws.key(parts);
     const entry = ws.store.readEntry(key);
+    const damage = ws.store.takeProblems();
     if (forced.has(stage.id)) planned.set(stage.id, { ...base, state: 'run', reason: 'forced', key, parts });
     else if (entry) planned.set(stage.id, { ...base, state: 'cached', reason: 'up to date', key, parts, tree: entry.tree });
+    else if (damage.length > 0) planned.set(stage.id, { ...base, state: 'run', reason: `cached output failed verification: ${damage.join('; ')}`, key, parts });
     else planned.set(stage.id, { ...base, state: 'run', reason: staleReason(ws, pipeline, stage, parts, planned.values()), key, parts });
   }
   ws.hashes.save();
   return pipeline.stages.map((s) => planned.get(s.id) as PlannedStage);
+}
+
+/**
+ * Keys of the cache entries a run will read if nothing changes on the way: each stage's key while
+ * every upstream has an entry (read without verifying: this is for gc to keep them, not to serve).
+ */
+export async function plannedKeys(ws: Workspace, pipeline: Pipeline): Promise<string[]> {
+  const trees = new Map<string, string>();
+  const keys: string[] = [];
+  for (const stage of pipeline.stages) {
+    if (stage.upstream.some((u) => !trees.has(u))) continue;
+    const key = ws.key(await ws.keyParts(stage, (id) => trees.get(id) as string));
+    keys.push(key);
+    const entry = ws.store.peekEntry(key);
+    if (entry) trees.set(stage.id, entry.tree);
+  }
+  return keys;
 }
 
 /** Why a stage whose key has no cache entry is stale, compared with its last recorded execution. */
@@ -108,7 +127,7 @@ export function lastEntryFor(ws: Workspace, pipelineName: string, stageId: strin
   for (const record of readRunRecords(ws.runsDir(), pipelineName)) {
     const stage = record.stages.find((s) => s.id === stageId && s.key && (s.status === 'ran' || s.status === 'cached'));
     if (!stage?.key) continue;
-    const entry = ws.store.readEntry(stage.key);
+    const entry = ws.store.peekEntry(stage.key);
     if (entry) return entry.parts;
   }
   return undefined;

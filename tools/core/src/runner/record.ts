@@ -25,6 +25,12 @@ export interface StageRecord {
   metrics: Record<string, number>;
   /** Per-step metric values: name -> [step, value] pairs. */
   series?: Record<string, Array<[number, number]>>;
+  /** Attempts made, when the stage has `retries` (1 = the first succeeded or failed for good). */
+  attempts?: number;
+  /** True when the stage failed by reaching its `timeout`. */
+  timedOut?: boolean;
+  /** Stall warnings printed (no progress or log output for the stall period). */
+  stalls?: number;
   /** CPU slots and GPU indices given to the stage; `cores`: the cores it was bound to (--pin-cpus). */
   devices?: { cpus: number; gpus: number[]; cores?: number[] };
 }
@@ -36,6 +42,8 @@ export interface RunRecord {
   startedAt: string;
   finishedAt?: string;
   status: 'running' | 'ok' | 'failed' | 'interrupted';
+  /** `--set` overrides of the run; absent for the configuration the pipeline file describes. */
+  overrides?: string[];
   stages: StageRecord[];
 }
 

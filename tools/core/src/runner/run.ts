@@ -20,8 +20,10 @@ import type { RemoteStore } from '../cache/store.js';
 import type { InputArtifact } from '../plugin/contract.js';
 import { withAbsolutePaths } from '../plugin/path-params.js';
 import type { Pipeline, StageInstance } from '../pipeline/model.js';
+import { faultPoint } from '../util/faults.js';
 import type { MachineResources } from './devices.js';
-import { forcedStages, staleReason, type PlanOptions } from './plan.js';
+import { LiveRun, removeDeadStaging } from './live.js';
+import { forcedStages, plannedKeys, staleReason, type PlanOptions } from './plan.js';
 import { formatDuration, ProgressView, type ProgressSink } from './progress.js';
 import { newRunId, writeRunRecord, type RunRecord, type StageRecord } from './record.js';
 import type { WorkerJob, WorkerMessage } from './worker.js';
@@ -45,8 +47,19 @@ export interface RunOptions extends PlanOptions {
    * the cache, and is left out (skipped) when it is not needed.
    */
   only?: Set<string>;
+  /**
+   * Run only these instance ids and the upstream stages they need (DVC's `repro <target>`): stale
+   * ancestors run, everything else is left out (skipped, "not a target").
+   */
+  targets?: Set<string>;
   /** Shared store consulted on a local cache miss and published to after each stage. */
   remote?: RemoteStore;
+  /** Warn when a running stage has reported no progress and written no log for this long (ms; 0: never). Default 120 s. */
+  stallAfterMs?: number;
+  /** Between SIGTERM and SIGKILL when a stage is cancelled or times out (ms). Default 5 s. */
+  killGraceMs?: number;
+  /** The `--set` overrides the pipeline was loaded with, kept in the run record (gc --workspace keeps the plain configuration's entries). */
+  overrides?: string[];
   /**
    * Bind each stage process to cores of its own (Linux, util-linux `taskset`): a stage declaring
    * `cpus: N` then computes on exactly N cores, the lowest free ones. Without it, a lone "1-CPU"
@@ -62,22 +75,44 @@ interface StageState {
   done: boolean;
 }
 
-/** Checks, before anything runs, that every stage fits the machine (only the `only` stages, when given: the rest come from the cache). */
-export function checkResources(pipeline: Pipeline, machine: MachineResources, only?: Set<string>): string[] {
+/** A run that cannot start as asked (a stage needs more than the machine has): exit code 2. */
+export class RunPlanError extends Error {}
+
+/**
+ * Checks, before anything runs, that every stage fits the machine (only the stages in `scope`,
+ * when given: the rest come from the cache or are not needed). GPUs, memory and `minCpus` are hard
+ * limits; asking for more `cpus` than the machine has only earns a warning (the stage runs with
+ * what there is).
+ */
+export function checkResources(pipeline: Pipeline, machine: MachineResources, scope?: Set<string>): { problems: string[]; warnings: string[] } {
   const problems: string[] = [];
-  for (const stage of pipeline.stages.filter((s) => !only || only.has(s.id))) {
+  const clamped = new Map<number, string[]>();
+  for (const stage of pipeline.stages.filter((s) => !scope || scope.has(s.id))) {
     const r = stage.resources;
     if (r.gpus > machine.gpus.length) problems.push(`stage ${stage.id} needs ${r.gpus} GPU(s) but this machine has ${machine.gpus.length}`);
-    if (r.cpus > machine.cpus) problems.push(`stage ${stage.id} needs ${r.cpus} CPUs but this machine has ${machine.cpus}`);
+    if ((r.minCpus ?? 0) > machine.cpus) problems.push(`stage ${stage.id} needs at least ${r.minCpus} CPUs (resources.minCpus) but this machine has ${machine.cpus}`);
+    else if (r.cpus > machine.cpus) clamped.set(r.cpus, [...(clamped.get(r.cpus) ?? []), stage.id]);
     if (r.memoryMiB > machine.memoryMiB) problems.push(`stage ${stage.id} needs ${Math.round(r.memoryMiB)} MiB of memory but this machine has ${Math.round(machine.memoryMiB)} MiB`);
   }
-  return problems;
+  const warnings = [...clamped].map(
+    ([cpus, ids]) => `${ids.length === 1 ? `stage ${ids[0]} asks` : `stages ${ids.join(', ')} ask`} for ${cpus} CPUs; this machine has ${machine.cpus}: running with ${machine.cpus} (resources.minCpus makes it a requirement)`,
+  );
+  return { problems, warnings };
+}
+
+/** `ids` and every stage upstream of them. */
+export function withAncestors(pipeline: Pipeline, ids: Iterable<string>): Set<string> {
+  const result = new Set(ids);
+  for (const stage of [...pipeline.stages].reverse()) if (result.has(stage.id)) stage.upstream.forEach((u) => result.add(u));
+  return result;
 }
 
 export async function runPipeline(ws: Workspace, pipeline: Pipeline, options: RunOptions): Promise<RunRecord> {
-  const problems = checkResources(pipeline, options.machine, options.only);
-  if (problems.length > 0) throw new Error(`cannot run ${pipeline.file}:\n  ${problems.join('\n  ')}`);
+  const scope = options.only ?? (options.targets ? withAncestors(pipeline, options.targets) : undefined);
+  const { problems, warnings } = checkResources(pipeline, options.machine, scope);
+  if (problems.length > 0) throw new RunPlanError(`cannot run ${pipeline.file}:\n  ${problems.join('\n  ')}`);
   const runner = new Runner(ws, pipeline, options);
+  for (const line of warnings) runner.warn(line);
   return runner.run();
 }
 
@@ -98,16 +133,24 @@ class Runner {
   private readonly freeCores: number[];
   private readonly assignedCores = new Map<string, number[]>();
   private interrupted = false;
+  private live: LiveRun | undefined;
 
   constructor(
     private readonly ws: Workspace,
     private readonly pipeline: Pipeline,
     private readonly options: RunOptions,
   ) {
-    this.record = { runId: newRunId(), pipeline: pipeline.name, file: pipeline.file, startedAt: new Date().toISOString(), status: 'running', stages: [] };
+    this.record = {
+      runId: newRunId(),
+      pipeline: pipeline.name,
+      file: pipeline.file,
+      startedAt: new Date().toISOString(),
+      status: 'running',
+      ...(options.overrides && options.overrides.length > 0 ? { overrides: options.overrides } : {}),
+      stages: [],
+    };
     this.forced = forcedStages(pipeline, options);
-    this.needed = new Set(options.only ?? []);
-    for (const stage of [...pipeline.stages].reverse()) if (this.needed.has(stage.id)) stage.upstream.forEach((u) => this.needed.add(u));
+    this.needed = withAncestors(pipeline, options.only ?? options.targets ?? []);
     this.progress = options.progress ?? new ProgressView();
     this.manifest = ws.readManifest(pipeline.name);
     this.freeCpus = options.machine.cpus;
@@ -121,17 +164,41 @@ class Runner {
     }
   }
 
+  warn(line: string): void {
+    this.progress.message(`⚠ ${line}`);
+  }
+
   async run(): Promise<RunRecord> {
     const onAbort = (): void => {
       this.interrupted = true;
     };
     this.options.signal?.addEventListener('abort', onAbort);
     try {
+      // Announce the run to gc, with the cache entries its plan will read, before reading any.
+      try {
+        this.live = await LiveRun.register(this.ws.stateRoot, { runId: this.record.runId, pipeline: this.pipeline.name, startedAt: this.record.startedAt });
+        await this.live.pin({ keys: await plannedKeys(this.ws, this.pipeline) });
+      } catch (error) {
+        // Say, a full disk: the run still goes ahead (and records how it fails), unseen by gc.
+        this.live = undefined;
+        this.warn(`could not announce this run to gc (.distill/live): ${(error as Error).message}`);
+      }
+      removeDeadStaging(join(this.ws.root, 'out', this.pipeline.name));
       await this.loop();
     } finally {
       this.options.signal?.removeEventListener('abort', onAbort);
-      this.ws.hashes.save();
-      this.ws.writeManifest(this.pipeline.name, this.manifest);
+      this.live?.close();
+      // Bookkeeping that fails (say, the disk is full) must not hide the run's own outcome.
+      for (const [what, save] of [
+        ['hash cache', () => this.ws.hashes.save()],
+        ['workspace manifest', () => this.ws.writeManifest(this.pipeline.name, this.manifest)],
+      ] as const) {
+        try {
+          save();
+        } catch (error) {
+          this.warn(`could not save the ${what}: ${(error as Error).message}`);
+        }
+      }
       this.progress.close();
     }
     const failed = this.record.stages.some((s) => s.status === 'failed');
@@ -141,8 +208,13 @@ class Runner {
     return this.record;
   }
 
+  /** Writes the run record; a failure (ENOSPC) is reported, and the record is tried again later. */
   private saveRecord(): void {
-    writeRunRecord(this.ws.runsDir(), this.record);
+    try {
+      writeRunRecord(this.ws.runsDir(), this.record);
+    } catch (error) {
+      this.warn(`could not write the run record: ${(error as Error).message}`);
+    }
   }
 
   private async loop(): Promise<void> {
@@ -159,9 +231,9 @@ class Runner {
           progressed = true;
           continue;
         }
-        if (this.options.only && !this.needed.has(state.stage.id)) {
+        if ((this.options.only || this.options.targets) && !this.needed.has(state.stage.id)) {
           state.done = true;
-          state.record.reason = 'not selected';
+          state.record.reason = this.options.targets ? 'not a target' : 'not selected';
           progressed = true;
           continue;
         }
@@ -182,21 +254,26 @@ class Runner {
     }
   }
 
+  /** CPU slots a stage holds: what it asks for, at most what the machine has. */
+  private cpusOf(stage: StageInstance): number {
+    return Math.min(stage.resources.cpus, this.options.machine.cpus);
+  }
+
   private fits(stage: StageInstance): boolean {
     const r = stage.resources;
-    return r.cpus <= this.freeCpus && r.memoryMiB <= this.freeMemory && r.gpus <= this.freeGpus.length;
+    return this.cpusOf(stage) <= this.freeCpus && r.memoryMiB <= this.freeMemory && r.gpus <= this.freeGpus.length;
   }
 
   /** Holds the stage's slots; its GPUs are the lowest free indices. */
   private take(stage: StageInstance): void {
-    this.freeCpus -= stage.resources.cpus;
+    this.freeCpus -= this.cpusOf(stage);
     this.freeMemory -= stage.resources.memoryMiB;
     this.assignedGpus.set(stage.id, this.freeGpus.splice(0, stage.resources.gpus));
-    if (this.options.pinCpus) this.assignedCores.set(stage.id, this.freeCores.splice(0, Math.max(1, stage.resources.cpus)));
+    if (this.options.pinCpus) this.assignedCores.set(stage.id, this.freeCores.splice(0, Math.max(1, this.cpusOf(stage))));
   }
 
   private release(stage: StageInstance): void {
-    this.freeCpus += stage.resources.cpus;
+    this.freeCpus += this.cpusOf(stage);
     this.freeMemory += stage.resources.memoryMiB;
     this.freeGpus.push(...(this.assignedGpus.get(stage.id) ?? []));
     this.freeGpus.sort((a, b) => a - b);
@@ -217,11 +294,13 @@ class Runner {
       const parts = await this.ws.keyParts(stage, (id) => this.upstreamTree(id));
       const key = this.ws.key(parts);
       record.key = key;
+      await this.live?.pin({ keys: [key] });
       if (!this.forced.has(stage.id) && (await this.serveFromCache(state, key))) return;
+      const damaged = this.reportDamage(stage.id);
       if (this.options.only && !this.options.only.has(stage.id)) {
         throw new Error(`stage ${stage.id} has no output in the store${this.options.remote ? ` (${this.options.remote.describe()})` : ''}; run it first (it is upstream of ${[...this.options.only].join(', ')})`);
       }
-      const reason = this.forced.has(stage.id) ? 'forced' : staleReason(this.ws, this.pipeline, stage, parts, this.record.stages);
+      const reason = this.forced.has(stage.id) ? 'forced' : damaged ? 'its cached output failed verification' : staleReason(this.ws, this.pipeline, stage, parts, this.record.stages);
       const release = await this.lock(key, stage.id);
       try {
         // Another run may have produced it while we waited for the lock.
@@ -240,6 +319,14 @@ class Runner {
       // A cached stage changes nothing worth keeping before the final record; an executed one does.
       if (record.status !== 'cached') this.saveRecord();
     }
+  }
+
+  /** Prints what store verification found (damaged or missing objects); true when anything was. */
+  private reportDamage(stageId: string): boolean {
+    const problems = this.ws.store.takeProblems();
+    for (const line of problems) this.progress.message(`⚠ store: ${line}`);
+    if (problems.length > 0) this.progress.message(`  ${stageId} reruns to restore its output`);
+    return problems.length > 0;
   }
 
   private async serveFromCache(state: StageState, key: string): Promise<boolean> {
@@ -283,8 +370,9 @@ class Runner {
   private async runStage(state: StageState, key: string, parts: KeyParts, reason: string, started: number): Promise<void> {
     const { stage, record } = state;
     const gpus = this.assignedGpus.get(stage.id) ?? [];
-    const devices = { cpus: Math.max(1, stage.resources.cpus), gpus };
-    const scratch = join(this.ws.store.tmpDir, `${key.slice(0, 16)}-${randomBytes(4).toString('hex')}`);
+    const devices = { cpus: Math.max(1, this.cpusOf(stage)), gpus };
+    // The pid in the name tells gc whose it is: it never removes a live run's scratch directory.
+    const scratch = join(this.ws.store.tmpDir, `${process.pid}-${key.slice(0, 16)}-${randomBytes(4).toString('hex')}`);
     const outDir = join(scratch, 'out');
     const stateDir = this.ws.stateDir(key);
     const logPath = this.ws.logFile(this.record.runId, stage.id);
@@ -311,13 +399,26 @@ class Runner {
     this.progress.started(stage.id, `(${stage.plugin.name}; ${reason}${gpus.length ? `; GPUs ${gpus.join(',')}` : ''})`);
     const series: Record<string, Array<[number, number]>> = {};
     try {
-      const exit = await this.spawn(stage, job, join(scratch, 'job.json'), logPath, series);
-      if (exit.error) {
-        record.error = exit.error;
-        throw new Error(exit.error);
+      const attempts = stage.retries + 1;
+      for (let attempt = 1; ; attempt++) {
+        if (attempts > 1) record.attempts = attempt;
+        const exit = await this.spawn(stage, job, join(scratch, 'job.json'), logPath, series, attempt, attempts);
+        if (!exit.error) break;
+        if (exit.cancelled || this.interrupted || attempt >= attempts) {
+          record.error = exit.error;
+          if (exit.timedOut) record.timedOut = true;
+          throw new Error(exit.error);
+        }
+        this.progress.message(`↻ ${stage.id} attempt ${attempt} of ${attempts} failed (${exit.error.split('\n')[0]}); retrying`);
+        // A fresh output directory; stateDir (checkpoints) is kept for the next attempt.
+        await rm(outDir, { recursive: true, force: true });
+        await mkdir(outDir, { recursive: true });
       }
+      faultPoint('after-exit', stage.id);
       const result = JSON.parse(await readFile(job.resultFile, 'utf8')) as { metrics: Record<string, number> };
-      const { hash } = await this.ws.store.ingest(outDir, this.ws.hashes);
+      // gc must keep these objects although no entry names them until the commit point.
+      const { hash } = await this.ws.store.ingest(outDir, this.ws.hashes, (manifest) => this.live?.pin({ objects: manifest.files.map((f) => f.hash) }));
+      faultPoint('after-store', stage.id);
       const durationMs = Date.now() - started;
       await this.ws.store.writeEntry({
         key,
@@ -329,6 +430,7 @@ class Runner {
         durationMs,
         createdAt: new Date().toISOString(),
       });
+      faultPoint('after-entry', stage.id);
       await this.ws.materialise(this.manifest, this.pipeline.name, stage.id, hash);
       await rm(stateDir, { recursive: true, force: true });
       if (this.options.remote) await this.options.remote.push(key, this.ws.store);
@@ -353,15 +455,22 @@ class Runner {
     return inputs;
   }
 
-  /** Runs the worker; resolves with an error message when the stage failed. */
+  /**
+   * Runs the worker once; resolves with an error message when the attempt failed. Bounded by the
+   * stage's `timeout`, and watched for stalls: no progress, IPC message or output for
+   * `stallAfterMs` prints a warning (again after each further quiet period).
+   */
   private async spawn(
     stage: StageInstance,
     job: WorkerJob,
     jobFile: string,
     logPath: string,
     series: Record<string, Array<[number, number]>>,
-  ): Promise<{ error?: string }> {
+    attempt: number,
+    attempts: number,
+  ): Promise<{ error?: string; timedOut?: boolean; cancelled?: boolean }> {
     const log = createWriteStream(logPath, { flags: 'a' });
+    if (attempts > 1) log.write(`--- attempt ${attempt} of ${attempts} (${new Date().toISOString()}) ---\n`);
     const tail: string[] = [];
     const keep = this.options.stderrTail ?? 20;
     const env: Record<string, string> = { DISTILL_STAGE: stage.id };
@@ -375,7 +484,8 @@ class Runner {
       stdin: 'ignore',
       env,
       cancelSignal: this.options.signal,
-      forceKillAfterDelay: 5_000,
+      forceKillAfterDelay: this.options.killGraceMs ?? 5_000,
+      ...(stage.timeoutMs !== undefined ? { timeout: stage.timeoutMs } : {}),
     } as const;
     // taskset execs node in place, which keeps the IPC channel (an inherited fd) working.
     const child = cores
@@ -385,7 +495,24 @@ class Runner {
       child.kill('SIGKILL');
     };
     this.options.forceSignal?.addEventListener('abort', kill, { once: true });
+    let lastActivity = Date.now();
+    let warnedAt = 0;
+    const stallAfterMs = this.options.stallAfterMs ?? 120_000;
+    const stallTimer =
+      stallAfterMs > 0
+        ? setInterval(() => {
+            const now = Date.now();
+            if (now - lastActivity < stallAfterMs || now - warnedAt < stallAfterMs) return;
+            warnedAt = now;
+            const record = this.states.get(stage.id)?.record;
+            if (record) record.stalls = (record.stalls ?? 0) + 1;
+            const bound = stage.timeoutMs !== undefined ? `it is stopped at its timeout of ${formatDuration(stage.timeoutMs)}` : 'no timeout is set';
+            this.progress.message(`⚠ ${stage.id}: no progress or log output for ${formatDuration(now - lastActivity)} (pid ${child.pid}; ${bound}; log: ${logPath})`);
+          }, Math.max(20, Math.min(5_000, stallAfterMs / 4)))
+        : undefined;
+    stallTimer?.unref();
     const onData = (chunk: Buffer, isErr: boolean): void => {
+      lastActivity = Date.now();
       log.write(chunk);
       if (isErr) {
         tail.push(...chunk.toString('utf8').split('\n').filter((l) => l.length > 0));
@@ -395,6 +522,7 @@ class Runner {
     child.stdout?.on('data', (c: Buffer) => onData(c, false));
     child.stderr?.on('data', (c: Buffer) => onData(c, true));
     child.on('message', (raw: unknown) => {
+      lastActivity = Date.now();
       const message = raw as WorkerMessage;
       if (message.type === 'progress') this.progress.progress(stage.id, message.done, message.total, message.unit);
       else if (message.type === 'metrics') {
@@ -403,16 +531,19 @@ class Runner {
       else if (message.type === 'log' && this.options.verbose) this.progress.message(`  [${stage.id}] ${message.message}`);
     });
     const result = await child;
+    if (stallTimer) clearInterval(stallTimer);
     this.options.forceSignal?.removeEventListener('abort', kill);
     await new Promise<void>((resolve) => log.end(resolve));
-    if (result.exitCode === 0 && !result.isCanceled) return {};
-    const how = result.isCanceled
-      ? 'cancelled'
-      : result.signal
-        ? `killed by ${result.signal}${result.signal === 'SIGKILL' ? ' (out of memory?)' : ''}`
-        : `exited with code ${result.exitCode}`;
+    if (result.exitCode === 0 && !result.isCanceled && !result.timedOut) return {};
+    const how = result.timedOut
+      ? `timed out after ${formatDuration(stage.timeoutMs ?? 0)} (its timeout)`
+      : result.isCanceled
+        ? 'cancelled'
+        : result.signal
+          ? `killed by ${result.signal}${result.signal === 'SIGKILL' ? ' (out of memory?)' : ''}`
+          : `exited with code ${result.exitCode}`;
     const lines = tail.length > 0 ? `\n    ${tail.join('\n    ')}` : '';
-    return { error: `${how}; log: ${logPath}${lines}` };
+    return { error: `${how}; log: ${logPath}${lines}`, ...(result.timedOut ? { timedOut: true } : {}), ...(result.isCanceled ? { cancelled: true } : {}) };
   }
 }
 

@@ -3,7 +3,7 @@
  * and how a stage's cache key is computed from its parts.
  *
  *   <root>/.distill/            store, cache entries, hash cache, runs, logs, state, tmp, locks
- *   <root>/out/<pipeline>/<id>/ materialised outputs (read-only links into the store)
+ *   <root>/out/<pipeline>/<id>/ materialised outputs (read-only reflinks or copies of store objects)
  */
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
@@ -37,8 +37,8 @@ export class Workspace {
 
   constructor(readonly root: string) {
     this.stateRoot = join(root, '.distill');
-    this.store = new LocalStore(this.stateRoot);
     this.hashes = new HashCache(join(this.stateRoot, 'hashcache.json'));
+    this.store = new LocalStore(this.stateRoot, this.hashes);
   }
 
   outputDir(pipeline: string, stageId: string): string {

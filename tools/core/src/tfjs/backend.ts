@@ -16,7 +16,7 @@
  * worker script and the main script it hands to workers as Blob URLs are real files; we write
  * those two files to a temp directory while the backend initialises (see initWasmThreads).
  */
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { join } from 'node:path';
 import type * as TfCore from '@tensorflow/tfjs-core';
@@ -79,13 +79,15 @@ export async function selectBackend(options: BackendOptions): Promise<BackendCho
         skipped.push({ name, reason: 'no GPU assigned' });
         continue;
       }
-      const threads = await loadBackend(tf, name, cpus);
+      const threads = await loadBackend(tf, name, cpus, log);
       const choice: BackendChoice = { tf, name, tfBackend: tf.getBackend(), threads, skipped };
       for (const s of skipped) log(`tfjs backend ${s.name} skipped: ${s.reason}`);
       log(`tfjs backend: ${name} (tfjs ${tf.version_core}, ${threads} thread${threads === 1 ? '' : 's'})`);
       current = { key, choice };
       return choice;
     } catch (error) {
+      // A stuck start-up cannot be followed by another backend: tfjs waits for the pending one first.
+      if (error instanceof BackendStuckError) throw error;
       skipped.push({ name, reason: errorText(error) });
     }
   }
@@ -104,7 +106,10 @@ async function registerGradients(tf: Tf): Promise<void> {
   if (tf.getGradient('Sum') === undefined) throw new Error('tfjs gradients could not be registered (@tensorflow/tfjs-layers missing?)');
 }
 
-async function loadBackend(tf: Tf, name: Exclude<BackendPreference, 'auto'>, cpus: number): Promise<number> {
+/** The threaded wasm pool did not become ready in time. */
+export class BackendStuckError extends Error {}
+
+async function loadBackend(tf: Tf, name: Exclude<BackendPreference, 'auto'>, cpus: number, log: (message: string) => void): Promise<number> {
   switch (name) {
     case 'tensorflow-gpu':
     case 'tensorflow': {
@@ -115,7 +120,11 @@ async function loadBackend(tf: Tf, name: Exclude<BackendPreference, 'auto'>, cpu
     }
     case 'wasm': {
       const wasm = await import('@tensorflow/tfjs-backend-wasm');
-      if (cpus > 1) return initWasmThreads(tf, wasm, cpus);
+      if (cpus > 1) {
+        // Said before the start-up, so a stage log is never empty while the pool starts.
+        log(`tfjs backend wasm: starting a pool of ${cpus} threads`);
+        return initWasmThreads(tf, wasm, cpus);
+      }
       wasm.setThreadsCount(1);
       if (!(await tf.setBackend('wasm'))) throw new Error('setBackend(wasm) failed');
       return wasm.getThreadsCount();
@@ -137,6 +146,22 @@ interface WorkerLike {
 const BLOB_TEXT = Symbol('blobText');
 
 /**
+ * Threaded start-up normally takes 1-5 s; past this the pool is taken to be stuck and the stage
+ * fails with a message saying so (DISTILL_WASM_START_TIMEOUT, seconds, overrides it).
+ */
+const WASM_START_TIMEOUT_MS = 120_000;
+
+/**
+ * Writes a file that other threads may be reading: through a temporary name and a rename, so a
+ * reader sees the old content or the new, never a truncated file.
+ */
+function writeWhole(path: string, text: string): void {
+  const temp = `${path}.${process.pid}.tmp`;
+  writeFileSync(temp, text);
+  renameSync(temp, path);
+}
+
+/**
  * Initialises the threaded-SIMD wasm build under Node with `threads` XNNPACK threads.
  * Temporarily patches (and always restores) globalThis.Blob, URL.createObjectURL and os.cpus:
  * - the worker script (a Blob URL in tfjs) becomes a .cjs file; it is prefixed so that, inside
@@ -144,6 +169,14 @@ const BLOB_TEXT = Symbol('blobText');
  * - the main script (emscripten factory source, a Blob) becomes a .cjs file, prefixed with the
  *   bundle-level variables its source text refers to (rollup's require$$N / commonjsGlobal);
  * - os.cpus reports 2*threads CPUs because the C side uses hardwareConcurrency/2 as the cap.
+ *
+ * The worker script is written once. emscripten asks for it (tfjs's locateFile builds a new Blob
+ * URL) once per pool worker, 8 in all; rewriting the file each time (truncate, then write) raced
+ * with workers already starting: a worker that read the truncated, empty file ran nothing and
+ * exited 0 without ever reporting "loaded", and the module, which waits for all 8, never became
+ * ready. In a stage process (kept alive by its IPC channel) that was a silent hang with an empty
+ * log; reproduced in 2 of 55 fresh processes on the 2-core machine (2026-12-03) before this fix.
+ * A watchdog bounds the start-up in any case.
  */
 async function initWasmThreads(
   tf: Tf,
@@ -164,7 +197,7 @@ async function initWasmThreads(
       const text = parts.every((p) => typeof p === 'string') ? parts.join('') : undefined;
       this[BLOB_TEXT] = text;
       if (text?.startsWith('var WasmBackendModuleThreadedSimd')) {
-        writeFileSync(
+        writeWhole(
           mainPath,
           "var require$$0=require('fs'),require$$1=require('path'),require$$3=require('perf_hooks')," +
             "require$$4=require('os'),commonjsGlobal=globalThis;" + text,
@@ -173,13 +206,13 @@ async function initWasmThreads(
     }
   }
   globalThis.Blob = TextBlob;
+  let workerWritten = false;
   URL.createObjectURL = (blob: Blob): string => {
     const text = (blob as Partial<TextBlob>)[BLOB_TEXT];
     if (typeof text === 'string' && text.includes('worker_threads')) {
-      writeFileSync(
-        workerPath,
-        `URL.createObjectURL=()=>${JSON.stringify(mainPath)};URL.revokeObjectURL=()=>{};` + text,
-      );
+      // Once: workers allocated earlier may be reading it right now (see above).
+      if (!workerWritten) writeWhole(workerPath, `URL.createObjectURL=()=>${JSON.stringify(mainPath)};URL.revokeObjectURL=()=>{};` + text);
+      workerWritten = true;
       return workerPath;
     }
     return originalCreateObjectURL(blob);
@@ -188,15 +221,24 @@ async function initWasmThreads(
     const real = originalCpus();
     return Array.from({ length: 2 * threads }, (_, i) => real[i % real.length]!);
   };
+  const limitMs = Number(process.env.DISTILL_WASM_START_TIMEOUT ?? '') * 1000 || WASM_START_TIMEOUT_MS;
+  let watchdog: NodeJS.Timeout | undefined;
   try {
     tf.env().set('WASM_HAS_MULTITHREAD_SUPPORT', true);
     wasm.setThreadsCount(threads);
-    if (!(await tf.setBackend('wasm'))) throw new Error('setBackend(wasm) failed');
-    await tf.ready();
+    const stuck = new Promise<never>((_, reject) => {
+      watchdog = setTimeout(
+        () => reject(new BackendStuckError(`the threaded wasm backend did not start within ${limitMs / 1000} s (its pthread pool never became ready); failing rather than hanging`)),
+        limitMs,
+      );
+    });
+    if (!(await Promise.race([tf.setBackend('wasm'), stuck]))) throw new Error('setBackend(wasm) failed');
+    await Promise.race([tf.ready(), stuck]);
     // The pool's worker threads must not keep the process alive once the work is done.
     const pthreads = (tf.backend() as unknown as { wasm?: { PThread?: { unusedWorkers: WorkerLike[]; runningWorkers: WorkerLike[] } } }).wasm?.PThread;
     for (const worker of [...(pthreads?.unusedWorkers ?? []), ...(pthreads?.runningWorkers ?? [])]) worker.unref?.();
   } finally {
+    clearTimeout(watchdog);
     globalThis.Blob = OriginalBlob;
     URL.createObjectURL = originalCreateObjectURL;
     os.cpus = originalCpus;
