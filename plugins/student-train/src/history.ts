@@ -13,14 +13,27 @@ export interface HistoryPoint {
   terms: Record<string, number>;
 }
 
+/** A validation score (metric `val/<name>`) at the step it was measured. */
+export interface ValidationPoint {
+  step: number;
+  metric: string;
+  value: number;
+}
+
 export class TrainingHistory {
   private readonly points: HistoryPoint[] = [];
+  /** Validation scores (one per epoch at most): never thinned. */
+  readonly validation: ValidationPoint[] = [];
   private stride = 1;
 
   constructor(private readonly maxPoints = 5000) {}
 
   /** Takes a metric as the training loop reports it: "loss", "loss/<term>" or "lr", at a step. */
   record(name: string, value: number, step: number | undefined): void {
+    if (step !== undefined && name.startsWith('val/')) {
+      this.validation.push({ step, metric: name.slice('val/'.length), value });
+      return;
+    }
     if (step === undefined || step % this.stride !== 0) return;
     let point = this.points[this.points.length - 1];
     if (!point || point.step !== step) {

@@ -92,6 +92,7 @@ const params = Type.Object(
     ),
     seed: Type.Integer({ default: 0 }),
     split: Type.String({ default: 'train' }),
+    validationSplit: Type.String({ default: '', description: 'a held-out split of the dataset (e.g. val) scored after every epoch: metric val/top1, training.json validation' }),
     checkpointEvery: Type.Integer({ minimum: 0, default: 200 }),
     backend: Type.Union(['auto', 'tensorflow-gpu', 'tensorflow', 'wasm', 'cpu'].map((b) => Type.Literal(b)), { default: 'auto' }),
   },
@@ -121,6 +122,9 @@ export default definePlugin({
     const feature = p.feature.kind === 'none' ? undefined : p.feature;
     if (feature && feature.teacherFeature === '') throw new Error('student-train: params.feature.teacherFeature is empty; name the teacher output teacher-infer stored (its featuresOutput)');
     const data = await openTrainingData(ctx.input('dataset'), teacherDirs, p.split, { readFeatures: feature !== undefined });
+    if (p.validationSplit !== '' && p.validationSplit === p.split) throw new Error(`student-train: validationSplit "${p.validationSplit}" is the training split`);
+    const validation = p.validationSplit !== '' ? await openTrainingData(ctx.input('dataset'), [], p.validationSplit) : undefined;
+    if (validation && validation.rows === 0) throw new Error(`student-train: validationSplit "${p.validationSplit}" has no rows in ${ctx.input('dataset')}`);
     let init: { model: import('@distillery/core/onnx/index').OnnxModel; where: string } | undefined;
     if (ctx.inputs.init && ctx.inputs.init.length > 0) {
       if (ctx.inputs.init.length > 1) throw new Error(`student-train: input "init" is bound to ${ctx.inputs.init.length} artifacts; bind one`);
@@ -161,6 +165,7 @@ export default definePlugin({
         shuffleBuffer: p.shuffleBuffer,
         clipNorm: p.clipNorm,
         augment: p.augment,
+        ...(validation ? { validation } : {}),
         seed: p.seed,
         checkpointEvery: p.checkpointEvery,
         headInit: p.headInit,
@@ -190,6 +195,7 @@ export default definePlugin({
       onnxOpset: ONNX_OPSET,
       resumedFrom: result.resumedFrom,
       lossHistory: history.toJSON(),
+      validation: history.validation,
     };
     writeFileSync(join(ctx.outDir, 'training.json.tmp'), JSON.stringify(summary, null, 2));
     renameSync(join(ctx.outDir, 'training.json.tmp'), join(ctx.outDir, 'training.json'));

@@ -15,6 +15,7 @@ import { createStudent, parameterCount, type Student, type StudentConfig } from 
 import { clipByGlobalNorm, Optimizer, scheduleFactor, type OptimizerConfig, type ScheduleConfig } from './optim.js';
 import { sampleColumns, sampledSigmoidCrossEntropy, targetsAtColumns, type SparseRow } from './losses/sampled.js';
 import { Rng } from './rng.js';
+import { validationTop1 } from './validate.js';
 import { createFeatureTerm, type FeatureConfig } from './features.js';
 import { chooseSource, kcTarget, kcTargetRows, softTarget, teacherClasses, type SoftLabelSource, type TopkPolicy } from './targets.js';
 
@@ -61,6 +62,8 @@ export interface TrainConfig {
   shuffleBuffer: number;
   /** Global-norm clipping (0 = off). */
   clipNorm: number;
+  /** Held-out rows scored after every epoch (metric `val/top1`; validate.ts). */
+  validation?: TrainingData;
   /** Per-step image augmentation of the training batches (absent or all off: none). */
   augment?: AugmentConfig;
   seed: number;
@@ -279,6 +282,14 @@ export async function trainStudent(data: TrainingData, config: TrainConfig, stat
     saveCheckpoint(stateDir, { step, epoch, batchInEpoch, optimizerStep: optimizer.step }, tensors);
   };
 
+  let lastValidated = -1;
+  const validate = async (epoch: number): Promise<void> => {
+    if (!config.validation || lastValidated === step) return;
+    const score = await validationTop1(student, config.validation);
+    lastValidated = step;
+    hooks.metric('val/top1', score.top1, step);
+    hooks.log(`epoch ${epoch + 1} (step ${step}): validation top-1 ${(100 * score.top1).toFixed(2)}% on ${score.rows} ${config.validation.split} rows`);
+  };
   const vars = trainables.map((p) => p.variable);
   let finalLoss = NaN;
   const started = Date.now();
@@ -388,7 +399,9 @@ export async function trainStudent(data: TrainingData, config: TrainConfig, stat
       if (config.checkpointEvery > 0 && step % config.checkpointEvery === 0 && step < totalSteps) checkpoint(epoch, batchInEpoch);
     }
     skip = 0;
+    await validate(epoch);
   }
+  if (lastValidated !== step) await validate(Math.max(0, Math.ceil(step / batchesPerEpoch) - 1));
   const seconds = (Date.now() - started) / 1000;
   if (config.imprintAfter) await imprintHeads(student, data, imprintOptions);
   hooks.log(`trained ${step - resumedFrom} steps in ${seconds.toFixed(1)} s (${((step - resumedFrom) / Math.max(seconds, 1e-9)).toFixed(2)} steps/s), final loss ${finalLoss}`);

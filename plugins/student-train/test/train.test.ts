@@ -194,3 +194,36 @@ for (const [name, config, shape] of configs) {
     }
   });
 }
+
+test('validationSplit: top-1 on the held-out rows after every epoch, the last equal to the exported model on those rows', async () => {
+  const d = await makeData(join(root, 'dval'));
+  const { ctx, metrics, outDir } = makeCtx({ loss: 'ce', epochs: 3, batchSize: 16, lr: 0.01, seed: 2, validationSplit: 'test' }, { dataset: [d.dataset] }, 'val');
+  await plugin.run(ctx as never);
+  const val = metrics.filter((m) => m.name === 'val/top1');
+  // 80 train rows, batch 16: 5 steps per epoch.
+  assert.deepEqual(val.map((m) => m.step), [5, 10, 15]);
+  const training = JSON.parse(readFileSync(join(outDir, 'training.json'), 'utf8')) as { validation: { step: number; metric: string; value: number }[] };
+  assert.deepEqual(training.validation.map((v) => [v.step, v.metric, v.value]), val.map((m) => [m.step, 'top1', m.value]));
+  // Independent check of the last score: onnxruntime on model.onnx over the 16 test rows.
+  const rng = new Rng(42);
+  const xs = new Float32Array(16 * DIM);
+  const labels: number[] = [];
+  for (let r = 0; r < ROWS; r++) {
+    const label = r % CLASSES;
+    for (let dd = 0; dd < DIM; dd++) {
+      const v = (dd === label ? 2 : 0) + 0.5 * rng.normal();
+      if (r >= 80) xs[(r - 80) * DIM + dd] = v;
+    }
+    if (r >= 80) labels.push(label);
+  }
+  const session = await ort.InferenceSession.create(join(outDir, 'model.onnx'));
+  const logits = (await session.run({ input: new ort.Tensor('float32', xs, [16, DIM]) })).logits!.data as Float32Array;
+  let correct = 0;
+  labels.forEach((label, i) => {
+    const row = Array.from(logits.subarray(i * CLASSES, (i + 1) * CLASSES));
+    if (row.indexOf(Math.max(...row)) === label) correct++;
+  });
+  assert.equal(val[val.length - 1]!.value, correct / 16);
+  const { ctx: bad } = makeCtx({ loss: 'ce', epochs: 1, validationSplit: 'train' }, { dataset: [d.dataset] }, 'val-bad');
+  await assert.rejects(plugin.run(bad as never), /validationSplit "train" is the training split/);
+});
