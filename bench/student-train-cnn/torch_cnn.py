@@ -3,9 +3,12 @@ Commands (one per line): "steps N" -> {"ms": per-step ms over N Adam steps};
 "layers R" -> per-layer forward / input-grad / filter-grad ms (median of R); "quit".
 The network: conv 3x3 1->32 (valid), ReLU, maxpool 2, conv 3x3 32->64 (valid), ReLU, maxpool 2,
 dense 1600->128, ReLU, dense 128->10; Adam lr 1e-3, softmax cross-entropy, batch 128, NCHW."""
-import json, sys, time
+import os, sys, time
 import torch
 import torch.nn.functional as F
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', 'lib'))
+from torch_side import serve  # noqa: E402
 
 threads = int(sys.argv[1]) if len(sys.argv) > 1 else 2
 torch.set_num_threads(threads)
@@ -48,15 +51,4 @@ def layers(reps):
 
 for _ in range(3):
     step()
-print(json.dumps({'ready': True, 'version': torch.__version__, 'threads': torch.get_num_threads()}), flush=True)
-for line in sys.stdin:
-    cmd, _, arg = line.strip().partition(' ')
-    if cmd == 'steps':
-        n = int(arg); t0 = time.perf_counter()
-        for _ in range(n):
-            loss = step()
-        print(json.dumps({'ms': (time.perf_counter() - t0) * 1000 / n, 'loss': loss}), flush=True)
-    elif cmd == 'layers':
-        print(json.dumps({'layers': layers(int(arg))}), flush=True)
-    elif cmd == 'quit':
-        break
+serve(step, {'version': torch.__version__, 'threads': torch.get_num_threads()}, {'layers': lambda arg: {'layers': layers(int(arg))}})

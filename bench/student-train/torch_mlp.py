@@ -2,8 +2,11 @@
 784-1024-1024-1000, batch 256, Adam, softmax cross-entropy. Prints a JSON line when ready, then
 answers "steps N" lines (one JSON line each) until "quit" or end of input.
 Usage: /usr/bin/python3 torch_mlp.py [--threads 2] [--warmup 3]"""
-import argparse, json, sys, time
+import argparse, os, sys
 import torch
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', 'lib'))
+from torch_side import serve  # noqa: E402
 
 ap = argparse.ArgumentParser()
 ap.add_argument('--threads', type=int, default=2)
@@ -30,14 +33,5 @@ def step():
 for _ in range(args.warmup):
     step()
 blas = torch.__config__.show().split('BLAS_INFO=')[1].split(',')[0]
-print(json.dumps({'ready': True, 'version': torch.__version__, 'threads': torch.get_num_threads(), 'blas': blas}), flush=True)
-# Driven over stdin by bench/student-train/run.mjs so the two sides interleave: "steps N" -> ms/step.
-for line in sys.stdin:
-    cmd, _, arg = line.strip().partition(' ')
-    if cmd == 'steps':
-        n = int(arg); t0 = time.perf_counter()
-        for _ in range(n):
-            loss = step()
-        print(json.dumps({'ms': (time.perf_counter() - t0) * 1000 / n, 'loss': loss}), flush=True)
-    elif cmd == 'quit':
-        break
+# Driven over stdin by bench/student-train/run.mjs so the two sides interleave (bench/lib/torch_side.py).
+serve(step, {'version': torch.__version__, 'threads': torch.get_num_threads(), 'blas': blas})

@@ -246,10 +246,15 @@ function takeRandom<T>(buffer: T[], rng: Rng): T {
 
 /** The samples' inputs as one float32 tensor [n, ...shape]. */
 export function inputTensor(samples: Sample[], shape: number[]): tf.Tensor {
+  return tf.tensor(inputValues(samples), [samples.length, ...shape]);
+}
+
+/** The samples' inputs concatenated row by row (what inputTensor uploads). */
+export function inputValues(samples: Sample[]): Float32Array {
   const width = samples[0]!.x.length;
   const x = new Float32Array(samples.length * width);
   samples.forEach((s, i) => x.set(s.x, i * width));
-  return tf.tensor(x, [samples.length, ...shape]);
+  return x;
 }
 
 /** Per-step image augmentation (student-train's `augment` parameter). */

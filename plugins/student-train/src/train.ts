@@ -9,7 +9,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { GraphBuilder, writeModelFile, type OnnxModel } from '@distillery/core/onnx/index';
 import { initStudentFromOnnx } from './init.js';
 import { imprintHeads } from './imprint.js';
-import { augmentImages, epochBatches, inputTensor, type AugmentConfig, type Sample, type TrainingData } from './data.js';
+import { augmentImages, epochBatches, inputTensor, inputValues, type AugmentConfig, type Sample, type TrainingData } from './data.js';
 import { crossEntropy, divergenceLoss, sigmoidCrossEntropy, sigmoidKd, type DivergenceName, type TeacherTarget } from './losses/index.js';
 import { createStudent, parameterCount, type Student, type StudentConfig } from './models/student.js';
 import { clipByGlobalNorm, Optimizer, scheduleFactor, type OptimizerConfig, type ScheduleConfig } from './optim.js';
@@ -200,10 +200,7 @@ function startAtPrior(student: Student, config: StudentConfig, numClasses: numbe
 
 /** The batch's input tensor with each image augmented (a per-step Rng: resumed runs draw the same). */
 function augmentedInput(samples: Sample[], shape: number[], augment: AugmentConfig, rng: Rng): tf.Tensor {
-  const x = inputTensor(samples, shape);
-  const values = augmentImages(x.dataSync() as Float32Array, samples.length, shape, augment, rng);
-  x.dispose();
-  return tf.tensor(values, [samples.length, ...shape]);
+  return tf.tensor(augmentImages(inputValues(samples), samples.length, shape, augment, rng), [samples.length, ...shape]);
 }
 
 export async function trainStudent(data: TrainingData, config: TrainConfig, stateDir: string, hooks: TrainHooks): Promise<TrainResult> {
