@@ -44,12 +44,17 @@ test('pipelines/fashion-mnist.yaml runs end to end at 20 steps per model; neares
     assert.equal(seeds.seeds.length, 3);
     const top1 = seeds.metrics.find((m) => m.metric === 'top-1');
     assert.ok(top1, 'top-1 aggregated');
-    for (const [a, b] of [['mlp-kd', 'mlp-ce'], ['cnn-kd', 'cnn-ce']] as const) {
+    for (const [a, b] of [['mlp-kd', 'mlp-ce'], ['cnn-kd', 'cnn-ce'], ['mlp-hint', 'mlp-kd']] as const) {
       const c: { n: number; low: number; high: number; meanDifference: number } | undefined = top1.comparisons.find((x) => x.a === a && x.b === b);
       assert.ok(c, `${a} - ${b} compared`);
       assert.equal(c.n, 3);
       assert.ok(c.low <= c.meanDifference && c.meanDifference <= c.high);
     }
+
+    // The ensemble teacher and its two members, scored on the test split.
+    const teachers = JSON.parse(readFileSync(join(out, 'teachers', 'report.json'), 'utf8')) as { dataset: { split: string }; models: EvalModel[] };
+    assert.equal(teachers.dataset.split, 'test');
+    assert.deepEqual(teachers.models.map((m) => m.name).sort(), ['teacher-ensemble', 'teacher@1', 'teacher@2']);
 
     // The tuning report scores the grid on the validation split, not the test split.
     const tune = JSON.parse(readFileSync(join(out, 'tune-eval', 'report.json'), 'utf8')) as { dataset: { split: string }; models: EvalModel[] };
