@@ -3,7 +3,7 @@
 //   <out>.f32 (N x D float32), <out>.lab (int32), <out>.split (uint8: 0 train, 1 val, 2 test).
 // Usage: node bench/eft-100k/dump-features.mjs <data stage dir> <out prefix>
 import { writeFileSync } from 'node:fs';
-import { openShardSet } from '@distillery/core/shards/index';
+import { openShardSet } from '@distillery/runtime/shards';
 
 const [dir, out] = process.argv.slice(2);
 if (!dir || !out) throw new Error('usage: dump-features.mjs <data stage dir> <out prefix>');

@@ -4,7 +4,7 @@
 // Usage: node bench/eft-100k/quick-score.mjs <data dir> <model.onnx>... [--rows 2000]
 import * as ort from 'onnxruntime-node';
 import { parseArgs } from 'node:util';
-import { openShardSet } from '@distillery/core/shards/index';
+import { openShardSet } from '@distillery/runtime/shards';
 
 const { values, positionals } = parseArgs({ allowPositionals: true, options: { rows: { type: 'string', default: '2000' } } });
 const [dataDir, ...models] = positionals;

@@ -8,12 +8,12 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { selectBackend } from '@distillery/core/tfjs/backend';
-import { readModelFile } from '@distillery/core/onnx/index';
+import { selectBackend } from '@distillery/runtime/tfjs/backend';
+import { readModelFile } from '@distillery/runtime/onnx';
 const { tf } = await selectBackend({ cpus: 1, gpus: [], prefer: 'wasm', log: () => {} });
-const { openTrainingData, epochBatches } = await import('@distillery/plugin-student-train/data');
-const { trainStudent, exportOnnx } = await import('@distillery/plugin-student-train/train');
-const { createStudent } = await import('@distillery/plugin-student-train/models/student');
+const { openTrainingData, epochBatches } = await import('@distillery/plugin-student-train');
+const { trainStudent, exportOnnx } = await import('@distillery/plugin-student-train');
+const { createStudent } = await import('@distillery/plugin-student-train');
 
 const [dir, kind, lrArg, stepsArg, outInit = 'he', negArg = '1024'] = process.argv.slice(2);
 const lr = Number(lrArg), steps = Number(stepsArg);

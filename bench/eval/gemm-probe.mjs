@@ -2,7 +2,7 @@
 // Probe: float64 Gram-product throughput of onnxruntime-node (MLAS DGEMM) for the FID covariance,
 // by graph form and chunk size. Usage: node bench/eval/gemm-probe.mjs [rows] [d]
 import * as ort from 'onnxruntime-node';
-import { GraphBuilder, encodeModel } from '../../tools/core/dist/src/onnx/index.js';
+import { GraphBuilder, encodeModel } from '@distillery/runtime/onnx';
 const rows = Number(process.argv[2] ?? 8192), d = Number(process.argv[3] ?? 2048);
 const x = Float64Array.from({ length: rows * d }, (_, i) => Math.sin(i * 0.37));
 const xt = new Float64Array(rows * d);

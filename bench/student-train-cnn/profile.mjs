@@ -1,11 +1,11 @@
 // Kernel-level profile of one training step of the benchmark CNN (tf.profile): where the time goes.
 // Usage: node bench/student-train-cnn/profile.mjs [--threads 1]
 import { parseArgs } from 'node:util';
-import { selectBackend } from '@distillery/core/tfjs/backend';
+import { selectBackend } from '@distillery/runtime/tfjs/backend';
 const { values: args } = parseArgs({ options: { threads: { type: 'string', default: '1' }, bn: { type: 'boolean', default: false } } });
 const { tf } = await selectBackend({ cpus: Number(args.threads), gpus: [], prefer: 'wasm' });
-const { createStudent } = await import('@distillery/plugin-student-train/models/student');
-const { crossEntropy } = await import('@distillery/plugin-student-train/losses/index');
+const { createStudent } = await import('@distillery/plugin-student-train');
+const { crossEntropy } = await import('@distillery/plugin-student-train');
 const student = createStudent({ arch: 'cnn', channels: [32, 64], kernel: 3, batchNorm: args.bn, hidden: [128], padding: 'valid' }, [28, 28, 1], 10, 0);
 const x = tf.randomUniform([128, 28, 28, 1], 0, 1, 'float32', 1);
 const labels = tf.tensor1d(Int32Array.from({ length: 128 }, (_, i) => (i * 7) % 10), 'int32');

@@ -9,9 +9,8 @@ import { open } from 'node:fs/promises';
 import { createGunzip } from 'node:zlib';
 import { extname, join, relative } from 'node:path';
 import type { Readable } from 'node:stream';
-import { ShardWriter, datasetSchema, openShardSet, type ColumnValues, type ShardManifest } from '@distillery/core/shards/index';
-import { Rng } from '@distillery/core/util/rng';
-import { mulberry32 } from './outputs.js';
+import { ShardWriter, datasetSchema, openShardSet, type ColumnValues, type ShardManifest } from '@distillery/runtime/shards';
+import { Rng, uniformStream } from '@distillery/runtime/rng';
 
 /** One source of samples for one split. */
 export interface ImportSource {
@@ -341,7 +340,7 @@ async function* csvRows(path: string): AsyncGenerator<TableRow[]> {
 
 async function* parquetRows(path: string): AsyncGenerator<TableRow[]> {
   const { asyncBufferFromFile, parquetMetadataAsync, parquetReadObjects } = await import('hyparquet');
-  let file;
+  let file: Awaited<ReturnType<typeof asyncBufferFromFile>>;
   let rows: number;
   try {
     file = await asyncBufferFromFile(path);
@@ -373,10 +372,10 @@ function readSynthetic(source: ImportSource, o: ImportOptions, splitIndex: numbe
   const classes = o.classes ?? 10;
   const sep = o.separation ?? 2;
   const seed = o.seed ?? 0;
-  const meanRng = mulberry32(seed);
+  const meanRng = uniformStream(seed);
   const gauss = (r: () => number) => Math.sqrt(-2 * Math.log(1 - r())) * Math.cos(2 * Math.PI * r());
   const means = Float32Array.from({ length: classes * dim }, () => gauss(meanRng) * sep);
-  const r = mulberry32((seed * 7919 + splitIndex + 1) >>> 0);
+  const r = uniformStream((seed * 7919 + splitIndex + 1) >>> 0);
   async function* chunks(): AsyncGenerator<Chunk> {
     for (let start = 0; start < n; start += CHUNK_ROWS) {
       const rows = Math.min(CHUNK_ROWS, n - start);

@@ -3,7 +3,7 @@
  * dataset shards (schema "dataset/1", tools/core/src/shards/SCHEMA.md). Work is in ./import.js.
  */
 import { Type } from '@sinclair/typebox';
-import { definePlugin, PathParam } from '@distillery/core';
+import { definePlugin, PathParam } from '@distillery/core/plugin';
 
 const params = Type.Object(
   {

@@ -6,8 +6,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PNG } from 'pngjs';
 import jpeg from 'jpeg-js';
-import { openShardSet, parseDatasetSchema } from '@distillery/core/shards/index';
-import plugin from '../src/dataset-plugin.js';
+import { openShardSet, parseDatasetSchema } from '@distillery/runtime/shards';
+import plugin from '../src/plugin.js';
 import { makeCtx } from './helpers.js';
 
 async function rowsOf(dir: string) {

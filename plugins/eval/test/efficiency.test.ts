@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { GraphBuilder, encodeModel } from '@distillery/core/onnx/index';
+import { GraphBuilder, encodeModel } from '@distillery/runtime/onnx';
 import { compareEfficiency, modelCost } from '../src/index.js';
 import { measureLatency } from '../src/classification/efficiency.js';
 

@@ -5,14 +5,14 @@
  * post-processed and written, and batch i+2 is read and converted, on the JS thread.
  * Any error aborts the shard writer, which deletes every shard it wrote.
  */
-import { hashFileContent } from '@distillery/core/cache/hash';
-import { ThreadedSession, type InputTransformOutcome, type ThreadRunResult, type ThreadValueMetadata } from '@distillery/core/onnx/session-thread';
+import { hashFileContent } from '@distillery/core/plugin';
+import { ThreadedSession, type InputTransformOutcome, type ThreadRunResult, type ThreadValueMetadata } from '@distillery/runtime/onnx/session-thread';
 import {
   ShardWriter, openShardSet, parseDatasetSchema, teacherOutputSchema,
   type ColumnValues, type DatasetInfo, type NumericArray, type ShardBatch, type ShardManifest, type StorageSpec,
-} from '@distillery/core/shards/index';
-import type { PixelInputTransform } from '@distillery/core/onnx/input-transform';
-import type { ProviderOutcome } from '@distillery/core/onnx/execution-provider';
+} from '@distillery/runtime/shards';
+import type { PixelInputTransform } from '@distillery/runtime/onnx/input-transform';
+import type { ProviderOutcome } from '@distillery/runtime/onnx/execution-provider';
 import { firstNonFiniteRow, sampledRows, topKRows } from './outputs.js';
 
 /** Everything one extraction needs; the plugin fills it from params and the stage context. */

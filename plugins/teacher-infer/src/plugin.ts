@@ -4,8 +4,8 @@
  * with its local-to-global class map. Heavy work lives in ./infer.js, imported inside run().
  */
 import { Type } from '@sinclair/typebox';
-import { definePlugin, PathParam } from '@distillery/core';
-import { describeProvider } from '@distillery/core/onnx/execution-provider';
+import { definePlugin, PathParam } from '@distillery/core/plugin';
+import { describeProvider } from '@distillery/runtime/onnx/execution-provider';
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 

@@ -1,7 +1,7 @@
 /**
- * Optimisers (Adam, SGD with momentum), learning-rate schedules and gradient clipping on tfjs.
- * Written here rather than using tf.train.* so the state is explicit (checkpointed as named
- * tensors) and the update is one tidy per parameter.
+ * The project's optimisers (Adam, SGD with momentum), learning-rate schedules and gradient clipping
+ * on tfjs, used by student-train and f-distill. Written here rather than using tf.train.* so the
+ * state is explicit (checkpointed as named tensors) and the update is one tidy per parameter.
  */
 import * as tf from '@tensorflow/tfjs-core';
 
@@ -49,8 +49,6 @@ export interface ScheduleConfig {
   minFactor: number;
 }
 
-export const DEFAULT_SCHEDULE: ScheduleConfig = { name: 'constant', warmupSteps: 0, stepSize: 1000, gamma: 0.1, minFactor: 0 };
-
 /** Learning-rate factor at 0-based `step` of `totalSteps`. */
 export function scheduleFactor(schedule: ScheduleConfig, step: number, totalSteps: number): number {
   if (schedule.warmupSteps > 0 && step < schedule.warmupSteps) return (step + 1) / schedule.warmupSteps;
@@ -89,6 +87,30 @@ export function clipByGlobalNorm(grads: Record<string, tf.Tensor>, maxNorm: numb
     }
   }
   return norm;
+}
+
+/** Adam at a fixed learning rate, no weight decay (torch.optim.Adam's defaults unless given). */
+export function adamConfig(lr: number, beta1 = 0.9, beta2 = 0.999, eps = 1e-8): OptimizerConfig {
+  return { ...DEFAULT_OPTIMIZER, name: 'adam', lr, beta1, beta2, eps, weightDecay: 0 };
+}
+
+/**
+ * One step minimising `loss` over `params` at the optimiser's configured learning rate; returns the
+ * loss value. tf.variableGrads keys gradients by variable name; the optimiser by parameter name.
+ */
+export function minimiseStep(opt: Optimizer, params: NamedVariable[], loss: () => tf.Scalar): number {
+  const { value, grads } = tf.variableGrads(loss, params.map((p) => p.variable));
+  const lossValue = value.dataSync()[0]!;
+  value.dispose();
+  const byParam: Record<string, tf.Tensor> = {};
+  for (const p of params) {
+    const g = grads[p.variable.name];
+    if (g) byParam[p.name] = g;
+  }
+  const used = new Set(Object.values(byParam));
+  for (const g of Object.values(grads)) if (!used.has(g)) g.dispose();
+  opt.apply(byParam, opt.config.lr);
+  return lossValue;
 }
 
 /** Optimiser with explicit, checkpointable state. */
@@ -130,7 +152,7 @@ export class Optimizer {
           const bc1 = 1 - Math.pow(c.beta1, t);
           const bc2 = Math.sqrt(1 - Math.pow(c.beta2, t));
           const stepSize = lr / bc1;
-          let update = tf.div(m1, tf.add(tf.div(tf.sqrt(v1), bc2), c.eps));
+          const update = tf.div(m1, tf.add(tf.div(tf.sqrt(v1), bc2), c.eps));
           let next = tf.sub(p.variable, tf.mul(update, stepSize));
           if (c.weightDecay > 0) next = tf.sub(next, tf.mul(p.variable, lr * c.weightDecay));
           p.variable.assign(next);

@@ -7,6 +7,12 @@ export class Rng {
   constructor(seed: number) {
     this.state = (Math.floor(seed) ^ 0x9e3779b9) >>> 0;
   }
+  /** A generator whose state is `state` itself (no seed mixing), e.g. a seed already hashed. */
+  static fromState(state: number): Rng {
+    const rng = new Rng(0);
+    rng.snapshot = state;
+    return rng;
+  }
   /** Uniform in [0, 1). */
   next(): number {
     let t = (this.state = (this.state + 0x6d2b79f5) >>> 0);
@@ -43,5 +49,41 @@ export class Rng {
   }
   set snapshot(value: number) {
     this.state = value >>> 0;
+  }
+}
+
+/** `new Rng(seed).next` as a function: a uniform [0, 1) stream. */
+export function uniformStream(seed: number): () => number {
+  const rng = new Rng(seed);
+  return () => rng.next();
+}
+
+/**
+ * Standard normals by Box-Muller that use both values of each pair (cos first, then sin): half the
+ * uniform draws of Rng.normal. Its own stream (the Rng is built from the raw state); eft-data's
+ * generator draws its geometry and samples from it.
+ */
+export class PairedNormals {
+  private readonly rng: Rng;
+  private spare = NaN;
+  constructor(state: number) {
+    this.rng = Rng.fromState(state);
+  }
+  /** Standard normal. */
+  normal(): number {
+    if (!Number.isNaN(this.spare)) {
+      const s = this.spare;
+      this.spare = NaN;
+      return s;
+    }
+    const u = 1 - this.rng.next(); // (0, 1]
+    const r = Math.sqrt(-2 * Math.log(u));
+    const a = 2 * Math.PI * this.rng.next();
+    this.spare = r * Math.sin(a);
+    return r * Math.cos(a);
+  }
+  /** Fills `out` with N(0, std^2) values. */
+  fill(out: Float32Array | Float64Array, std: number): void {
+    for (let i = 0; i < out.length; i++) out[i] = std * this.normal();
   }
 }

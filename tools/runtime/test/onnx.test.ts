@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Rng } from '../src/util/rng.js';
+import { Rng } from '../src/rng.js';
 import { GraphBuilder, decodeModel, encodeModel, readModelFile, writeModelFile } from '../src/onnx/index.js';
 
 /** Seeded uniform [0, 1) stream (the project's Rng), so fixtures are reproducible. */

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Rng } from '../src/util/rng.js';
+import { Rng } from '../src/rng.js';
 import { GraphBuilder, writeModelFile } from '../src/onnx/index.js';
 import { ThreadedSession } from '../src/onnx/session-thread.js';
 

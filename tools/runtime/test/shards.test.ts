@@ -4,7 +4,7 @@ import { createHash } from 'node:crypto';
 import { mkdtempSync, readdirSync, readFileSync, rmSync, truncateSync, writeFileSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Rng } from '../src/util/rng.js';
+import { Rng } from '../src/rng.js';
 import {
   ShardWriter, datasetSchema, openShardSet, parseDatasetSchema, parseTeacherSchema, teacherOutputSchema,
   type ColumnValues, type ShardSchema,

@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { selectBackend } from '../src/tfjs/backend.js';
 import { conv2d, maxPool2x2, type ConvActivation, type ConvPadding } from '../src/tfjs/conv.js';
-import { Rng } from '../src/util/rng.js';
+import { Rng } from '../src/rng.js';
 import type * as Tf from '@tensorflow/tfjs-core';
 
 function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {

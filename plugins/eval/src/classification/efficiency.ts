@@ -12,8 +12,8 @@
  *   constant starts/ends/indices).
  * Any other op throws "not implemented" rather than undercount.
  */
-import { readModelFile, type OnnxModel, type OnnxAttribute } from '@distillery/core/onnx/index';
-import { diagnoseCudaProvider, onnxruntimeNodeInstall, openWithProvider, requestedProvider } from '@distillery/core/onnx/execution-provider';
+import { readModelFile, type OnnxModel, type OnnxAttribute } from '@distillery/runtime/onnx';
+import { diagnoseCudaProvider, onnxruntimeNodeInstall, openWithProvider, requestedProvider } from '@distillery/runtime/onnx/execution-provider';
 
 /** Parameter and FLOP count of one model for given input shapes. */
 export interface ModelCost {

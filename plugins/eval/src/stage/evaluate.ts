@@ -9,17 +9,18 @@
  * Input preprocessing follows teacher-infer: pixels x scale, then (x - mean[c]) / std[c] per
  * channel; `inputLayout: 'CHW'` transposes HWC images; uint8 model inputs get the raw pixels.
  */
-import { existsSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, } from 'node:fs';
 import { join } from 'node:path';
 import type * as Ort from 'onnxruntime-node';
-import { openShardSet, parseDatasetSchema, type DatasetInfo } from '@distillery/core/shards/index';
-import { readModelFile } from '@distillery/core/onnx/index';
-import { hashFileContent } from '@distillery/core/cache/hash';
+import { openShardSet, parseDatasetSchema, type DatasetInfo } from '@distillery/runtime/shards';
+import { readModelFile } from '@distillery/runtime/onnx';
+import { hashFileContent } from '@distillery/core/plugin';
 import { StreamingClassificationMetrics, type VerticalMap } from '../classification/streaming.js';
 import { measureLatency, modelCost } from '../classification/efficiency.js';
 import { REPORT_FORMAT, renderMarkdown, type EfficiencyComparison, type EvalReport, type LossPoint, type ModelEfficiency, type ModelReport } from './report.js';
-import { renderSvg, reportPlots, safeName } from './plots.js';
-import type { MsdBundle } from '@distillery/plugin-multi-student/bundle-runner';
+import { renderSvg, reportPlots, } from './plots.js';
+import type { MsdBundle } from '@distillery/plugin-multi-student';
+import { writeFileAtomicSync } from '@distillery/core/plugin';
 
 /**
  * One model to evaluate: the directory holding model.onnx (or an MSD bundle's manifest.json, see
@@ -92,7 +93,7 @@ interface BundleState {
 
 /** Opens an MSD bundle directory (manifest.json) as one composite model. */
 async function openBundle(spec: EvalModelSpec, o: EvaluateOptions, data: DatasetInfo): Promise<OpenModel> {
-  const { MsdBundle } = await import('@distillery/plugin-multi-student/bundle-runner');
+  const { MsdBundle } = await import('@distillery/plugin-multi-student');
   const runner = await MsdBundle.open(spec.dir, { intraOpNumThreads: Math.max(1, o.threads), interOpNumThreads: 1, graphOptimizationLevel: 'all', executionProviders: ['cpu'] });
   const m = runner.manifest;
   const where = `MSD bundle ${spec.dir} (${spec.name})`;
@@ -254,17 +255,6 @@ export function readLossHistory(dir: string): LossPoint[] | undefined {
   });
 }
 
-/** Writes a file via temp + rename, so a reader never sees half of it. */
-function writeAtomic(path: string, text: string): void {
-  const tmp = `${path}.tmp-${process.pid}`;
-  try {
-    writeFileSync(tmp, text);
-    renameSync(tmp, path);
-  } catch (error) {
-    rmSync(tmp, { force: true });
-    throw error;
-  }
-}
 
 /** File-name-safe form of a stage id (e.g. `student@a/b` -> `student_a_b`). */
 
@@ -434,8 +424,8 @@ export async function evaluateModels(o: EvaluateOptions): Promise<EvalReport> {
       plots: [],
     };
     await writePlots(report, o.outDir);
-    writeAtomic(join(o.outDir, 'report.json'), `${JSON.stringify(report, null, 1)}\n`);
-    writeAtomic(join(o.outDir, 'report.md'), renderMarkdown(report));
+    writeFileAtomicSync(join(o.outDir, 'report.json'), `${JSON.stringify(report, null, 1)}\n`);
+    writeFileAtomicSync(join(o.outDir, 'report.md'), renderMarkdown(report));
     return report;
   } finally {
     for (const m of models) await (m.bundle ? m.bundle.runner.release() : m.session.release());
@@ -488,8 +478,8 @@ async function bundleReport(m: OpenModel, b: BundleState, shape: number[], o: Ev
  */
 async function writePlots(report: EvalReport, outDir: string): Promise<void> {
   for (const plot of reportPlots(report)) {
-    writeAtomic(join(outDir, `${plot.name}.vl.json`), `${JSON.stringify(plot.spec, null, 1)}\n`);
-    writeAtomic(join(outDir, `${plot.name}.svg`), await renderSvg(plot.spec));
+    writeFileAtomicSync(join(outDir, `${plot.name}.vl.json`), `${JSON.stringify(plot.spec, null, 1)}\n`);
+    writeFileAtomicSync(join(outDir, `${plot.name}.svg`), await renderSvg(plot.spec));
     report.plots.push(`${plot.name}.svg`);
   }
 }

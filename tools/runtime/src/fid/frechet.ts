@@ -11,7 +11,7 @@
  * covariances and the trace recomputed.
  */
 import { EigenvalueDecomposition, Matrix } from 'ml-matrix';
-import { EvalInputError } from '../errors.js';
+import { InputError } from '@distillery/core/plugin';
 import { cholesky, symmetricEigenvalues } from './linalg.js';
 import { congruence } from './onnx-gemm.js';
 import type { GaussianStats } from './stats.js';
@@ -79,7 +79,7 @@ export async function frechetDistance(
 ): Promise<number> {
   const eps = options.eps ?? 1e-6;
   if (a.dim !== b.dim) {
-    throw new EvalInputError(`feature widths differ: ${names[0]} has D = ${a.dim}, ${names[1]} has D = ${b.dim}`);
+    throw new InputError(`feature widths differ: ${names[0]} has D = ${a.dim}, ${names[1]} has D = ${b.dim}`);
   }
   const d = a.dim;
   let diff = 0;

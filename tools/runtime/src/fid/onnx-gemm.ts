@@ -5,7 +5,7 @@
  * GraphBuilder and kept in memory, one session per shape.
  */
 import type { InferenceSession, Tensor } from 'onnxruntime-node';
-import { GraphBuilder, encodeModel } from '@distillery/core/onnx/index';
+import { GraphBuilder, encodeModel } from '../onnx/index.js';
 
 const transA = { transA: { i: 1 } };
 

@@ -66,7 +66,7 @@ export function readProviderPackage(dir: string): ProviderPackage {
 }
 
 /** The package.json files that pin onnxruntime-node, for the refusal message. */
-const PINNING_PACKAGES = 'tools/core and plugins/{eval,f-distill,multi-student,student-train,teacher-infer}/package.json';
+const PINNING_PACKAGES = 'tools/runtime and plugins/{eval,f-distill,multi-student,student-train,teacher-infer}/package.json';
 
 /** Refuses provider libraries built for another onnxruntime release than the installed onnxruntime-node. */
 export function checkProviderMatch(provider: Pick<ProviderPackage, 'name' | 'version' | 'onnxruntimeVersion'>, install: OnnxruntimeNodeInstall): void {

@@ -1,11 +1,7 @@
-/**
- * ONNX models as plain typed objects: a small graph builder, encode/decode with protobufjs and the
- * official onnx.proto (the onnx-proto package), atomic file writing. No onnxruntime dependency: running models is the
- * caller's business (teacher-infer, eval).
- */
-import { renameSync, rmSync, writeFileSync } from 'node:fs';
+
 import { readFile } from 'node:fs/promises';
 import onnxProto from 'onnx-proto';
+import { writeFileAtomicSync } from '@distillery/core/plugin';
 
 /** Element types, named as onnxruntime-node names them. */
 export type OnnxDataType =
@@ -320,14 +316,7 @@ export async function readModelFile(path: string): Promise<OnnxModel> {
 /** Writes bytes (or a model) to `path` atomically: temp file in the same directory, then rename. */
 export function writeModelFile(path: string, model: OnnxModel | Uint8Array): void {
   const bytes = model instanceof Uint8Array ? model : encodeModel(model);
-  const tmp = `${path}.tmp-${process.pid}`;
-  try {
-    writeFileSync(tmp, bytes);
-    renameSync(tmp, path);
-  } catch (error) {
-    rmSync(tmp, { force: true });
-    throw error;
-  }
+  writeFileAtomicSync(path, bytes);
 }
 
 export interface GraphBuilderOptions {

@@ -6,11 +6,12 @@
  * partial shard behind.
  */
 import { createHash, type Hash } from 'node:crypto';
-import { closeSync, mkdirSync, openSync, renameSync, rmSync, writeFileSync, writeSync } from 'node:fs';
+import { closeSync, mkdirSync, openSync, renameSync, rmSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import type * as ArrowNs from 'apache-arrow';
 import { checkColumn, concatColumn, copyColumn, loadArrow, makeRecordBatch, sliceColumn, toArrowSchema, type Arrow } from './arrow.js';
 import { MANIFEST_FILE, type ColumnValues, type ShardEntry, type ShardManifest, type ShardSchema } from './schema.js';
+import { writeFileAtomicSync } from '@distillery/core/plugin';
 
 export interface ShardWriterOptions {
   /** Output directory (created if missing); should be empty or hold no other shard set. */
@@ -175,9 +176,7 @@ export class ShardWriter {
         metadata: this.options.schema.metadata,
         shards: this.shards,
       };
-      const tmp = join(this.options.dir, `${MANIFEST_FILE}.tmp`);
-      writeFileSync(tmp, JSON.stringify(manifest, null, 1) + '\n');
-      renameSync(tmp, join(this.options.dir, MANIFEST_FILE));
+      writeFileAtomicSync(join(this.options.dir, MANIFEST_FILE), JSON.stringify(manifest, null, 1) + '\n');
       this.state = 'closed';
       return manifest;
     } catch (error) {
@@ -200,7 +199,6 @@ export class ShardWriter {
       this.current = undefined;
     }
     for (const s of this.shards) rmSync(join(this.options.dir, s.file), { force: true });
-    rmSync(join(this.options.dir, `${MANIFEST_FILE}.tmp`), { force: true });
     this.pending = [];
     this.pendingRows = 0;
   }

@@ -16,10 +16,11 @@
  * worker script and the main script it hands to workers as Blob URLs are real files; we write
  * those two files to a temp directory while the backend initialises (see initWasmThreads).
  */
-import { mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, } from 'node:fs';
 import os from 'node:os';
 import { join } from 'node:path';
 import type * as TfCore from '@tensorflow/tfjs-core';
+import { writeFileAtomicSync } from '@distillery/core/plugin';
 
 export type Tf = typeof TfCore;
 
@@ -151,15 +152,6 @@ const BLOB_TEXT = Symbol('blobText');
  */
 const WASM_START_TIMEOUT_MS = 120_000;
 
-/**
- * Writes a file that other threads may be reading: through a temporary name and a rename, so a
- * reader sees the old content or the new, never a truncated file.
- */
-function writeWhole(path: string, text: string): void {
-  const temp = `${path}.${process.pid}.tmp`;
-  writeFileSync(temp, text);
-  renameSync(temp, path);
-}
 
 /**
  * Initialises the threaded-SIMD wasm build under Node with `threads` XNNPACK threads.
@@ -197,7 +189,7 @@ async function initWasmThreads(
       const text = parts.every((p) => typeof p === 'string') ? parts.join('') : undefined;
       this[BLOB_TEXT] = text;
       if (text?.startsWith('var WasmBackendModuleThreadedSimd')) {
-        writeWhole(
+        writeFileAtomicSync(
           mainPath,
           "var require$$0=require('fs'),require$$1=require('path'),require$$3=require('perf_hooks')," +
             "require$$4=require('os'),commonjsGlobal=globalThis;" + text,
@@ -211,7 +203,7 @@ async function initWasmThreads(
     const text = (blob as Partial<TextBlob>)[BLOB_TEXT];
     if (typeof text === 'string' && text.includes('worker_threads')) {
       // Once: workers allocated earlier may be reading it right now (see above).
-      if (!workerWritten) writeWhole(workerPath, `URL.createObjectURL=()=>${JSON.stringify(mainPath)};URL.revokeObjectURL=()=>{};` + text);
+      if (!workerWritten) writeFileAtomicSync(workerPath, `URL.createObjectURL=()=>${JSON.stringify(mainPath)};URL.revokeObjectURL=()=>{};` + text);
       workerWritten = true;
       return workerPath;
     }
