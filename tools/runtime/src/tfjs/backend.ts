@@ -237,8 +237,3 @@ async function initWasmThreads(
   }
   return wasm.getThreadsCount();
 }
-
-/** The backend chosen earlier in this process, if any. */
-export function currentBackend(): BackendChoice | undefined {
-  return current?.choice;
-}
