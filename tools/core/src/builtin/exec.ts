@@ -24,7 +24,7 @@
  * code version in the cache key.
  */
 import { spawn } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, type Stats } from 'node:fs';
 import { createHash } from 'node:crypto';
 import { lstat, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -352,7 +352,7 @@ async function checkOutDir(outDir: string, outputs: DeclaredOutput[]): Promise<s
   if (links.length > 0) problems.push(`outputs must be regular files, not symbolic links: ${preview(links)}`);
   for (const output of outputs) {
     const absolute = join(outDir, ...output.path.split('/'));
-    let stats;
+    let stats: Stats;
     try {
       stats = await lstat(absolute);
     } catch {
@@ -428,7 +428,7 @@ async function snapshotTree(root: string, ignored: string[]): Promise<Snapshot |
   const snapshot: Snapshot = new Map();
   const visit = async (path: string): Promise<boolean> => {
     if (ignored.some((i) => isInside(path, i))) return true;
-    let stats;
+    let stats: Stats;
     try {
       stats = await lstat(path);
     } catch {
