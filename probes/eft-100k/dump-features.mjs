@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // Dumps an EFT data stage output (features, label, split) to raw files for the numpy probes:
 //   <out>.f32 (N x D float32), <out>.lab (int32), <out>.split (uint8: 0 train, 1 val, 2 test).
-// Usage: node bench/eft-100k/dump-features.mjs <data stage dir> <out prefix>
+// Usage: node probes/eft-100k/dump-features.mjs <data stage dir> <out prefix>
 import { writeFileSync } from 'node:fs';
 import { openShardSet } from '@distillery/runtime/shards';
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // Time and peak RSS of the data stage alone at one scale (run under /usr/bin/time -v for RSS):
-//   /usr/bin/time -v node bench/eft-100k/generate.mjs [classes] [samplesPerClass]
+//   /usr/bin/time -v node probes/eft-100k/generate.mjs [classes] [samplesPerClass]
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';

@@ -1,5 +1,5 @@
 // Kernel-level profile of one training step of the benchmark CNN (tf.profile): where the time goes.
-// Usage: node bench/student-train-cnn/profile.mjs [--threads 1]
+// Usage: node probes/student-train-cnn/profile.mjs [--threads 1]
 import { parseArgs } from 'node:util';
 import { selectBackend } from '@distillery/runtime/tfjs/backend';
 const { values: args } = parseArgs({ options: { threads: { type: 'string', default: '1' }, bn: { type: 'boolean', default: false } } });

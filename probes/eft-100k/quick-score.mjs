@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // Top-1 / top-5 of ONNX students on the first N test rows of an EFT data stage output, scored
 // against every class (a quick check while tuning; the eval stage gives the full report).
-// Usage: node bench/eft-100k/quick-score.mjs <data dir> <model.onnx>... [--rows 2000]
+// Usage: node probes/eft-100k/quick-score.mjs <data dir> <model.onnx>... [--rows 2000]
 import * as ort from 'onnxruntime-node';
 import { parseArgs } from 'node:util';
 import { openShardSet } from '@distillery/runtime/shards';

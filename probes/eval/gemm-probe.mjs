@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // Probe: float64 Gram-product throughput of onnxruntime-node (MLAS DGEMM) for the FID covariance,
-// by graph form and chunk size. Usage: node bench/eval/gemm-probe.mjs [rows] [d]
+// by graph form and chunk size. Usage: node probes/eval/gemm-probe.mjs [rows] [d]
 import * as ort from 'onnxruntime-node';
 import { GraphBuilder, encodeModel } from '@distillery/runtime/onnx';
 const rows = Number(process.argv[2] ?? 8192), d = Number(process.argv[3] ?? 2048);

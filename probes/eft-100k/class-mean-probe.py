@@ -3,7 +3,7 @@
   1. nearest class mean of the raw embeddings (4 train samples per class at the defaults);
   2. weight imprinting at initialisation: class means of a random (He-initialised, seeded) ReLU layer's
      features as cosine classifier rows, i.e. what a student head initialised this way scores at step 0.
-Usage: python3 bench/eft-100k/class-mean-probe.py <prefix> [test rows, default 2000]
+Usage: python3 probes/eft-100k/class-mean-probe.py <prefix> [test rows, default 2000]
 """
 import sys
 

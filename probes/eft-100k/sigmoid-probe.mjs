@@ -2,7 +2,7 @@
 // Why do sigmoid-CE students learn slowly? One in-process training run of the generalist MLP on an
 // eft-generate dataset, scored on its test split (top-1), for one choice of loss / lr / steps / output
 // layer initialisation. Usage (after npx tsc -b):
-//   node bench/eft-100k/sigmoid-probe.mjs <data dir> <ce|sigmoid_ce> <lr> <steps> <outInit: he|small|zero> [negatives]
+//   node probes/eft-100k/sigmoid-probe.mjs <data dir> <ce|sigmoid_ce> <lr> <steps> <outInit: he|small|zero> [negatives]
 // outInit: he = the student's default He-uniform last layer; small = that layer scaled by 0.1;
 // zero = zero weights. Sigmoid runs start the output bias at log(1/C) in every case.
 import { mkdtempSync, rmSync } from 'node:fs';
