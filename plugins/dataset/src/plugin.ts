@@ -1,6 +1,6 @@
 /**
  * `dataset`: imports IDX, NPY, image folders, CSV, Parquet, Arrow IPC or synthetic data into
- * dataset shards (schema "dataset/1", tools/core/src/shards/SCHEMA.md). Work is in ./import.js.
+ * dataset shards (schema "dataset/1", tools/runtime/src/shards/SCHEMA.md). Work is in ./import.js.
  */
 import { Type } from '@sinclair/typebox';
 import { definePlugin, PathParam } from '@distillery/core/plugin';

@@ -1,6 +1,6 @@
 /**
  * `teacher-infer`: runs one ONNX teacher over a dataset shard set and writes teacher-output shards
- * (schema: tools/core/src/shards/SCHEMA.md). Specialists: one stage per teacher (fan-out), each
+ * (schema: tools/runtime/src/shards/SCHEMA.md). Specialists: one stage per teacher (fan-out), each
  * with its local-to-global class map. Heavy work lives in ./infer.js, imported inside run().
  */
 import { Type } from '@sinclair/typebox';
