@@ -19,7 +19,7 @@
  * Generated taxonomies give each vertical a contiguous range of class ids (vertical 0 first), so a
  * model's per-vertical blocks concatenate into global order; imported ones may interleave.
  */
-import { mkdirSync, readFileSync, rmSync, } from 'node:fs';
+import { mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { writeFileAtomicSync } from '@distillery/core/plugin';
 

@@ -7,7 +7,7 @@
  * int array: global id of each local class) for teacher-infer, and the shard metadata carries it
  * as distillery.class_map.
  */
-import { rmSync, } from 'node:fs';
+import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { ShardWriter, datasetSchema, openShardSet, parseDatasetSchema, type ShardManifest, type ColumnValues } from '@distillery/runtime/shards';
 import { readTaxonomy, verticalClasses, verticalIndex } from './taxonomy.js';

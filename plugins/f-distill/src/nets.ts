@@ -1,11 +1,11 @@
 /**
- * The networks of this package on tfjs-core: a relu MLP built on core's fast dense layer, wrapped
+ * The networks of this package on tfjs-core: a relu MLP built on the runtime's fast dense layer, wrapped
  * as a class- and noise-conditioned net (EDM denoiser, discriminator logit) or a classifier; Adam;
  * weight files; ONNX export with GraphBuilder (run by onnxruntime-node).
  *
  * Conditioned input row: [c_in * x, c_noise, sin(f c_noise)..., cos(f c_noise)..., onehot(class)].
  */
-import { readFileSync, } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import * as tf from '@tensorflow/tfjs-core';
 import { dense } from '@distillery/runtime/tfjs';
 import { GraphBuilder, writeModelFile } from '@distillery/runtime/onnx';

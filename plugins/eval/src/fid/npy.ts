@@ -2,7 +2,7 @@
  * NumPy .npy reading and writing (format versions 1.0, 2.0, 3.0; little-endian float32/float64;
  * C order). Reading streams rows so that a 50,000 x 2048 matrix never has to be held as float64.
  */
-import { open, readFile, } from 'node:fs/promises';
+import { open, readFile } from 'node:fs/promises';
 import { EvalInputError } from '../errors.js';
 
 /** Parsed header of a .npy file. */

@@ -16,7 +16,7 @@
  * worker script and the main script it hands to workers as Blob URLs are real files; we write
  * those two files to a temp directory while the backend initialises (see initWasmThreads).
  */
-import { mkdtempSync, rmSync, } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import { join } from 'node:path';
 import type * as TfCore from '@tensorflow/tfjs-core';
