@@ -10,16 +10,16 @@
 //   --from     an already downloaded package (.tgz) or unpacked folder instead of fetching (offline)
 //   --check    install nothing; say whether the CUDA provider would load here, and if not, why
 //
-// The logic lives in @distillery/core/onnx/gpu-setup (tested); this file parses arguments and fetches.
+// The logic lives in @distillery/runtime/onnx/gpu-setup (tested); this file parses arguments and fetches.
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 
-const { PROVIDER_LOADS, diagnoseCudaProvider, onnxruntimeNodeInstall } = await import('@distillery/core/onnx/execution-provider');
+const { PROVIDER_LOADS, diagnoseCudaProvider, onnxruntimeNodeInstall } = await import('@distillery/runtime/onnx/execution-provider');
 const { GPU_PROVIDER_PACKAGE, GPU_PROVIDER_PACKAGE_VERSION, KNOWN_PROVIDER_RELEASES, checkProviderMatch, installProviderLibraries, readProviderPackage } =
-  await import('@distillery/core/onnx/gpu-setup');
+  await import('@distillery/runtime/onnx/gpu-setup');
 
 const { values: args } = parseArgs({
   options: { package: { type: 'string' }, from: { type: 'string' }, check: { type: 'boolean', default: false } },

@@ -11,8 +11,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import * as ort from 'onnxruntime-node';
-import { openShardSet } from '@distillery/core/shards/index';
-import { meanPerVerticalAP, topKAccuracy } from '@distillery/plugin-eval/classification/metrics';
+import { openShardSet } from '@distillery/runtime/shards';
+import { meanPerVerticalAP, topKAccuracy } from '@distillery/plugin-eval';
 
 const { values: args } = parseArgs({
   options: {

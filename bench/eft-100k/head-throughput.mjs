@@ -4,15 +4,15 @@
 // a couple of steps only) and with sampled negatives (the batch's positives + R shared negatives).
 // Prints ms/step, samples/s and forward FLOPs per sample (2 x multiply-adds; head counted on the
 // columns actually computed). Usage: npx tsc -b && node bench/eft-100k/head-throughput.mjs [C=100000] [R=1024] [K=10]
-import { selectBackend } from '@distillery/core/tfjs/backend';
+import { selectBackend } from '@distillery/runtime/tfjs/backend';
 const choice = await selectBackend({ cpus: 2, gpus: [], prefer: 'auto', log: () => {} });
 const tf = choice.tf;
-const { createStudent } = await import('@distillery/plugin-student-train/models/student');
-const { Optimizer } = await import('@distillery/plugin-student-train/optim');
-const { sigmoidKd } = await import('@distillery/plugin-student-train/losses/index');
-const { sampleColumns, sampledSigmoidCrossEntropy, targetsAtColumns } = await import('@distillery/plugin-student-train/losses/sampled');
-const { sparseFromLists } = await import('@distillery/plugin-student-train/targets');
-const { Rng } = await import('@distillery/plugin-student-train/rng');
+const { createStudent } = await import('@distillery/plugin-student-train');
+const { Optimizer } = await import('@distillery/runtime/optim');
+const { sigmoidKd } = await import('@distillery/plugin-student-train');
+const { sampleColumns, sampledSigmoidCrossEntropy, targetsAtColumns } = await import('@distillery/plugin-student-train');
+const { sparseFromLists } = await import('@distillery/plugin-student-train');
+const { Rng } = await import('@distillery/runtime/rng');
 const C = Number(process.argv[2] ?? 100000), R = Number(process.argv[3] ?? 1024), K = Number(process.argv[4] ?? 10), B = 256, D = 256;
 console.log(`backend ${choice.name}, ${choice.threads} threads; C=${C}, batch ${B}, R=${R} sampled negatives, ${K} teacher ids + label per sample`);
 // Zipf(1) vertical sizes as eft-generate makes them (contiguous ranges).

@@ -8,7 +8,7 @@ import { join, dirname } from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { makeCocoCase } from './coco-cases.mjs';
-import { loadCocoFiles, evaluateCoco, COCO_STAT_KEYS } from '../../plugins/eval/dist/src/index.js';
+import { loadCocoFiles, evaluateCoco, COCO_STAT_KEYS } from '@distillery/plugin-eval';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const args = process.argv.slice(2);

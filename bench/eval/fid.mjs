@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join, dirname } from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { loadFidInput, frechetDistance } from '../../plugins/eval/dist/src/index.js';
+import { loadFidInput, frechetDistance } from '@distillery/plugin-eval';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const n = Number(process.argv[2] ?? 50000);

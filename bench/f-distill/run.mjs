@@ -17,14 +17,11 @@ const args = Object.fromEntries(process.argv.slice(2).reduce((acc, a, i, all) =>
 const threads = Number(args.threads ?? 1);
 const samples = Number(args.samples ?? 500);
 const here = dirname(fileURLToPath(import.meta.url));
-const dist = join(here, '../../plugins/f-distill/dist/src');
 
-const { selectBackend } = await import('@distillery/core/tfjs/index');
+const { selectBackend } = await import('@distillery/runtime/tfjs');
 await selectBackend({ cpus: threads, gpus: [], prefer: 'wasm' });
 const tf = await import('@tensorflow/tfjs-core');
-const { ConditionedNet, exportConditionedOnnx, Adam, trainStep } = await import(join(dist, 'nets.js'));
-const { DenoiserSession, GeneratorSession } = await import(join(dist, 'ort.js'));
-const { heunSample, samplerSigmas, DEFAULT_EDM } = await import(join(dist, 'edm.js'));
+const { ConditionedNet, exportConditionedOnnx, adam, trainStep, DenoiserSession, GeneratorSession, heunSample, samplerSigmas, DEFAULT_EDM } = await import('@distillery/plugin-f-distill');
 
 const D = 784, C = 10, hidden = [512, 512, 512];
 const spec = { kind: 'denoiser', dim: D, numClasses: C, hidden, edm: DEFAULT_EDM };
@@ -51,7 +48,7 @@ try {
   await gen.release();
 
   const B = 128;
-  const opt = new Adam(net.params, 1e-4);
+  const opt = adam(net.params, 1e-4);
   const x0 = tf.randomNormal([B, D]);
   const noise = tf.randomNormal([B, D]);
   const sig = Float32Array.from({ length: B }, (_, i) => Math.exp(-1.2 + 1.2 * Math.sin(i)));

@@ -21,7 +21,7 @@ import { cpSync, existsSync, mkdirSync, readFileSync, readdirSync, renameSync, r
 import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { GPU_PROVIDER_PACKAGE, GPU_PROVIDER_PACKAGE_VERSION, PROVIDER_LIB_DIR, installProviderLibraries, readProviderPackage } from '@distillery/core/onnx/gpu-setup';
+import { GPU_PROVIDER_PACKAGE, GPU_PROVIDER_PACKAGE_VERSION, installProviderLibraries, readProviderPackage } from '@distillery/runtime/onnx/gpu-setup';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const CARRY = join(ROOT, '.gpu-carry');
@@ -62,6 +62,19 @@ function copyPackage(from, to, keep = () => true) {
 /** Package name of a bare import specifier ('@a/b/c' -> '@a/b', 'x/y' -> 'x'). */
 const packageOf = (spec) => spec.split('/').slice(0, spec.startsWith('@') ? 2 : 1).join('/');
 
+/** The workspace packages copied to the machine: name -> folder under ROOT. */
+const WORKSPACE = { '@distillery/core': 'tools/core', '@distillery/runtime': 'tools/runtime', '@distillery/plugin-teacher-infer': 'plugins/teacher-infer' };
+
+/** The file a `@distillery/...` import names, through its package's exports map. */
+function workspaceEntry(spec) {
+  const name = packageOf(spec);
+  const dir = join(ROOT, WORKSPACE[name] ?? `missing-workspace-package-${name}`);
+  const sub = spec === name ? '.' : `.${spec.slice(name.length)}`;
+  const target = JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8')).exports?.[sub];
+  if (!target) throw new Error(`${spec}: not an entry point of ${name}`);
+  return join(dir, target);
+}
+
 /** Third-party packages reached from `entries` through relative imports of compiled JS (our own dist). */
 function importedPackages(entries) {
   const seen = new Set();
@@ -76,8 +89,7 @@ function importedPackages(entries) {
       const spec = m[1];
       if (spec.startsWith('node:')) continue;
       if (spec.startsWith('.')) queue.push(join(dirname(file), spec));
-      else if (spec.startsWith('@distillery/core/')) queue.push(join(ROOT, 'tools/core/dist/src', `${spec.slice('@distillery/core/'.length)}.js`));
-      else if (spec === '@distillery/core') queue.push(join(ROOT, 'tools/core/dist/src/index.js'));
+      else if (spec.startsWith('@distillery/')) queue.push(workspaceEntry(spec));
       else packages.add(packageOf(spec));
     }
   }
@@ -165,17 +177,17 @@ copyPackage(ortNode, join(nm, 'onnxruntime-node'), linuxX64Only);
 copyPackage(ortCommon, join(nm, 'onnxruntime-common'), (rel) => !/^lib(\/|$)/.test(rel));
 const binDir = join(nm, 'onnxruntime-node', 'bin', `napi-v${JSON.parse(readFileSync(join(ortNode, 'package.json'), 'utf8')).binary.napi_versions[0]}`, 'linux', 'x64');
 installProviderLibraries(provider, { version: release, binDir });
-for (const [pkg, dir] of [['@distillery/core', 'tools/core'], ['@distillery/plugin-teacher-infer', 'plugins/teacher-infer']]) {
+for (const [pkg, dir] of Object.entries(WORKSPACE)) {
   mkdirSync(join(nm, pkg), { recursive: true });
   cpSync(join(ROOT, dir, 'package.json'), join(nm, pkg, 'package.json'));
   copyPackage(join(ROOT, dir, 'dist', 'src'), join(nm, pkg, 'dist', 'src'));
 }
 const entries = [
-  join(ROOT, 'plugins/teacher-infer/dist/src/infer.js'),
-  join(ROOT, 'tools/core/dist/src/onnx/session-thread-worker.js'),
-  join(ROOT, 'tools/core/dist/src/onnx/index.js'),
-  join(ROOT, 'tools/core/dist/src/shards/index.js'),
-  join(ROOT, 'tools/core/dist/src/util/rng.js'),
+  workspaceEntry('@distillery/plugin-teacher-infer'),
+  join(ROOT, 'tools/runtime/dist/src/onnx/session-thread-worker.js'),
+  workspaceEntry('@distillery/runtime/onnx'),
+  workspaceEntry('@distillery/runtime/shards'),
+  workspaceEntry('@distillery/runtime/rng'),
 ];
 const queue = [...importedPackages(entries)].filter((p) => !p.startsWith('onnxruntime-') && !p.startsWith('@distillery/')).map((name) => ({ name, from: join(ROOT, 'tools/core') }));
 const copied = new Set();

@@ -20,12 +20,12 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { GraphBuilder, writeModelFile } from '@distillery/core/onnx/index';
-import { ShardWriter, datasetSchema, openShardSet } from '@distillery/core/shards/index';
-import { ThreadedSession } from '@distillery/core/onnx/session-thread';
-import { describeProvider, onnxruntimeNodeInstall } from '@distillery/core/onnx/execution-provider';
-import { Rng } from '@distillery/core/util/rng';
-import { extractTeacherOutputs } from '@distillery/plugin-teacher-infer/infer';
+import { GraphBuilder, writeModelFile } from '@distillery/runtime/onnx';
+import { ShardWriter, datasetSchema, openShardSet } from '@distillery/runtime/shards';
+import { ThreadedSession } from '@distillery/runtime/onnx/session-thread';
+import { describeProvider, onnxruntimeNodeInstall } from '@distillery/runtime/onnx/execution-provider';
+import { Rng } from '@distillery/runtime/rng';
+import { extractTeacherOutputs } from '@distillery/plugin-teacher-infer';
 
 const { values: args } = parseArgs({ options: { samples: { type: 'string', default: '60000' }, batch: { type: 'string', default: '256' }, threads: { type: 'string' }, 'second-on-cpu': { type: 'boolean', default: false } } });
 const SAMPLES = Number(args.samples);

@@ -2,7 +2,7 @@
 import { createWriteStream } from 'node:fs';
 import { join } from 'node:path';
 import { Type } from '@sinclair/typebox';
-import { definePlugin } from '@distillery/core';
+import { definePlugin } from '@distillery/core/plugin';
 
 export default definePlugin({
   name: 'bench-blob',

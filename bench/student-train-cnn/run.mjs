@@ -8,8 +8,8 @@
 // Usage: npx tsc -b && node bench/student-train-cnn/run.mjs [--threads 2] [--rounds 8] [--steps 10] [--native]
 import { parseArgs } from 'node:util';
 import { fileURLToPath } from 'node:url';
-import { selectBackend } from '@distillery/core/tfjs/backend';
-import { conv2d, conv2dFilterGrad, conv2dInputGrad } from '@distillery/core/tfjs/conv';
+import { selectBackend } from '@distillery/runtime/tfjs/backend';
+import { conv2d, conv2dFilterGrad, conv2dInputGrad } from '@distillery/runtime/tfjs';
 import { interleave, startTorch } from '../lib/torch-side.mjs';
 
 const { values: args } = parseArgs({
@@ -27,9 +27,9 @@ const steps = Number(args.steps);
 
 const choice = await selectBackend({ cpus: threads, gpus: [], prefer: args.backend, log: (m) => console.log(m) });
 const tf = choice.tf;
-const { createStudent } = await import('@distillery/plugin-student-train/models/student');
-const { Optimizer, DEFAULT_OPTIMIZER } = await import('@distillery/plugin-student-train/optim');
-const { crossEntropy } = await import('@distillery/plugin-student-train/losses/index');
+const { createStudent } = await import('@distillery/plugin-student-train');
+const { Optimizer, DEFAULT_OPTIMIZER } = await import('@distillery/runtime/optim');
+const { crossEntropy } = await import('@distillery/plugin-student-train');
 
 const student = createStudent({ arch: 'cnn', channels: [32, 64], kernel: 3, batchNorm: false, hidden: [128], padding: 'valid' }, [28, 28, 1], 10, 0);
 const optimizer = new Optimizer({ ...DEFAULT_OPTIMIZER, name: 'adam', lr: 1e-3 }, student.params);

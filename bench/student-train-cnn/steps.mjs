@@ -1,12 +1,12 @@
 // ms per training step (Adam, softmax CE, batch 128, 28x28x1) of the Fashion-MNIST pipeline's models,
 // to size pipelines/fashion-mnist.yaml. Usage: node bench/student-train-cnn/steps.mjs [--threads 1] [--steps 10]
 import { parseArgs } from 'node:util';
-import { selectBackend } from '@distillery/core/tfjs/backend';
+import { selectBackend } from '@distillery/runtime/tfjs/backend';
 const { values: args } = parseArgs({ options: { threads: { type: 'string', default: '1' }, steps: { type: 'string', default: '10' } } });
 const { tf } = await selectBackend({ cpus: Number(args.threads), gpus: [], prefer: 'wasm' });
-const { createStudent } = await import('@distillery/plugin-student-train/models/student');
-const { Optimizer, DEFAULT_OPTIMIZER } = await import('@distillery/plugin-student-train/optim');
-const { crossEntropy } = await import('@distillery/plugin-student-train/losses/index');
+const { createStudent } = await import('@distillery/plugin-student-train');
+const { Optimizer, DEFAULT_OPTIMIZER } = await import('@distillery/runtime/optim');
+const { crossEntropy } = await import('@distillery/plugin-student-train');
 const configs = {
   'teacher cnn same [32,64] fc256 dropout': { arch: 'cnn', channels: [32, 64], kernel: 3, padding: 'same', batchNorm: false, hidden: [256], dropout: 0.3 },
   'lenet valid [32,64] fc128': { arch: 'cnn', channels: [32, 64], kernel: 3, padding: 'valid', batchNorm: false, hidden: [128] },

@@ -6,7 +6,7 @@
 // Usage: npx tsc -b && node bench/student-train/run.mjs [--threads 2] [--rounds 8] [--steps 10] [--backend auto|wasm|cpu] [--no-torch] [--autodiff]
 import { parseArgs } from 'node:util';
 import { fileURLToPath } from 'node:url';
-import { selectBackend } from '@distillery/core/tfjs/backend';
+import { selectBackend } from '@distillery/runtime/tfjs/backend';
 import { interleave, startTorch } from '../lib/torch-side.mjs';
 
 const { values: args } = parseArgs({
@@ -26,9 +26,9 @@ const warmup = Number(args.warmup);
 
 const choice = await selectBackend({ cpus: threads, gpus: [], prefer: args.backend, log: (m) => console.log(m) });
 const tf = choice.tf;
-const { createStudent } = await import('@distillery/plugin-student-train/models/student');
-const { Optimizer, DEFAULT_OPTIMIZER } = await import('@distillery/plugin-student-train/optim');
-const { crossEntropy } = await import('@distillery/plugin-student-train/losses/index');
+const { createStudent } = await import('@distillery/plugin-student-train');
+const { Optimizer, DEFAULT_OPTIMIZER } = await import('@distillery/runtime/optim');
+const { crossEntropy } = await import('@distillery/plugin-student-train');
 
 const student = createStudent({ arch: 'mlp', hidden: [1024, 1024] }, [784], 1000, 0);
 const optimizer = new Optimizer({ ...DEFAULT_OPTIMIZER, name: 'adam', lr: 1e-3 }, student.params);

@@ -10,14 +10,11 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 
-const root = fileURLToPath(new URL('../..', import.meta.url));
-const dist = (p) => join(root, p);
-const { GraphBuilder, writeModelFile } = await import(dist('tools/core/dist/src/onnx/index.js'));
-const { ThreadedSession } = await import(dist('tools/core/dist/src/onnx/session-thread.js'));
-const { importDataset } = await import(dist('plugins/teacher-infer/dist/src/import.js'));
-const { extractTeacherOutputs } = await import(dist('plugins/teacher-infer/dist/src/infer.js'));
+const { GraphBuilder, writeModelFile } = await import('@distillery/runtime/onnx');
+const { ThreadedSession } = await import('@distillery/runtime/onnx/session-thread');
+const { importDataset } = await import('@distillery/plugin-dataset');
+const { extractTeacherOutputs } = await import('@distillery/plugin-teacher-infer');
 const ort = await import('onnxruntime-node');
 
 const pairs = Number(process.argv[2] ?? 5);
@@ -25,7 +22,9 @@ const work = mkdtempSync(join(tmpdir(), 'bench-overheads-'));
 const BATCH = 256, D = 784, BATCHES = 1200;
 const fm = '/usr/share/datasets/fashion-mnist';
 
-function mulberry32(a) { return () => { a = (a + 0x6d2b79f5) >>> 0; let t = a; t = Math.imul(t ^ (t >>> 15), t | 1); t ^= t + Math.imul(t ^ (t >>> 7), t | 61); return ((t ^ (t >>> 14)) >>> 0) / 4294967296; }; }
+const { Rng } = await import('@distillery/runtime/rng');
+/** Raw mulberry32 stream from state `a` (no seed mixing). */
+function mulberry32(a) { const rng = Rng.fromState(a); return () => rng.next(); }
 const model = join(work, 'mlp.onnx');
 {
   const r = mulberry32(1);

@@ -10,21 +10,20 @@ import { existsSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync }
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
 
-const root = fileURLToPath(new URL('../..', import.meta.url));
-const dist = (p) => join(root, p);
-const { GraphBuilder, writeModelFile } = await import(dist('tools/core/dist/src/onnx/index.js'));
-const { openShardSet } = await import(dist('tools/core/dist/src/shards/index.js'));
-const { importDataset } = await import(dist('plugins/teacher-infer/dist/src/import.js'));
-const { extractTeacherOutputs } = await import(dist('plugins/teacher-infer/dist/src/infer.js'));
+const { GraphBuilder, writeModelFile } = await import('@distillery/runtime/onnx');
+const { openShardSet } = await import('@distillery/runtime/shards');
+const { importDataset } = await import('@distillery/plugin-dataset');
+const { extractTeacherOutputs } = await import('@distillery/plugin-teacher-infer');
 const ort = await import('onnxruntime-node');
 
 const quick = process.argv.includes('--quick');
 const work = mkdtempSync(join(tmpdir(), 'bench-teacher-'));
 const THREADS = 1, BATCH = 256;
 
-function mulberry32(a) { return () => { a = (a + 0x6d2b79f5) >>> 0; let t = a; t = Math.imul(t ^ (t >>> 15), t | 1); t ^= t + Math.imul(t ^ (t >>> 7), t | 61); return ((t ^ (t >>> 14)) >>> 0) / 4294967296; }; }
+const { Rng } = await import('@distillery/runtime/rng');
+/** Raw mulberry32 stream from state `a` (no seed mixing). */
+function mulberry32(a) { const rng = Rng.fromState(a); return () => rng.next(); }
 function mlp(path, inDim, hidden, classes, seed) {
   const r = mulberry32(seed);
   const w = (n, s) => Float32Array.from({ length: n }, () => (r() * 2 - 1) * s);
@@ -174,8 +173,8 @@ for (const classes of [1000, 100000]) {
 
 // ---- 4. RSS at 1x / 10x / 100x
 const child = `
-const [dist, dataset, model, out] = process.argv.slice(2);
-const { extractTeacherOutputs } = await import(dist + '/plugins/teacher-infer/dist/src/infer.js');
+const [entry, dataset, model, out] = process.argv.slice(2);
+const { extractTeacherOutputs } = await import(entry);
 await extractTeacherOutputs({ teacherId: 'rss', modelPath: model, datasetDir: dataset, outDir: out, activation: 'softmax', temperature: 1, dense: true, topk: { k: 20 }, batchSize: 256, rowsPerShard: 8192, threads: 1, gpus: [], scale: 1, mean: [], std: [], inputLayout: 'as-is' });
 // VmHWM, not resourceUsage().maxRSS: Linux carries the parent's peak across fork + exec into maxRSS.
 const status = (await import('node:fs')).readFileSync('/proc/self/status', 'utf8');
@@ -188,7 +187,7 @@ for (const n of quick ? [1000, 10000] : [1000, 10000, 100000]) {
   const t = performance.now();
   const script = join(work, 'rss-child.mjs');
   writeFileSync(script, child);
-  const res = spawnSync(process.execPath, [script, root, d, m1k, join(work, `rss-out-${n}`)], { encoding: 'utf8' });
+  const res = spawnSync(process.execPath, [script, import.meta.resolve('@distillery/plugin-teacher-infer'), d, m1k, join(work, `rss-out-${n}`)], { encoding: 'utf8' });
   if (res.status !== 0) throw new Error(res.stderr);
   rss.push(`${n}: ${JSON.parse(res.stdout.trim()).maxRssMiB.toFixed(0)} MiB (${((performance.now() - t) / 1000).toFixed(1)} s)`);
   rmSync(d, { recursive: true, force: true });

@@ -5,7 +5,7 @@
  * inputs downstream. Geometry and difficulty: generator.ts.
  */
 import { Type } from '@sinclair/typebox';
-import { definePlugin } from '@distillery/core';
+import { definePlugin } from '@distillery/core/plugin';
 import { DEFAULT_GEOMETRY as D } from './generator.js';
 
 const num = (def: number, description: string) => Type.Number({ minimum: 0, default: def, description });

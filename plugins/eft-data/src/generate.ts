@@ -4,11 +4,12 @@
  * (taxonomy.ts) and stats.json (overlap statistics). Rows are generated and written in chunks, so
  * memory does not grow with samples per class.
  */
-import { writeFileSync, renameSync, rmSync } from 'node:fs';
+import { rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { ShardWriter, datasetSchema, type ShardManifest } from '@distillery/core/shards/index';
+import { ShardWriter, datasetSchema, type ShardManifest } from '@distillery/runtime/shards';
 import { EftGenerator, overlapStatistics, type EftGeometry, type OverlapStats } from './generator.js';
 import { writeTaxonomy, EVAL_VERTICALS_FILE, TAXONOMY_FILE, VERTICALS_DIR } from './taxonomy.js';
+import { writeFileAtomicSync } from '@distillery/core/plugin';
 
 /** Everything one generation needs. */
 export interface GenerateOptions {
@@ -69,8 +70,7 @@ export async function generateEft(o: GenerateOptions): Promise<GenerateResult> {
     writeTaxonomy(o.outDir, t);
     if (stats) {
       const path = join(o.outDir, 'stats.json');
-      writeFileSync(`${path}.tmp`, JSON.stringify({ geometry: o.geometry, perClass: o.perClass, evalClassStride: stride, verticals: t.verticals, overlap: stats }, null, 1));
-      renameSync(`${path}.tmp`, path);
+      writeFileAtomicSync(path, JSON.stringify({ geometry: o.geometry, perClass: o.perClass, evalClassStride: stride, verticals: t.verticals, overlap: stats }, null, 1));
     }
     const manifest = await writer.close();
     return { manifest, stats, seconds: (Date.now() - started) / 1000 };

@@ -26,6 +26,7 @@
  * groups * d * r) (about 22 MB at 100K classes), independent of samples per class.
  */
 import type { Taxonomy, VerticalInfo } from './taxonomy.js';
+import { PairedNormals } from '@distillery/runtime/rng';
 
 /** Parameters of the label space and the embedding geometry (documented in the module comment). */
 export interface EftGeometry {
@@ -89,36 +90,6 @@ export function mix(...values: number[]): number {
   return h >>> 0;
 }
 
-/** mulberry32 uniform stream with Box-Muller normals (both values of a pair are used). */
-export class Stream {
-  private state: number;
-  private spare = NaN;
-  constructor(seed: number) {
-    this.state = seed >>> 0;
-  }
-  uniform(): number {
-    let t = (this.state = (this.state + 0x6d2b79f5) >>> 0);
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  }
-  normal(): number {
-    if (!Number.isNaN(this.spare)) {
-      const s = this.spare;
-      this.spare = NaN;
-      return s;
-    }
-    const u = 1 - this.uniform(); // (0, 1]
-    const r = Math.sqrt(-2 * Math.log(u));
-    const a = 2 * Math.PI * this.uniform();
-    this.spare = r * Math.sin(a);
-    return r * Math.cos(a);
-  }
-  fill(out: Float32Array | Float64Array, std: number): void {
-    for (let i = 0; i < out.length; i++) out[i] = std * this.normal();
-  }
-}
-
 /**
  * Vertical sizes proportional to (v+1)^-exponent, rounded by largest remainder so they sum to
  * `classes`, each at least 1.
@@ -161,7 +132,7 @@ export function buildTaxonomy(g: Pick<EftGeometry, 'classes' | 'verticals' | 'ta
 }
 
 /** d x k matrix (row-major, d rows) with orthonormal columns, by Gram-Schmidt on Gaussians. */
-function orthonormalBasis(stream: Stream, d: number, k: number): Float64Array {
+function orthonormalBasis(stream: PairedNormals, d: number, k: number): Float64Array {
   if (k > d) throw new Error(`subspace rank ${k} exceeds the dimension ${d}`);
   const cols: Float64Array[] = [];
   while (cols.length < k) {
@@ -243,12 +214,12 @@ export class EftGenerator {
     const r = g.subspaceRank;
     const groups = this.taxonomy.groupVertical.length;
     const verticalCentre = new Float64Array(g.verticals * d);
-    for (let v = 0; v < g.verticals; v++) new Stream(mix(g.seed, 1, v)).fill(verticalCentre.subarray(v * d, (v + 1) * d), g.verticalSpread);
+    for (let v = 0; v < g.verticals; v++) new PairedNormals(mix(g.seed, 1, v)).fill(verticalCentre.subarray(v * d, (v + 1) * d), g.verticalSpread);
     this.groupCentre = new Float32Array(groups * d);
     this.groupBasis = new Float32Array(groups * d * r);
     const offset = new Float64Array(d);
     for (let k = 0; k < groups; k++) {
-      const s = new Stream(mix(g.seed, 2, k));
+      const s = new PairedNormals(mix(g.seed, 2, k));
       const v = this.taxonomy.groupVertical[k]!;
       s.fill(offset, g.groupSpread);
       for (let i = 0; i < d; i++) this.groupCentre[k * d + i] = verticalCentre[v * d + i]! + offset[i]!;
@@ -257,10 +228,10 @@ export class EftGenerator {
     this.coeff = new Float32Array(g.classes * r);
     const a = new Float64Array(r);
     for (let c = 0; c < g.classes; c++) {
-      new Stream(mix(g.seed, 3, c)).fill(a, g.classSpread);
+      new PairedNormals(mix(g.seed, 3, c)).fill(a, g.classSpread);
       this.coeff.set(a, c * r);
     }
-    this.nuisance = g.nuisanceRank > 0 ? orthonormalBasis(new Stream(mix(g.seed, 4)), d, g.nuisanceRank) : new Float64Array(0);
+    this.nuisance = g.nuisanceRank > 0 ? orthonormalBasis(new PairedNormals(mix(g.seed, 4)), d, g.nuisanceRank) : new Float64Array(0);
     this.zr = new Float64Array(r);
     this.zq = new Float64Array(g.nuisanceRank);
   }
@@ -284,7 +255,7 @@ export class EftGenerator {
     const r = g.subspaceRank;
     const q = g.nuisanceRank;
     const code = SPLIT_CODES[split] ?? mix(...Array.from(split, (ch) => ch.charCodeAt(0)));
-    const s = new Stream(mix(g.seed, 5, code, c, instance));
+    const s = new PairedNormals(mix(g.seed, 5, code, c, instance));
     const k = this.taxonomy.classGroup[c]!;
     const base = k * d * r;
     const zr = this.zr;

@@ -3,7 +3,7 @@
  * taxonomy.json + verticals/<name>.json, the format eft-vertical and the pipeline read.
  */
 import { Type } from '@sinclair/typebox';
-import { definePlugin, PathParam } from '@distillery/core';
+import { definePlugin, PathParam } from '@distillery/core/plugin';
 
 const params = Type.Object(
   {

@@ -19,8 +19,9 @@
  * Generated taxonomies give each vertical a contiguous range of class ids (vertical 0 first), so a
  * model's per-vertical blocks concatenate into global order; imported ones may interleave.
  */
-import { mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
+import { writeFileAtomicSync } from '@distillery/core/plugin';
 
 export const TAXONOMY_FILE = 'taxonomy.json';
 export const VERTICALS_DIR = 'verticals';
@@ -129,17 +130,14 @@ export function writeTaxonomy(dir: string, t: Taxonomy): void {
   try {
     t.verticals.forEach((v, i) => {
       const path = join(vdir, `${v.name}.json`);
-      writeFileSync(`${path}.tmp`, JSON.stringify(classes[i]));
-      renameSync(`${path}.tmp`, path);
+      writeFileAtomicSync(path, JSON.stringify(classes[i]));
       written.push(path);
     });
     const evalMap = join(dir, EVAL_VERTICALS_FILE);
-    writeFileSync(`${evalMap}.tmp`, JSON.stringify({ classToVertical: t.classVertical, names: t.verticals.map((v) => v.name) }));
-    renameSync(`${evalMap}.tmp`, evalMap);
+    writeFileAtomicSync(evalMap, JSON.stringify({ classToVertical: t.classVertical, names: t.verticals.map((v) => v.name) }));
     written.push(evalMap);
     const path = join(dir, TAXONOMY_FILE);
-    writeFileSync(`${path}.tmp`, JSON.stringify(t));
-    renameSync(`${path}.tmp`, path);
+    writeFileAtomicSync(path, JSON.stringify(t));
   } catch (error) {
     for (const p of written) rmSync(p, { force: true });
     throw error;

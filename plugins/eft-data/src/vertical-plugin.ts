@@ -4,7 +4,7 @@
  * `taxonomy` (a directory with taxonomy.json; eft-generate's output serves as both). Work: vertical.ts.
  */
 import { Type } from '@sinclair/typebox';
-import { definePlugin } from '@distillery/core';
+import { definePlugin } from '@distillery/core/plugin';
 
 const params = Type.Object(
   {

@@ -7,10 +7,11 @@
  * int array: global id of each local class) for teacher-infer, and the shard metadata carries it
  * as distillery.class_map.
  */
-import { renameSync, rmSync, writeFileSync } from 'node:fs';
+import { rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { ShardWriter, datasetSchema, openShardSet, parseDatasetSchema, type ShardManifest, type ColumnValues } from '@distillery/core/shards/index';
+import { ShardWriter, datasetSchema, openShardSet, parseDatasetSchema, type ShardManifest, type ColumnValues } from '@distillery/runtime/shards';
 import { readTaxonomy, verticalClasses, verticalIndex } from './taxonomy.js';
+import { writeFileAtomicSync } from '@distillery/core/plugin';
 
 export const CLASS_MAP_FILE = 'class_map.json';
 
@@ -73,8 +74,7 @@ export async function extractVertical(o: VerticalOptions): Promise<{ manifest: S
     }
     if (writer.rowsWritten === 0) throw new Error(`eft-vertical: no rows of vertical "${o.vertical}"${keep.size ? ` in splits ${[...keep].join(', ')}` : ''} in ${o.datasetDir}`);
     const path = join(o.outDir, CLASS_MAP_FILE);
-    writeFileSync(`${path}.tmp`, JSON.stringify(classMap));
-    renameSync(`${path}.tmp`, path);
+    writeFileAtomicSync(path, JSON.stringify(classMap));
     const manifest = await writer.close();
     return { manifest, classes: classMap.length };
   } catch (error) {

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { openShardSet, parseDatasetSchema } from '@distillery/core/shards/index';
+import { openShardSet, parseDatasetSchema } from '@distillery/runtime/shards';
 import { DEFAULT_GEOMETRY, EftGenerator, Permutation, buildTaxonomy, overlapStatistics, verticalSizes, type EftGeometry } from '../src/generator.js';
 import { generateEft } from '../src/generate.js';
 import { readTaxonomy, validateTaxonomy, verticalClasses } from '../src/taxonomy.js';
@@ -106,7 +106,7 @@ async function readAll(dir: string) {
   const ids: string[] = [];
   const splits: string[] = [];
   const labels: number[] = [];
-  let features: number[] = [];
+  const features: number[] = [];
   for await (const b of set.batches()) {
     ids.push(...b.strings('id'));
     splits.push(...b.strings('split'));

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { openShardSet, parseDatasetSchema } from '@distillery/core/shards/index';
+import { openShardSet, parseDatasetSchema } from '@distillery/runtime/shards';
 import { DEFAULT_GEOMETRY } from '../src/generator.js';
 import { generateEft } from '../src/generate.js';
 import { extractVertical } from '../src/vertical.js';

@@ -39,7 +39,7 @@ export async function cocoCommand(options: { gt: string; dets: string; json?: bo
 /** `eval fid`: FID between two inputs, as {"fid": ...} or a line of text. */
 export async function fidCommand(a: string, b: string, options: { json?: boolean } = {}): Promise<string> {
   const { loadFidInput } = await import('./fid/input.js');
-  const { frechetDistance } = await import('./fid/frechet.js');
+  const { frechetDistance } = await import('@distillery/runtime/fid');
   const fid = await frechetDistance(await loadFidInput(a), await loadFidInput(b), {}, [a, b]);
   return options.json ? JSON.stringify({ fid }) : `FID: ${fid}`;
 }
@@ -103,7 +103,7 @@ export async function loadReportsFrom(arg: string, stage: string | undefined, in
       const what = instances ? `eval stage${stage ? ` named ${stage} or ${stage}@<item>` : 's of one fan-out'}` : `eval stage${stage ? ` named ${stage}` : 's'}`;
       throw new Error(`${file}: run ${record.runId} has ${chosen.length === 0 ? 'no' : 'several'} finished ${what} (${stages.map((s) => s.id).join(', ') || 'none'})${chosen.length > 1 ? '; pick one with --stage' : ''}`);
     }
-    const { LocalStore } = await import('@distillery/core/cache/store');
+    const { LocalStore } = await import('@distillery/core');
     const store = new LocalStore(dirname(dirname(file)));
     const loaded: LoadedReport[] = [];
     for (const s of chosen) {

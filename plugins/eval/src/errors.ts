@@ -1,10 +1,10 @@
+import { InputError } from '@distillery/core/plugin';
+
 /**
  * Error for bad user input (malformed files, inconsistent records). The message always names the
  * file and, where there is one, the record, so a user can fix the input without reading code.
  */
-export class EvalInputError extends Error {
-  override name = 'EvalInputError';
-}
+export class EvalInputError extends InputError {}
 
 /** A JSON value as produced by JSON.parse. */
 export type JsonValue = null | boolean | number | string | JsonValue[] | { [key: string]: JsonValue };

@@ -7,7 +7,7 @@
  * verticals.json, used when the `verticals` param is not set). Heavy work: ./stage/evaluate.js.
  */
 import { Type } from '@sinclair/typebox';
-import { definePlugin, PathParam } from '@distillery/core';
+import { definePlugin, PathParam } from '@distillery/core/plugin';
 import { join } from 'node:path';
 
 const params = Type.Object(

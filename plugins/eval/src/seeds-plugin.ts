@@ -6,7 +6,7 @@
  * the interval contains 0. The work is in ./stage/seeds.js.
  */
 import { Type } from '@sinclair/typebox';
-import { definePlugin } from '@distillery/core';
+import { definePlugin } from '@distillery/core/plugin';
 
 const params = Type.Object(
   {
@@ -34,7 +34,7 @@ export default definePlugin({
   resources: { cpus: 1, gpus: 0, memoryMiB: 256 },
   async run(ctx) {
     const { join } = await import('node:path');
-    const { writeFileAtomic } = await import('@distillery/core/util/fs');
+    const { writeFileAtomic } = await import('@distillery/core/plugin');
     const { loadReportFrom } = await import('./cli.js');
     const { aggregateSeeds, renderSeedsMarkdown, verdictText } = await import('./stage/seeds.js');
     const inputs = ctx.inputs.reports ?? [];
@@ -48,7 +48,7 @@ export default definePlugin({
         throw new Error(`stage ${ctx.stageId}, input reports from stage ${input.stage}: ${(error as Error).message}`);
       }
     }
-    let aggregate;
+    let aggregate: ReturnType<typeof aggregateSeeds>;
     try {
       aggregate = aggregateSeeds(reports, { confidence: ctx.params.confidence, comparisons: ctx.params.comparisons, metrics: ctx.params.metrics });
     } catch (error) {

@@ -96,7 +96,7 @@ test('compare: two reports side by side from files, stage directories and run re
     assert.match(text, /\| ce \| top-1 \| 0\.4000 \| - \| - \|/);
 
     // A run record whose eval stage output lives in the workspace store (.distill/).
-    const { LocalStore } = await import('@distillery/core/cache/store');
+    const { LocalStore } = await import('@distillery/core');
     const store = new LocalStore(join(dir, '.distill'));
     const body = JSON.stringify(report([{ name: 'kd', top1: 0.75, ece: 0.05, p50: 1, params: 2500 }], 'val'));
     const hash = createHash('sha256').update(body).digest('hex');

@@ -1,11 +1,11 @@
-import { Rng } from '@distillery/core/util/rng';
+import { Rng } from '@distillery/runtime/rng';
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { EigenvalueDecomposition, Matrix, inverse } from 'ml-matrix';
-import { GraphBuilder, encodeModel } from '@distillery/core/onnx/index';
+import { GraphBuilder, encodeModel } from '@distillery/runtime/onnx';
 import {
   encodeNpy,
   extractFeatureStats,

@@ -3,8 +3,8 @@ import assert from 'node:assert/strict';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ShardWriter, datasetSchema } from '@distillery/core/shards/index';
-import { GraphBuilder, writeModelFile } from '@distillery/core/onnx/index';
+import { ShardWriter, datasetSchema } from '@distillery/runtime/shards';
+import { GraphBuilder, writeModelFile } from '@distillery/runtime/onnx';
 import plugin from '../src/plugin.js';
 import {
   expectedCalibrationError, meanPerVerticalAP, perClassAccuracy, perVerticalAccuracy, teacherAgreement, topKAccuracy, type ScoreMatrix,

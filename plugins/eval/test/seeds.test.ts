@@ -218,7 +218,7 @@ test('compare --seeds: report files, stage directories and a run record\'s fan-o
     await assert.rejects(compareSeedsCommand(dirs.slice(0, 1), {}), /needs at least 2 reports/);
 
     // A run record whose evaluate@1..3 outputs live in the store: --stage evaluate takes every instance.
-    const { LocalStore } = await import('@distillery/core/cache/store');
+    const { LocalStore } = await import('@distillery/core');
     const store = new LocalStore(join(root, '.distill'));
     mkdirSync(store.treesDir, { recursive: true });
     const stages: object[] = [{ id: 'train', plugin: 'student-train', status: 'ran', tree: 'x' }];

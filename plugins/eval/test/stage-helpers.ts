@@ -3,8 +3,8 @@ import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { TSchema, Static } from '@sinclair/typebox';
 import { makeTestContext, type InputArtifact, type PluginDefinition, type StageContext, type TestContextRecord } from '@distillery/core';
-import { GraphBuilder, writeModelFile } from '@distillery/core/onnx/index';
-import { Rng } from '@distillery/core/util/rng';
+import { GraphBuilder, writeModelFile } from '@distillery/runtime/onnx';
+import { Rng } from '@distillery/runtime/rng';
 
 /** Seeded uniform [0, 1) stream (the project's Rng). */
 export function rng(seed: number): () => number {

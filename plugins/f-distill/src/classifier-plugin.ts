@@ -1,6 +1,6 @@
 /** `feature-classifier`: trains the domain classifier whose penultimate layer is the FID feature space. */
 import { Type } from '@sinclair/typebox';
-import { definePlugin } from '@distillery/core';
+import { definePlugin } from '@distillery/core/plugin';
 import { BackendParam, selectStageBackend, stageHooks } from './stage.js';
 
 export default definePlugin({

@@ -5,8 +5,8 @@
 import { join } from 'node:path';
 import { writeFileSync } from 'node:fs';
 import * as tf from '@tensorflow/tfjs-core';
-import { Rng } from '@distillery/core';
-import { Adam, Mlp, exportClassifierOnnx, trainStep } from './nets.js';
+import { Rng } from '@distillery/runtime/rng';
+import { adam, Mlp, exportClassifierOnnx, trainStep } from './nets.js';
 import { readSampleSet } from './io.js';
 import type { Hooks } from './teacher.js';
 
@@ -27,7 +27,7 @@ export async function trainClassifier(datasetDir: string, outDir: string, cfg: C
   const D = train.dim;
   const C = train.numClasses;
   const mlp = new Mlp({ input: D, hidden: cfg.hidden, output: C }, cfg.seed, 'classifier');
-  const opt = new Adam(mlp.params, cfg.lr);
+  const opt = adam(mlp.params, cfg.lr);
   const rng = new Rng(cfg.seed);
   const B = cfg.batchSize;
   const stepsPerEpoch = Math.floor(train.n / B);

@@ -6,7 +6,7 @@
  * with `students: K`; student k owns the consecutive class block k (MSD's partition).
  */
 import { Type } from '@sinclair/typebox';
-import { definePlugin } from '@distillery/core';
+import { definePlugin } from '@distillery/core/plugin';
 import { BackendParam, selectStageBackend, stageHooks } from './stage.js';
 import { DIVERGENCES } from './divergence.js';
 

@@ -19,10 +19,10 @@
 import { join } from 'node:path';
 import { readFileSync, writeFileSync } from 'node:fs';
 import * as tf from '@tensorflow/tfjs-core';
-import { Rng } from '@distillery/core';
+import { Rng } from '@distillery/runtime/rng';
 import { sigmaAtFraction } from './edm.js';
 import { RatioNormaliser, type DivergenceName, type RatioOptions } from './divergence.js';
-import { Adam, ConditionedNet, exportConditionedOnnx, loadWeights, readWeightSpec, saveWeights, trainStep, type ConditionedSpec } from './nets.js';
+import { adam, ConditionedNet, exportConditionedOnnx, loadWeights, readWeightSpec, saveWeights, trainStep, type ConditionedSpec } from './nets.js';
 import { readSampleSet, rowsOfClasses, type SampleSet } from './io.js';
 import { DenoiserSession } from './ort.js';
 import { TEACHER_FILES, type Hooks, type TeacherInfo } from './teacher.js';
@@ -116,9 +116,9 @@ export async function runDistill(
     if (pairRows.length === 0) throw new Error(`${io.pairsDir}: no teacher pairs of classes ${JSON.stringify(cfg.classes)}`);
   }
 
-  const optG = new Adam(G.params, cfg.lrGenerator, 0, 0.99);
-  const optFake = new Adam(fake.params, cfg.lrFake, 0, 0.99);
-  const optD = new Adam(disc.params, cfg.lrDiscriminator, 0, 0.99);
+  const optG = adam(G.params, cfg.lrGenerator, 0, 0.99);
+  const optFake = adam(fake.params, cfg.lrFake, 0, 0.99);
+  const optD = adam(disc.params, cfg.lrDiscriminator, 0, 0.99);
   const normaliser = new RatioNormaliser(cfg.ratio);
   const rng = new Rng(cfg.seed);
   const B = cfg.batchSize;

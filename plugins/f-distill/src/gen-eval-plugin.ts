@@ -5,7 +5,7 @@
  * against the `reference` input. Writes report.json, report.md and one PNG per candidate.
  */
 import { Type } from '@sinclair/typebox';
-import { definePlugin } from '@distillery/core';
+import { definePlugin } from '@distillery/core/plugin';
 import { stageHooks } from './stage.js';
 
 export default definePlugin({

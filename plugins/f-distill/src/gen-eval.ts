@@ -6,7 +6,7 @@
  * one or more generator artifacts that together form a multi-student generator (the class picks
  * the generator that owns it; every class must be owned exactly once).
  */
-import { existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { GENERATOR_FILES, type GeneratorInfo } from './distill.js';
 import { readSampleSet, type SampleSet } from './io.js';
@@ -14,6 +14,7 @@ import { FeatureSession, GeneratorSession } from './ort.js';
 import { frechetOfSets, modeCoverage, precisionRecall } from './metrics.js';
 import { writeSamplePicture } from './png.js';
 import { noiseAndClasses, type Hooks } from './teacher.js';
+import { writeFileAtomicSync } from '@distillery/core/plugin';
 
 export interface GenEvalConfig {
   /** Generated samples per generator candidate (and cap for sample-set candidates and reference). */
@@ -168,9 +169,7 @@ export async function evaluateGenerators(
     samples: cfg.samples,
     rows,
   };
-  const tmp = join(outDir, 'report.json.tmp');
-  writeFileSync(tmp, JSON.stringify(report, null, 2));
-  renameSync(tmp, join(outDir, 'report.json'));
+  writeFileAtomicSync(join(outDir, 'report.json'), JSON.stringify(report, null, 2));
   writeFileSync(join(outDir, 'report.md'), markdown(report));
   return report;
 }

@@ -10,7 +10,7 @@
  */
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { openShardSet, parseDatasetSchema, ShardWriter, SCHEMA_KEY, DATASET_SCHEMA, type ShardSchema } from '@distillery/core/shards/index';
+import { openShardSet, parseDatasetSchema, ShardWriter, SCHEMA_KEY, DATASET_SCHEMA, type ShardSchema } from '@distillery/runtime/shards';
 
 export const SAMPLES_SCHEMA = 'generated-samples/1';
 

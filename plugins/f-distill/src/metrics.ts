@@ -3,8 +3,7 @@
  * coordinates or extractor features, improved precision and recall (Kynkaanniemi et al. 2019:
  * k-NN balls around each real / each generated sample), and mode coverage for the 2-D toy.
  */
-import { frechetDistance } from '@distillery/plugin-eval/fid/frechet';
-import { statsFromMatrix } from '@distillery/plugin-eval/fid/stats';
+import { frechetDistance, statsFromMatrix } from '@distillery/runtime/fid';
 
 /** Frechet distance between the Gaussian fits of two row-major float sets of width dim. */
 export async function frechetOfSets(a: Float32Array, b: Float32Array, dim: number): Promise<number> {

@@ -1,22 +1,18 @@
 /**
- * The networks of this package on tfjs-core: a relu MLP built on core's fast dense layer, wrapped
+ * The networks of this package on tfjs-core: a relu MLP built on the runtime's fast dense layer, wrapped
  * as a class- and noise-conditioned net (EDM denoiser, discriminator logit) or a classifier; Adam;
  * weight files; ONNX export with GraphBuilder (run by onnxruntime-node).
  *
  * Conditioned input row: [c_in * x, c_noise, sin(f c_noise)..., cos(f c_noise)..., onehot(class)].
  */
-import { readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import * as tf from '@tensorflow/tfjs-core';
-import { dense } from '@distillery/core/tfjs/dense';
-import { GraphBuilder, writeModelFile } from '@distillery/core/onnx/index';
-import { Rng } from '@distillery/core';
+import { dense } from '@distillery/runtime/tfjs';
+import { GraphBuilder, writeModelFile } from '@distillery/runtime/onnx';
+import { Rng } from '@distillery/runtime/rng';
+import { adamConfig, minimiseStep, Optimizer, type NamedVariable } from '@distillery/runtime/optim';
 import { preconditioning, TIME_EMBEDDING_WIDTH, TIME_FREQUENCIES, type EdmConfig } from './edm.js';
-
-/** One trainable tensor with a stable name (weight-file key and ONNX initializer name). */
-export interface NamedVariable {
-  name: string;
-  variable: tf.Variable;
-}
+import { writeFileAtomicSync } from '@distillery/core/plugin';
 
 /** Layer widths of a relu MLP (linear last layer). */
 export interface MlpSpec {
@@ -195,52 +191,13 @@ export class ConditionedNet {
   }
 }
 
-/** Adam (torch.optim.Adam semantics) over named variables. */
-export class Adam {
-  private step = 0;
-  private readonly m = new Map<string, tf.Variable>();
-  private readonly v = new Map<string, tf.Variable>();
-  constructor(readonly params: NamedVariable[], readonly lr: number, readonly beta1 = 0.9, readonly beta2 = 0.999, readonly eps = 1e-8) {
-    for (const p of params) {
-      this.m.set(p.name, tf.variable(tf.zerosLike(p.variable), false));
-      this.v.set(p.name, tf.variable(tf.zerosLike(p.variable), false));
-    }
-  }
-
-  /** Applies gradients keyed by variable name (tf.variableGrads keys); disposes them. */
-  apply(grads: tf.NamedTensorMap): void {
-    this.step += 1;
-    const bc1 = 1 - Math.pow(this.beta1, this.step);
-    const bc2 = Math.sqrt(1 - Math.pow(this.beta2, this.step));
-    for (const p of this.params) {
-      const g = grads[p.variable.name];
-      if (!g) continue;
-      const m = this.m.get(p.name)!;
-      const v = this.v.get(p.name)!;
-      tf.tidy(() => {
-        const m1 = tf.add(tf.mul(m, this.beta1), tf.mul(g, 1 - this.beta1));
-        const v1 = tf.add(tf.mul(v, this.beta2), tf.mul(tf.square(g), 1 - this.beta2));
-        m.assign(m1);
-        v.assign(v1);
-        p.variable.assign(tf.sub(p.variable, tf.mul(tf.div(m1, tf.add(tf.div(tf.sqrt(v1), bc2), this.eps)), this.lr / bc1)));
-      });
-    }
-    for (const k of Object.keys(grads)) grads[k]!.dispose();
-  }
-
-  dispose(): void {
-    for (const t of [...this.m.values(), ...this.v.values()]) t.dispose();
-  }
+/** Adam (torch.optim.Adam semantics) at a fixed learning rate over named variables: the runtime's Optimizer. */
+export function adam(params: NamedVariable[], lr: number, beta1 = 0.9, beta2 = 0.999): Optimizer {
+  return new Optimizer(adamConfig(lr, beta1, beta2), params);
 }
 
 /** Minimises `loss` over `params` with `opt`; returns the loss value. */
-export function trainStep(opt: Adam, params: NamedVariable[], loss: () => tf.Scalar): number {
-  const { value, grads } = tf.variableGrads(loss, params.map((p) => p.variable));
-  const v = value.dataSync()[0]!;
-  value.dispose();
-  opt.apply(grads);
-  return v;
-}
+export const trainStep = minimiseStep;
 
 // ---------------------------------------------------------------- weight files
 
@@ -258,14 +215,7 @@ export function saveWeights<S>(path: string, spec: S, params: NamedVariable[]): 
     tensors[p.name] = { shape: p.variable.shape, data: Buffer.from(data.buffer, data.byteOffset, data.byteLength).toString('base64') };
   }
   const doc: WeightFile<S> = { format: 'distillery-f-distill-weights/1', spec, tensors };
-  const tmp = `${path}.tmp-${process.pid}`;
-  try {
-    writeFileSync(tmp, JSON.stringify(doc));
-    renameSync(tmp, path);
-  } catch (error) {
-    rmSync(tmp, { force: true });
-    throw error;
-  }
+  writeFileAtomicSync(path, JSON.stringify(doc));
 }
 
 export function readWeightSpec<S>(path: string): WeightFile<S> {

@@ -1,9 +1,6 @@
-/**
- * PNG pictures of samples: an image grid (one row per class) for image data, a scatter plot
- * (colour = class) for 2-D data. Values are in the [-1, 1] space of io.ts.
- */
-import { renameSync, rmSync, writeFileSync } from 'node:fs';
+
 import { PNG } from 'pngjs';
+import { writeFileAtomicSync } from '@distillery/core/plugin';
 
 const PALETTE = [
   [31, 119, 180], [255, 127, 14], [44, 160, 44], [214, 39, 40], [148, 103, 189],
@@ -11,14 +8,7 @@ const PALETTE = [
 ];
 
 function writePng(path: string, png: InstanceType<typeof PNG>): void {
-  const tmp = `${path}.tmp-${process.pid}`;
-  try {
-    writeFileSync(tmp, PNG.sync.write(png));
-    renameSync(tmp, path);
-  } catch (error) {
-    rmSync(tmp, { force: true });
-    throw error;
-  }
+  writeFileAtomicSync(path, PNG.sync.write(png));
 }
 
 /**

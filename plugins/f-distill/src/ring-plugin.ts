@@ -1,6 +1,6 @@
 /** `ring-data`: the 2-D toy data set (mixture of Gaussians on a ring, class = mode) as dataset shards. */
 import { Type } from '@sinclair/typebox';
-import { definePlugin } from '@distillery/core';
+import { definePlugin } from '@distillery/core/plugin';
 
 export default definePlugin({
   name: 'ring-data',

@@ -1,6 +1,6 @@
 /** The 2-D toy: a mixture of Gaussians on a ring, class = mode, written as dataset shards (features [2]). */
-import { Rng } from '@distillery/core';
-import { datasetSchema, ShardWriter } from '@distillery/core/shards/index';
+import { Rng } from '@distillery/runtime/rng';
+import { datasetSchema, ShardWriter } from '@distillery/runtime/shards';
 
 export interface RingConfig {
   modes: number;

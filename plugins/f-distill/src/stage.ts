@@ -1,5 +1,5 @@
 /** Glue between the plugin contract and the work modules (light: no heavy imports at top level). */
-import type { StageContext } from '@distillery/core';
+import type { StageContext } from '@distillery/core/plugin';
 import { Type } from '@sinclair/typebox';
 
 /** Progress / metric / log callbacks the work modules take. */
@@ -14,7 +14,7 @@ export function stageHooks(ctx: StageContext<unknown>, unit: string) {
 
 /** Selects the tfjs backend for the stage's CPUs (wasm here), logging the choice. */
 export async function selectStageBackend(ctx: StageContext<unknown>, prefer: 'auto' | 'wasm' | 'cpu' = 'auto'): Promise<void> {
-  const { selectBackend } = await import('@distillery/core/tfjs/index');
+  const { selectBackend } = await import('@distillery/runtime/tfjs');
   await selectBackend({ cpus: ctx.devices.cpus, gpus: ctx.devices.gpus, prefer, log: (m) => ctx.log.info(m) });
 }
 

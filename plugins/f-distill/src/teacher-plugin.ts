@@ -4,7 +4,7 @@
  * to the input) on real data; exported as ONNX (inputs x, sigma, class).
  */
 import { Type } from '@sinclair/typebox';
-import { definePlugin } from '@distillery/core';
+import { definePlugin } from '@distillery/core/plugin';
 import { BackendParam, EdmParams, selectStageBackend, stageHooks } from './stage.js';
 
 export default definePlugin({

@@ -5,9 +5,9 @@
 import { join } from 'node:path';
 import { writeFileSync } from 'node:fs';
 import * as tf from '@tensorflow/tfjs-core';
-import { Rng } from '@distillery/core';
+import { Rng } from '@distillery/runtime/rng';
 import { heunEvaluations, heunSample, samplerSigmas, type EdmConfig } from './edm.js';
-import { Adam, ConditionedNet, exportConditionedOnnx, saveWeights, trainStep, type ConditionedSpec } from './nets.js';
+import { adam, ConditionedNet, exportConditionedOnnx, saveWeights, trainStep, type ConditionedSpec } from './nets.js';
 import { readSampleSet, writeSampleSet } from './io.js';
 import { DenoiserSession } from './ort.js';
 import { writeSamplePicture } from './png.js';
@@ -53,7 +53,7 @@ export async function trainTeacher(datasetDir: string, outDir: string, cfg: Teac
   const net = new ConditionedNet(spec, cfg.seed, 'denoiser');
   const ema = new ConditionedNet(spec, cfg.seed, 'denoiser');
   ema.copyFrom(net);
-  const opt = new Adam(net.params, cfg.lr);
+  const opt = adam(net.params, cfg.lr);
   const rng = new Rng(cfg.seed + 1);
   const B = cfg.batchSize;
   const D = data.dim;

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { Rng } from '@distillery/core';
+import { Rng } from '@distillery/runtime/rng';
 import { frechetOfSets, modeCoverage, precisionRecall } from '../src/metrics.js';
 import { classMap } from '../src/gen-eval.js';
 import type { GeneratorInfo } from '../src/distill.js';

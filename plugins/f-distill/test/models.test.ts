@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { selectBackend } from '@distillery/core/tfjs/index';
+import { selectBackend } from '@distillery/runtime/tfjs';
 import { DEFAULT_EDM, heunSample, preconditioning, samplerSigmas, sigmaAtFraction } from '../src/edm.js';
 import { consecutivePartition } from '../src/io.js';
 

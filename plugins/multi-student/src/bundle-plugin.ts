@@ -7,7 +7,7 @@
  * a fan-out over 0..K-1 binds them so).
  */
 import { Type } from '@sinclair/typebox';
-import { definePlugin } from '@distillery/core';
+import { definePlugin } from '@distillery/core/plugin';
 
 export default definePlugin({
   name: 'msd-bundle',

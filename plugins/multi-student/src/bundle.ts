@@ -7,8 +7,8 @@ import { createHash } from 'node:crypto';
 import { copyFileSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { readModelFile, type OnnxModel } from '@distillery/core/onnx/index';
-import { writeFileAtomicSync } from '@distillery/core/util/fs';
+import { readModelFile, type OnnxModel } from '@distillery/runtime/onnx';
+import { writeFileAtomicSync } from '@distillery/core/plugin';
 import { MSD_BUNDLE_FORMAT, checkBundleManifest, type MsdBundleManifest } from './bundle-runner.js';
 import type { RoutingTable } from './partition.js';
 

@@ -3,7 +3,7 @@
  * (or the mean teacher penultimate feature, when teacher shards with features are given: rows of
  * teacher outputs are in the dataset's order). Streams the shards; sums in float64.
  */
-import { openShardSet, parseDatasetSchema } from '@distillery/core/shards/index';
+import { openShardSet, parseDatasetSchema } from '@distillery/runtime/shards';
 
 export async function classMeanEmbeddings(datasetDir: string, options: { split?: string; teacherDir?: string; signal?: AbortSignal } = {}): Promise<{ embeddings: Float32Array; numClasses: number; dim: number }> {
   const dataset = await openShardSet(datasetDir);

@@ -6,7 +6,8 @@
  * `teacher` (teacher shards with penultimate features: k-means on teacher features instead).
  */
 import { Type } from '@sinclair/typebox';
-import { definePlugin, PathParam } from '@distillery/core';
+import { definePlugin, PathParam } from '@distillery/core/plugin';
+import { writeFileAtomic } from '@distillery/core/plugin';
 
 export default definePlugin({
   name: 'partition',
@@ -24,9 +25,9 @@ export default definePlugin({
   ),
   resources: { cpus: 1 },
   async run(ctx) {
-    const { readFile, writeFile, rename } = await import('node:fs/promises');
+    const { readFile } = await import('node:fs/promises');
     const { join } = await import('node:path');
-    const { openShardSet, parseDatasetSchema } = await import('@distillery/core/shards/index');
+    const { openShardSet, parseDatasetSchema } = await import('@distillery/runtime/shards');
     const { balancedKMeans, consecutivePartition, randomPartition, routingTable, verticalPartition } = await import('./partition.js');
     const p = ctx.params;
     const datasetDir = ctx.input('dataset');
@@ -52,9 +53,7 @@ export default definePlugin({
     const table = routingTable(info.numClasses, partitions, p.strategy, p.seed);
     const sizes = table.partitions.map((x) => x.length);
     ctx.log.info(`partition sizes: ${sizes.join(', ')}`);
-    const tmp = join(ctx.outDir, 'routing.json.tmp');
-    await writeFile(tmp, JSON.stringify(table));
-    await rename(tmp, join(ctx.outDir, 'routing.json'));
+    await writeFileAtomic(join(ctx.outDir, 'routing.json'), JSON.stringify(table));
     return { metrics: { students: table.students, min_size: Math.min(...sizes), max_size: Math.max(...sizes), ...(inertia !== undefined ? { inertia } : {}) } };
   },
 });

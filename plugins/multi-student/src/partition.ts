@@ -2,7 +2,7 @@
  * Partitioning a label space into K disjoint, about equal groups of classes (MSD; docs/methods.md,
  * "Multi-student distillation: partitioning and routing"). Each partition is owned by one student; `RoutingTable` maps a class to its student.
  */
-import { Rng } from '@distillery/core';
+import { Rng } from '@distillery/runtime/rng';
 
 export type PartitionStrategy = 'consecutive' | 'random' | 'kmeans' | 'vertical';
 

@@ -5,7 +5,7 @@
  * Inputs: `dataset` (dataset shards), `routing` (a partition stage: routing.json).
  */
 import { Type } from '@sinclair/typebox';
-import { definePlugin } from '@distillery/core';
+import { definePlugin } from '@distillery/core/plugin';
 
 export default definePlugin({
   name: 'partition-subset',

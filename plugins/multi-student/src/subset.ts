@@ -11,8 +11,8 @@
  * (label -1) cannot be routed by label and are dropped (counted in subset.json).
  */
 import { join } from 'node:path';
-import { ShardWriter, datasetSchema, openShardSet, parseDatasetSchema, type ColumnValues } from '@distillery/core/shards/index';
-import { writeFileAtomicSync } from '@distillery/core/util/fs';
+import { ShardWriter, datasetSchema, openShardSet, parseDatasetSchema, type ColumnValues } from '@distillery/runtime/shards';
+import { writeFileAtomicSync } from '@distillery/core/plugin';
 import type { RoutingTable } from './partition.js';
 
 /** subset.json: what partition-subset wrote. */

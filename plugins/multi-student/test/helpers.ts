@@ -1,10 +1,8 @@
-/** Test fixtures: stage contexts like the runner's, dataset shard sets and linear ONNX models. */
-import { mkdirSync } from 'node:fs';
-import { join } from 'node:path';
+
 import type { Static, TSchema } from '@sinclair/typebox';
 import { makeTestContext, type PluginDefinition, type StageContext } from '@distillery/core';
-import { ShardWriter, datasetSchema } from '@distillery/core/shards/index';
-import { GraphBuilder, writeModelFile } from '@distillery/core/onnx/index';
+import { ShardWriter, datasetSchema } from '@distillery/runtime/shards';
+import { GraphBuilder, writeModelFile } from '@distillery/runtime/onnx';
 
 /** A StageContext like the runner's (core's makeTestContext); inputs map a name to [stage id, dir] pairs. */
 export function makeCtx<S extends TSchema>(plugin: PluginDefinition<S>, raw: Record<string, unknown>, outDir: string, inputs: Record<string, [string, string][]>): StageContext<Static<S>> {

@@ -4,8 +4,8 @@ import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSyn
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { Rng } from '@distillery/core';
-import { openShardSet, parseDatasetSchema } from '@distillery/core/shards/index';
+import { Rng } from '@distillery/runtime/rng';
+import { openShardSet, parseDatasetSchema } from '@distillery/runtime/shards';
 import { randomPartition, routingTable } from '../src/partition.js';
 import subsetPlugin from '../src/subset-plugin.js';
 import bundlePlugin from '../src/bundle-plugin.js';

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { Rng } from '@distillery/core';
+import { Rng } from '@distillery/runtime/rng';
 import { balancedKMeans, consecutivePartition, randomPartition, routingTable, verticalPartition } from '../src/partition.js';
 
 function sizes(parts: number[][]): number[] {

@@ -18,7 +18,7 @@ import {
   type ShardBatch,
   type ShardSet,
   type TeacherOutputOptions,
-} from '@distillery/core/shards/index';
+} from '@distillery/runtime/shards';
 import * as tf from '@tensorflow/tfjs-core';
 import { Rng } from './rng.js';
 

@@ -5,11 +5,11 @@
  * computes the term (losses/feature.ts).
  */
 import * as tf from '@tensorflow/tfjs-core';
-import type { TeacherOutputOptions } from '@distillery/core/shards/index';
+import type { TeacherOutputOptions } from '@distillery/runtime/shards';
 import type { TeacherRow } from './data.js';
 import { attentionLoss, hintLoss, matchSpatial } from './losses/feature.js';
 import type { Student } from './models/student.js';
-import type { NamedVariable } from './optim.js';
+import type { NamedVariable } from '@distillery/runtime/optim';
 import { Rng } from './rng.js';
 
 /** tfjs variable names are process-global: a counter keeps the regressors' unique. */

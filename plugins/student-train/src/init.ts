@@ -4,7 +4,7 @@
  * stage (teacher score matching first, distillation proper second).
  */
 import * as tf from '@tensorflow/tfjs-core';
-import type { OnnxModel, OnnxTensor } from '@distillery/core/onnx/index';
+import type { OnnxModel, OnnxTensor } from '@distillery/runtime/onnx';
 import type { Student } from './models/student.js';
 
 /** Assigns every parameter and buffer of `student` from the initializer of the same name in `model`. */

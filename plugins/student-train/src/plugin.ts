@@ -8,7 +8,7 @@
  * student-train for the same architecture and widths, gives the starting weights).
  */
 import { Type } from '@sinclair/typebox';
-import { definePlugin } from '@distillery/core';
+import { definePlugin } from '@distillery/core/plugin';
 import { TrainingHistory } from './history.js';
 
 const Student = Type.Object(
@@ -107,7 +107,7 @@ export default definePlugin({
   resources: { cpus: 2, gpus: 0, memoryMiB: 4096 },
   async run(ctx) {
     const p = ctx.params;
-    const { selectBackend } = await import('@distillery/core/tfjs/backend');
+    const { selectBackend } = await import('@distillery/runtime/tfjs/backend');
     const backend = await selectBackend({
       cpus: ctx.devices.cpus,
       gpus: ctx.devices.gpus,
@@ -125,10 +125,10 @@ export default definePlugin({
     if (p.validationSplit !== '' && p.validationSplit === p.split) throw new Error(`student-train: validationSplit "${p.validationSplit}" is the training split`);
     const validation = p.validationSplit !== '' ? await openTrainingData(ctx.input('dataset'), [], p.validationSplit) : undefined;
     if (validation && validation.rows === 0) throw new Error(`student-train: validationSplit "${p.validationSplit}" has no rows in ${ctx.input('dataset')}`);
-    let init: { model: import('@distillery/core/onnx/index').OnnxModel; where: string } | undefined;
+    let init: { model: import('@distillery/runtime/onnx').OnnxModel; where: string } | undefined;
     if (ctx.inputs.init && ctx.inputs.init.length > 0) {
       if (ctx.inputs.init.length > 1) throw new Error(`student-train: input "init" is bound to ${ctx.inputs.init.length} artifacts; bind one`);
-      const { readModelFile } = await import('@distillery/core/onnx/index');
+      const { readModelFile } = await import('@distillery/runtime/onnx');
       const where = join(ctx.inputs.init[0]!.path, 'model.onnx');
       init = { model: await readModelFile(where), where };
     }

@@ -1,2 +1,2 @@
-/** The project's seeded generator (tools/core/src/util/rng.ts), re-exported for this package's modules. */
-export { Rng } from '@distillery/core/util/rng';
+/** The project's seeded generator (tools/runtime/src/rng.ts), re-exported for this package's modules. */
+export { Rng } from '@distillery/runtime/rng';

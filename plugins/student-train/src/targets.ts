@@ -4,7 +4,7 @@
  * Knowledge Concentration targets (each sample's teacher = the vertical holding its label).
  */
 import * as tf from '@tensorflow/tfjs-core';
-import type { TeacherOutputOptions } from '@distillery/core/shards/index';
+import type { TeacherOutputOptions } from '@distillery/runtime/shards';
 import type { Sample, TeacherRow } from './data.js';
 import type { DenseTarget, SparseTarget } from './losses/index.js';
 

@@ -6,13 +6,13 @@
 import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
-import { GraphBuilder, writeModelFile, type OnnxModel } from '@distillery/core/onnx/index';
+import { GraphBuilder, writeModelFile, type OnnxModel } from '@distillery/runtime/onnx';
 import { initStudentFromOnnx } from './init.js';
 import { imprintHeads } from './imprint.js';
 import { augmentImages, epochBatches, inputTensor, inputValues, type AugmentConfig, type Sample, type TrainingData } from './data.js';
 import { crossEntropy, divergenceLoss, sigmoidCrossEntropy, sigmoidKd, type DivergenceName, type TeacherTarget } from './losses/index.js';
 import { createStudent, parameterCount, type Student, type StudentConfig } from './models/student.js';
-import { clipByGlobalNorm, Optimizer, scheduleFactor, type OptimizerConfig, type ScheduleConfig } from './optim.js';
+import { clipByGlobalNorm, Optimizer, scheduleFactor, type OptimizerConfig, type ScheduleConfig } from '@distillery/runtime/optim';
 import { sampleColumns, sampledSigmoidCrossEntropy, targetsAtColumns, type SparseRow } from './losses/sampled.js';
 import { Rng } from './rng.js';
 import { validationTop1 } from './validate.js';

@@ -11,7 +11,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { openShardSet } from '@distillery/core/shards/index';
+import { openShardSet } from '@distillery/runtime/shards';
 
 const repo = fileURLToPath(new URL('../../../../', import.meta.url));
 const DATA = '/usr/share/datasets/fashion-mnist';

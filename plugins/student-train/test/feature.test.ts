@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import * as ort from 'onnxruntime-node';
-import { selectBackend } from '@distillery/core/tfjs/backend';
+import { selectBackend } from '@distillery/runtime/tfjs/backend';
 import { attentionLoss, attentionMap, hintLoss } from '../src/losses/feature.js';
 import { createFeatureTerm, type FeatureConfig } from '../src/features.js';
 import { createStudent, type StudentConfig } from '../src/models/student.js';

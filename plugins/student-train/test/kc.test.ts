@@ -1,7 +1,7 @@
 import { test, before } from 'node:test';
 import assert from 'node:assert/strict';
-import { selectBackend } from '@distillery/core/tfjs/backend';
-import type { TeacherOutputOptions } from '@distillery/core/shards/index';
+import { selectBackend } from '@distillery/runtime/tfjs/backend';
+import type { TeacherOutputOptions } from '@distillery/runtime/shards';
 import { kcTarget } from '../src/targets.js';
 import type { Sample } from '../src/data.js';
 import { createStudent, parameterCount } from '../src/models/student.js';

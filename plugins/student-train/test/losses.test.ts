@@ -1,7 +1,7 @@
 import { test, before } from 'node:test';
 import assert from 'node:assert/strict';
 import * as tf from '@tensorflow/tfjs-core';
-import { selectBackend } from '@distillery/core/tfjs/backend';
+import { selectBackend } from '@distillery/runtime/tfjs/backend';
 import {
   crossEntropy, divergenceLoss, hintonKd, sigmoidKd, gatherColumns, type DivergenceName, type SparseTarget,
 } from '../src/losses/index.js';

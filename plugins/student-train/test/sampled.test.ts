@@ -1,7 +1,7 @@
 import { test, before } from 'node:test';
 import assert from 'node:assert/strict';
 import * as tf from '@tensorflow/tfjs-core';
-import { selectBackend } from '@distillery/core/tfjs/backend';
+import { selectBackend } from '@distillery/runtime/tfjs/backend';
 import { createStudent, type StudentConfig } from '../src/models/student.js';
 import { sampleColumns, sampledSigmoidCrossEntropy, targetsAtColumns, type SparseRow } from '../src/losses/sampled.js';
 import { gatherColumns, sigmoidCrossEntropy } from '../src/losses/index.js';

@@ -23,7 +23,7 @@ export default definePlugin({
   resources: { cpus: 1, gpus: 0, memoryMiB: 512 },
   async run(ctx) {
     const { join } = await import('node:path');
-    const { readModelFile, writeModelFile } = await import('@distillery/core/onnx/model');
+    const { readModelFile, writeModelFile } = await import('@distillery/runtime/onnx');
     const { ensembleModels } = await import('./ensemble.js');
     const inputs = ctx.inputs.models ?? [];
     if (inputs.length < 2) throw new Error(`stage ${ctx.stageId}: bind the input "models" to at least 2 model stages (e.g. models: teacher for every teacher@<seed>), got ${inputs.length}`);

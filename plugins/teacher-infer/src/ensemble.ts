@@ -5,7 +5,7 @@
  * 3; docs/methods.md, "Ensemble teachers"). Because the result is an ordinary model, teacher-infer,
  * eval and exec stages use it like any single teacher.
  */
-import type { OnnxGraph, OnnxModel, OnnxNode, OnnxValueInfo } from '@distillery/core/onnx/model';
+import type { OnnxGraph, OnnxModel, OnnxNode, OnnxValueInfo } from '@distillery/runtime/onnx';
 
 export interface EnsembleMember {
   /** Where the model came from (a stage id or a file), for error messages. */

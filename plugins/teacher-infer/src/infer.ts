@@ -5,14 +5,14 @@
  * post-processed and written, and batch i+2 is read and converted, on the JS thread.
  * Any error aborts the shard writer, which deletes every shard it wrote.
  */
-import { hashFileContent } from '@distillery/core/cache/hash';
-import { ThreadedSession, type InputTransformOutcome, type ThreadRunResult, type ThreadValueMetadata } from '@distillery/core/onnx/session-thread';
+import { hashFileContent } from '@distillery/core/plugin';
+import { ThreadedSession, type InputTransformOutcome, type ThreadRunResult, type ThreadValueMetadata } from '@distillery/runtime/onnx/session-thread';
 import {
   ShardWriter, openShardSet, parseDatasetSchema, teacherOutputSchema,
   type ColumnValues, type DatasetInfo, type NumericArray, type ShardBatch, type ShardManifest, type StorageSpec,
-} from '@distillery/core/shards/index';
-import type { PixelInputTransform } from '@distillery/core/onnx/input-transform';
-import type { ProviderOutcome } from '@distillery/core/onnx/execution-provider';
+} from '@distillery/runtime/shards';
+import type { PixelInputTransform } from '@distillery/runtime/onnx/input-transform';
+import type { ProviderOutcome } from '@distillery/runtime/onnx/execution-provider';
 import { firstNonFiniteRow, sampledRows, topKRows } from './outputs.js';
 
 /** Everything one extraction needs; the plugin fills it from params and the stage context. */
@@ -317,29 +317,19 @@ async function* withFirst<T>(first: Promise<IteratorResult<T>>, rest: AsyncGener
   yield* rest;
 }
 
-async function runBatches(
-  session: ThreadedSession, io: ModelIo, o: ExtractOptions, data: DatasetInfo, prep: InputPrep,
-  source: AsyncGenerator<ShardBatch>, totalRows: number, classMap: Int32Array | undefined, restrict: Int32Array | undefined, writer: ShardWriter,
-): Promise<number> {
-  const batchSize = io.fixedBatch ?? o.batchSize;
-  if (io.fixedBatch && o.batchSize !== io.fixedBatch) o.warn?.(`model has a fixed batch size ${io.fixedBatch}; using it instead of ${o.batchSize}`);
+/**
+ * The input transform as a row copier: `fill` copies sample `r` of a dataset batch into model-input
+ * row `row`, applying the transform. The copy (with its uint8 -> float32 conversion) is
+ * TypedArray.set, native code; the affine transform is then applied in place by monomorphic loops
+ * (a generic element loop over differently typed arrays ran at ~6 ns per value and was the
+ * extraction's main cost). uint8 pixels with one transform for all channels go through a 256-entry
+ * table instead. `rawCopy`: samples reach the model unchanged (fill is a plain copy).
+ */
+function sampleFiller(prep: InputPrep, data: DatasetInfo, useUint8: boolean, transpose: boolean): { fill: (dst: Float32Array | Uint8Array, row: number, src: NumericArray, srcStart: number) => void; rawCopy: boolean } {
   const { width, channels, spatial, channelMul, channelAdd, uniform, identity } = prep;
-  const inputCol = data.input;
-  // The model transposes and normalises itself when the pixel transform was moved into it.
-  const transpose = prep.transpose && !session.inputTransform.applied;
-  const useUint8 = io.inputType === 'uint8';
-
-  const newBatch = (): PendingBatch => ({ input: useUint8 ? new Uint8Array(batchSize * width) : new Float32Array(batchSize * width), ids: [], rows: 0 });
   // uint8 models get the raw pixels (transposed when asked); float models the transformed values.
-  const lut = !useUint8 && uniform && inputCol === 'pixels' ? Float32Array.from({ length: 256 }, (_, v) => v * channelMul[0]! + channelAdd[0]!) : undefined;
+  const lut = !useUint8 && uniform && data.input === 'pixels' ? Float32Array.from({ length: 256 }, (_, v) => v * channelMul[0]! + channelAdd[0]!) : undefined;
   const [transposeMul, transposeAdd] = useUint8 ? [new Float32Array(channels).fill(1), new Float32Array(channels)] : [channelMul, channelAdd];
-  /**
-   * Copies sample `r` of a dataset batch into model-input row `row`, applying the transform. The
-   * copy (with its uint8 -> float32 conversion) is TypedArray.set, native code; the affine
-   * transform is then applied in place by monomorphic loops (a generic element loop over
-   * differently typed arrays ran at ~6 ns per value and was the extraction's main cost).
-   * uint8 pixels with one transform for all channels go through a 256-entry table instead.
-   */
   const fill = (dst: Float32Array | Uint8Array, row: number, src: NumericArray, srcStart: number) => {
     const base = row * width;
     if (lut && !transpose && src instanceof Uint8Array) {
@@ -359,94 +349,146 @@ async function runBatches(
     else if (data.layout === 'CHW') for (let ch = 0; ch < channels; ch++) affineInPlace(out, base + ch * spatial, spatial, 1, channelMul[ch]!, channelAdd[ch]!);
     else for (let ch = 0; ch < channels; ch++) affineInPlace(out, base + ch, spatial, channels, channelMul[ch]!, channelAdd[ch]!);
   };
+  return { fill, rawCopy: !transpose && (useUint8 || identity) };
+}
 
-  /** Samples reach the model unchanged (fill is a plain copy). */
-  const rawCopy = !transpose && (useUint8 || identity);
-  const total = o.split || o.onlyClassMapRows ? -1 : totalRows;
-  const keepClass = o.onlyClassMapRows && classMap ? new Set(classMap) : undefined;
-  let done = 0;
-  const fetches = io.featuresOutput ? [io.outputName, io.featuresOutput] : [io.outputName];
+/** The shard columns of one finished batch: logits as stored (dense, top-k, sampled) and features. */
+function teacherOutputColumns(b: PendingBatch, out: ThreadRunResult['outputs'], io: ModelIo, o: ExtractOptions, classMap: Int32Array | undefined, restrict: Int32Array | undefined): Record<string, ColumnValues> {
+  const n = b.rows;
+  const logitsTensor = out[io.outputName]!;
+  const full = (logitsTensor.data as Float32Array).subarray(0, n * io.localClasses);
+  const logits = restrict ? gatherColumns(full, n, io.localClasses, restrict) : full;
+  const c = restrict ? restrict.length : io.localClasses;
+  const bad = firstNonFiniteRow(logits, c);
+  if (bad >= 0) throw new Error(`teacher ${o.teacherId}: non-finite output (NaN or Inf) for sample ${b.ids[bad]} (model ${o.modelPath})`);
+  const columns: Record<string, ColumnValues> = { id: b.ids };
+  if (o.dense) columns.logits = logits;
+  if (o.topk) {
+    const t = topKRows(logits, n, c, o.topk.k, o.temperature, o.activation, classMap);
+    columns.topk_ids = t.ids;
+    columns.topk_logprobs = t.logprobs;
+    columns.topk_missing_mass = t.missingMass;
+  }
+  if (o.sampled) {
+    const s = sampledRows(logits, n, c, b.ids, o.sampled.draws, o.sampled.tau, o.sampled.seed, o.temperature, classMap);
+    columns.sample_ids = { offsets: s.offsets, values: s.ids };
+    columns.sample_counts = { offsets: s.offsets, values: s.counts };
+    if (o.sampled.tau !== 1) columns.sample_weights = { offsets: s.offsets, values: s.weights };
+  }
+  if (io.featuresOutput) {
+    const f = (out[io.featuresOutput]!.data as Float32Array).subarray(0, n * io.featureDim!);
+    const badF = firstNonFiniteRow(f, io.featureDim!);
+    if (badF >= 0) throw new Error(`teacher ${o.teacherId}: non-finite features (NaN or Inf) for sample ${b.ids[badF]} (model ${o.modelPath})`);
+    columns.features = f;
+  }
+  return columns;
+}
+
+/**
+ * The model runner: a pool of batch buffers. `launch` queues the filled `current` batch on the
+ * worker right away and hands back an empty one; the JS thread waits for (and passes to `finish`)
+ * the oldest result only when it needs its buffer back. With `depth` batches in flight the worker
+ * keeps computing through the JS thread's stalls (reading and verifying the next shard, garbage
+ * collection).
+ */
+class BatchQueue {
+  private readonly free: PendingBatch[];
+  private readonly inflight: { batch: PendingBatch; result: Promise<ThreadRunResult> }[] = [];
+  /** The batch being filled. */
+  current: PendingBatch;
+
+  constructor(
+    private readonly session: ThreadedSession,
+    private readonly io: ModelIo,
+    private readonly width: number,
+    batchSize: number,
+    depth: number,
+    private readonly finish: (b: PendingBatch, result: ThreadRunResult) => void,
+  ) {
+    const useUint8 = io.inputType === 'uint8';
+    this.free = Array.from({ length: depth }, (): PendingBatch => ({ input: useUint8 ? new Uint8Array(batchSize * width) : new Float32Array(batchSize * width), ids: [], rows: 0 }));
+    this.current = this.free.pop()!;
+  }
+
   /** Starts inference of `b` in the session's thread; `b.input` is detached until the result hands it back. */
-  const run = async (b: PendingBatch): Promise<ThreadRunResult> => {
+  private async run(b: PendingBatch): Promise<ThreadRunResult> {
+    const io = this.io;
+    const useUint8 = io.inputType === 'uint8';
     const n = io.fixedBatch ?? b.rows; // fixed-batch models get the zero-padded full batch
-    const input = b.input.subarray(0, n * width);
-    const result = await session.run({ [io.inputName]: { type: useUint8 ? 'uint8' : 'float32', data: input, dims: [n, ...io.sampleDims] } }, fetches);
+    const input = b.input.subarray(0, n * this.width);
+    const fetches = io.featuresOutput ? [io.outputName, io.featuresOutput] : [io.outputName];
+    const result = await this.session.run({ [io.inputName]: { type: useUint8 ? 'uint8' : 'float32', data: input, dims: [n, ...io.sampleDims] } }, fetches);
     const back = result.inputs[io.inputName]!.data;
     b.input = useUint8 ? new Uint8Array(back.buffer as ArrayBuffer) : new Float32Array(back.buffer as ArrayBuffer);
     return result;
-  };
-  const finish = (b: PendingBatch, { outputs: out }: ThreadRunResult) => {
-    const n = b.rows;
-    const logitsTensor = out[io.outputName]!;
-    const full = (logitsTensor.data as Float32Array).subarray(0, n * io.localClasses);
-    const logits = restrict ? gatherColumns(full, n, io.localClasses, restrict) : full;
-    const c = restrict ? restrict.length : io.localClasses;
-    const bad = firstNonFiniteRow(logits, c);
-    if (bad >= 0) throw new Error(`teacher ${o.teacherId}: non-finite output (NaN or Inf) for sample ${b.ids[bad]} (model ${o.modelPath})`);
-    const columns: Record<string, ColumnValues> = { id: b.ids };
-    if (o.dense) columns.logits = logits;
-    if (o.topk) {
-      const t = topKRows(logits, n, c, o.topk.k, o.temperature, o.activation, classMap);
-      columns.topk_ids = t.ids;
-      columns.topk_logprobs = t.logprobs;
-      columns.topk_missing_mass = t.missingMass;
-    }
-    if (o.sampled) {
-      const s = sampledRows(logits, n, c, b.ids, o.sampled.draws, o.sampled.tau, o.sampled.seed, o.temperature, classMap);
-      columns.sample_ids = { offsets: s.offsets, values: s.ids };
-      columns.sample_counts = { offsets: s.offsets, values: s.counts };
-      if (o.sampled.tau !== 1) columns.sample_weights = { offsets: s.offsets, values: s.weights };
-    }
-    if (io.featuresOutput) {
-      const f = (out[io.featuresOutput]!.data as Float32Array).subarray(0, n * io.featureDim!);
-      const badF = firstNonFiniteRow(f, io.featureDim!);
-      if (badF >= 0) throw new Error(`teacher ${o.teacherId}: non-finite features (NaN or Inf) for sample ${b.ids[badF]} (model ${o.modelPath})`);
-      columns.features = f;
-    }
-    writer.append(columns, n);
-    done += n;
-    o.progress?.(done, total);
-  };
+  }
 
-  // A pool of batch buffers. Filled batches are queued on the worker right away; the JS thread
-  // waits for (and post-processes) the oldest result only when it needs its buffer back. With
-  // `queueDepth` batches in flight the worker keeps computing through the JS thread's stalls
-  // (reading and verifying the next shard, garbage collection).
-  const depth = Math.max(2, o.queueDepth ?? 4);
-  const free = Array.from({ length: depth }, newBatch);
-  let current = free.pop()!;
-  const inflight: { batch: PendingBatch; result: Promise<ThreadRunResult> }[] = [];
-  const launch = async () => {
-    const result = run(current);
+  async launch(): Promise<void> {
+    const result = this.run(this.current);
     result.catch(() => {}); // awaited (and rethrown) below or at the end
-    inflight.push({ batch: current, result });
-    if (free.length === 0) {
-      const oldest = inflight.shift()!;
-      finish(oldest.batch, await oldest.result);
-      free.push(oldest.batch);
+    this.inflight.push({ batch: this.current, result });
+    if (this.free.length === 0) {
+      const oldest = this.inflight.shift()!;
+      this.finish(oldest.batch, await oldest.result);
+      this.free.push(oldest.batch);
     }
-    current = free.pop()!;
-    current.rows = 0;
-    current.ids = [];
-    if (io.fixedBatch) current.input.fill(0);
-  };
+    this.current = this.free.pop()!;
+    this.current.rows = 0;
+    this.current.ids = [];
+    if (this.io.fixedBatch) this.current.input.fill(0);
+  }
+
+  /** Finishes every batch in flight, oldest first. */
+  async drain(): Promise<void> {
+    for (const { batch, result } of this.inflight.splice(0)) this.finish(batch, await result);
+  }
+
+  /** Lets queued inferences end (after a failure) before the session is released. */
+  async settle(): Promise<void> {
+    for (const { result } of this.inflight) await result.catch(() => {});
+  }
+}
+
+/**
+ * The data iteration: the kept rows of the dataset (split, onlyClassMapRows) go through the input
+ * transform into model batches (BatchQueue); each finished batch's columns are appended to
+ * `writer`. Returns the number of samples written.
+ */
+async function runBatches(
+  session: ThreadedSession, io: ModelIo, o: ExtractOptions, data: DatasetInfo, prep: InputPrep,
+  source: AsyncGenerator<ShardBatch>, totalRows: number, classMap: Int32Array | undefined, restrict: Int32Array | undefined, writer: ShardWriter,
+): Promise<number> {
+  const batchSize = io.fixedBatch ?? o.batchSize;
+  if (io.fixedBatch && o.batchSize !== io.fixedBatch) o.warn?.(`model has a fixed batch size ${io.fixedBatch}; using it instead of ${o.batchSize}`);
+  const width = prep.width;
+  // The model transposes and normalises itself when the pixel transform was moved into it.
+  const { fill, rawCopy } = sampleFiller(prep, data, io.inputType === 'uint8', prep.transpose && !session.inputTransform.applied);
+  const total = o.split || o.onlyClassMapRows ? -1 : totalRows;
+  const keepClass = o.onlyClassMapRows && classMap ? new Set(classMap) : undefined;
+  let done = 0;
+  const queue = new BatchQueue(session, io, width, batchSize, Math.max(2, o.queueDepth ?? 4), (b, { outputs }) => {
+    writer.append(teacherOutputColumns(b, outputs, io, o, classMap, restrict), b.rows);
+    done += b.rows;
+    o.progress?.(done, total);
+  });
   try {
     for await (const batch of source) {
       if (o.signal?.aborted) throw new Error('teacher-infer: cancelled');
       const ids = batch.strings('id');
       const splits = o.split ? batch.strings('split') : undefined;
-      const values = batch.numeric(inputCol);
+      const values = batch.numeric(data.input);
       const labels = keepClass && data.labels === 'single' ? batch.numeric('label') : undefined;
       const labelLists = keepClass && data.labels === 'multi' ? batch.list('labels') : undefined;
       if (rawCopy && !splits && !keepClass) {
         // Every row is kept and copied as is: one copy per run of rows instead of one per row.
         for (let r = 0; r < batch.numRows;) {
+          const current = queue.current;
           const take = Math.min(batchSize - current.rows, batch.numRows - r);
           current.input.set(values.subarray(r * width, (r + take) * width), current.rows * width);
           for (let j = r; j < r + take; j++) current.ids.push(ids[j]!);
           current.rows += take;
           r += take;
-          if (current.rows === batchSize) await launch();
+          if (current.rows === batchSize) await queue.launch();
         }
         continue;
       }
@@ -458,17 +500,17 @@ async function runBatches(
           else for (let j = labelLists!.offsets[r]!; j < labelLists!.offsets[r + 1]! && !keep; j++) keep = keepClass.has(labelLists!.values[j]!);
           if (!keep) continue;
         }
+        const current = queue.current;
         fill(current.input, current.rows, values, r * width);
         current.ids.push(ids[r]!);
         current.rows++;
-        if (current.rows === batchSize) await launch();
+        if (current.rows === batchSize) await queue.launch();
       }
     }
-    if (current.rows > 0) await launch();
-    for (const { batch, result } of inflight.splice(0)) finish(batch, await result);
+    if (queue.current.rows > 0) await queue.launch();
+    await queue.drain();
   } catch (error) {
-    // Let queued inferences finish before the session is released.
-    for (const { result } of inflight) await result.catch(() => {});
+    await queue.settle();
     throw error;
   }
   return done;

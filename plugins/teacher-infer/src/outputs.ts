@@ -4,7 +4,7 @@
  * with missing mass, sampled soft labels (id, count), for softmax and sigmoid teachers. Pure
  * functions on Float32Array rows; sums and normalisers in float64.
  */
-import { Rng } from '@distillery/core/util/rng';
+import { uniformStream } from '@distillery/runtime/rng';
 
 /** log(sum_j exp(z_j / T)) over one row, stable. */
 export function logSumExp(z: Float32Array, start: number, length: number, invT: number): number {
@@ -133,12 +133,6 @@ export function sampleSeed(seed: number, id: string): number {
   return h;
 }
 
-/** A seeded uniform [0, 1) stream: the project's Rng (tools/core/src/util/rng.ts). */
-export function mulberry32(seed: number): () => number {
-  const rng = new Rng(seed);
-  return () => rng.next();
-}
-
 /** Sampled soft labels of n rows, as list columns (offsets into ids / counts / weights). */
 export interface SampledRows {
   offsets: Int32Array;
@@ -170,7 +164,7 @@ export function sampledRows(logits: Float32Array, n: number, c: number, sampleId
       acc += Math.exp(logits[start + j]! * invT * tau - lseQ);
       cdf[j] = acc;
     }
-    const rand = mulberry32(sampleSeed(seed, sampleIds[r]!));
+    const rand = uniformStream(sampleSeed(seed, sampleIds[r]!));
     for (let d = 0; d < draws; d++) {
       const u = rand() * acc; // scaling by acc absorbs rounding: the cdf's last value is ~1
       let lo = 0;

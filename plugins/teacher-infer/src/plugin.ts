@@ -1,11 +1,11 @@
 /**
  * `teacher-infer`: runs one ONNX teacher over a dataset shard set and writes teacher-output shards
- * (schema: tools/core/src/shards/SCHEMA.md). Specialists: one stage per teacher (fan-out), each
+ * (schema: tools/runtime/src/shards/SCHEMA.md). Specialists: one stage per teacher (fan-out), each
  * with its local-to-global class map. Heavy work lives in ./infer.js, imported inside run().
  */
 import { Type } from '@sinclair/typebox';
-import { definePlugin, PathParam } from '@distillery/core';
-import { describeProvider } from '@distillery/core/onnx/execution-provider';
+import { definePlugin, PathParam } from '@distillery/core/plugin';
+import { describeProvider } from '@distillery/runtime/onnx/execution-provider';
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 

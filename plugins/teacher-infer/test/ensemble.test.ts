@@ -4,7 +4,7 @@ import { mkdtempSync, mkdirSync, rmSync, existsSync, readdirSync } from 'node:fs
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as ort from 'onnxruntime-node';
-import { encodeModel, GraphBuilder, readModelFile, writeModelFile, type OnnxModel } from '@distillery/core/onnx/index';
+import { encodeModel, GraphBuilder, readModelFile, writeModelFile, type OnnxModel } from '@distillery/runtime/onnx';
 import { ensembleModels } from '../src/ensemble.js';
 import plugin from '../src/ensemble-plugin.js';
 import { makeCtx, rng } from './helpers.js';

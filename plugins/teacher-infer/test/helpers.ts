@@ -1,11 +1,9 @@
-/** Test fixtures: hand-made stage contexts, dataset shard sets, small ONNX teachers. */
-import { mkdirSync } from 'node:fs';
-import { join } from 'node:path';
+
 import type { TSchema, Static } from '@sinclair/typebox';
 import { makeTestContext, type PluginDefinition, type StageContext, type TestContextRecord } from '@distillery/core';
-import { ShardWriter, datasetSchema } from '@distillery/core/shards/index';
-import { GraphBuilder, writeModelFile } from '@distillery/core/onnx/index';
-import { Rng } from '@distillery/core/util/rng';
+import { ShardWriter, datasetSchema } from '@distillery/runtime/shards';
+import { GraphBuilder, writeModelFile } from '@distillery/runtime/onnx';
+import { Rng } from '@distillery/runtime/rng';
 
 /** Seeded uniform [0, 1) stream (the project's Rng). */
 export function rng(seed: number): () => number {

@@ -4,8 +4,8 @@ import { mkdirSync, mkdtempSync, readdirSync, rmSync, truncateSync, writeFileSyn
 import { createHash } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { openShardSet, parseTeacherSchema, ShardWriter, datasetSchema } from '@distillery/core/shards/index';
-import { GraphBuilder, writeModelFile } from '@distillery/core/onnx/index';
+import { openShardSet, parseTeacherSchema, ShardWriter, datasetSchema } from '@distillery/runtime/shards';
+import { GraphBuilder, writeModelFile } from '@distillery/runtime/onnx';
 import plugin from '../src/plugin.js';
 import { linearLogits, makeCtx, rng, writeFeatureDataset, writeLinearTeacher } from './helpers.js';
 

@@ -4,6 +4,7 @@ export { ModuleRegistry, workspaceRoot, distilleryPackages, type PluginRegistry,
 export { loadPipeline, parseMemoryMiB, type LoadOptions } from './pipeline/load.js';
 export type { Pipeline, StageInstance, LoadedPlugin, PathParamRef } from './pipeline/model.js';
 export { PipelineError, formatDiagnostic, type Diagnostic } from './pipeline/diagnostics.js';
+export { DistilleryError, UsageError, RunPlanError, InputError, StageError, StoreError, IntegrityError } from './errors.js';
 export { HashCache, sha256, canonicalJson, hashFileContent, type TreeManifest, type TreeFile } from './cache/hash.js';
 export { cacheKey, explainKeyChange, type KeyParts } from './cache/key.js';
 export { LocalStore, replaceDirectory, type CacheEntry, type RemoteStore, type MaterialiseMethod } from './cache/store.js';
@@ -14,5 +15,4 @@ export { detectResources, nvidiaSmiGpus, type MachineResources, type GpuDetector
 export { readRunRecords, type RunRecord, type StageRecord, type StageStatus } from './runner/record.js';
 export { ProgressView, formatDuration, type ProgressSink } from './runner/progress.js';
 export { writeFileAtomic, writeFileAtomicSync } from './util/fs.js';
-export { Rng } from './util/rng.js';
 export { makeTestContext, type TestContextOptions, type TestContextRecord } from './plugin/testing.js';

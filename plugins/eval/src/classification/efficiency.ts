@@ -12,8 +12,8 @@
  *   constant starts/ends/indices).
  * Any other op throws "not implemented" rather than undercount.
  */
-import { readModelFile, type OnnxModel, type OnnxAttribute } from '@distillery/core/onnx/index';
-import { diagnoseCudaProvider, onnxruntimeNodeInstall, openWithProvider, requestedProvider } from '@distillery/core/onnx/execution-provider';
+import { readModelFile, type OnnxModel, type OnnxAttribute } from '@distillery/runtime/onnx';
+import { diagnoseCudaProvider, onnxruntimeNodeInstall, openWithProvider, requestedProvider } from '@distillery/runtime/onnx/execution-provider';
 
 /** Parameter and FLOP count of one model for given input shapes. */
 export interface ModelCost {
@@ -254,26 +254,4 @@ export async function measureLatency(modelPath: string, shape: number[], options
   } finally {
     await session.release();
   }
-}
-
-/** One row of the teacher-vs-student table. */
-export interface EfficiencyRow extends ModelCost, LatencyStats {
-  name: string;
-}
-
-/** Measures teacher and student under identical settings; ratios are teacher / student. */
-export async function compareEfficiency(
-  teacher: { name: string; path: string },
-  student: { name: string; path: string },
-  inputShape: number[],
-  options: LatencyOptions = {},
-): Promise<{ rows: [EfficiencyRow, EfficiencyRow]; speedup: number; parameterReduction: number; flopReduction: number }> {
-  const row = async (m: { name: string; path: string }): Promise<EfficiencyRow> => {
-    const model = await readModelFile(m.path);
-    const input = model.graph.inputs.find((i) => !model.graph.initializers.some((t) => t.name === i.name))!;
-    return { name: m.name, ...modelCost(model, { [input.name]: inputShape }), ...(await measureLatency(m.path, inputShape, options)) };
-  };
-  const t = await row(teacher);
-  const s = await row(student);
-  return { rows: [t, s], speedup: t.p50Ms / s.p50Ms, parameterReduction: t.parameters / s.parameters, flopReduction: t.flops / s.flops };
 }

@@ -1,7 +1,6 @@
 export * from './npy.js';
 export * from './npz.js';
 export * from './stats.js';
-export * from './frechet.js';
-export * from './linalg.js';
+export { frechetDistance, traceSqrtProduct, cholesky, symmetricEigenvalues, type FrechetOptions } from '@distillery/runtime/fid';
 export { loadFidInput } from './input.js';
 export * from './extract.js';

@@ -2,7 +2,7 @@
  * NumPy .npy reading and writing (format versions 1.0, 2.0, 3.0; little-endian float32/float64;
  * C order). Reading streams rows so that a 50,000 x 2048 matrix never has to be held as float64.
  */
-import { open, readFile, rename, writeFile, unlink } from 'node:fs/promises';
+import { open, readFile } from 'node:fs/promises';
 import { EvalInputError } from '../errors.js';
 
 /** Parsed header of a .npy file. */
@@ -151,14 +151,3 @@ export function encodeNpy(data: Float64Array, shape: readonly number[]): Uint8Ar
   return out;
 }
 
-/** Writes bytes to `path` through a temporary file and a rename, so no partial file is left. */
-export async function writeFileAtomic(path: string, bytes: Uint8Array | string): Promise<void> {
-  const tmp = `${path}.tmp-${process.pid}-${Date.now()}`;
-  try {
-    await writeFile(tmp, bytes);
-    await rename(tmp, path);
-  } catch (err) {
-    await unlink(tmp).catch(() => undefined);
-    throw err;
-  }
-}

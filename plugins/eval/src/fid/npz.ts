@@ -2,12 +2,13 @@
 import AdmZip from 'adm-zip';
 import { readFile } from 'node:fs/promises';
 import { EvalInputError } from '../errors.js';
-import { encodeNpy, parseNpy, writeFileAtomic } from './npy.js';
+import { encodeNpy, parseNpy } from './npy.js';
 import type { GaussianStats } from './stats.js';
+import { writeFileAtomic } from '@distillery/core/plugin';
 
 /** Reads `mu` (D) and `sigma` (D x D) from an .npz file. */
 export async function readNpzStats(path: string): Promise<GaussianStats> {
-  let entries;
+  let entries: ReturnType<AdmZip['getEntries']>;
   try {
     entries = new AdmZip(await readFile(path)).getEntries();
   } catch (err) {

@@ -9,17 +9,17 @@
  * Input preprocessing follows teacher-infer: pixels x scale, then (x - mean[c]) / std[c] per
  * channel; `inputLayout: 'CHW'` transposes HWC images; uint8 model inputs get the raw pixels.
  */
-import { existsSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type * as Ort from 'onnxruntime-node';
-import { openShardSet, parseDatasetSchema, type DatasetInfo } from '@distillery/core/shards/index';
-import { readModelFile } from '@distillery/core/onnx/index';
-import { hashFileContent } from '@distillery/core/cache/hash';
+import { openShardSet, parseDatasetSchema, type DatasetInfo, type ShardSet } from '@distillery/runtime/shards';
+import { readModelFile } from '@distillery/runtime/onnx';
 import { StreamingClassificationMetrics, type VerticalMap } from '../classification/streaming.js';
 import { measureLatency, modelCost } from '../classification/efficiency.js';
 import { REPORT_FORMAT, renderMarkdown, type EfficiencyComparison, type EvalReport, type LossPoint, type ModelEfficiency, type ModelReport } from './report.js';
-import { renderSvg, reportPlots, safeName } from './plots.js';
-import type { MsdBundle } from '@distillery/plugin-multi-student/bundle-runner';
+import { renderSvg, reportPlots } from './plots.js';
+import type { MsdBundle } from '@distillery/plugin-multi-student';
+import { hashFileContent, writeFileAtomicSync } from '@distillery/core/plugin';
 
 /**
  * One model to evaluate: the directory holding model.onnx (or an MSD bundle's manifest.json, see
@@ -92,7 +92,7 @@ interface BundleState {
 
 /** Opens an MSD bundle directory (manifest.json) as one composite model. */
 async function openBundle(spec: EvalModelSpec, o: EvaluateOptions, data: DatasetInfo): Promise<OpenModel> {
-  const { MsdBundle } = await import('@distillery/plugin-multi-student/bundle-runner');
+  const { MsdBundle } = await import('@distillery/plugin-multi-student');
   const runner = await MsdBundle.open(spec.dir, { intraOpNumThreads: Math.max(1, o.threads), interOpNumThreads: 1, graphOptimizationLevel: 'all', executionProviders: ['cpu'] });
   const m = runner.manifest;
   const where = `MSD bundle ${spec.dir} (${spec.name})`;
@@ -254,21 +254,9 @@ export function readLossHistory(dir: string): LossPoint[] | undefined {
   });
 }
 
-/** Writes a file via temp + rename, so a reader never sees half of it. */
-function writeAtomic(path: string, text: string): void {
-  const tmp = `${path}.tmp-${process.pid}`;
-  try {
-    writeFileSync(tmp, text);
-    renameSync(tmp, path);
-  } catch (error) {
-    rmSync(tmp, { force: true });
-    throw error;
-  }
-}
 
-/** File-name-safe form of a stage id (e.g. `student@a/b` -> `student_a_b`). */
-
-export async function evaluateModels(o: EvaluateOptions): Promise<EvalReport> {
+/** Checks the options and opens the dataset; returns its shard set and schema. */
+async function openEvalDataset(o: EvaluateOptions): Promise<{ dataset: ShardSet; data: DatasetInfo }> {
   if (o.models.length === 0) throw new Error('eval: no models to evaluate (bind the input "model" to one or more stages holding model.onnx)');
   const names = new Set<string>();
   for (const m of o.models) {
@@ -283,159 +271,230 @@ export async function evaluateModels(o: EvaluateOptions): Promise<EvalReport> {
   if (o.verticals && o.verticals.classToVertical.length !== data.numClasses) {
     throw new Error(`vertical map covers ${o.verticals.classToVertical.length} classes but dataset ${o.datasetDir} has ${data.numClasses}`);
   }
+  return { dataset, data };
+}
+
+/** The batch size every model accepts: a model's fixed batch dimension, else `o.batchSize`. */
+function commonBatchSize(models: readonly OpenModel[], o: EvaluateOptions): number {
+  const fixed = [...new Set(models.map((m) => m.fixedBatch).filter((b): b is number => b !== undefined))];
+  if (fixed.length > 1) throw new Error(`eval: models have different fixed batch sizes (${fixed.join(', ')}); export them with a dynamic batch dimension`);
+  const batchSize = fixed[0] ?? o.batchSize;
+  if (fixed.length === 1 && batchSize !== o.batchSize) o.warn?.(`a model has a fixed batch size ${batchSize}; using it instead of ${o.batchSize}`);
+  return batchSize;
+}
+
+/**
+ * One batch of labelled samples of the evaluated split, preprocessed. The buffers are reused: a
+ * batch is valid until the next one is requested.
+ */
+interface EvalBatch {
+  /** Preprocessed inputs, `rows` x width (zero-padded to the batch size when `padded`). */
+  floatInput: Float32Array;
+  /** Raw values for uint8 models; undefined when no model takes uint8. */
+  rawInput: Uint8Array | undefined;
+  labels: Int32Array;
+  ids: string[];
+  rows: number;
+}
+
+/** What the iteration over the dataset saw, once it is done. */
+interface IterationCounts {
+  samples: number;
+  skippedUnlabelled: number;
+  splitsSeen: Set<string>;
+}
+
+/**
+ * The data iteration: labelled samples of split `o.split` in batches of `batchSize`, through the
+ * input transform; unlabelled samples (label -1) are counted and skipped. `padded` zeroes the
+ * buffers after each batch (models with a fixed batch dimension read all of it).
+ */
+async function* labelledBatches(dataset: ShardSet, data: DatasetInfo, o: EvaluateOptions, batchSize: number, rawNeeded: boolean, padded: boolean, counts: IterationCounts): AsyncGenerator<EvalBatch> {
   const fill = inputTransform(o, data);
+  const width = data.width;
+  const batch: EvalBatch = {
+    floatInput: new Float32Array(batchSize * width),
+    rawInput: rawNeeded ? new Uint8Array(batchSize * width) : undefined,
+    labels: new Int32Array(batchSize),
+    ids: [],
+    rows: 0,
+  };
+  const emitted = function* (): Generator<EvalBatch> {
+    yield batch;
+    counts.samples += batch.rows;
+    batch.rows = 0;
+    batch.ids.length = 0;
+    if (padded) {
+      batch.floatInput.fill(0);
+      batch.rawInput?.fill(0);
+    }
+  };
+  for await (const shard of dataset.batches()) {
+    if (o.signal?.aborted) throw new Error('eval: cancelled');
+    const batchIds = shard.strings('id');
+    const splits = shard.strings('split');
+    const label = shard.numeric('label');
+    const values = shard.numeric(data.input);
+    for (let r = 0; r < shard.numRows; r++) {
+      counts.splitsSeen.add(splits[r]!);
+      if (o.split !== '*' && splits[r] !== o.split) continue;
+      const y = label[r]!;
+      if (y === -1) {
+        counts.skippedUnlabelled++;
+        continue;
+      }
+      if (!Number.isInteger(y) || y < 0 || y >= data.numClasses) {
+        throw new Error(`dataset ${shard.file}: sample ${batchIds[r]} has label ${y}, outside [0, ${data.numClasses})`);
+      }
+      fill(batch.floatInput, batch.rows, values, r * width);
+      if (batch.rawInput) batch.rawInput.set(values.subarray(r * width, (r + 1) * width), batch.rows * width);
+      batch.labels[batch.rows] = y;
+      batch.ids.push(batchIds[r]!);
+      batch.rows++;
+      if (batch.rows === batchSize) yield* emitted();
+    }
+  }
+  if (batch.rows > 0) yield* emitted();
+}
+
+/**
+ * The model runner: every model on one batch, accumulating its metrics; the reference teacher
+ * runs first and its top-1 feeds the others' agreement.
+ */
+async function runModelsOnBatch(ort: typeof Ort, models: readonly OpenModel[], reference: OpenModel | undefined, batch: EvalBatch, data: DatasetInfo): Promise<void> {
+  const { rows, labels, ids } = batch;
+  const width = data.width;
+  let refTop1: Int32Array | undefined;
+  for (const m of models) {
+    if (m.bundle) {
+      const top1 = m.metrics.add(await runBundleBatch(m.bundle, batch.floatInput.subarray(0, rows * width), rows, labels), labels, rows, m === reference ? undefined : refTop1);
+      if (m === reference) refTop1 = top1;
+      continue;
+    }
+    const n = m.fixedBatch ?? rows;
+    const tensor = m.inputType === 'uint8'
+      ? new ort.Tensor('uint8', batch.rawInput!.subarray(0, n * width), [n, ...m.sampleDims])
+      : new ort.Tensor('float32', batch.floatInput.subarray(0, n * width), [n, ...m.sampleDims]);
+    const out = await m.session.run({ [m.inputName]: tensor }, [m.outputName]);
+    const result = out[m.outputName]!;
+    const c = result.dims[1];
+    if (result.dims.length !== 2 || c !== data.numClasses) {
+      throw new Error(`ONNX model ${m.path} (${m.spec.name}): output ${m.outputName} has shape [${result.dims.join(', ')}] but the dataset has ${data.numClasses} classes`);
+    }
+    const scores = (result.data as Float32Array).subarray(0, rows * c);
+    for (let i = 0; i < scores.length; i++) {
+      if (!Number.isFinite(scores[i]!)) throw new Error(`ONNX model ${m.path} (${m.spec.name}): non-finite output (NaN or Inf) for sample ${ids[Math.floor(i / c)]}`);
+    }
+    const top1 = m.metrics.add(scores, labels, rows, m === reference ? undefined : refTop1);
+    if (m === reference) refTop1 = top1;
+    result.dispose();
+  }
+}
+
+/** Parameters, FLOPs and latency of one (non-bundle) model, with its metrics and loss history. */
+async function modelReport(m: OpenModel, shape: number[], o: EvaluateOptions, warnOnce: (message: string) => void): Promise<ModelReport> {
+  let flops: number | null = null;
+  let flopsNote: string | undefined;
+  const graph = await readModelFile(m.path);
+  let parameters: number;
+  try {
+    const cost = modelCost(graph, { [m.inputName]: shape });
+    parameters = cost.parameters;
+    flops = cost.flops;
+  } catch (error) {
+    // Parameters do not depend on the op set; FLOPs are left out rather than undercounted.
+    parameters = modelCost({ ...graph, graph: { ...graph.graph, nodes: [] } }, { [m.inputName]: shape }).parameters;
+    flopsNote = (error as Error).message;
+    o.warn?.(`model ${m.spec.name}: FLOPs not counted (${flopsNote})`);
+  }
+  const latency = await measureLatency(m.path, m.fixedBatch ? [m.fixedBatch, ...m.sampleDims] : shape, { warmup: o.latency.warmup, iterations: o.latency.iterations, intraOpNumThreads: Math.max(1, o.threads), gpus: o.gpus ?? [], warn: warnOnce });
+  const efficiency: ModelEfficiency = {
+    parameters, flops, latencyP50Ms: latency.p50Ms, latencyP95Ms: latency.p95Ms, throughput: latency.throughput,
+    batch: latency.batch, iterations: latency.iterations, threads: Math.max(1, o.threads), provider: latency.provider,
+    ...(flopsNote ? { flopsNote } : {}),
+  };
+  const lossHistory = readLossHistory(m.spec.dir);
+  return {
+    name: m.spec.name, role: m.spec.role, modelSha256: await hashFileContent(m.path), metrics: m.metrics.summary(), efficiency,
+    ...(lossHistory ? { lossHistory } : {}),
+  };
+}
+
+/** Efficiency of each model, one at a time under the same session options. */
+async function modelReports(models: readonly OpenModel[], o: EvaluateOptions): Promise<ModelReport[]> {
+  const reports: ModelReport[] = [];
+  // One CPU-fallback warning for all models, not one per model.
+  const warned = new Set<string>();
+  const warnOnce = (message: string) => {
+    if (warned.has(message)) return;
+    warned.add(message);
+    o.warn?.(message);
+  };
+  for (const m of models) {
+    if (o.signal?.aborted) throw new Error('eval: cancelled');
+    const shape = [o.latency.batch, ...m.sampleDims];
+    reports.push(m.bundle ? await bundleReport(m, m.bundle, shape, o) : await modelReport(m, shape, o, warnOnce));
+  }
+  return reports;
+}
+
+/** Each student against the reference teacher: speed-up, parameter and FLOP reductions. */
+function efficiencyComparisons(reports: readonly ModelReport[], ref: ModelReport | undefined): EfficiencyComparison[] {
+  if (!ref) return [];
+  return reports.filter((r) => r.role === 'student').map((s) => ({
+    teacher: ref.name,
+    student: s.name,
+    speedup: ref.efficiency.latencyP50Ms / s.efficiency.latencyP50Ms,
+    parameterReduction: ref.efficiency.parameters / s.efficiency.parameters,
+    flopReduction: ref.efficiency.flops !== null && s.efficiency.flops !== null ? ref.efficiency.flops / s.efficiency.flops : null,
+  }));
+}
+
+/** Writes the report: plots, report.json and report.md (each atomically). */
+async function writeReport(report: EvalReport, outDir: string): Promise<void> {
+  await writePlots(report, outDir);
+  writeFileAtomicSync(join(outDir, 'report.json'), `${JSON.stringify(report, null, 1)}\n`);
+  writeFileAtomicSync(join(outDir, 'report.md'), renderMarkdown(report));
+}
+
+/**
+ * The eval stage: opens the dataset and the models, runs every model on each batch of the split
+ * (labelledBatches, runModelsOnBatch), measures each model's efficiency (modelReports) and writes
+ * the report (writeReport).
+ */
+export async function evaluateModels(o: EvaluateOptions): Promise<EvalReport> {
+  const { dataset, data } = await openEvalDataset(o);
   const ort = await import('onnxruntime-node');
   const models: OpenModel[] = [];
   try {
     for (const spec of o.models) models.push(await openModel(ort, spec, o, data));
-    const fixed = [...new Set(models.map((m) => m.fixedBatch).filter((b): b is number => b !== undefined))];
-    if (fixed.length > 1) throw new Error(`eval: models have different fixed batch sizes (${fixed.join(', ')}); export them with a dynamic batch dimension`);
-    const batchSize = fixed[0] ?? o.batchSize;
-    if (fixed.length === 1 && batchSize !== o.batchSize) o.warn?.(`a model has a fixed batch size ${batchSize}; using it instead of ${o.batchSize}`);
-    const width = data.width;
-    const needUint8 = models.some((m) => m.inputType === 'uint8');
-    const floatInput = new Float32Array(batchSize * width);
-    const rawInput = needUint8 ? new Uint8Array(batchSize * width) : undefined;
-    const labels = new Int32Array(batchSize);
-    const ids: string[] = [];
+    const batchSize = commonBatchSize(models, o);
     const reference = models.find((m) => m.spec.role === 'teacher');
-    let rows = 0;
-    let done = 0;
-    let skipped = 0;
-    const splitsSeen = new Set<string>();
-
-    const runBatch = async () => {
-      let refTop1: Int32Array | undefined;
-      for (const m of models) {
-        if (m.bundle) {
-          const top1 = m.metrics.add(await runBundleBatch(m.bundle, floatInput.subarray(0, rows * width), rows, labels), labels, rows, m === reference ? undefined : refTop1);
-          if (m === reference) refTop1 = top1;
-          continue;
-        }
-        const n = m.fixedBatch ?? rows;
-        const tensor = m.inputType === 'uint8'
-          ? new ort.Tensor('uint8', rawInput!.subarray(0, n * width), [n, ...m.sampleDims])
-          : new ort.Tensor('float32', floatInput.subarray(0, n * width), [n, ...m.sampleDims]);
-        const out = await m.session.run({ [m.inputName]: tensor }, [m.outputName]);
-        const result = out[m.outputName]!;
-        const c = result.dims[1];
-        if (result.dims.length !== 2 || c !== data.numClasses) {
-          throw new Error(`ONNX model ${m.path} (${m.spec.name}): output ${m.outputName} has shape [${result.dims.join(', ')}] but the dataset has ${data.numClasses} classes`);
-        }
-        const scores = (result.data as Float32Array).subarray(0, rows * c);
-        for (let i = 0; i < scores.length; i++) {
-          if (!Number.isFinite(scores[i]!)) throw new Error(`ONNX model ${m.path} (${m.spec.name}): non-finite output (NaN or Inf) for sample ${ids[Math.floor(i / c)]}`);
-        }
-        const top1 = m.metrics.add(scores, labels, rows, m === reference ? undefined : refTop1);
-        if (m === reference) refTop1 = top1;
-        result.dispose();
-      }
-      done += rows;
-      rows = 0;
-      ids.length = 0;
-      if (models.some((m) => m.fixedBatch !== undefined)) {
-        floatInput.fill(0);
-        rawInput?.fill(0);
-      }
-      o.progress?.(done, o.split === '*' ? dataset.totalRows : undefined);
-    };
-
-    for await (const batch of dataset.batches()) {
-      if (o.signal?.aborted) throw new Error('eval: cancelled');
-      const batchIds = batch.strings('id');
-      const splits = batch.strings('split');
-      const label = batch.numeric('label');
-      const values = batch.numeric(data.input);
-      for (let r = 0; r < batch.numRows; r++) {
-        splitsSeen.add(splits[r]!);
-        if (o.split !== '*' && splits[r] !== o.split) continue;
-        const y = label[r]!;
-        if (y === -1) {
-          skipped++;
-          continue;
-        }
-        if (!Number.isInteger(y) || y < 0 || y >= data.numClasses) {
-          throw new Error(`dataset ${batch.file}: sample ${batchIds[r]} has label ${y}, outside [0, ${data.numClasses})`);
-        }
-        fill(floatInput, rows, values, r * width);
-        if (rawInput) rawInput.set(values.subarray(r * width, (r + 1) * width), rows * width);
-        labels[rows] = y;
-        ids.push(batchIds[r]!);
-        rows++;
-        if (rows === batchSize) await runBatch();
-      }
+    const counts: IterationCounts = { samples: 0, skippedUnlabelled: 0, splitsSeen: new Set() };
+    const rawNeeded = models.some((m) => m.inputType === 'uint8');
+    const padded = models.some((m) => m.fixedBatch !== undefined);
+    for await (const batch of labelledBatches(dataset, data, o, batchSize, rawNeeded, padded, counts)) {
+      await runModelsOnBatch(ort, models, reference, batch, data);
+      o.progress?.(counts.samples + batch.rows, o.split === '*' ? dataset.totalRows : undefined);
     }
-    if (rows > 0) await runBatch();
-    if (done === 0) throw new Error(`dataset ${o.datasetDir}: no labelled samples in split "${o.split}" (splits present: ${[...splitsSeen].join(', ') || 'none'})`);
-    if (skipped > 0) o.warn?.(`${skipped} unlabelled samples (label -1) skipped`);
+    if (counts.samples === 0) throw new Error(`dataset ${o.datasetDir}: no labelled samples in split "${o.split}" (splits present: ${[...counts.splitsSeen].join(', ') || 'none'})`);
+    if (counts.skippedUnlabelled > 0) o.warn?.(`${counts.skippedUnlabelled} unlabelled samples (label -1) skipped`);
 
-    // Efficiency: one model at a time, the same session options for all.
-    const reports: ModelReport[] = [];
-    // One CPU-fallback warning for all models, not one per model.
-    const warned = new Set<string>();
-    const warnOnce = (message: string) => {
-      if (warned.has(message)) return;
-      warned.add(message);
-      o.warn?.(message);
-    };
-    for (const m of models) {
-      if (o.signal?.aborted) throw new Error('eval: cancelled');
-      const shape = [o.latency.batch, ...m.sampleDims];
-      if (m.bundle) {
-        reports.push(await bundleReport(m, m.bundle, shape, o));
-        continue;
-      }
-      let flops: number | null = null;
-      let flopsNote: string | undefined;
-      const graph = await readModelFile(m.path);
-      let parameters: number;
-      try {
-        const cost = modelCost(graph, { [m.inputName]: shape });
-        parameters = cost.parameters;
-        flops = cost.flops;
-      } catch (error) {
-        // Parameters do not depend on the op set; FLOPs are left out rather than undercounted.
-        parameters = modelCost({ ...graph, graph: { ...graph.graph, nodes: [] } }, { [m.inputName]: shape }).parameters;
-        flopsNote = (error as Error).message;
-        o.warn?.(`model ${m.spec.name}: FLOPs not counted (${flopsNote})`);
-      }
-      const latency = await measureLatency(m.path, m.fixedBatch ? [m.fixedBatch, ...m.sampleDims] : shape, { warmup: o.latency.warmup, iterations: o.latency.iterations, intraOpNumThreads: Math.max(1, o.threads), gpus: o.gpus ?? [], warn: warnOnce });
-      const efficiency: ModelEfficiency = {
-        parameters, flops, latencyP50Ms: latency.p50Ms, latencyP95Ms: latency.p95Ms, throughput: latency.throughput,
-        batch: latency.batch, iterations: latency.iterations, threads: Math.max(1, o.threads), provider: latency.provider,
-        ...(flopsNote ? { flopsNote } : {}),
-      };
-      const lossHistory = readLossHistory(m.spec.dir);
-      reports.push({
-        name: m.spec.name, role: m.spec.role, modelSha256: await hashFileContent(m.path), metrics: m.metrics.summary(), efficiency,
-        ...(lossHistory ? { lossHistory } : {}),
-      });
-    }
+    const reports = await modelReports(models, o);
     const ref = reports.find((r) => r.role === 'teacher');
-    const efficiency: EfficiencyComparison[] = ref
-      ? reports.filter((r) => r.role === 'student').map((s) => ({
-        teacher: ref.name,
-        student: s.name,
-        speedup: ref.efficiency.latencyP50Ms / s.efficiency.latencyP50Ms,
-        parameterReduction: ref.efficiency.parameters / s.efficiency.parameters,
-        flopReduction: ref.efficiency.flops !== null && s.efficiency.flops !== null ? ref.efficiency.flops / s.efficiency.flops : null,
-      }))
-      : [];
     const report: EvalReport = {
       format: REPORT_FORMAT,
       version: 1,
-      dataset: { split: o.split, samples: done, skippedUnlabelled: skipped, numClasses: data.numClasses, ...(data.classNames ? { classNames: data.classNames } : {}) },
+      dataset: { split: o.split, samples: counts.samples, skippedUnlabelled: counts.skippedUnlabelled, numClasses: data.numClasses, ...(data.classNames ? { classNames: data.classNames } : {}) },
       topk: o.topk,
       eceBins: o.eceBins,
       ...(o.verticals ? { verticals: { names: o.verticals.names, classToVertical: Array.from(o.verticals.classToVertical) } } : {}),
       ...(ref ? { referenceTeacher: ref.name } : {}),
       models: reports,
-      efficiency,
+      efficiency: efficiencyComparisons(reports, ref),
       plots: [],
     };
-    await writePlots(report, o.outDir);
-    writeAtomic(join(o.outDir, 'report.json'), `${JSON.stringify(report, null, 1)}\n`);
-    writeAtomic(join(o.outDir, 'report.md'), renderMarkdown(report));
+    await writeReport(report, o.outDir);
     return report;
   } finally {
     for (const m of models) await (m.bundle ? m.bundle.runner.release() : m.session.release());
@@ -488,8 +547,8 @@ async function bundleReport(m: OpenModel, b: BundleState, shape: number[], o: Ev
  */
 async function writePlots(report: EvalReport, outDir: string): Promise<void> {
   for (const plot of reportPlots(report)) {
-    writeAtomic(join(outDir, `${plot.name}.vl.json`), `${JSON.stringify(plot.spec, null, 1)}\n`);
-    writeAtomic(join(outDir, `${plot.name}.svg`), await renderSvg(plot.spec));
+    writeFileAtomicSync(join(outDir, `${plot.name}.vl.json`), `${JSON.stringify(plot.spec, null, 1)}\n`);
+    writeFileAtomicSync(join(outDir, `${plot.name}.svg`), await renderSvg(plot.spec));
     report.plots.push(`${plot.name}.svg`);
   }
 }

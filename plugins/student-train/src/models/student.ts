@@ -8,11 +8,11 @@
  * in GLOBAL class order [n, numClasses].
  */
 import * as tf from '@tensorflow/tfjs-core';
-import { conv2d, maxPool2x2 } from '@distillery/core/tfjs/conv';
-import { dense, denseColumns, rowNormsSquared } from '@distillery/core/tfjs/dense';
-import type { GraphBuilder } from '@distillery/core/onnx/index';
+import { conv2d, maxPool2x2 } from '@distillery/runtime/tfjs';
+import { dense, denseColumns, rowNormsSquared } from '@distillery/runtime/tfjs';
+import type { GraphBuilder } from '@distillery/runtime/onnx';
 import type { Imprintable, ImprintHead } from '../imprint.js';
-import type { NamedVariable } from '../optim.js';
+import type { NamedVariable } from '@distillery/runtime/optim';
 import { Rng } from '../rng.js';
 
 export interface MlpConfig {

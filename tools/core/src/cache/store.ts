@@ -17,7 +17,7 @@
  * (DISTILL_CACHE_TYPE=reflink,hardlink,copy): no extra space, but an in-place write to an out/
  * file then changes the store object; verification catches that and the stage reruns.
  */
-import { constants, existsSync, mkdirSync, readFileSync, renameSync, statSync } from 'node:fs';
+import { constants, existsSync, mkdirSync, readFileSync, renameSync, statSync, type Stats } from 'node:fs';
 import { chmod, copyFile, link, mkdir, readFile, rename, rm, stat, unlink } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { faultPoint } from '../util/faults.js';
@@ -105,7 +105,7 @@ export class LocalStore {
    */
   verifyObject(file: Pick<TreeFile, 'hash' | 'size' | 'path'>): ObjectState {
     const path = this.objectPath(file.hash);
-    let stats;
+    let stats: Stats;
     try {
       stats = statSync(path);
     } catch {

@@ -6,7 +6,8 @@
 import { dirname, join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { Command, CommanderError, Option } from 'commander';
-import { escapeControl, type PipelineError } from '../pipeline/diagnostics.js';
+import { escapeControl, PipelineError } from '../pipeline/diagnostics.js';
+import { UsageError } from '../errors.js';
 import { parseDurationMs } from '../pipeline/duration.js';
 import { PlanCache } from '../pipeline/plan-cache.js';
 import type { Pipeline } from '../pipeline/model.js';
@@ -16,7 +17,7 @@ import { detectResources } from '../runner/devices.js';
 import { planPipeline, selectStages, type PlannedStage } from '../runner/plan.js';
 import { formatDuration, ProgressView } from '../runner/progress.js';
 import { readRunRecords } from '../runner/record.js';
-import { RunPlanError, runPipeline } from '../runner/run.js';
+import { runPipeline } from '../runner/run.js';
 import { watchInterrupts } from '../runner/interrupt.js';
 import { findProjectRoot, Workspace } from '../runner/workspace.js';
 import { collectGarbage } from './gc.js';
@@ -30,7 +31,6 @@ import { registerRemoteCommands } from './remote-commands.js';
 import { openRemoteStore } from '../remote/index.js';
 
 /** An error whose message is the whole story: printed without a stack. */
-export class UsageError extends Error {}
 
 function parseDuration(text: string, option: string): number {
   const ms = parseDurationMs(/^[0-9.]+$/.test(text) ? Number(text) : text);
@@ -335,11 +335,11 @@ export async function main(argv: string[]): Promise<void> {
     if (error instanceof CommanderError) {
       // commander has already printed its message.
       process.exitCode = error.code === 'commander.helpDisplayed' || error.code === 'commander.version' || error.code === 'commander.help' ? 0 : 2;
-    } else if ((error as Error).name === 'PipelineError') {
-      process.stderr.write(`${(error as PipelineError).message}\n`);
-      process.stderr.write(`${(error as PipelineError).diagnostics.length} error(s); nothing was run\n`);
+    } else if (error instanceof PipelineError) {
+      process.stderr.write(`${error.message}\n`);
+      process.stderr.write(`${error.diagnostics.length} error(s); nothing was run\n`);
       process.exitCode = 2;
-    } else if (error instanceof UsageError || error instanceof RunPlanError) {
+    } else if (error instanceof UsageError) {
       process.stderr.write(`error: ${escapeControl(error.message).replace(/\\n/g, '\n')}\n`);
       process.exitCode = 2;
     } else {

@@ -6,7 +6,6 @@ import { watchInterrupts } from '../runner/interrupt.js';
 import { resolve } from 'node:path';
 import { Option, type Command } from 'commander';
 import type { Pipeline } from '../pipeline/model.js';
-import type { ModuleRegistry } from '../plugin/registry.js';
 import { openContentStore } from '../remote/index.js';
 import { detectResources } from '../runner/devices.js';
 import { planPipeline, selectStages } from '../runner/plan.js';

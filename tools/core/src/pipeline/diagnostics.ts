@@ -3,6 +3,7 @@
  * file:line:column with the offending text, all at once.
  */
 import { distance } from 'fastest-levenshtein';
+import { DistilleryError } from '../errors.js';
 import { isMap, isSeq, isScalar, LineCounter, type Document, type Node, type Pair } from 'yaml';
 
 export interface Diagnostic {
@@ -15,10 +16,10 @@ export interface Diagnostic {
   excerpt?: string;
 }
 
-export class PipelineError extends Error {
+/** An invalid pipeline file: one located diagnostic per problem. */
+export class PipelineError extends DistilleryError {
   constructor(readonly diagnostics: Diagnostic[]) {
     super(diagnostics.map(formatDiagnostic).join('\n'));
-    this.name = 'PipelineError';
   }
 }
 

@@ -4,7 +4,7 @@
  * and cycle checks. Every problem is collected and thrown together as a PipelineError.
  */
 import { existsSync, readFileSync } from 'node:fs';
-import { basename, dirname, extname, isAbsolute, resolve } from 'node:path';
+import { basename, dirname, extname, resolve } from 'node:path';
 import { LineCounter, parse as parseYaml, parseDocument } from 'yaml';
 import { Type, type TSchema } from '@sinclair/typebox';
 import type { ResourceRequest } from '../plugin/contract.js';

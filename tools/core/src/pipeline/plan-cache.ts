@@ -5,7 +5,7 @@
  * every file of the plugins' code, the path params, the workspace's plugin registrations and the
  * loader itself. Anything else (a different --set) is part of the cache file's name.
  */
-import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, statSync, type Stats } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { canonicalJson, sha256 } from '../cache/hash.js';
@@ -38,7 +38,7 @@ interface CachedPipeline {
 }
 
 function files(path: string): string[] {
-  let stats;
+  let stats: Stats;
   try {
     stats = statSync(path);
   } catch {

@@ -6,6 +6,7 @@
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
+import { pluginCodePaths } from './code-closure.js';
 import type { PluginDefinition } from './contract.js';
 import type { LoadedPlugin } from '../pipeline/model.js';
 
@@ -29,9 +30,7 @@ export interface DistilleryPackageFields {
 }
 
 const coreDist = dirname(dirname(fileURLToPath(import.meta.url)));
-/** Core libraries that plugins build on: their code is part of every plugin's code version. */
-const SHARED_CODE = ['shards', 'onnx', 'tfjs', 'plugin/contract.js'].map((p) => join(coreDist, p));
-const BUILTIN_MODULES = [join(coreDist, 'plugins', 'exec.js')];
+const BUILTIN_MODULES = [join(coreDist, 'builtin', 'exec.js')];
 
 /** Workspace packages under `root` that declare distillery fields: [package dir, fields]. */
 export function distilleryPackages(root: string): Array<[string, DistilleryPackageFields]> {
@@ -129,25 +128,20 @@ export class ModuleRegistry implements PluginRegistry {
   private load(modulePath: string): Promise<LoadedPlugin> {
     let promise = this.loaded.get(modulePath);
     if (!promise) {
-      promise = importPlugin(modulePath);
+      promise = importPlugin(modulePath, this.root);
       this.loaded.set(modulePath, promise);
     }
     return promise;
   }
 }
 
-async function importPlugin(modulePath: string): Promise<LoadedPlugin> {
+async function importPlugin(modulePath: string, root: string): Promise<LoadedPlugin> {
   const module = (await import(pathToFileURL(modulePath).href)) as { default?: PluginDefinition };
   const definition = module.default;
   if (!definition || typeof definition.run !== 'function' || typeof definition.name !== 'string' || !definition.params) {
     throw new Error(`${modulePath} does not export a plugin (expected: export default definePlugin({ name, version, params, run }))`);
   }
-  // A workspace plugin's code is its package's compiled sources; a lone module is itself.
-  const srcDir = dirname(modulePath);
-  const codePaths = [basenameIs(srcDir, 'src') ? srcDir : modulePath, ...SHARED_CODE.filter((p) => existsSync(p))];
-  return { name: definition.name, definition, modulePath, codePaths };
-}
-
-function basenameIs(path: string, name: string): boolean {
-  return path.endsWith(`/${name}`);
+  // A workspace plugin's code is its package's compiled sources, a lone module is itself; both
+  // with the workspace modules they import (plugin/code-closure.ts).
+  return { name: definition.name, definition, modulePath, codePaths: pluginCodePaths(modulePath, root) };
 }

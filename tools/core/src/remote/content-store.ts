@@ -23,6 +23,7 @@ import { hashTreeManifest, type TreeFile, type TreeManifest } from '../cache/has
 import type { CacheEntry, LocalStore, RemoteStore } from '../cache/store.js';
 import { writeFileAtomic } from '../util/fs.js';
 import { getText, type ObjectBackend } from './backend.js';
+import { IntegrityError } from '../errors.js';
 
 /** Transfers at once per stage output. */
 const CONCURRENCY = 4;
@@ -33,8 +34,6 @@ export const remoteKeys = {
   entry: (key: string): string => `cache/${key.slice(0, 2)}/${key}.json`,
 };
 
-/** Raised when something read from the store fails its hash check. */
-export class IntegrityError extends Error {}
 
 export class ContentRemoteStore implements RemoteStore {
   constructor(readonly backend: ObjectBackend) {}

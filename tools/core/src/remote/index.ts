@@ -13,7 +13,8 @@ import { ContentRemoteStore } from './content-store.js';
 import { DirectoryBackend } from './dir.js';
 import { parseS3Url, S3Backend } from './s3.js';
 
-export { ContentRemoteStore, IntegrityError, remoteKeys } from './content-store.js';
+export { ContentRemoteStore, remoteKeys } from './content-store.js';
+export { IntegrityError } from '../errors.js';
 export type { ObjectBackend } from './backend.js';
 export { DirectoryBackend } from './dir.js';
 export { parseS3Url, S3Backend, type S3Location } from './s3.js';

@@ -28,6 +28,7 @@ import { formatDuration, ProgressView, type ProgressSink } from './progress.js';
 import { newRunId, writeRunRecord, type RunRecord, type StageRecord } from './record.js';
 import type { WorkerJob, WorkerMessage } from './worker.js';
 import type { Workspace } from './workspace.js';
+import { RunPlanError, StageError } from '../errors.js';
 
 const WORKER = join(dirname(fileURLToPath(import.meta.url)), 'worker.js');
 
@@ -75,8 +76,6 @@ interface StageState {
   done: boolean;
 }
 
-/** A run that cannot start as asked (a stage needs more than the machine has): exit code 2. */
-export class RunPlanError extends Error {}
 
 /**
  * Checks, before anything runs, that every stage fits the machine (only the stages in `scope`,
@@ -298,7 +297,7 @@ class Runner {
       if (!this.forced.has(stage.id) && (await this.serveFromCache(state, key))) return;
       const damaged = this.reportDamage(stage.id);
       if (this.options.only && !this.options.only.has(stage.id)) {
-        throw new Error(`stage ${stage.id} has no output in the store${this.options.remote ? ` (${this.options.remote.describe()})` : ''}; run it first (it is upstream of ${[...this.options.only].join(', ')})`);
+        throw new StageError(`stage ${stage.id} has no output in the store${this.options.remote ? ` (${this.options.remote.describe()})` : ''}; run it first (it is upstream of ${[...this.options.only].join(', ')})`);
       }
       const reason = this.forced.has(stage.id) ? 'forced' : damaged ? 'its cached output failed verification' : staleReason(this.ws, this.pipeline, stage, parts, this.record.stages);
       const release = await this.lock(key, stage.id);
@@ -407,7 +406,7 @@ class Runner {
         if (exit.cancelled || this.interrupted || attempt >= attempts) {
           record.error = exit.error;
           if (exit.timedOut) record.timedOut = true;
-          throw new Error(exit.error);
+          throw new StageError(exit.error);
         }
         this.progress.message(`↻ ${stage.id} attempt ${attempt} of ${attempts} failed (${exit.error.split('\n')[0]}); retrying`);
         // A fresh output directory; stateDir (checkpoints) is kept for the next attempt.

@@ -57,7 +57,7 @@ export class Workspace {
     return join(this.stateRoot, 'runs');
   }
 
-  /** Hash of a plugin's code: its compiled sources and the shared core libraries. */
+  /** Hash of a plugin's code: its package's compiled sources and the workspace modules it imports (plugin/code-closure.ts). */
   codeHash(plugin: LoadedPlugin): Promise<string> {
     let promise = this.codeHashes.get(plugin.modulePath);
     if (!promise) {
