@@ -5,6 +5,7 @@
  */
 import { Type } from '@sinclair/typebox';
 import { definePlugin } from '@distillery/core';
+import type { OnnxModel } from '@distillery/runtime/onnx';
 
 const params = Type.Object(
   {
@@ -29,7 +30,7 @@ export default definePlugin({
     if (inputs.length < 2) throw new Error(`stage ${ctx.stageId}: bind the input "models" to at least 2 model stages (e.g. models: teacher for every teacher@<seed>), got ${inputs.length}`);
     const members = [];
     for (const input of inputs) members.push({ label: input.stage, model: await readModelFile(join(input.path, 'model.onnx')) });
-    let model;
+    let model: OnnxModel;
     try {
       model = ensembleModels(members, { ...(ctx.params.weights ? { weights: ctx.params.weights } : {}), ...(ctx.params.output ? { output: ctx.params.output } : {}), passThrough: ctx.params.passThrough });
     } catch (error) {
