@@ -10,8 +10,8 @@ import { GraphBuilder, writeModelFile, type OnnxModel } from '@distillery/core/o
 import { initStudentFromOnnx } from './init.js';
 import { imprintHeads } from './imprint.js';
 import { augmentImages, epochBatches, inputTensor, inputValues, type AugmentConfig, type Sample, type TrainingData } from './data.js';
-import type { DivergenceName } from './losses/index.js';
-import { hardLabelLoss, sampledSigmoidLoss, sigmoidKdLoss, softmaxKdLoss, withFeatureTerm, type StudentOutputs, type TrainingLoss } from './losses/objective.js';
+import type { DenseTarget, DivergenceName } from './losses/index.js';
+import { decoupledKdLoss, hardLabelLoss, sampledSigmoidLoss, sigmoidKdLoss, softmaxKdLoss, withFeatureTerm, type StudentOutputs, type TrainingLoss } from './losses/objective.js';
 import { createStudent, parameterCount, type Student, type StudentConfig } from './models/student.js';
 import { clipByGlobalNorm, Optimizer, scheduleFactor, type OptimizerConfig, type ScheduleConfig } from './optim.js';
 import type { SparseRow } from './losses/sampled.js';
@@ -26,9 +26,10 @@ export interface LossConfig {
    * ce: hard labels only (no teacher); kd: alpha * CE + (1-alpha) * T^2 * D(teacher || student);
    * sigmoid_kd: BCE against teacher sigmoids; kc: Knowledge Concentration (sigmoid BCE against the
    * label's vertical teacher, several teachers); sigmoid_ce: hard labels with per-class sigmoid
-   * cross-entropy (one-hot or multi-hot), also on single-label data.
+   * cross-entropy (one-hot or multi-hot), also on single-label data; dkd: decoupled KD
+   * (losses/dkd.ts) from dense teacher logits plus dkd.ceWeight * CE.
    */
-  kind: 'ce' | 'sigmoid_ce' | 'kd' | 'sigmoid_kd' | 'kc';
+  kind: 'ce' | 'sigmoid_ce' | 'kd' | 'sigmoid_kd' | 'kc' | 'dkd';
   divergence: DivergenceName;
   temperature: number;
   alpha: number;
@@ -44,6 +45,8 @@ export interface LossConfig {
    * positive classes plus R shared uniform negatives reweighted to the full sum (losses/sampled.ts).
    */
   sampledNegatives: number;
+  /** dkd: TCKD and NCKD weights, the CE weight and the DKD warm-up (losses/objective.ts). */
+  dkd?: { alpha: number; beta: number; ceWeight: number; warmupSteps: number };
   /**
    * Feature distillation term added to the loss: total = logit loss + weight * term (features.ts;
    * hint or attention against the teacher's stored features). Absent or kind none: no term.
@@ -241,6 +244,12 @@ function createTrainingLoss(setup: LossSetup): TrainingLoss {
     logitLoss = hardLabelLoss(setup.sigmoidHard, numClasses);
   } else if (loss.kind === 'kc') {
     logitLoss = sigmoidKdLoss({ temperature: loss.temperature, alpha: 0 }, numClasses, (samples) => kcTarget(samples, infos, setup.verticalOfClass!, loss.kcTopK, loss.kcGtMix));
+  } else if (loss.kind === 'dkd') {
+    const dkd = loss.dkd ?? { alpha: 1, beta: 8, ceWeight: 1, warmupSteps: 0 };
+    logitLoss = decoupledKdLoss({ ...dkd, temperature: loss.temperature }, (samples) => {
+      const target = softTarget(samples.map((s) => s.teachers[0]!), teacher!.info, 'dense', loss.topkPolicy, loss.temperature, numClasses, teacher!.where);
+      return (target as DenseTarget).logits;
+    });
   } else {
     const soft = (samples: Sample[]) => softTarget(samples.map((s) => s.teachers[0]!), teacher!.info, setup.source, loss.topkPolicy, loss.temperature, numClasses, teacher!.where);
     logitLoss =
@@ -270,7 +279,8 @@ export async function trainStudent(data: TrainingData, config: TrainConfig, stat
   }
   const softLabels = loss.kind === 'kd' || loss.kind === 'sigmoid_kd';
   const source = teacher && softLabels ? chooseSource(teacher.info, loss.softLabels, teacher.where) : 'dense';
-  if (teacher && loss.kind === 'kd' && teacher.info.activation !== 'softmax') throw new Error(`loss kd needs a softmax teacher; ${teacher.where} is ${teacher.info.activation} (use sigmoid_kd)`);
+  if (teacher && (loss.kind === 'kd' || loss.kind === 'dkd') && teacher.info.activation !== 'softmax') throw new Error(`loss ${loss.kind} needs a softmax teacher; ${teacher.where} is ${teacher.info.activation} (use sigmoid_kd)`);
+  if (teacher && loss.kind === 'dkd' && !teacher.info.storage.dense) throw new Error(`loss dkd needs the teacher's dense logits; ${teacher.where} stores none (teacher-infer storage: [dense])`);
 
   const student = createStudent(studentConfig, data.info.shape, numClasses, config.seed);
   const sigmoidHard = loss.kind === 'sigmoid_ce' || (loss.kind === 'ce' && data.info.labels === 'multi');
@@ -404,25 +414,30 @@ export const ONNX_OPSET = 17;
  * Writes the student as ONNX (opset 17): input "input" float32 [batch, ...shape], output "logits"
  * first, then one output per name in `activations` (student layer names such as conv1 or fc0),
  * named by the graph value holding it (conv1.pool [batch, c, h, w], fc0.out [batch, width]) so a
- * teacher-infer stage can store it as features.
+ * teacher-infer stage can store it as features. An imported student (exportModel) is written as its
+ * own graph with the trained initializers and the metadata added.
  */
 export function exportOnnx(student: Student, path: string, metadata: Record<string, string> = {}, activations: string[] = []): void {
+  const info = {
+    'distillery.arch': student.config.arch,
+    'distillery.num_classes': String(student.numClasses),
+    'distillery.input_shape': JSON.stringify(student.inputShape),
+    'distillery.input_scale': 'pixels / 255 (features as stored)',
+    ...metadata,
+  };
+  if (student.exportModel) {
+    if (activations.length > 0) throw new Error(`exportActivations: not available for an imported (${student.config.arch}) student; its graph is exported as it was given`);
+    writeModelFile(path, student.exportModel(info));
+    return;
+  }
+  if (!student.toOnnx) throw new Error(`student ${student.config.arch}: no ONNX export`);
   const available = student.onnxActivations?.() ?? new Map<string, { value: string; shape: number[] }>();
   const extra = activations.map((name) => {
     const a = available.get(name);
     if (!a) throw new Error(`exportActivations: the ${student.config.arch} student has no layer "${name}" (layers: ${Array.from(available.keys()).join(', ') || 'none'})`);
     return a;
   });
-  const builder = new GraphBuilder('student', {
-    opset: ONNX_OPSET,
-    metadata: {
-      'distillery.arch': student.config.arch,
-      'distillery.num_classes': String(student.numClasses),
-      'distillery.input_shape': JSON.stringify(student.inputShape),
-      'distillery.input_scale': 'pixels / 255 (features as stored)',
-      ...metadata,
-    },
-  });
+  const builder = new GraphBuilder('student', { opset: ONNX_OPSET, metadata: info });
   builder.input('input', 'float32', ['batch', ...student.inputShape]);
   const logits = student.toOnnx(builder, 'input');
   builder.node('Identity', [logits], ['logits']);

@@ -8,13 +8,15 @@
  *   kd (f-divergences)   softmaxKdLoss       hintonKd
  *   sigmoid_kd, kc       sigmoidKdLoss       sigmoidHintonKd
  *   sampled negatives    sampledSigmoidLoss  sampledSigmoidCrossEntropy
- *   + feature term       withFeatureTerm     FeatureTerm.loss (hint / attention)
+ *   dkd                  decoupledKdLoss     dkdLoss (losses/dkd.ts) + crossEntropy
+ *   + feature term       withFeatureTerm     FeatureTerm.loss (hint / attention / rkd)
  */
 import * as tf from '@tensorflow/tfjs-core';
 import type { Sample } from '../data.js';
 import type { FeatureTerm } from '../features.js';
 import type { Rng } from '../rng.js';
 import { crossEntropy, hintonKd, sigmoidCrossEntropy, sigmoidHintonKd, type Divergence, type TeacherTarget } from './index.js';
+import { dkdLoss } from './dkd.js';
 import { sampledSigmoidCrossEntropy, sampleColumns, targetsAtColumns, type SparseRow } from './sampled.js';
 
 /** What the student computed for the batch. */
@@ -151,6 +153,40 @@ export function sampledSigmoidLoss(
         loss({ logits }) {
           const total = tf.mul(sampledSigmoidCrossEntropy(logits, targets, weights, t), t * t) as tf.Scalar;
           return { total, terms: { [settings.name]: total } };
+        },
+      };
+    },
+  };
+}
+
+/** Settings of decoupled KD (losses/dkd.ts) and the hard-label term beside it. */
+export interface DkdSettings {
+  alpha: number;
+  beta: number;
+  temperature: number;
+  /** Weight of the hard-label cross-entropy added to DKD. */
+  ceWeight: number;
+  /** The DKD term grows linearly from 0 over this many steps (0: full weight from the start). */
+  warmupSteps: number;
+}
+
+/**
+ * dkd: ceWeight * CE + min(1, step / warmupSteps) * DKD against the dense teacher logits that
+ * `teacher` reads for the batch. Terms: hard, tckd, nckd (unweighted, without T^2).
+ */
+export function decoupledKdLoss(settings: DkdSettings, teacher: (samples: Sample[]) => tf.Tensor2D): TrainingLoss {
+  return {
+    needsActivations: false,
+    batch(samples, step) {
+      const teacherLogits = teacher(samples);
+      const labels = labelTensor(samples);
+      const ramp = settings.warmupSteps > 0 ? Math.min(1, step / settings.warmupSteps) : 1;
+      return {
+        loss({ logits }) {
+          const { total, tckd, nckd } = dkdLoss(logits, teacherLogits, labels, settings);
+          const hard = crossEntropy(logits, labels);
+          const sum = tf.add(tf.mul(hard, settings.ceWeight), tf.mul(total, ramp)) as tf.Scalar;
+          return { total: sum, terms: { hard, tckd, nckd } };
         },
       };
     },

@@ -1,14 +1,16 @@
 /**
  * Student architectures on tfjs-core: configurable MLP (mlp.ts), small CNN (cnn.ts: conv, batch
  * norm, relu, pooling, dropout) and the Knowledge Concentration head (kc.ts). Each model knows how
- * to write itself as ONNX. The shared types are in types.ts.
+ * to write itself as ONNX. `onnx` imports a user's ONNX graph (onnx/student.ts). The shared types
+ * are in types.ts.
  */
 import { Cnn } from './cnn.js';
 import { KcStudent } from './kc.js';
 import { Mlp } from './mlp.js';
+import { createOnnxStudent } from './onnx/student.js';
 import type { Student, StudentConfig } from './types.js';
 
-export type { CnnConfig, KcConfig, MlpConfig, Student, StudentConfig } from './types.js';
+export type { CnnConfig, KcConfig, MlpConfig, OnnxStudentConfig, Student, StudentConfig } from './types.js';
 
 /** Builds a student with seeded initialisation. */
 export function createStudent(config: StudentConfig, inputShape: number[], numClasses: number, seed: number): Student {
@@ -20,6 +22,8 @@ export function createStudent(config: StudentConfig, inputShape: number[], numCl
       return new Cnn(config, inputShape, numClasses, seed);
     case 'kc':
       return new KcStudent(config, inputShape, numClasses, seed);
+    case 'onnx':
+      return createOnnxStudent(config, inputShape, numClasses, seed);
   }
 }
 

@@ -7,7 +7,7 @@
  * in GLOBAL class order [n, numClasses].
  */
 import type * as tf from '@tensorflow/tfjs-core';
-import type { GraphBuilder } from '@distillery/core/onnx/index';
+import type { GraphBuilder, OnnxModel } from '@distillery/core/onnx/index';
 import type { NamedVariable } from '../optim.js';
 
 export interface MlpConfig {
@@ -44,7 +44,18 @@ export interface KcConfig {
   selfPaced: boolean;
 }
 
-export type StudentConfig = MlpConfig | CnnConfig | KcConfig;
+/** A student imported from an ONNX file (models/onnx/student.ts). */
+export interface OnnxStudentConfig {
+  arch: 'onnx';
+  /** Path of the .onnx file (PyTorch's torch.onnx.export, or any graph of the supported ops). */
+  model: string;
+  /** Start from fresh seeded weights instead of the file's (default: the file's, i.e. fine-tuning). */
+  reinit: boolean;
+  /** Float initializers kept as they are (not trained). */
+  freeze?: string[];
+}
+
+export type StudentConfig = MlpConfig | CnnConfig | KcConfig | OnnxStudentConfig;
 
 /** A model: trainable params, non-trainable buffers (batch-norm running stats), forward, ONNX. */
 export interface Student {
@@ -64,8 +75,13 @@ export interface Student {
    * the other classes' logits. Absent where the architecture has no cheaper path (cnn).
    */
   applyColumns?(x: tf.Tensor, training: boolean, columns: Int32Array): tf.Tensor2D;
-  /** Appends the inference graph reading `input` (float32 [n, ...inputShape]); returns the logits name. */
-  toOnnx(builder: GraphBuilder, input: string): string;
+  /**
+   * Appends the inference graph reading `input` (float32 [n, ...inputShape]); returns the logits
+   * name. Built-in architectures; an imported student has exportModel instead.
+   */
+  toOnnx?(builder: GraphBuilder, input: string): string;
+  /** The whole trained model (imported students: their own graph with the trained initializers), `metadata` added. */
+  exportModel?(metadata: Record<string, string>): OnnxModel;
   /**
    * The same forward pass as apply(), also returning named intermediate activations (for feature
    * distillation): `conv<i>` = conv block i's output after relu and pooling, [n, h, w, c] (NHWC);
