@@ -305,6 +305,7 @@ export async function trainStudent(data: TrainingData, config: TrainConfig, stat
     await imprintHeads(student, data, { ...imprintOptions, rule: config.headInit });
   }
   if (config.init) {
+    if (studentConfig.arch === 'onnx') throw new Error(`init ${config.init.where}: an imported student starts from its own file; give the earlier stage's model.onnx as the student model instead (input "studentModel")`);
     initStudentFromOnnx(student, config.init.model, config.init.where);
     hooks.log(`initialised from ${config.init.where}`);
   }
