@@ -143,3 +143,16 @@ test('dkd and rkd on an imported student (rkd on the ONNX node "hidden")', async
     /the student has no layer "nope" \(layers: .*hidden/,
   );
 });
+
+test('the parameter schema validates the new blocks: dkd weights, rkd weights, the onnx student fields', () => {
+  const check = (params: Record<string, unknown>) => () => makeTestContext(plugin, params, { outDir: join(root, 'schema', 'out'), pipelineDir: root });
+  assert.throws(check({ loss: 'dkd', dkd: { alpha: -1 } }), /params of student-train invalid: \/dkd\/alpha/);
+  assert.throws(check({ loss: 'dkd', dkd: { gamma: 1 } }), /\/dkd/);
+  assert.throws(check({ feature: { kind: 'rkd', rkd: { distance: 1, angel: 2 } } }), /\/feature\/rkd/);
+  assert.throws(check({ student: { arch: 'onnx', reinit: 'yes' } }), /\/student\/reinit/);
+  assert.throws(check({ student: { arch: 'tflite' } }), /\/student\/arch/);
+  const { ctx } = makeTestContext(plugin, { loss: 'dkd', student: { arch: 'onnx', modelFile: 'm.onnx' } }, { outDir: join(root, 'schema', 'out'), pipelineDir: root });
+  assert.deepEqual(ctx.params.dkd, { alpha: 1, beta: 8, ceWeight: 1, warmupSteps: 0 });
+  assert.deepEqual(ctx.params.feature.rkd, { distance: 1, angle: 2 });
+  assert.equal(ctx.params.student.reinit, false);
+});
