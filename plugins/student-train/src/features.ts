@@ -2,12 +2,13 @@
  * Feature distillation setup: checks a `feature` loss configuration against the student and the
  * teacher's stored features before training, owns the hint regressor's parameters (trained with
  * the student, checkpointed, never exported), turns a batch's teacher rows into a tensor and
- * computes the term (losses/feature.ts).
+ * computes the term (losses/feature.ts; rkd: losses/relational.ts on the flattened embeddings).
  */
 import * as tf from '@tensorflow/tfjs-core';
 import type { TeacherOutputOptions } from '@distillery/runtime/shards';
 import type { TeacherRow } from './data.js';
 import { attentionLoss, hintLoss, matchSpatial } from './losses/feature.js';
+import { rkdLoss } from './losses/relational.js';
 import type { Student } from './models/student.js';
 import type { NamedVariable } from '@distillery/runtime/optim';
 import { Rng } from './rng.js';
@@ -17,8 +18,11 @@ let nextVariableId = 0;
 
 /** student-train's `feature` parameter block. */
 export interface FeatureConfig {
-  /** none: no feature term; hint: FitNets regressor + MSE; attention: attention transfer (CNN maps). */
-  kind: 'none' | 'hint' | 'attention';
+  /**
+   * none: no feature term; hint: FitNets regressor + MSE; attention: attention transfer (CNN maps);
+   * rkd: relational KD (distance and angle structure of the batch's embeddings, losses/relational.ts).
+   */
+  kind: 'none' | 'hint' | 'attention' | 'rkd';
   /** Multiplier of the term added to the logit loss. */
   weight: number;
   /** Student activation: `conv<i>` (conv block i after relu and pool) or `fc<i>` (dense layer i). */
@@ -27,6 +31,8 @@ export interface FeatureConfig {
   teacherFeature: string;
   /** Layout of a rank-3 stored feature: nchw (an ONNX conv output, default) or nhwc. */
   teacherLayout?: 'nchw' | 'nhwc';
+  /** rkd: weights of the distance and angle terms (default 1 and 2). */
+  rkd?: { distance: number; angle: number };
 }
 
 /** The configured term, ready for the training step. */
@@ -46,7 +52,7 @@ export interface FeatureTerm {
  */
 export function createFeatureTerm(config: FeatureConfig, student: Student, teacher: { info: TeacherOutputOptions; where: string }, seed: number): FeatureTerm {
   const what = `feature ${config.kind} (student layer "${config.studentLayer}", teacher feature "${config.teacherFeature}")`;
-  if (!student.applyWithActivations) throw new Error(`${what}: student arch "${student.config.arch}" exposes no intermediate activations (use mlp or cnn)`);
+  if (!student.applyWithActivations) throw new Error(`${what}: student arch "${student.config.arch}" exposes no intermediate activations (use mlp, cnn or onnx)`);
   const stored = teacher.info.storage.features;
   if (!stored) throw new Error(`${what}: teacher outputs ${teacher.where} store no features (set teacher-infer's featuresOutput)`);
   if (stored.output !== undefined && stored.output !== config.teacherFeature) {
@@ -71,7 +77,7 @@ export function createFeatureTerm(config: FeatureConfig, student: Student, teach
     if (!studentIsMap) throw new Error(`${what}: attention transfer needs a conv block's map; student layer "${config.studentLayer}" is flat [${studentShape.join(', ')}]`);
     if (!teacherMap) throw new Error(`${what}: attention transfer needs a teacher feature map [c, h, w]; ${teacher.where} stores [${teacherShape.join(', ')}]`);
   }
-  if (maps) {
+  if (maps && config.kind !== 'rkd') {
     // Fails now, naming both shapes, rather than at the first step.
     tf.tidy(() => {
       const zs: tf.Tensor = tf.zeros([1, ...studentShape]);
@@ -101,12 +107,13 @@ export function createFeatureTerm(config: FeatureConfig, student: Student, teach
         if (f.length !== stored.dim) throw new Error(`${what}: sample "${ids[b]}" has ${f.length} feature values in ${teacher.where}, expected ${stored.dim}`);
         flat.set(f, b * stored.dim);
       });
-      if (!maps && config.kind === 'hint') return tf.tensor2d(flat, [n, stored.dim]);
+      if ((!maps && config.kind === 'hint') || config.kind === 'rkd') return tf.tensor2d(flat, [n, stored.dim]);
       const asStored = tf.tensor4d(flat, [n, ...teacherShape] as [number, number, number, number]);
       return layout === 'nchw' ? tf.transpose(asStored, [0, 2, 3, 1]) : asStored;
     },
     loss(activations, target) {
       const s = activations.get(config.studentLayer)!;
+      if (config.kind === 'rkd') return rkdLoss(tf.reshape(s, [s.shape[0]!, -1]), target as tf.Tensor2D, config.rkd ?? { distance: 1, angle: 2 });
       if (config.kind === 'attention') return attentionLoss(s as tf.Tensor4D, target as tf.Tensor4D, what);
       const regressor = { weight: params[0]!.variable as tf.Tensor2D, bias: params[1]!.variable as tf.Tensor1D };
       if (!maps) return hintLoss(tf.reshape(s, [s.shape[0]!, -1]), target, regressor);

@@ -1,19 +1,29 @@
 /**
- * The `student-train` stage: trains a student (MLP, CNN or Knowledge Concentration head) on a
- * dataset shard set, from hard labels (loss ce, how the pipeline trains its own teachers) or from
+ * The `student-train` stage: trains a student (MLP, CNN, Knowledge Concentration head, or the
+ * user's own ONNX model) on a dataset shard set, from hard labels (loss ce, how the pipeline trains its own teachers) or from
  * one or several teachers' output shards, and writes `model.onnx` plus `training.json`.
  *
  * Inputs: `dataset` (a dataset shard set), optional `teacher` (teacher-output shard sets; several
  * for loss kc, one per vertical), optional `init` (a stage whose model.onnx, written by
- * student-train for the same architecture and widths, gives the starting weights).
+ * student-train for the same architecture and widths, gives the starting weights), optional
+ * `studentModel` (arch onnx: a stage whose output holds the .onnx file, `student.modelFile`).
  */
-import { Type } from '@sinclair/typebox';
-import { definePlugin } from '@distillery/core/plugin';
+import { join } from 'node:path';
+import { Type, type Static } from '@sinclair/typebox';
+import { definePlugin, PathParam } from '@distillery/core';
 import { TrainingHistory } from './history.js';
+import type { StudentConfig } from './models/types.js';
 
 const Student = Type.Object(
   {
-    arch: Type.Union([Type.Literal('mlp'), Type.Literal('cnn'), Type.Literal('kc')], { default: 'mlp' }),
+    arch: Type.Union([Type.Literal('mlp'), Type.Literal('cnn'), Type.Literal('kc'), Type.Literal('onnx')], {
+      default: 'mlp',
+      description: 'mlp / cnn / kc: built by student-train; onnx: the model in `model` (or the input "studentModel"), trained as it is',
+    }),
+    model: Type.Optional(PathParam({ description: 'onnx: the .onnx file to train (its weights are the start unless reinit)' })),
+    modelFile: Type.String({ default: 'model.onnx', description: 'onnx without `model`: the file inside the stage input "studentModel" (e.g. an exec stage that exported it)' }),
+    reinit: Type.Boolean({ default: false, description: 'onnx: start from fresh seeded weights instead of the file\'s' }),
+    freeze: Type.Array(Type.String(), { default: [], description: 'onnx: initializers kept as they are (not trained)' }),
     hidden: Type.Array(Type.Integer({ minimum: 1 }), { default: [256], description: 'dense hidden widths (mlp, cnn head, kc trunk)' }),
     channels: Type.Array(Type.Integer({ minimum: 1 }), { default: [16, 32], description: 'cnn: output channels per conv block' }),
     kernel: Type.Integer({ minimum: 1, default: 3 }),
@@ -30,7 +40,16 @@ const Student = Type.Object(
 const params = Type.Object(
   {
     student: Student,
-    loss: Type.Union([Type.Literal('ce'), Type.Literal('sigmoid_ce'), Type.Literal('kd'), Type.Literal('sigmoid_kd'), Type.Literal('kc')], { default: 'ce' }),
+    loss: Type.Union([Type.Literal('ce'), Type.Literal('sigmoid_ce'), Type.Literal('kd'), Type.Literal('sigmoid_kd'), Type.Literal('kc'), Type.Literal('dkd')], { default: 'ce' }),
+    dkd: Type.Object(
+      {
+        alpha: Type.Number({ minimum: 0, default: 1, description: 'weight of TCKD (target vs non-target mass)' }),
+        beta: Type.Number({ minimum: 0, default: 8, description: 'weight of NCKD (distribution among the non-target classes)' }),
+        ceWeight: Type.Number({ minimum: 0, default: 1, description: 'weight of the hard-label cross-entropy added to DKD' }),
+        warmupSteps: Type.Integer({ minimum: 0, default: 0, description: 'the DKD term grows linearly from 0 over this many steps' }),
+      },
+      { additionalProperties: false, default: {}, description: 'loss dkd: decoupled KD (Zhao et al. 2022) from dense teacher logits at `temperature`' },
+    ),
     divergence: Type.Union(
       ['forward_kl', 'reverse_kl', 'js', 'tv', 'hellinger', 'skew_kl', 'skew_rkl'].map((d) => Type.Literal(d)),
       { default: 'forward_kl' },
@@ -49,12 +68,20 @@ const params = Type.Object(
     }),
     feature: Type.Object(
       {
-        kind: Type.Union([Type.Literal('none'), Type.Literal('hint'), Type.Literal('attention')], {
+        kind: Type.Union([Type.Literal('none'), Type.Literal('hint'), Type.Literal('attention'), Type.Literal('rkd')], {
           default: 'none',
-          description: 'hint: FitNets (learned linear regressor of the student layer, MSE to the teacher feature); attention: attention transfer (normalised spatial attention maps, cnn)',
+          description:
+            'hint: FitNets (learned linear regressor of the student layer, MSE to the teacher feature); attention: attention transfer (normalised spatial attention maps, cnn); rkd: relational KD (distance and angle structure of the batch embeddings)',
         }),
+        rkd: Type.Object(
+          {
+            distance: Type.Number({ minimum: 0, default: 1, description: 'weight of the RKD distance term' }),
+            angle: Type.Number({ minimum: 0, default: 2, description: 'weight of the RKD angle term' }),
+          },
+          { additionalProperties: false, default: {}, description: 'kind rkd: term = distance * L_dist + angle * L_angle (Park et al. 2019)' },
+        ),
         weight: Type.Number({ minimum: 0, default: 1, description: 'total = logit loss (ce / kd / ...) + weight * feature term' }),
-        studentLayer: Type.String({ default: 'conv0', description: 'student activation: conv<i> (conv block i after relu and pool) or fc<i> (dense layer i)' }),
+        studentLayer: Type.String({ default: 'conv0', description: 'student activation: conv<i> (conv block i after relu and pool) or fc<i> (dense layer i); onnx students: an ONNX node name or value name' }),
         teacherFeature: Type.String({ default: '', description: "the teacher model output teacher-infer stored (its featuresOutput)" }),
         teacherLayout: Type.Union([Type.Literal('nchw'), Type.Literal('nhwc')], { default: 'nchw', description: 'layout of a rank-3 stored teacher feature (ONNX conv outputs are nchw)' }),
       },
@@ -99,6 +126,20 @@ const params = Type.Object(
   { additionalProperties: false },
 );
 
+type StudentParams = Static<typeof Student>;
+
+/** The training loop's student configuration from the `student` block (onnx: the model file resolved). */
+function studentConfig(s: StudentParams, studentModelDirs: string[]): StudentConfig {
+  if (s.arch === 'mlp') return { arch: 'mlp', hidden: s.hidden };
+  if (s.arch === 'cnn') return { arch: 'cnn', hidden: s.hidden, channels: s.channels, kernel: s.kernel, batchNorm: s.batchNorm, padding: s.padding, dropout: s.dropout };
+  if (s.arch === 'kc') return { arch: 'kc', hidden: s.hidden, sharedWidth: s.sharedWidth, verticalWidth: s.verticalWidth, verticals: [], selfPaced: s.selfPaced };
+  if (s.model !== undefined && studentModelDirs.length > 0) throw new Error('student-train: params.student.model and the input "studentModel" both name the student model; give one');
+  if (studentModelDirs.length > 1) throw new Error(`student-train: input "studentModel" is bound to ${studentModelDirs.length} artifacts; bind one`);
+  const model = s.model ?? (studentModelDirs[0] !== undefined ? join(studentModelDirs[0], s.modelFile) : undefined);
+  if (model === undefined) throw new Error('student-train: student.arch onnx needs params.student.model (a .onnx file) or the input "studentModel"');
+  return { arch: 'onnx', model, reinit: s.reinit, freeze: s.freeze };
+}
+
 export default definePlugin({
   name: 'student-train',
   version: '1',
@@ -116,7 +157,6 @@ export default definePlugin({
     });
     const { openTrainingData } = await import('./data.js');
     const { writeFileSync, renameSync } = await import('node:fs');
-    const { join } = await import('node:path');
     const { trainStudent, exportOnnx, ONNX_OPSET } = await import('./train.js');
     const teacherDirs = (ctx.inputs.teacher ?? []).map((a) => a.path);
     const feature = p.feature.kind === 'none' ? undefined : p.feature;
@@ -133,12 +173,7 @@ export default definePlugin({
       init = { model: await readModelFile(where), where };
     }
     const s = p.student;
-    const student =
-      s.arch === 'mlp'
-        ? { arch: 'mlp' as const, hidden: s.hidden }
-        : s.arch === 'cnn'
-          ? { arch: 'cnn' as const, hidden: s.hidden, channels: s.channels, kernel: s.kernel, batchNorm: s.batchNorm, padding: s.padding, dropout: s.dropout }
-          : { arch: 'kc' as const, hidden: s.hidden, sharedWidth: s.sharedWidth, verticalWidth: s.verticalWidth, verticals: [], selfPaced: s.selfPaced };
+    const student = studentConfig(s, ctx.inputs.studentModel?.map((a) => a.path) ?? []);
     const history = new TrainingHistory();
     const result = await trainStudent(
       data,
@@ -155,6 +190,7 @@ export default definePlugin({
           kcTopK: p.kcTopK,
           kcGtMix: p.kcGtMix,
           sampledNegatives: p.sampledNegatives,
+          dkd: p.dkd,
           ...(feature ? { feature } : {}),
         },
         optimizer: { name: p.optimizer, lr: p.lr, beta1: 0.9, beta2: 0.999, eps: 1e-8, momentum: p.momentum, weightDecay: p.weightDecay },

@@ -10,13 +10,14 @@ import { GraphBuilder, writeModelFile, type OnnxModel } from '@distillery/runtim
 import { initStudentFromOnnx } from './init.js';
 import { imprintHeads } from './imprint.js';
 import { augmentImages, epochBatches, inputTensor, inputValues, type AugmentConfig, type Sample, type TrainingData } from './data.js';
-import { crossEntropy, divergenceLoss, sigmoidCrossEntropy, sigmoidKd, type DivergenceName, type TeacherTarget } from './losses/index.js';
+import type { DenseTarget, DivergenceName } from './losses/index.js';
+import { decoupledKdLoss, hardLabelLoss, sampledSigmoidLoss, sigmoidKdLoss, softmaxKdLoss, withFeatureTerm, type StudentOutputs, type TrainingLoss } from './losses/objective.js';
 import { createStudent, parameterCount, type Student, type StudentConfig } from './models/student.js';
 import { clipByGlobalNorm, Optimizer, scheduleFactor, type OptimizerConfig, type ScheduleConfig } from '@distillery/runtime/optim';
-import { sampleColumns, sampledSigmoidCrossEntropy, targetsAtColumns, type SparseRow } from './losses/sampled.js';
+import type { SparseRow } from './losses/sampled.js';
 import { Rng } from './rng.js';
 import { validationTop1 } from './validate.js';
-import { createFeatureTerm, type FeatureConfig } from './features.js';
+import { createFeatureTerm, type FeatureConfig, type FeatureTerm } from './features.js';
 import { chooseSource, kcTarget, kcTargetRows, softTarget, teacherClasses, type SoftLabelSource, type TopkPolicy } from './targets.js';
 
 /** What to learn from. */
@@ -25,9 +26,10 @@ export interface LossConfig {
    * ce: hard labels only (no teacher); kd: alpha * CE + (1-alpha) * T^2 * D(teacher || student);
    * sigmoid_kd: BCE against teacher sigmoids; kc: Knowledge Concentration (sigmoid BCE against the
    * label's vertical teacher, several teachers); sigmoid_ce: hard labels with per-class sigmoid
-   * cross-entropy (one-hot or multi-hot), also on single-label data.
+   * cross-entropy (one-hot or multi-hot), also on single-label data; dkd: decoupled KD
+   * (losses/dkd.ts) from dense teacher logits plus dkd.ceWeight * CE.
    */
-  kind: 'ce' | 'sigmoid_ce' | 'kd' | 'sigmoid_kd' | 'kc';
+  kind: 'ce' | 'sigmoid_ce' | 'kd' | 'sigmoid_kd' | 'kc' | 'dkd';
   divergence: DivergenceName;
   temperature: number;
   alpha: number;
@@ -43,6 +45,8 @@ export interface LossConfig {
    * positive classes plus R shared uniform negatives reweighted to the full sum (losses/sampled.ts).
    */
   sampledNegatives: number;
+  /** dkd: TCKD and NCKD weights, the CE weight and the DKD warm-up (losses/objective.ts). */
+  dkd?: { alpha: number; beta: number; ceWeight: number; warmupSteps: number };
   /**
    * Feature distillation term added to the loss: total = logit loss + weight * term (features.ts;
    * hint or attention against the teacher's stored features). Absent or kind none: no term.
@@ -145,16 +149,6 @@ function loadCheckpoint(dir: string): { header: CheckpointHeader; tensors: Recor
   return { header, tensors };
 }
 
-/** Multi-hot [n, C] of the true labels (multi-label datasets, or single labels). */
-function multiHot(samples: Sample[], numClasses: number): tf.Tensor2D {
-  const out = new Float32Array(samples.length * numClasses);
-  samples.forEach((s, b) => {
-    const labels = s.labels ?? (s.label >= 0 ? [s.label] : []);
-    for (const l of labels) out[b * numClasses + l] = 1;
-  });
-  return tf.tensor2d(out, [samples.length, numClasses]);
-}
-
 /** Verticals (global class ids per teacher) and class -> vertical map for KC. */
 export function kcVerticals(data: TrainingData, numClasses: number): { verticals: number[][]; verticalOfClass: Int32Array } {
   const verticalOfClass = new Int32Array(numClasses).fill(-1);
@@ -203,6 +197,69 @@ function augmentedInput(samples: Sample[], shape: number[], augment: AugmentConf
   return tf.tensor(augmentImages(inputValues(samples), samples.length, shape, augment, rng), [samples.length, ...shape]);
 }
 
+/** The student's forward pass a batch objective asks for: column subset, activations, or logits. */
+function studentOutputs(student: Student, x: tf.Tensor, step: number, columns: Int32Array | undefined, activations: boolean): StudentOutputs {
+  if (columns) return { logits: student.applyColumns!(x, true, columns) };
+  if (activations) return student.applyWithActivations!(x, true, step);
+  return { logits: student.apply(x, true, step) };
+}
+
+/** What createTrainingLoss needs to pick and configure the loss object of `loss.kind`. */
+interface LossSetup {
+  data: TrainingData;
+  loss: LossConfig;
+  numClasses: number;
+  /** Where the single teacher's soft labels come from (kd, sigmoid_kd). */
+  source: SoftLabelSource;
+  /** Hard labels scored with per-class sigmoid CE (sigmoid_ce, or ce on multi-label data). */
+  sigmoidHard: boolean;
+  /** Sigmoid loss on sampled negative columns. */
+  sampled: boolean;
+  /** kc: the vertical of each class. */
+  verticalOfClass: Int32Array | undefined;
+  seed: number;
+  featureTerm: FeatureTerm | undefined;
+}
+
+/** The loss object of the configured kind (losses/objective.ts), with the feature term when one is set. */
+function createTrainingLoss(setup: LossSetup): TrainingLoss {
+  const { data, loss, numClasses } = setup;
+  const teacher = data.teachers[0];
+  const infos = data.teachers.map((t) => t.info);
+  const kcRows = (samples: Sample[]) => kcTargetRows(samples, infos, setup.verticalOfClass!, loss.kcTopK, loss.kcGtMix);
+  let logitLoss: TrainingLoss;
+  if (setup.sampled) {
+    const hardRows = (samples: Sample[]): SparseRow[] =>
+      samples.map((s) => {
+        const ids = s.labels ?? (s.label >= 0 ? [s.label] : []);
+        return { ids, probs: ids.map(() => 1) };
+      });
+    logitLoss = sampledSigmoidLoss(
+      { numClasses, negatives: loss.sampledNegatives, temperature: loss.kind === 'kc' ? loss.temperature : 1, name: loss.kind === 'kc' ? 'soft' : 'hard' },
+      loss.kind === 'kc' ? kcRows : hardRows,
+      // A per-step seed: a resumed run draws the same columns.
+      (step) => new Rng((setup.seed * 1000003 + step * 7919 + 17) >>> 0),
+    );
+  } else if (loss.kind === 'ce' || loss.kind === 'sigmoid_ce') {
+    logitLoss = hardLabelLoss(setup.sigmoidHard, numClasses);
+  } else if (loss.kind === 'kc') {
+    logitLoss = sigmoidKdLoss({ temperature: loss.temperature, alpha: 0 }, numClasses, (samples) => kcTarget(samples, infos, setup.verticalOfClass!, loss.kcTopK, loss.kcGtMix));
+  } else if (loss.kind === 'dkd') {
+    const dkd = loss.dkd ?? { alpha: 1, beta: 8, ceWeight: 1, warmupSteps: 0 };
+    logitLoss = decoupledKdLoss({ ...dkd, temperature: loss.temperature }, (samples) => {
+      const target = softTarget(samples.map((s) => s.teachers[0]!), teacher!.info, 'dense', loss.topkPolicy, loss.temperature, numClasses, teacher!.where);
+      return (target as DenseTarget).logits;
+    });
+  } else {
+    const soft = (samples: Sample[]) => softTarget(samples.map((s) => s.teachers[0]!), teacher!.info, setup.source, loss.topkPolicy, loss.temperature, numClasses, teacher!.where);
+    logitLoss =
+      loss.kind === 'kd'
+        ? softmaxKdLoss({ divergence: loss.divergence, temperature: loss.temperature, alpha: loss.alpha, skew: loss.skew }, soft)
+        : sigmoidKdLoss({ temperature: loss.temperature, alpha: loss.alpha }, numClasses, soft);
+  }
+  return setup.featureTerm ? withFeatureTerm(logitLoss, setup.featureTerm, loss.feature!.weight) : logitLoss;
+}
+
 export async function trainStudent(data: TrainingData, config: TrainConfig, stateDir: string, hooks: TrainHooks): Promise<TrainResult> {
   const numClasses = data.info.numClasses;
   const loss = config.loss;
@@ -222,7 +279,8 @@ export async function trainStudent(data: TrainingData, config: TrainConfig, stat
   }
   const softLabels = loss.kind === 'kd' || loss.kind === 'sigmoid_kd';
   const source = teacher && softLabels ? chooseSource(teacher.info, loss.softLabels, teacher.where) : 'dense';
-  if (teacher && loss.kind === 'kd' && teacher.info.activation !== 'softmax') throw new Error(`loss kd needs a softmax teacher; ${teacher.where} is ${teacher.info.activation} (use sigmoid_kd)`);
+  if (teacher && (loss.kind === 'kd' || loss.kind === 'dkd') && teacher.info.activation !== 'softmax') throw new Error(`loss ${loss.kind} needs a softmax teacher; ${teacher.where} is ${teacher.info.activation} (use sigmoid_kd)`);
+  if (teacher && loss.kind === 'dkd' && !teacher.info.storage.dense) throw new Error(`loss dkd needs the teacher's dense logits; ${teacher.where} stores none (teacher-infer storage: [dense])`);
 
   const student = createStudent(studentConfig, data.info.shape, numClasses, config.seed);
   const sigmoidHard = loss.kind === 'sigmoid_ce' || (loss.kind === 'ce' && data.info.labels === 'multi');
@@ -237,6 +295,7 @@ export async function trainStudent(data: TrainingData, config: TrainConfig, stat
     if (!data.readFeatures) throw new Error(`feature ${featureConfig.kind}: open the training data with readFeatures`);
   }
   const featureTerm = featureConfig ? createFeatureTerm(featureConfig, student, teacher!, config.seed) : undefined;
+  const trainingLoss = createTrainingLoss({ data, loss, numClasses, source, sigmoidHard, sampled, verticalOfClass, seed: config.seed, featureTerm });
   // Trained and checkpointed together; only student.params are exported.
   const trainables = [...student.params, ...(featureTerm?.params ?? [])];
   const ckpt = loadCheckpoint(stateDir);
@@ -246,6 +305,7 @@ export async function trainStudent(data: TrainingData, config: TrainConfig, stat
     await imprintHeads(student, data, { ...imprintOptions, rule: config.headInit });
   }
   if (config.init) {
+    if (studentConfig.arch === 'onnx') throw new Error(`init ${config.init.where}: an imported student starts from its own file; give the earlier stage's model.onnx as the student model instead (input "studentModel")`);
     initStudentFromOnnx(student, config.init.model, config.init.where);
     hooks.log(`initialised from ${config.init.where}`);
   }
@@ -304,76 +364,19 @@ export async function trainStudent(data: TrainingData, config: TrainConfig, stat
       tf.tidy(() => {
         const augment = config.augment && (config.augment.flip || config.augment.shift > 0) ? config.augment : undefined;
         const x = augment ? augmentedInput(samples, data.info.shape, augment, new Rng((config.seed * 7368787 + step * 2654435761 + 3) >>> 0)) : inputTensor(samples, data.info.shape);
-        const labels = tf.tensor1d(Int32Array.from(samples, (s) => s.label), 'int32');
-        if (sampled) {
-          // The step's columns come from a per-step seed, so a resumed run draws the same ones.
-          const rows: SparseRow[] =
-            loss.kind === 'kc'
-              ? kcTargetRows(samples, data.teachers.map((t) => t.info), verticalOfClass!, loss.kcTopK, loss.kcGtMix)
-              : samples.map((s) => {
-                  const ids = s.labels ?? (s.label >= 0 ? [s.label] : []);
-                  return { ids, probs: ids.map(() => 1) };
-                });
-          const cols = sampleColumns(rows, numClasses, loss.sampledNegatives, new Rng((config.seed * 1000003 + step * 7919 + 17) >>> 0));
-          const targets = tf.tensor2d(targetsAtColumns(rows, cols.columns), [samples.length, cols.columns.length]);
-          const weights = tf.tensor1d(cols.weights);
-          const t = loss.kind === 'kc' ? loss.temperature : 1;
-          const name = loss.kind === 'kc' ? 'soft' : 'hard';
-          const { value, grads } = tf.variableGrads(() => {
-            const logits = student.applyColumns!(x, true, cols.columns);
-            const total = tf.mul(sampledSigmoidCrossEntropy(logits, targets, weights, t), t * t) as tf.Scalar;
-            return total;
-          }, vars);
-          termValues.total = value.dataSync()[0]!;
-          termValues[name] = termValues.total;
-          finishStep(value, grads);
-          return;
-        }
-        let target: TeacherTarget | undefined;
-        if (loss.kind === 'kc') target = kcTarget(samples, data.teachers.map((t) => t.info), verticalOfClass!, loss.kcTopK, loss.kcGtMix);
-        else if (teacher && softLabels) target = softTarget(samples.map((s) => s.teachers[0]!), teacher.info, source, loss.topkPolicy, loss.temperature, numClasses, teacher.where);
+        const objective = trainingLoss.batch(samples, step);
         const terms: Record<string, tf.Scalar> = {};
-        const teacherFeatures = featureTerm?.teacherBatch(samples.map((s) => s.teachers[0]), samples.map((s) => s.id));
         const { value, grads } = tf.variableGrads(() => {
-          let logits: tf.Tensor2D;
-          let activations: Map<string, tf.Tensor> | undefined;
-          if (featureTerm) ({ logits, activations } = student.applyWithActivations!(x, true, step));
-          else logits = student.apply(x, true, step);
-          const t = loss.temperature;
-          let total: tf.Scalar;
-          if (loss.kind === 'ce' || loss.kind === 'sigmoid_ce') {
-            total = sigmoidHard ? sigmoidCrossEntropy(logits, multiHot(samples, numClasses)) : crossEntropy(logits, labels);
-            terms.hard = tf.keep(total);
-          } else if (loss.kind === 'kd') {
-            const soft = tf.mul(divergenceLoss(loss.divergence, logits, target!, t, loss.skew), t * t) as tf.Scalar;
-            terms.soft = tf.keep(soft);
-            if (loss.alpha > 0) {
-              const hard = crossEntropy(logits, labels);
-              terms.hard = tf.keep(hard);
-              total = tf.add(tf.mul(hard, loss.alpha), tf.mul(soft, 1 - loss.alpha)) as tf.Scalar;
-            } else total = soft;
-          } else {
-            // sigmoid_kd and kc: BCE against teacher sigmoids (T^2 keeps the gradient scale for T != 1).
-            const soft = tf.mul(sigmoidKd(logits, target!, t), t * t) as tf.Scalar;
-            terms.soft = tf.keep(soft);
-            if (loss.alpha > 0 && loss.kind === 'sigmoid_kd') {
-              const hard = sigmoidCrossEntropy(logits, multiHot(samples, numClasses));
-              terms.hard = tf.keep(hard);
-              total = tf.add(tf.mul(hard, loss.alpha), tf.mul(soft, 1 - loss.alpha)) as tf.Scalar;
-            } else total = soft;
-          }
-          if (featureTerm) {
-            const feature = featureTerm.loss(activations!, teacherFeatures!);
-            terms.feature = tf.keep(feature);
-            total = tf.add(total, tf.mul(feature, featureConfig!.weight)) as tf.Scalar;
-          }
+          const outputs = studentOutputs(student, x, step, objective.columns, trainingLoss.needsActivations);
+          const { total, terms: parts } = objective.loss(outputs);
+          for (const [name, t] of Object.entries(parts)) terms[name] = tf.keep(t);
           return total;
         }, vars);
         for (const [name, t] of Object.entries(terms)) termValues[name] = t.dataSync()[0]!;
         termValues.total = value.dataSync()[0]!;
-        finishStep(value, grads);
+        finishStep(grads);
       });
-      function finishStep(_value: tf.Scalar, grads: tf.NamedTensorMap): void {
+      function finishStep(grads: tf.NamedTensorMap): void {
         for (const [name, v] of Object.entries(termValues)) {
           if (!Number.isFinite(v)) throw new Error(`training stopped at step ${step}: loss term "${name}" is ${v} (lr ${lr})`);
         }
@@ -412,25 +415,30 @@ export const ONNX_OPSET = 17;
  * Writes the student as ONNX (opset 17): input "input" float32 [batch, ...shape], output "logits"
  * first, then one output per name in `activations` (student layer names such as conv1 or fc0),
  * named by the graph value holding it (conv1.pool [batch, c, h, w], fc0.out [batch, width]) so a
- * teacher-infer stage can store it as features.
+ * teacher-infer stage can store it as features. An imported student (exportModel) is written as its
+ * own graph with the trained initializers and the metadata added.
  */
 export function exportOnnx(student: Student, path: string, metadata: Record<string, string> = {}, activations: string[] = []): void {
+  const info = {
+    'distillery.arch': student.config.arch,
+    'distillery.num_classes': String(student.numClasses),
+    'distillery.input_shape': JSON.stringify(student.inputShape),
+    'distillery.input_scale': 'pixels / 255 (features as stored)',
+    ...metadata,
+  };
+  if (student.exportModel) {
+    if (activations.length > 0) throw new Error(`exportActivations: not available for an imported (${student.config.arch}) student; its graph is exported as it was given`);
+    writeModelFile(path, student.exportModel(info));
+    return;
+  }
+  if (!student.toOnnx) throw new Error(`student ${student.config.arch}: no ONNX export`);
   const available = student.onnxActivations?.() ?? new Map<string, { value: string; shape: number[] }>();
   const extra = activations.map((name) => {
     const a = available.get(name);
     if (!a) throw new Error(`exportActivations: the ${student.config.arch} student has no layer "${name}" (layers: ${Array.from(available.keys()).join(', ') || 'none'})`);
     return a;
   });
-  const builder = new GraphBuilder('student', {
-    opset: ONNX_OPSET,
-    metadata: {
-      'distillery.arch': student.config.arch,
-      'distillery.num_classes': String(student.numClasses),
-      'distillery.input_shape': JSON.stringify(student.inputShape),
-      'distillery.input_scale': 'pixels / 255 (features as stored)',
-      ...metadata,
-    },
-  });
+  const builder = new GraphBuilder('student', { opset: ONNX_OPSET, metadata: info });
   builder.input('input', 'float32', ['batch', ...student.inputShape]);
   const logits = student.toOnnx(builder, 'input');
   builder.node('Identity', [logits], ['logits']);
