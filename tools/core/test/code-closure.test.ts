@@ -64,7 +64,7 @@ test('import specifiers: static, re-export, dynamic, side-effect and worker URLs
 test('code paths: the plugin package plus the workspace modules it imports, transitively', () => {
   const root = makeWorkspace();
   const scope = join(root, 'node_modules', '@distillery');
-  const paths = pluginCodePaths(join(scope, 'plugin-a', 'dist', 'src', 'plugin.js'), root).map((p) => p.slice(p.indexOf('@distillery')));
+  const paths = pluginCodePaths(join(scope, 'plugin-a', 'dist', 'src', 'plugin.js')).map((p) => p.slice(p.indexOf('@distillery')));
   assert.deepEqual(paths, [
     '@distillery/plugin-a/dist/src',
     '@distillery/runtime/dist/src/helper.js',

@@ -1,8 +1,10 @@
 /**
  * The code a plugin runs, for its code version (part of every cache key): its own package's
  * compiled sources, plus the modules it imports from other workspace packages (`@distillery/*`,
- * through their package.json `exports`), followed through their own imports. A change to a
- * workspace module a plugin never imports therefore leaves that plugin's stages cached.
+ * found as Node finds them, from the importing file's node_modules folders, then through their
+ * package.json `exports`), followed through their own imports. A change to a workspace module a
+ * plugin never imports therefore leaves that plugin's stages cached. The result depends only on
+ * the files, not on the directory a run starts from.
  *
  * Imports are read from the compiled JavaScript: static `import`/`export ... from`, dynamic
  * `import('...')` with a literal specifier, and `new URL('./x.js', import.meta.url)` (worker
@@ -36,16 +38,21 @@ interface WorkspacePackage {
 /**
  * Code paths of a plugin module: the plugin's package source directory (or the module itself when
  * it is not in a package's src/), then every workspace module outside it that it imports, sorted.
- * `root` holds node_modules/@distillery.
  */
-export function pluginCodePaths(modulePath: string, root: string): string[] {
+export function pluginCodePaths(modulePath: string): string[] {
   const srcDir = dirname(modulePath);
   const own = srcDir.endsWith(`${sep}src`) ? srcDir : modulePath;
   const ownReal = realpathSync(own);
   const packages = new Map<string, WorkspacePackage | undefined>();
-  const packageOf = (name: string): WorkspacePackage | undefined => {
-    if (!packages.has(name)) packages.set(name, readWorkspacePackage(join(root, 'node_modules', ...name.split('/'))));
-    return packages.get(name);
+  /** Package `name` as Node resolves it from `fromDir`: the nearest node_modules/<name> upwards. */
+  const packageOf = (name: string, fromDir: string): WorkspacePackage | undefined => {
+    for (let dir = fromDir; ; dir = dirname(dir)) {
+      const candidate = join(dir, 'node_modules', ...name.split('/'));
+      if (!packages.has(candidate)) packages.set(candidate, existsSync(join(candidate, 'package.json')) ? readWorkspacePackage(candidate) : undefined);
+      const found = packages.get(candidate);
+      if (found) return found;
+      if (dirname(dir) === dir) return undefined;
+    }
   };
   const inOwn = (file: string): boolean => file === ownReal || file.startsWith(`${ownReal}${sep}`);
   const found = new Set<string>();
@@ -60,7 +67,7 @@ export function pluginCodePaths(modulePath: string, root: string): string[] {
     }
     for (const spec of importSpecifiers(text)) {
       let target: string | undefined;
-      if (spec.startsWith(SCOPE)) target = resolveWorkspaceImport(spec, packageOf);
+      if (spec.startsWith(SCOPE)) target = resolveWorkspaceImport(spec, (name) => packageOf(name, dirname(file)));
       else if (followRelative && spec.startsWith('.')) target = resolve(dirname(file), spec);
       if (!target || !existsSync(target)) continue;
       target = realpathSync(target);

@@ -128,14 +128,14 @@ export class ModuleRegistry implements PluginRegistry {
   private load(modulePath: string): Promise<LoadedPlugin> {
     let promise = this.loaded.get(modulePath);
     if (!promise) {
-      promise = importPlugin(modulePath, this.root);
+      promise = importPlugin(modulePath);
       this.loaded.set(modulePath, promise);
     }
     return promise;
   }
 }
 
-async function importPlugin(modulePath: string, root: string): Promise<LoadedPlugin> {
+async function importPlugin(modulePath: string): Promise<LoadedPlugin> {
   const module = (await import(pathToFileURL(modulePath).href)) as { default?: PluginDefinition };
   const definition = module.default;
   if (!definition || typeof definition.run !== 'function' || typeof definition.name !== 'string' || !definition.params) {
@@ -143,5 +143,5 @@ async function importPlugin(modulePath: string, root: string): Promise<LoadedPlu
   }
   // A workspace plugin's code is its package's compiled sources, a lone module is itself; both
   // with the workspace modules they import (plugin/code-closure.ts).
-  return { name: definition.name, definition, modulePath, codePaths: pluginCodePaths(modulePath, root) };
+  return { name: definition.name, definition, modulePath, codePaths: pluginCodePaths(modulePath) };
 }
