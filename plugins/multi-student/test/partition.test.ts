@@ -1,7 +1,12 @@
 import assert from 'node:assert/strict';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { test } from 'node:test';
 import { Rng } from '@distillery/runtime/rng';
 import { balancedKMeans, consecutivePartition, randomPartition, routingTable, verticalPartition } from '../src/partition.js';
+import partitionPlugin from '../src/partition-plugin.js';
+import { makeCtx, writeDataset } from './helpers.js';
 
 function sizes(parts: number[][]): number[] {
   return parts.map((p) => p.length);
@@ -89,4 +94,24 @@ test('K > C/2 is refused with a message naming the parameter, unless minClasses 
   assert.deepEqual(sizes(consecutivePartition(10, 1)), [10]);
   // Whole verticals: a vertical of one class cannot be paired, so K = 3 here is refused.
   assert.throws(() => verticalPartition([0, 0, 0, 1, 1, 1, 2], 3), /partition 2 1 class\(es\), fewer than minClasses = 2/);
+});
+
+test('partition stage: K > C/2 fails before anything is written, naming the stage and parameter', async () => {
+  const root = mkdtempSync(join(tmpdir(), 'msd-partition-'));
+  try {
+    const labels = Array.from({ length: 40 }, (_, i) => i % 10);
+    await writeDataset(join(root, 'data'), Float32Array.from({ length: 40 * 3 }, (_, i) => Math.sin(i)), 3, labels, labels.map(() => 'train'), 10);
+    const inputs = { dataset: [['data', join(root, 'data')]] as [string, string][] };
+    const refused = join(root, 'k6');
+    mkdirSync(refused);
+    await assert.rejects(partitionPlugin.run(makeCtx(partitionPlugin, { students: 6, strategy: 'consecutive' }, refused, inputs)), /parameter students: K = 6 over 10 classes .*set minClasses to 1/);
+    assert.ok(!existsSync(join(refused, 'routing.json')));
+    const allowed = join(root, 'k6-allowed');
+    mkdirSync(allowed);
+    await partitionPlugin.run(makeCtx(partitionPlugin, { students: 6, strategy: 'consecutive', minClasses: 1 }, allowed, inputs));
+    const table = JSON.parse(readFileSync(join(allowed, 'routing.json'), 'utf8')) as { partitions: number[][] };
+    assert.deepEqual(sizes(table.partitions), [2, 2, 2, 2, 1, 1]);
+  } finally {
+    rmSync(root, { recursive: true, force: true });
+  }
 });
