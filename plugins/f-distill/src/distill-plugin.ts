@@ -22,7 +22,12 @@ export default definePlugin({
       lrGenerator: Type.Number({ default: 1e-4, exclusiveMinimum: 0 }),
       lrFake: Type.Number({ default: 1e-4, exclusiveMinimum: 0 }),
       lrDiscriminator: Type.Number({ default: 1e-4, exclusiveMinimum: 0 }),
-      fakeUpdates: Type.Integer({ default: 5, minimum: 1, description: 'fake-score (and discriminator) updates per generator step' }),
+      fakeUpdates: Type.Integer({ default: 5, minimum: 1, description: 'fake-score (and discriminator) updates per generator step (the paper: 5)' }),
+      warmupSteps: Type.Integer({
+        default: 0,
+        minimum: 0,
+        description: 'discriminator warm-up: generator steps with h = 1 (the reverse-KL gradient) before the density-ratio weighting starts; the discriminator and the ratio statistics train throughout',
+      }),
       ganWeight: Type.Number({ default: 0.01, minimum: 0, description: 'weight of the non-saturating GAN term on the generator' }),
       regressionWeight: Type.Number({ default: 0, minimum: 0, description: 'weight of the MSE regression on the teacher (noise, sample) pairs (input "pairs")' }),
       init: Type.Union([Type.Literal('teacher'), Type.Literal('random')], { default: 'teacher', description: 'generator initialisation: the teacher denoiser at sigmaMax (DMD) or random' }),

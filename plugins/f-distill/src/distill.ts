@@ -3,6 +3,8 @@
  * trained by f-divergence distribution matching against the ONNX teacher.
  *
  * One generator step:
+ *  0. For the first `warmupSteps` generator steps h = 1 (the reverse-KL gradient) while the
+ *     discriminator trains, then the ratio weighting h(r) of the chosen divergence.
  *  1. `fakeUpdates` times: the fake-score denoiser learns the generator's distribution (EDM
  *     denoising loss on detached generator samples) and the discriminator learns real vs fake
  *     noised samples (softplus(D(fake)) + softplus(-D(real)), same sigmas for both).
@@ -21,7 +23,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import * as tf from '@tensorflow/tfjs-core';
 import { Rng } from '@distillery/runtime/rng';
 import { sigmaAtFraction } from './edm.js';
-import { RatioNormaliser, type DivergenceName, type RatioOptions } from './divergence.js';
+import { generatorWeights, RatioNormaliser, type DivergenceName, type RatioOptions } from './divergence.js';
 import { adam, ConditionedNet, exportConditionedOnnx, loadWeights, readWeightSpec, saveWeights, trainStep, type ConditionedSpec } from './nets.js';
 import { readSampleSet, rowsOfClasses, type SampleSet } from './io.js';
 import { DenoiserSession } from './ort.js';
@@ -50,6 +52,8 @@ export interface DistillConfig {
   lrFake: number;
   lrDiscriminator: number;
   fakeUpdates: number;
+  /** Generator steps at the start with h = 1 (discriminator warm-up) before the ratio weighting. */
+  warmupSteps: number;
   ganWeight: number;
   regressionWeight: number;
   init: 'teacher' | 'random';
@@ -188,7 +192,7 @@ export async function runDistill(
       const xtT = tf.tensor2d(xt, [B, D]);
       return { dFake: fake.apply(xtT, sigmas, classes).dataSync() as Float32Array, logits: disc.apply(xtT, sigmas, classes).dataSync() as Float32Array };
     });
-    const { rRaw, h } = normaliser.weights(cfg.divergence, logits, u);
+    const { rRaw, h } = generatorWeights(normaliser, cfg.divergence, logits, u, step, cfg.warmupSteps);
     const g = new Float32Array(B * D);
     let hMin = Infinity;
     let hMax = -Infinity;

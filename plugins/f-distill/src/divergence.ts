@@ -101,3 +101,22 @@ export class RatioNormaliser {
     return { rRaw, r, h };
   }
 }
+
+/**
+ * The generator's per-sample weights at generator step `step`: during the discriminator warm-up
+ * (step < warmupSteps) h = 1 for every sample (the reverse-KL / DMD gradient), because an
+ * undertrained discriminator's ratio is mostly noise; the running means are still updated, so the
+ * ratio weighting starts from warm statistics. From step warmupSteps on: the normaliser's h(r).
+ */
+export function generatorWeights(
+  normaliser: RatioNormaliser,
+  divergence: DivergenceName,
+  logits: ArrayLike<number>,
+  u: ArrayLike<number>,
+  step: number,
+  warmupSteps: number,
+): { rRaw: Float64Array; h: Float64Array; warmingUp: boolean } {
+  const { rRaw, h } = normaliser.weights(divergence, logits, u);
+  if (step < warmupSteps) return { rRaw, h: new Float64Array(h.length).fill(1), warmingUp: true };
+  return { rRaw, h, warmingUp: false };
+}

@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { GENERATOR_FILES, type GeneratorInfo } from './distill.js';
 import { readSampleSet, type SampleSet } from './io.js';
 import { FeatureSession, GeneratorSession } from './ort.js';
-import { frechetOfSets, modeCoverage, precisionRecall } from './metrics.js';
+import { frechetBootstrap, frechetOfSets, modeCoverage, precisionRecall } from './metrics.js';
 import { writeSamplePicture } from './png.js';
 import { noiseAndClasses, type Hooks } from './teacher.js';
 import { writeFileAtomicSync } from '@distillery/core/plugin';
@@ -24,6 +24,8 @@ export interface GenEvalConfig {
   prSamples: number;
   k: number;
   modeCoverage: boolean;
+  /** Bootstrap resamples of the Frechet distance's 95% interval (0: none). */
+  bootstrap: number;
   seed: number;
   threads: number;
 }
@@ -39,6 +41,9 @@ export interface GenEvalRow {
   parameters?: number;
   divergence?: string;
   frechet: number;
+  /** 95% percentile-bootstrap interval of `frechet` (when the stage's bootstrap > 0). */
+  frechetLow?: number;
+  frechetHigh?: number;
   precision: number;
   recall: number;
   coverage?: number;
@@ -51,6 +56,8 @@ export interface GenEvalReport {
   reference: { stage: string; samples: number };
   featureSpace: string;
   samples: number;
+  /** Bootstrap of the Frechet intervals: resamples and seed (absent when off). */
+  bootstrap?: { resamples: number; seed: number; level: number };
   rows: GenEvalRow[];
 }
 
@@ -154,12 +161,14 @@ export async function evaluateGenerators(
     if (set.dim !== reference.dim) throw new Error(`gen-eval: candidate ${name} has dimension ${set.dim}, reference ${reference.dim}`);
     const emb = await embed(set);
     const frechet = await frechetOfSets(refEmb.data, emb.data, emb.dim);
+    // Each candidate's bootstrap has its own seed stream (seed + index), reproducible per run.
+    const interval = cfg.bootstrap > 0 ? await frechetBootstrap(refEmb.data, emb.data, emb.dim, cfg.bootstrap, cfg.seed + 1000 + index) : undefined;
     const pr = precisionRecall(prRows(refEmb, cfg.prSamples), prRows(emb, cfg.prSamples), emb.dim, cfg.k);
-    const full: GenEvalRow = { name, ...(row as Omit<GenEvalRow, 'name' | 'frechet' | 'precision' | 'recall'>), frechet, precision: pr.precision, recall: pr.recall };
+    const full: GenEvalRow = { name, ...(row as Omit<GenEvalRow, 'name' | 'frechet' | 'precision' | 'recall'>), frechet, ...(interval ? { frechetLow: interval.low, frechetHigh: interval.high } : {}), precision: pr.precision, recall: pr.recall };
     if (cfg.modeCoverage) Object.assign(full, modeCoverage(reference, set.x, set.dim));
     rows.push(full);
     writeSamplePicture(join(outDir, `${name}.png`), set.x, set.labels, set.shape, set.numClasses);
-    hooks.log(`${name}: frechet ${frechet.toFixed(4)}, precision ${pr.precision.toFixed(3)}, recall ${pr.recall.toFixed(3)}`);
+    hooks.log(`${name}: frechet ${frechet.toFixed(4)}${interval ? ` [${interval.low.toFixed(4)}, ${interval.high.toFixed(4)}]` : ''}, precision ${pr.precision.toFixed(3)}, recall ${pr.recall.toFixed(3)}`);
     hooks.progress(index + 1, names.length);
   }
   await features?.release();
@@ -167,6 +176,7 @@ export async function evaluateGenerators(
     reference: { stage: refArtifacts[0]!.stage, samples: reference.n },
     featureSpace: extractorDir ? `penultimate layer of the domain classifier ${inputs.extractor![0]!.stage} (FID)` : 'raw coordinates',
     samples: cfg.samples,
+    ...(cfg.bootstrap > 0 ? { bootstrap: { resamples: cfg.bootstrap, seed: cfg.seed + 1000, level: 0.95 } } : {}),
     rows,
   };
   writeFileAtomicSync(join(outDir, 'report.json'), JSON.stringify(report, null, 2));
@@ -176,14 +186,17 @@ export async function evaluateGenerators(
 
 function markdown(r: GenEvalReport): string {
   const fd = r.featureSpace.startsWith('raw') ? 'Frechet (raw)' : 'FID (domain)';
+  const ci = r.bootstrap !== undefined;
   const lines = [
-    `Reference: ${r.reference.stage} (${r.reference.samples} samples); features: ${r.featureSpace}.`,
+    `Reference: ${r.reference.stage} (${r.reference.samples} samples); features: ${r.featureSpace}; ${r.samples} samples per generator.`,
+    ...(ci ? [`Intervals: 95% percentile bootstrap over both sets, ${r.bootstrap!.resamples} resamples, seeds ${r.bootstrap!.seed} + candidate index.`] : []),
     '',
-    `| model | NFE | students | ${fd} | precision | recall |${r.rows.some((x) => x.coverage !== undefined) ? ' mode coverage |' : ''}`,
-    `|---|---|---|---|---|---|${r.rows.some((x) => x.coverage !== undefined) ? '---|' : ''}`,
+    `| model | NFE | students | ${fd} |${ci ? ' 95% interval |' : ''} precision | recall |${r.rows.some((x) => x.coverage !== undefined) ? ' mode coverage |' : ''}`,
+    `|---|---|---|---|${ci ? '---|' : ''}---|---|${r.rows.some((x) => x.coverage !== undefined) ? '---|' : ''}`,
   ];
   for (const x of r.rows) {
-    lines.push(`| ${x.name} | ${x.nfe} | ${x.students} | ${x.frechet.toFixed(3)} | ${x.precision.toFixed(3)} | ${x.recall.toFixed(3)} |${x.coverage !== undefined ? ` ${x.coverage.toFixed(2)} |` : ''}`);
+    const range = ci ? ` [${x.frechetLow!.toFixed(3)}, ${x.frechetHigh!.toFixed(3)}] |` : '';
+    lines.push(`| ${x.name} | ${x.nfe} | ${x.students} | ${x.frechet.toFixed(3)} |${range} ${x.precision.toFixed(3)} | ${x.recall.toFixed(3)} |${x.coverage !== undefined ? ` ${x.coverage.toFixed(2)} |` : ''}`);
   }
   return `${lines.join('\n')}\n`;
 }

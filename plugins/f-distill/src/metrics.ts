@@ -4,12 +4,59 @@
  * k-NN balls around each real / each generated sample), and mode coverage for the 2-D toy.
  */
 import { frechetDistance, statsFromMatrix } from '@distillery/runtime/fid';
+import { Rng } from '@distillery/runtime/rng';
 
 /** Frechet distance between the Gaussian fits of two row-major float sets of width dim. */
 export async function frechetOfSets(a: Float32Array, b: Float32Array, dim: number): Promise<number> {
   const sa = await statsFromMatrix(Float64Array.from(a), a.length / dim, dim, 'reference');
   const sb = await statsFromMatrix(Float64Array.from(b), b.length / dim, dim, 'candidate');
   return frechetDistance(sa, sb, {}, ['reference', 'candidate']);
+}
+
+/** A bootstrap interval of the Frechet distance. */
+export interface FrechetInterval {
+  /** Lower and upper percentile bounds (level 0.95: the 2.5th and 97.5th percentiles). */
+  low: number;
+  high: number;
+  level: number;
+  resamples: number;
+  seed: number;
+}
+
+/** The q-quantile of sorted values, linear interpolation between order statistics (numpy's default). */
+export function quantileSorted(sorted: ArrayLike<number>, q: number): number {
+  const n = sorted.length;
+  if (n === 0) throw new Error('quantile of an empty list');
+  const at = q * (n - 1);
+  const lo = Math.floor(at);
+  const hi = Math.min(n - 1, lo + 1);
+  return (sorted[lo] as number) + (at - lo) * ((sorted[hi] as number) - (sorted[lo] as number));
+}
+
+function resampleRows(x: Float32Array, dim: number, rng: Rng): Float32Array {
+  const n = x.length / dim;
+  const out = new Float32Array(x.length);
+  for (let i = 0; i < n; i++) {
+    const r = rng.int(n);
+    out.set(x.subarray(r * dim, (r + 1) * dim), i * dim);
+  }
+  return out;
+}
+
+/**
+ * Percentile bootstrap interval of the Frechet distance: `resamples` times, both sets are
+ * resampled with replacement (same sizes; seeded, so the interval is reproducible) and the distance
+ * recomputed; the interval is the (1 - level)/2 and (1 + level)/2 quantiles. It covers the
+ * sampling variability of both the generated and the reference set, not the training seed's.
+ */
+export async function frechetBootstrap(a: Float32Array, b: Float32Array, dim: number, resamples: number, seed: number, level = 0.95): Promise<FrechetInterval> {
+  if (!Number.isInteger(resamples) || resamples < 2) throw new Error(`bootstrap: resamples must be an integer >= 2, got ${resamples}`);
+  if (!(level > 0 && level < 1)) throw new Error(`bootstrap: level must be in (0, 1), got ${level}`);
+  const rng = new Rng(seed);
+  const values = new Float64Array(resamples);
+  for (let i = 0; i < resamples; i++) values[i] = await frechetOfSets(resampleRows(a, dim, rng), resampleRows(b, dim, rng), dim);
+  values.sort();
+  return { low: quantileSorted(values, (1 - level) / 2), high: quantileSorted(values, (1 + level) / 2), level, resamples, seed };
 }
 
 /** Squared Euclidean distances between every row of a and every row of b (float64). */

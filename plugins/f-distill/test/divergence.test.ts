@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { DIVERGENCES, hOf, RatioNormaliser, DEFAULT_RATIO_OPTIONS, type DivergenceName } from '../src/divergence.js';
+import { DIVERGENCES, generatorWeights, hOf, RatioNormaliser, DEFAULT_RATIO_OPTIONS, type DivergenceName } from '../src/divergence.js';
 
 /**
  * Generator functions f of each divergence (docs/methods.md, "f-divergence losses" and "f-distill:
@@ -83,4 +83,28 @@ test('ratio weights: the optimal discriminator D = log r gives h(r) with the cla
   const raw = [0.5 / 1.5, 1.5 / 2.5];
   const m = (raw[0]! + raw[1]!) / 2;
   assert.ok(Math.abs(hn.h[0]! - raw[0]! / m) < 1e-12 && Math.abs(hn.h[1]! - raw[1]! / m) < 1e-12, `${hn.h}`);
+});
+
+test('discriminator warm-up: h = 1 before warmupSteps, then the ratio weighting, with statistics kept warm', () => {
+  const logits = [-2, -0.5, 0, 0.7, 1.5, 3];
+  // One noise-level bin, so r = r_raw / (that bin's running mean) keeps the spread of the logits.
+  const u = [0.51, 0.52, 0.53, 0.55, 0.57, 0.59];
+  const warm = new RatioNormaliser(DEFAULT_RATIO_OPTIONS);
+  const cold = new RatioNormaliser(DEFAULT_RATIO_OPTIONS);
+  for (let step = 0; step < 3; step++) {
+    const w = generatorWeights(warm, 'forward_kl', logits, u, step, 3);
+    assert.equal(w.warmingUp, true);
+    assert.deepEqual(Array.from(w.h), [1, 1, 1, 1, 1, 1], `step ${step}: h = 1 during warm-up`);
+    cold.weights('forward_kl', logits, u);
+  }
+  // Running means were updated during warm-up exactly as without it.
+  assert.deepEqual(Array.from(warm.means), Array.from(cold.means));
+  const after = generatorWeights(warm, 'forward_kl', logits.map((l) => l + 1), u, 3, 3);
+  const reference = cold.weights('forward_kl', logits.map((l) => l + 1), u);
+  assert.equal(after.warmingUp, false);
+  assert.deepEqual(Array.from(after.h), Array.from(reference.h));
+  // forward KL's h = r varies with the logits, so the two phases really differ.
+  assert.ok(Math.max(...after.h) - Math.min(...after.h) > 0.1, `h spread ${Array.from(after.h)}`);
+  // warmupSteps 0: no warm-up at all.
+  assert.equal(generatorWeights(new RatioNormaliser(DEFAULT_RATIO_OPTIONS), 'js', logits, u, 0, 0).warmingUp, false);
 });

@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Rng } from '@distillery/runtime/rng';
-import { frechetOfSets, modeCoverage, precisionRecall } from '../src/metrics.js';
+import { frechetBootstrap, frechetOfSets, modeCoverage, precisionRecall, quantileSorted } from '../src/metrics.js';
 import { classMap } from '../src/gen-eval.js';
 import type { GeneratorInfo } from '../src/distill.js';
 
@@ -76,4 +76,34 @@ test('class -> generator map: each class owned exactly once', () => {
   assert.deepEqual([...classMap([{ stage: 'a', info: info([0, 1]) }, { stage: 'b', info: info([2, 3]) }])], [0, 0, 1, 1]);
   assert.throws(() => classMap([{ stage: 'a', info: info([0, 1]) }, { stage: 'b', info: info([1, 2, 3]) }]), /class 1 is owned by both a and b/);
   assert.throws(() => classMap([{ stage: 'a', info: info([0, 1]) }]), /classes \[2,3\] have no generator/);
+});
+
+test('quantileSorted interpolates linearly between order statistics (numpy default)', () => {
+  const v = [1, 2, 4, 8, 16];
+  assert.equal(quantileSorted(v, 0), 1);
+  assert.equal(quantileSorted(v, 1), 16);
+  assert.equal(quantileSorted(v, 0.5), 4);
+  assert.ok(Math.abs(quantileSorted(v, 0.025) - 1.1) < 1e-12); // at = 0.1: 1 + 0.1 * (2 - 1)
+  assert.ok(Math.abs(quantileSorted(v, 0.975) - 15.2) < 1e-12); // at = 3.9: 8 + 0.9 * (16 - 8)
+});
+
+test('Frechet bootstrap interval: seeded, brackets the estimate, narrows ~1/sqrt(n), covers the true distance', async () => {
+  // N(0, I) vs N(m, I) in 3-d: the true Frechet distance is |m|^2 = 0.5^2 + 0.5^2 = 0.5.
+  const mean = [0.5, -0.5, 0];
+  const interval = async (n: number, seed: number) => {
+    const a = gaussian(n, [0, 0, 0], [1, 1, 1], 100 + n);
+    const b = gaussian(n, mean, [1, 1, 1], 200 + n);
+    return { point: await frechetOfSets(a, b, 3), ci: await frechetBootstrap(a, b, 3, 60, seed) };
+  };
+  const small = await interval(300, 1);
+  const again = await interval(300, 1);
+  const other = await interval(300, 2);
+  const large = await interval(3000, 1);
+  assert.deepEqual(again.ci, small.ci, 'same seed, same interval');
+  assert.notDeepEqual(other.ci, small.ci, 'another seed resamples differently');
+  for (const { point, ci } of [small, large]) assert.ok(ci.low < point && point < ci.high, `${point} in [${ci.low}, ${ci.high}]`);
+  const ratio = (small.ci.high - small.ci.low) / (large.ci.high - large.ci.low);
+  assert.ok(ratio > 2 && ratio < 5, `10x the samples narrows the interval by ~sqrt(10) = 3.2, got ${ratio}`);
+  assert.ok(large.ci.low < 0.5 && 0.5 < large.ci.high + 0.02, `true distance 0.5 vs [${large.ci.low}, ${large.ci.high}]`);
+  await assert.rejects(frechetBootstrap(new Float32Array(6), new Float32Array(6), 3, 1, 0), /resamples must be an integer >= 2/);
 });

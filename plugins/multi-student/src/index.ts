@@ -4,4 +4,5 @@
  */
 export { MsdBundle, MSD_BUNDLE_FORMAT, checkBundleManifest, type MsdBundleManifest, type MsdPrediction } from './bundle-runner.js';
 export { writeBundle, type BundleModelSource, type WriteBundleOptions } from './bundle.js';
+export { gatherColumns, writeMaskedBundle, type MaskedBundleOptions } from './masked.js';
 export { routingTable, type PartitionStrategy, type RoutingTable } from './partition.js';

@@ -1,7 +1,12 @@
 import assert from 'node:assert/strict';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { test } from 'node:test';
 import { Rng } from '@distillery/runtime/rng';
 import { balancedKMeans, consecutivePartition, randomPartition, routingTable, verticalPartition } from '../src/partition.js';
+import partitionPlugin from '../src/partition-plugin.js';
+import { makeCtx, writeDataset } from './helpers.js';
 
 function sizes(parts: number[][]): number[] {
   return parts.map((p) => p.length);
@@ -59,4 +64,54 @@ test('routing table rejects overlapping, missing or out-of-range classes', () =>
   assert.throws(() => routingTable(4, [[0, 1], [1, 2, 3]], 'random', 0), /class 1 is in partitions 0 and 1/);
   assert.throws(() => routingTable(4, [[0, 1], [2]], 'random', 0), /class 3 is in no partition/);
   assert.throws(() => routingTable(3, [[0, 1], [2, 5]], 'random', 0), /class 5, outside 0..2/);
+});
+
+test('balanced k-means: sizes are floor(C/K) or ceil(C/K), never a leftover cluster of one', () => {
+  // Three tight groups of three classes and one far outlier class (C = 10, K = 4). A cap of
+  // ceil(10/4) = 3 alone yields 3, 3, 3, 1 here: the outlier seeds its own cluster and every
+  // other class is nearer one of the three groups.
+  const rng = new Rng(11);
+  const centres = [[0, 0], [10, 0], [0, 10], [100, 100]];
+  const group = [0, 0, 0, 1, 1, 1, 2, 2, 2, 3];
+  const emb = new Float32Array(10 * 2);
+  group.forEach((g, c) => {
+    for (let d = 0; d < 2; d++) emb[c * 2 + d] = (centres[g] as number[])[d] as number + 0.1 * rng.normal();
+  });
+  for (const seed of [1, 2, 3, 4, 5]) {
+    const { partitions } = balancedKMeans(emb, 10, 2, 4, seed);
+    assert.deepEqual(sizes(partitions).sort((a, b) => a - b), [2, 2, 3, 3], `seed ${seed}`);
+    assert.deepEqual(partitions.flat().sort((a, b) => a - b), Array.from({ length: 10 }, (_, i) => i));
+  }
+});
+
+test('K > C/2 is refused with a message naming the parameter, unless minClasses allows it', () => {
+  const emb = Float32Array.from({ length: 20 }, (_, i) => i);
+  for (const run of [() => consecutivePartition(10, 8), () => randomPartition(10, 6, 1), () => balancedKMeans(emb, 10, 2, 8, 1)]) {
+    assert.throws(run, /parameter students: K = \d over 10 classes leaves a student fewer than 2 classes.*K <= 5.*minClasses/);
+  }
+  assert.deepEqual(sizes(consecutivePartition(10, 5)), [2, 2, 2, 2, 2]);
+  assert.deepEqual(sizes(consecutivePartition(10, 8, 1)), [2, 2, 1, 1, 1, 1, 1, 1]);
+  assert.deepEqual(sizes(consecutivePartition(10, 1)), [10]);
+  // Whole verticals: a vertical of one class cannot be paired, so K = 3 here is refused.
+  assert.throws(() => verticalPartition([0, 0, 0, 1, 1, 1, 2], 3), /partition 2 1 class\(es\), fewer than minClasses = 2/);
+});
+
+test('partition stage: K > C/2 fails before anything is written, naming the stage and parameter', async () => {
+  const root = mkdtempSync(join(tmpdir(), 'msd-partition-'));
+  try {
+    const labels = Array.from({ length: 40 }, (_, i) => i % 10);
+    await writeDataset(join(root, 'data'), Float32Array.from({ length: 40 * 3 }, (_, i) => Math.sin(i)), 3, labels, labels.map(() => 'train'), 10);
+    const inputs = { dataset: [['data', join(root, 'data')]] as [string, string][] };
+    const refused = join(root, 'k6');
+    mkdirSync(refused);
+    await assert.rejects(partitionPlugin.run(makeCtx(partitionPlugin, { students: 6, strategy: 'consecutive' }, refused, inputs)), /parameter students: K = 6 over 10 classes .*set minClasses to 1/);
+    assert.ok(!existsSync(join(refused, 'routing.json')));
+    const allowed = join(root, 'k6-allowed');
+    mkdirSync(allowed);
+    await partitionPlugin.run(makeCtx(partitionPlugin, { students: 6, strategy: 'consecutive', minClasses: 1 }, allowed, inputs));
+    const table = JSON.parse(readFileSync(join(allowed, 'routing.json'), 'utf8')) as { partitions: number[][] };
+    assert.deepEqual(sizes(table.partitions), [2, 2, 2, 2, 1, 1]);
+  } finally {
+    rmSync(root, { recursive: true, force: true });
+  }
 });
