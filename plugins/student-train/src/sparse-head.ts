@@ -190,7 +190,12 @@ export class SparseHead {
       });
     }
     this.optimizer.apply(this.rows, ordered, packed, lr);
-    for (const o of olds) this.updateStats(o.head, o.row, this.rows.subarray(o.cls * w1, (o.cls + 1) * w1));
+    if (this.stats) {
+      for (const part of step.parts) {
+        const changed = olds.filter((o) => o.head === part.head);
+        this.updateStatsBatch(part.head, changed.map((o) => o.row), changed.map((o) => this.rows.subarray(o.cls * w1, (o.cls + 1) * w1)));
+      }
+    }
     for (const v of step.variables) v.dispose();
   }
 
@@ -202,6 +207,46 @@ export class SparseHead {
     const w1 = this.width + 1;
     const zero = new Float32Array(w1);
     for (const cls of classes) this.updateStats(k, zero, this.rows.subarray(cls * w1, (cls + 1) * w1));
+  }
+
+  /**
+   * Replaces rows `prev` by rows `next` ([width weights, bias] each) in head k's statistics: the
+   * Gram update N^T N - P^T P as two matMuls (a step changes thousands of rows: a scalar loop of
+   * width^2 per row would cost more than the step), accumulated in float64.
+   */
+  private updateStatsBatch(k: number, prev: Float32Array[], next: Float32Array[]): void {
+    const s = this.stats![k]!;
+    const d = this.width;
+    const rows = prev.length;
+    if (rows === 0) return;
+    // N^T N - P^T P = N^T D + D^T P with D = N - P: the error scales with the change, not with the rows.
+    const nT = new Float32Array(d * rows); // [d, rows]: transposed operands, as dense.ts (no transpose flags on wasm)
+    const dT = new Float32Array(d * rows);
+    const dRows = new Float32Array(rows * d);
+    const pRows = new Float32Array(rows * d);
+    for (let r = 0; r < rows; r++) {
+      const pr = prev[r]!;
+      const nr = next[r]!;
+      for (let j = 0; j < d; j++) {
+        const change = nr[j]! - pr[j]!;
+        nT[j * rows + r] = nr[j]!;
+        dT[j * rows + r] = change;
+        dRows[r * d + j] = change;
+        pRows[r * d + j] = pr[j]!;
+      }
+    }
+    const delta = tf.tidy(() => tf.add(tf.matMul(tf.tensor2d(nT, [d, rows]), tf.tensor2d(dRows, [rows, d])), tf.matMul(tf.tensor2d(dT, [d, rows]), tf.tensor2d(pRows, [rows, d]))));
+    const dg = delta.dataSync();
+    delta.dispose();
+    for (let i = 0; i < d * d; i++) s.gram[i] = s.gram[i]! + dg[i]!;
+    for (let r = 0; r < rows; r++) {
+      const pr = prev[r]!;
+      const nr = next[r]!;
+      const bp = pr[d]!;
+      const bn = nr[d]!;
+      for (let i = 0; i < d; i++) s.wb[i] = s.wb[i]! + nr[i]! * bn - pr[i]! * bp;
+      s.bb += bn * bn - bp * bp;
+    }
   }
 
   /** Adds row `next` and removes row `prev` ([width weights, bias]) from head k's Gram statistics. */
