@@ -36,7 +36,7 @@ export interface ImprintHead {
   bias: tf.Variable;
 }
 
-/** What a student exposes to be imprinted (mlp and kc; see models/student.ts). */
+/** What a student exposes to be imprinted (mlp and kc; models/mlp.ts and models/kc.ts). */
 export interface Imprintable {
   /** Features the output blocks read, [n, D], without gradient bookkeeping. */
   penultimate(x: tf.Tensor): tf.Tensor2D;

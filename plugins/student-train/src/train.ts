@@ -10,15 +10,16 @@ import { GraphBuilder, writeModelFile, type OnnxModel } from '@distillery/core/o
 import { initStudentFromOnnx } from './init.js';
 import { imprintHeads } from './imprint.js';
 import { augmentImages, epochBatches, inputTensor, inputValues, type AugmentConfig, type Sample, type TrainingData } from './data.js';
-import { crossEntropy, divergenceLoss, sigmoidCrossEntropy, sigmoidKd, type DivergenceName, type TeacherTarget } from './losses/index.js';
+import type { DivergenceName } from './losses/index.js';
+import { hardLabelLoss, sampledSigmoidLoss, sigmoidKdLoss, softmaxKdLoss, withFeatureTerm, type StudentOutputs, type TrainingLoss } from './losses/objective.js';
 import { createStudent, parameterCount, type Student, type StudentConfig } from './models/student.js';
 import { clipByGlobalNorm, Optimizer, scheduleFactor, type OptimizerConfig, type ScheduleConfig } from './optim.js';
-import { sampleColumns, sampledSigmoidCrossEntropy, targetsAtColumns, type SparseRow } from './losses/sampled.js';
+import type { SparseRow } from './losses/sampled.js';
 import { Rng } from './rng.js';
 import { validationTop1 } from './validate.js';
 import { SparseHead, type SparseHeadStep } from './sparse-head.js';
 import type { Imprintable } from './imprint.js';
-import { createFeatureTerm, type FeatureConfig } from './features.js';
+import { createFeatureTerm, type FeatureConfig, type FeatureTerm } from './features.js';
 import { chooseSource, kcTarget, kcTargetRows, softTarget, teacherClasses, type SoftLabelSource, type TopkPolicy } from './targets.js';
 
 /** What to learn from. */
@@ -156,16 +157,6 @@ function loadCheckpoint(dir: string): { header: CheckpointHeader; tensors: Recor
   return { header, tensors };
 }
 
-/** Multi-hot [n, C] of the true labels (multi-label datasets, or single labels). */
-function multiHot(samples: Sample[], numClasses: number): tf.Tensor2D {
-  const out = new Float32Array(samples.length * numClasses);
-  samples.forEach((s, b) => {
-    const labels = s.labels ?? (s.label >= 0 ? [s.label] : []);
-    for (const l of labels) out[b * numClasses + l] = 1;
-  });
-  return tf.tensor2d(out, [samples.length, numClasses]);
-}
-
 /** Verticals (global class ids per teacher) and class -> vertical map for KC. */
 export function kcVerticals(data: TrainingData, numClasses: number): { verticals: number[][]; verticalOfClass: Int32Array } {
   const verticalOfClass = new Int32Array(numClasses).fill(-1);
@@ -214,6 +205,63 @@ function augmentedInput(samples: Sample[], shape: number[], augment: AugmentConf
   return tf.tensor(augmentImages(inputValues(samples), samples.length, shape, augment, rng), [samples.length, ...shape]);
 }
 
+/** The student's forward pass a batch objective asks for: column subset, activations, or logits. */
+function studentOutputs(student: Student, x: tf.Tensor, step: number, columns: Int32Array | undefined, activations: boolean): StudentOutputs {
+  if (columns) return { logits: student.applyColumns!(x, true, columns) };
+  if (activations) return student.applyWithActivations!(x, true, step);
+  return { logits: student.apply(x, true, step) };
+}
+
+/** What createTrainingLoss needs to pick and configure the loss object of `loss.kind`. */
+interface LossSetup {
+  data: TrainingData;
+  loss: LossConfig;
+  numClasses: number;
+  /** Where the single teacher's soft labels come from (kd, sigmoid_kd). */
+  source: SoftLabelSource;
+  /** Hard labels scored with per-class sigmoid CE (sigmoid_ce, or ce on multi-label data). */
+  sigmoidHard: boolean;
+  /** Sigmoid loss on sampled negative columns. */
+  sampled: boolean;
+  /** kc: the vertical of each class. */
+  verticalOfClass: Int32Array | undefined;
+  seed: number;
+  featureTerm: FeatureTerm | undefined;
+}
+
+/** The loss object of the configured kind (losses/objective.ts), with the feature term when one is set. */
+function createTrainingLoss(setup: LossSetup): TrainingLoss {
+  const { data, loss, numClasses } = setup;
+  const teacher = data.teachers[0];
+  const infos = data.teachers.map((t) => t.info);
+  const kcRows = (samples: Sample[]) => kcTargetRows(samples, infos, setup.verticalOfClass!, loss.kcTopK, loss.kcGtMix);
+  let logitLoss: TrainingLoss;
+  if (setup.sampled) {
+    const hardRows = (samples: Sample[]): SparseRow[] =>
+      samples.map((s) => {
+        const ids = s.labels ?? (s.label >= 0 ? [s.label] : []);
+        return { ids, probs: ids.map(() => 1) };
+      });
+    logitLoss = sampledSigmoidLoss(
+      { numClasses, negatives: loss.sampledNegatives, temperature: loss.kind === 'kc' ? loss.temperature : 1, name: loss.kind === 'kc' ? 'soft' : 'hard' },
+      loss.kind === 'kc' ? kcRows : hardRows,
+      // A per-step seed: a resumed run draws the same columns.
+      (step) => new Rng((setup.seed * 1000003 + step * 7919 + 17) >>> 0),
+    );
+  } else if (loss.kind === 'ce' || loss.kind === 'sigmoid_ce') {
+    logitLoss = hardLabelLoss(setup.sigmoidHard, numClasses);
+  } else if (loss.kind === 'kc') {
+    logitLoss = sigmoidKdLoss({ temperature: loss.temperature, alpha: 0 }, numClasses, (samples) => kcTarget(samples, infos, setup.verticalOfClass!, loss.kcTopK, loss.kcGtMix));
+  } else {
+    const soft = (samples: Sample[]) => softTarget(samples.map((s) => s.teachers[0]!), teacher!.info, setup.source, loss.topkPolicy, loss.temperature, numClasses, teacher!.where);
+    logitLoss =
+      loss.kind === 'kd'
+        ? softmaxKdLoss({ divergence: loss.divergence, temperature: loss.temperature, alpha: loss.alpha, skew: loss.skew }, soft)
+        : sigmoidKdLoss({ temperature: loss.temperature, alpha: loss.alpha }, numClasses, soft);
+  }
+  return setup.featureTerm ? withFeatureTerm(logitLoss, setup.featureTerm, loss.feature!.weight) : logitLoss;
+}
+
 export async function trainStudent(data: TrainingData, config: TrainConfig, stateDir: string, hooks: TrainHooks): Promise<TrainResult> {
   const numClasses = data.info.numClasses;
   const loss = config.loss;
@@ -252,6 +300,7 @@ export async function trainStudent(data: TrainingData, config: TrainConfig, stat
     if (!data.readFeatures) throw new Error(`feature ${featureConfig.kind}: open the training data with readFeatures`);
   }
   const featureTerm = featureConfig ? createFeatureTerm(featureConfig, student, teacher!, config.seed) : undefined;
+  const trainingLoss = createTrainingLoss({ data, loss, numClasses, source, sigmoidHard, sampled, verticalOfClass, seed: config.seed, featureTerm });
   // Trained and checkpointed together; only student.params are exported.
   const trainables = [...student.params, ...(featureTerm?.params ?? [])];
   const ckpt = loadCheckpoint(stateDir);
@@ -337,77 +386,21 @@ export async function trainStudent(data: TrainingData, config: TrainConfig, stat
       tf.tidy(() => {
         const augment = config.augment && (config.augment.flip || config.augment.shift > 0) ? config.augment : undefined;
         const x = augment ? augmentedInput(samples, data.info.shape, augment, new Rng((config.seed * 7368787 + step * 2654435761 + 3) >>> 0)) : inputTensor(samples, data.info.shape);
-        const labels = tf.tensor1d(Int32Array.from(samples, (s) => s.label), 'int32');
-        if (sampled) {
-          // The step's columns come from a per-step seed, so a resumed run draws the same ones.
-          const rows: SparseRow[] =
-            loss.kind === 'kc'
-              ? kcTargetRows(samples, data.teachers.map((t) => t.info), verticalOfClass!, loss.kcTopK, loss.kcGtMix)
-              : samples.map((s) => {
-                  const ids = s.labels ?? (s.label >= 0 ? [s.label] : []);
-                  return { ids, probs: ids.map(() => 1) };
-                });
-          const cols = sampleColumns(rows, numClasses, loss.sampledNegatives, new Rng((config.seed * 1000003 + step * 7919 + 17) >>> 0));
-          const targets = tf.tensor2d(targetsAtColumns(rows, cols.columns), [samples.length, cols.columns.length]);
-          const weights = tf.tensor1d(cols.weights);
-          const t = loss.kind === 'kc' ? loss.temperature : 1;
-          const name = loss.kind === 'kc' ? 'soft' : 'hard';
-          const headStep = sparseHead?.begin(cols.columns);
-          const { value, grads } = tf.variableGrads(() => {
-            const logits = headStep ? sparseHead!.logits((student as Student & Imprintable).penultimate(x), headStep) : student.applyColumns!(x, true, cols.columns);
-            const total = tf.mul(sampledSigmoidCrossEntropy(logits, targets, weights, t), t * t) as tf.Scalar;
-            return total;
-          }, headStep ? [...vars, ...headStep.variables] : vars);
-          termValues.total = value.dataSync()[0]!;
-          termValues[name] = termValues.total;
-          finishStep(value, grads, headStep);
-          return;
-        }
-        let target: TeacherTarget | undefined;
-        if (loss.kind === 'kc') target = kcTarget(samples, data.teachers.map((t) => t.info), verticalOfClass!, loss.kcTopK, loss.kcGtMix);
-        else if (teacher && softLabels) target = softTarget(samples.map((s) => s.teachers[0]!), teacher.info, source, loss.topkPolicy, loss.temperature, numClasses, teacher.where);
+        const objective = trainingLoss.batch(samples, step);
+        // Row-sparse head: the objective's columns read this step's rows, copied from host memory.
+        const headStep = sparseHead && objective.columns ? sparseHead.begin(objective.columns) : undefined;
         const terms: Record<string, tf.Scalar> = {};
-        const teacherFeatures = featureTerm?.teacherBatch(samples.map((s) => s.teachers[0]), samples.map((s) => s.id));
         const { value, grads } = tf.variableGrads(() => {
-          let logits: tf.Tensor2D;
-          let activations: Map<string, tf.Tensor> | undefined;
-          if (featureTerm) ({ logits, activations } = student.applyWithActivations!(x, true, step));
-          else logits = student.apply(x, true, step);
-          const t = loss.temperature;
-          let total: tf.Scalar;
-          if (loss.kind === 'ce' || loss.kind === 'sigmoid_ce') {
-            total = sigmoidHard ? sigmoidCrossEntropy(logits, multiHot(samples, numClasses)) : crossEntropy(logits, labels);
-            terms.hard = tf.keep(total);
-          } else if (loss.kind === 'kd') {
-            const soft = tf.mul(divergenceLoss(loss.divergence, logits, target!, t, loss.skew), t * t) as tf.Scalar;
-            terms.soft = tf.keep(soft);
-            if (loss.alpha > 0) {
-              const hard = crossEntropy(logits, labels);
-              terms.hard = tf.keep(hard);
-              total = tf.add(tf.mul(hard, loss.alpha), tf.mul(soft, 1 - loss.alpha)) as tf.Scalar;
-            } else total = soft;
-          } else {
-            // sigmoid_kd and kc: BCE against teacher sigmoids (T^2 keeps the gradient scale for T != 1).
-            const soft = tf.mul(sigmoidKd(logits, target!, t), t * t) as tf.Scalar;
-            terms.soft = tf.keep(soft);
-            if (loss.alpha > 0 && loss.kind === 'sigmoid_kd') {
-              const hard = sigmoidCrossEntropy(logits, multiHot(samples, numClasses));
-              terms.hard = tf.keep(hard);
-              total = tf.add(tf.mul(hard, loss.alpha), tf.mul(soft, 1 - loss.alpha)) as tf.Scalar;
-            } else total = soft;
-          }
-          if (featureTerm) {
-            const feature = featureTerm.loss(activations!, teacherFeatures!);
-            terms.feature = tf.keep(feature);
-            total = tf.add(total, tf.mul(feature, featureConfig!.weight)) as tf.Scalar;
-          }
+          const outputs = headStep ? { logits: sparseHead!.logits((student as Student & Imprintable).penultimate(x), headStep) } : studentOutputs(student, x, step, objective.columns, trainingLoss.needsActivations);
+          const { total, terms: parts } = objective.loss(outputs);
+          for (const [name, t] of Object.entries(parts)) terms[name] = tf.keep(t);
           return total;
-        }, vars);
+        }, headStep ? [...vars, ...headStep.variables] : vars);
         for (const [name, t] of Object.entries(terms)) termValues[name] = t.dataSync()[0]!;
         termValues.total = value.dataSync()[0]!;
-        finishStep(value, grads);
+        finishStep(grads, headStep);
       });
-      function finishStep(_value: tf.Scalar, grads: tf.NamedTensorMap, headStep?: SparseHeadStep): void {
+      function finishStep(grads: tf.NamedTensorMap, headStep?: SparseHeadStep): void {
         for (const [name, v] of Object.entries(termValues)) {
           if (!Number.isFinite(v)) throw new Error(`training stopped at step ${step}: loss term "${name}" is ${v} (lr ${lr})`);
         }

@@ -185,6 +185,24 @@ export function sigmoidKd(studentLogits: tf.Tensor2D, target: TeacherTarget, tem
   return tf.div(tf.sub(softplusSum, cross), n) as tf.Scalar;
 }
 
+/**
+ * Sigmoid Hinton KD: alpha * sigmoidCrossEntropy(y) + (1 - alpha) * T^2 * sigmoidKd(p_T, z_s / T)
+ * (T^2 keeps the gradient scale for T != 1). Without `multiHot` or with alpha 0: the soft term only.
+ */
+export function sigmoidHintonKd(
+  studentLogits: tf.Tensor2D,
+  multiHot: tf.Tensor2D | undefined,
+  target: TeacherTarget,
+  options: { temperature: number; alpha: number },
+): { total: tf.Scalar; hard?: tf.Scalar; soft: tf.Scalar } {
+  const t = options.temperature;
+  const soft = tf.mul(sigmoidKd(studentLogits, target, t), t * t) as tf.Scalar;
+  if (options.alpha === 0 || !multiHot) return { total: soft, soft };
+  const hard = sigmoidCrossEntropy(studentLogits, multiHot);
+  const total = tf.add(tf.mul(hard, options.alpha), tf.mul(soft, 1 - options.alpha)) as tf.Scalar;
+  return { total, hard, soft };
+}
+
 /** Multi-hot hard-label sigmoid cross-entropy, batch mean of the per-sample class sum. */
 export function sigmoidCrossEntropy(studentLogits: tf.Tensor2D, multiHot: tf.Tensor2D): tf.Scalar {
   const n = studentLogits.shape[0];
