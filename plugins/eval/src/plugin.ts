@@ -17,6 +17,10 @@ const params = Type.Object(
     topk: Type.Array(Type.Integer({ minimum: 1 }), { default: [1, 5], minItems: 1, description: 'k values of top-k accuracy' }),
     eceBins: Type.Integer({ default: 15, minimum: 1, description: 'Equal-width confidence bins of ECE and the reliability diagram' }),
     outputs: Type.Union([Type.Literal('logits'), Type.Literal('probabilities')], { default: 'logits', description: 'What the models output: logits are softmaxed for ECE and AP' }),
+    apScore: Type.Union([Type.Literal('softmax'), Type.Literal('sigmoid')], {
+      default: 'softmax',
+      description: 'What mean per-vertical AP ranks: softmax = each row\'s probabilities (softmax of the logits, or the given probabilities); sigmoid = the per-class sigmoid of each logit, the score of a model trained with per-class sigmoid losses (needs outputs: logits). The report names it.',
+    }),
     input: Type.Optional(Type.String({ description: 'Model input name; default: the only input' })),
     output: Type.Optional(Type.String({ description: 'Model output holding class scores; default: the first output' })),
     verticals: Type.Optional(PathParam({ description: 'JSON file: the vertical of each class, as an array or {"classToVertical": [...], "names": [...]}; default: verticals.json of the input "taxonomy"' })),
@@ -54,6 +58,7 @@ export default definePlugin({
       topk: p.topk,
       eceBins: p.eceBins,
       outputs: p.outputs,
+      apScore: p.apScore,
       inputName: p.input,
       outputName: p.output,
       scale: p.scale,

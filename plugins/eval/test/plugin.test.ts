@@ -144,7 +144,7 @@ test('eval stage: report.json numbers equal the full-matrix metrics of the test 
     // Accuracy against size: one point per model in each of the two panels.
     assert.equal(symbolMarks(readFileSync(join(root, 'out', 'accuracy-vs-size.svg'), 'utf8')), 4);
     const md = readFileSync(join(root, 'out', 'report.md'), 'utf8');
-    assert.match(md, /\| model \| role \| top-1 \| top-2 \| top-5 \| ECE \| mean per-vertical AP \| agreement with teacher \|/);
+    assert.match(md, /\| model \| role \| top-1 \| top-2 \| top-5 \| ECE \| mean per-vertical AP \(softmax scores\) \| agreement with teacher \|/);
     assert.match(md, new RegExp(`\\| student \\| student \\| ${(student.metrics.top1 * 100).toFixed(2)}% \\|`));
     assert.match(md, /\| teacher \| student \| [\d.]+x \| 1\.25x \| 1\.13x \|/);
     assert.match(md, /\| animals \|/);

@@ -9,3 +9,4 @@ export { sampleColumns, sampledSigmoidCrossEntropy, targetsAtColumns } from './l
 export { sparseFromLists } from './targets.js';
 export { openTrainingData, epochBatches } from './data.js';
 export { trainStudent, exportOnnx } from './train.js';
+export { SparseHead } from './sparse-head.js';

@@ -97,6 +97,10 @@ const params = Type.Object(
     }),
     imprintMargin: Type.Number({ minimum: 0, default: 0, description: 'imprint: logit of a class mean above the prior (0 = log C)' }),
     imprintAfter: Type.Boolean({ default: false, description: 'after training, set the output rows again from the class means of the trained features (one more pass)' }),
+    headOptimizer: Type.Union([Type.Literal('dense'), Type.Literal('row-sparse')], {
+      default: 'dense',
+      description: 'row-sparse (with sampledNegatives, adam; mlp and kc): the output rows live in host memory and a step reads and updates only its columns\' rows with lazy Adam (untouched rows keep weights and moments); the self-paced norm\'s gradient into the rows is dropped',
+    }),
     optimizer: Type.Union([Type.Literal('adam'), Type.Literal('sgd')], { default: 'adam' }),
     lr: Type.Number({ exclusiveMinimum: 0, default: 1e-3 }),
     momentum: Type.Number({ minimum: 0, maximum: 1, default: 0.9 }),
@@ -207,6 +211,7 @@ export default definePlugin({
         headInit: p.headInit,
         imprintMargin: p.imprintMargin,
         imprintAfter: p.imprintAfter,
+        headOptimizer: p.headOptimizer,
         ...(init ? { init } : {}),
       },
       ctx.stateDir,

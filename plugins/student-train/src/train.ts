@@ -17,6 +17,8 @@ import { clipByGlobalNorm, Optimizer, scheduleFactor, type OptimizerConfig, type
 import type { SparseRow } from './losses/sampled.js';
 import { Rng } from './rng.js';
 import { validationTop1 } from './validate.js';
+import { SparseHead, type SparseHeadStep } from './sparse-head.js';
+import type { Imprintable } from './imprint.js';
 import { createFeatureTerm, type FeatureConfig, type FeatureTerm } from './features.js';
 import { chooseSource, kcTarget, kcTargetRows, softTarget, teacherClasses, type SoftLabelSource, type TopkPolicy } from './targets.js';
 
@@ -81,8 +83,17 @@ export interface TrainConfig {
   headInit?: 'prior' | 'imprint' | 'ncm';
   /** imprint: logit gap of a class mean over the prior (0 = log C). */
   imprintMargin?: number;
-  /** After the last step, set the output rows again from the class means of the TRAINED features. */
+  /**
+   * After the last step, set the output rows again from the class means of the TRAINED features.
+   * Refused for loss kc: it would replace the head the specialists' soft targets trained.
+   */
   imprintAfter?: boolean;
+  /**
+   * 'dense' (default): one optimiser for every parameter. 'row-sparse' (with sampledNegatives; mlp
+   * and kc): the output rows live in host memory and each step reads and updates only its columns'
+   * rows with lazy Adam (sparse-head.ts, sparse-adam.ts).
+   */
+  headOptimizer?: 'dense' | 'row-sparse';
 }
 
 /** Hooks into the stage context (or a test). */
@@ -263,6 +274,7 @@ function createTrainingLoss(setup: LossSetup): TrainingLoss {
 export async function trainStudent(data: TrainingData, config: TrainConfig, stateDir: string, hooks: TrainHooks): Promise<TrainResult> {
   const numClasses = data.info.numClasses;
   const loss = config.loss;
+  if (config.imprintAfter && loss.kind === 'kc') throw new Error('imprintAfter: not with loss kc, it would replace the head the specialists\' soft targets trained with class means of the hard labels (imprinting may initialise a KC head: headInit)');
   const needsTeacher = loss.kind !== 'ce' && loss.kind !== 'sigmoid_ce';
   if (needsTeacher && data.teachers.length === 0) throw new Error(`loss "${loss.kind}" needs teacher outputs (input "teacher")`);
   if (loss.kind !== 'kc' && data.teachers.length > 1) throw new Error(`loss "${loss.kind}" takes one teacher, got ${data.teachers.length} (several teachers: loss kc)`);
@@ -286,6 +298,9 @@ export async function trainStudent(data: TrainingData, config: TrainConfig, stat
   const sigmoidHard = loss.kind === 'sigmoid_ce' || (loss.kind === 'ce' && data.info.labels === 'multi');
   const sampled = (loss.sampledNegatives ?? 0) > 0 && (sigmoidHard || loss.kind === 'kc');
   if ((loss.sampledNegatives ?? 0) > 0 && !sampled) throw new Error(`sampledNegatives applies to sigmoid losses (sigmoid_ce, ce on multi-label data, kc), not to loss "${loss.kind}"${loss.kind === 'ce' ? ' on single-label data (use sigmoid_ce)' : ''}`);
+  const rowSparse = config.headOptimizer === 'row-sparse';
+  if (rowSparse && !sampled) throw new Error('headOptimizer row-sparse: needs sampledNegatives > 0 with a sigmoid loss (sigmoid_ce, ce on multi-label data, kc)');
+  if (rowSparse && config.optimizer.name !== 'adam') throw new Error(`headOptimizer row-sparse: the row-sparse head is trained with Adam; optimizer is ${config.optimizer.name}`);
   if (sampled && !student.applyColumns) throw new Error(`sampledNegatives: student arch "${studentConfig.arch}" has no column-subset head (use mlp or kc)`);
   if (sigmoidHard || loss.kind === 'kc' || loss.kind === 'sigmoid_kd') startAtPrior(student, studentConfig, numClasses);
   const featureConfig = loss.feature && loss.feature.kind !== 'none' ? loss.feature : undefined;
@@ -309,7 +324,11 @@ export async function trainStudent(data: TrainingData, config: TrainConfig, stat
     initStudentFromOnnx(student, config.init.model, config.init.where);
     hooks.log(`initialised from ${config.init.where}`);
   }
-  const optimizer = new Optimizer(config.optimizer, trainables);
+  // Row-sparse: the output rows are trained by the SparseHead, every other parameter by the dense optimiser.
+  const sparseHead = rowSparse ? new SparseHead(student as Student & Imprintable, config.optimizer) : undefined;
+  const headVariables = sparseHead?.variables() ?? new Set<tf.Variable>();
+  const denseParams = trainables.filter((p) => !headVariables.has(p.variable));
+  const optimizer = new Optimizer(config.optimizer, denseParams);
   const batchesPerEpoch = Math.ceil(data.rows / config.batchSize);
   const totalSteps = config.maxSteps > 0 ? Math.min(config.maxSteps, batchesPerEpoch * config.epochs) : batchesPerEpoch * config.epochs;
   hooks.log(`student ${studentConfig.arch}: ${parameterCount(student)} parameters; ${data.rows} ${data.split} rows, ${batchesPerEpoch} batches/epoch, ${totalSteps} steps; loss ${loss.kind}${featureConfig ? ` + ${featureConfig.weight} * ${featureConfig.kind} (${featureConfig.studentLayer} -> ${featureConfig.teacherFeature}${featureTerm!.params.length ? `, regressor ${featureTerm!.params[0]!.variable.shape.join('x')} not exported` : ''})` : ''}${needsTeacher ? ` from ${loss.kind === 'kc' ? `${data.teachers.length} teachers` : source}` : ''}${sampled ? `; sigmoid CE on the batch's positives + ${loss.sampledNegatives} sampled negatives` : ''}`);
@@ -326,28 +345,42 @@ export async function trainStudent(data: TrainingData, config: TrainConfig, stat
     const opt: Record<string, Float32Array> = {};
     for (const [k, v] of Object.entries(ckpt.tensors)) if (k.startsWith('opt/')) opt[k.slice(4)] = v;
     optimizer.load(opt, ckpt.header.optimizerStep);
+    if (sparseHead) {
+      const m = opt['sparsehead/m'];
+      const v = opt['sparsehead/v'];
+      if (!m || !v) throw new Error(`checkpoint in ${stateDir}: no row-sparse head moments (was headOptimizer changed?)`);
+      sparseHead.optimizer.load({ m, v }, ckpt.header.optimizerStep);
+    }
     step = ckpt.header.step;
     startEpoch = ckpt.header.epoch;
     skip = ckpt.header.batchInEpoch;
     hooks.log(`resuming from the checkpoint at step ${step} (epoch ${startEpoch}, batch ${skip})`);
   }
+  sparseHead?.load();
   const resumedFrom = step;
   const checkpoint = (epoch: number, batchInEpoch: number) => {
+    sparseHead?.store();
     const tensors: Record<string, tf.Tensor> = {};
     for (const p of [...trainables, ...student.buffers]) tensors[`param/${p.name}`] = p.variable;
     for (const [k, v] of Object.entries(optimizer.state())) tensors[`opt/${k}`] = v;
+    const moments: tf.Tensor[] = [];
+    if (sparseHead) {
+      moments.push((tensors['opt/sparsehead/m'] = tf.tensor1d(sparseHead.optimizer.m)), (tensors['opt/sparsehead/v'] = tf.tensor1d(sparseHead.optimizer.v)));
+    }
     saveCheckpoint(stateDir, { step, epoch, batchInEpoch, optimizerStep: optimizer.step }, tensors);
+    for (const t of moments) t.dispose();
   };
 
   let lastValidated = -1;
   const validate = async (epoch: number): Promise<void> => {
     if (!config.validation || lastValidated === step) return;
+    sparseHead?.store();
     const score = await validationTop1(student, config.validation);
     lastValidated = step;
     hooks.metric('val/top1', score.top1, step);
     hooks.log(`epoch ${epoch + 1} (step ${step}): validation top-1 ${(100 * score.top1).toFixed(2)}% on ${score.rows} ${config.validation.split} rows`);
   };
-  const vars = trainables.map((p) => p.variable);
+  const vars = denseParams.map((p) => p.variable);
   let finalLoss = NaN;
   const started = Date.now();
   outer: for (let epoch = startEpoch; epoch < config.epochs; epoch++) {
@@ -365,29 +398,47 @@ export async function trainStudent(data: TrainingData, config: TrainConfig, stat
         const augment = config.augment && (config.augment.flip || config.augment.shift > 0) ? config.augment : undefined;
         const x = augment ? augmentedInput(samples, data.info.shape, augment, new Rng((config.seed * 7368787 + step * 2654435761 + 3) >>> 0)) : inputTensor(samples, data.info.shape);
         const objective = trainingLoss.batch(samples, step);
+        // Row-sparse head: the objective's columns read this step's rows, copied from host memory.
+        const headStep = sparseHead && objective.columns ? sparseHead.begin(objective.columns) : undefined;
         const terms: Record<string, tf.Scalar> = {};
         const { value, grads } = tf.variableGrads(() => {
-          const outputs = studentOutputs(student, x, step, objective.columns, trainingLoss.needsActivations);
+          const outputs = headStep ? { logits: sparseHead!.logits((student as Student & Imprintable).penultimate(x), headStep) } : studentOutputs(student, x, step, objective.columns, trainingLoss.needsActivations);
           const { total, terms: parts } = objective.loss(outputs);
           for (const [name, t] of Object.entries(parts)) terms[name] = tf.keep(t);
           return total;
-        }, vars);
+        }, headStep ? [...vars, ...headStep.variables] : vars);
         for (const [name, t] of Object.entries(terms)) termValues[name] = t.dataSync()[0]!;
         termValues.total = value.dataSync()[0]!;
-        finishStep(grads);
+        finishStep(grads, headStep);
       });
-      function finishStep(grads: tf.NamedTensorMap): void {
+      function finishStep(grads: tf.NamedTensorMap, headStep?: SparseHeadStep): void {
         for (const [name, v] of Object.entries(termValues)) {
           if (!Number.isFinite(v)) throw new Error(`training stopped at step ${step}: loss term "${name}" is ${v} (lr ${lr})`);
         }
         const named: Record<string, tf.Tensor> = {};
-        for (const p of trainables) {
+        for (const p of denseParams) {
           const g = grads[p.variable.name];
           if (g) named[p.name] = tf.keep(g);
         }
+        // The step's head rows are clipped together with the dense parameters.
+        const headNames = headStep ? headStep.variables.map((v) => `sparsehead/${v.name}`) : [];
+        headStep?.variables.forEach((v, i) => {
+          const g = grads[v.name];
+          if (g) named[headNames[i]!] = tf.keep(g);
+        });
         const norm = clipByGlobalNorm(named, config.clipNorm);
         if (!Number.isFinite(norm)) throw new Error(`training stopped at step ${step}: gradient norm is ${norm} (loss ${termValues.total})`);
         termValues.grad_norm = norm;
+        if (headStep) {
+          const headGrads = new Map<tf.Variable, tf.Tensor>();
+          headStep.variables.forEach((v, i) => {
+            const g = named[headNames[i]!];
+            if (g) headGrads.set(v, g);
+            delete named[headNames[i]!];
+          });
+          sparseHead!.apply(headStep, headGrads, lr);
+          for (const g of headGrads.values()) g.dispose();
+        }
         optimizer.apply(named, lr);
       }
       finalLoss = termValues.total!;
@@ -403,6 +454,7 @@ export async function trainStudent(data: TrainingData, config: TrainConfig, stat
   }
   if (lastValidated !== step) await validate(Math.max(0, Math.ceil(step / batchesPerEpoch) - 1));
   const seconds = (Date.now() - started) / 1000;
+  sparseHead?.store();
   if (config.imprintAfter) await imprintHeads(student, data, imprintOptions);
   hooks.log(`trained ${step - resumedFrom} steps in ${seconds.toFixed(1)} s (${((step - resumedFrom) / Math.max(seconds, 1e-9)).toFixed(2)} steps/s), final loss ${finalLoss}`);
   optimizer.dispose();

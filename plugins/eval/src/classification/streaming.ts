@@ -6,7 +6,10 @@
  * (N x average vertical size float32 values).
  *
  * Scores given to `add` are the model's raw outputs; `probabilities: false` means they are logits
- * and are softmaxed (float64) for ECE and AP. Top-k and accuracies depend only on the ranking.
+ * and are softmaxed (float64) for ECE. Mean per-vertical AP ranks each class's column on the score
+ * `apScore` names: the row's probabilities (softmax of the logits, or the given probabilities), or
+ * the per-class sigmoid of each logit, the score a model trained with per-class sigmoid losses
+ * produces. Top-k and accuracies depend only on the ranking.
  */
 import { argmaxRow, averagePrecision, confidenceBin, rankOf } from './metrics.js';
 
@@ -24,7 +27,17 @@ export interface StreamingOptions {
   /** True when scores are already probabilities (no softmax). */
   probabilities: boolean;
   verticals?: VerticalMap;
+  /**
+   * Score mean per-vertical AP ranks (default 'softmax'): 'softmax' = the row's probabilities (the
+   * given ones when `probabilities`); 'sigmoid' = sigmoid(logit) per class, for per-class sigmoid
+   * models (kept as the logit itself: the same ranking, without float32 saturation ties near 1).
+   * 'sigmoid' needs logits.
+   */
+  apScore?: ApScore;
 }
+
+/** What mean per-vertical AP ranks: see StreamingOptions.apScore. */
+export type ApScore = 'softmax' | 'sigmoid';
 
 /** Final values; null where a quantity has no sample (a class without test samples, an empty bin). */
 export interface ClassificationSummary {
@@ -81,6 +94,7 @@ export class StreamingClassificationMetrics {
 
   constructor(private readonly o: StreamingOptions) {
     const c = o.numClasses;
+    if (o.apScore === 'sigmoid' && o.probabilities) throw new Error('apScore "sigmoid" ranks logits: the model outputs are probabilities (outputs: probabilities); use apScore softmax');
     this.topkHits = new Float64Array(o.topk.length);
     this.classTotal = new Float64Array(c);
     this.classHit = new Float64Array(c);
@@ -137,7 +151,10 @@ export class StreamingClassificationMetrics {
         const v = this.o.verticals.classToVertical[y]!;
         this.verticalTotal![v]!++;
         if (pred === y) this.verticalHit![v]!++;
-        this.verticalScores![v]!.push(this.verticalClasses![v]!.map((cls) => probs[cls]!));
+        // sigmoid: the logit itself (sigmoid is strictly increasing, so AP is the same).
+        const apScores = this.o.apScore === 'sigmoid' ? scores : probs;
+        const apOffset = this.o.apScore === 'sigmoid' ? off : 0;
+        this.verticalScores![v]!.push(this.verticalClasses![v]!.map((cls) => apScores[apOffset + cls]!));
         this.verticalLabels![v]!.push(y);
       }
     }

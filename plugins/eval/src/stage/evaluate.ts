@@ -14,7 +14,7 @@ import { join } from 'node:path';
 import type * as Ort from 'onnxruntime-node';
 import { openShardSet, parseDatasetSchema, type DatasetInfo, type ShardSet } from '@distillery/runtime/shards';
 import { readModelFile } from '@distillery/runtime/onnx';
-import { StreamingClassificationMetrics, type VerticalMap } from '../classification/streaming.js';
+import { StreamingClassificationMetrics, type ApScore, type VerticalMap } from '../classification/streaming.js';
 import { measureLatency, modelCost } from '../classification/efficiency.js';
 import { REPORT_FORMAT, renderMarkdown, type EfficiencyComparison, type EvalReport, type LossPoint, type ModelEfficiency, type ModelReport } from './report.js';
 import { renderSvg, reportPlots } from './plots.js';
@@ -44,6 +44,8 @@ export interface EvaluateOptions {
   eceBins: number;
   /** 'logits' (softmaxed for ECE and AP) or 'probabilities' (used as they are). */
   outputs: 'logits' | 'probabilities';
+  /** What mean per-vertical AP ranks (classification/streaming.ts; default softmax). */
+  apScore?: ApScore;
   inputName?: string;
   outputName?: string;
   scale: number;
@@ -192,7 +194,7 @@ async function openModel(ort: typeof Ort, spec: EvalModelSpec, o: EvaluateOption
     if (outDims.length !== 2) throw new Error(`${where}: output ${outputName} has shape [${outDims.join(', ')}]; need [batch, classes]`);
     if (isFixed(width) && width !== data.numClasses) throw new Error(`${where}: output ${outputName} has ${width} classes but the dataset has ${data.numClasses}`);
     if (output.type !== 'float32') throw new Error(`${where}: output ${outputName} has dtype ${output.type}, need float32`);
-    const metrics = new StreamingClassificationMetrics({ numClasses: data.numClasses, topk: o.topk, eceBins: o.eceBins, probabilities: o.outputs === 'probabilities', ...(o.verticals ? { verticals: o.verticals } : {}) });
+    const metrics = new StreamingClassificationMetrics({ numClasses: data.numClasses, topk: o.topk, eceBins: o.eceBins, probabilities: o.outputs === 'probabilities', apScore: o.apScore ?? 'softmax', ...(o.verticals ? { verticals: o.verticals } : {}) });
     return { spec, path, session, inputName, outputName, inputType: input.type, sampleDims: sampleDims as number[], fixedBatch: isFixed(dims[0]) ? dims[0] : undefined, metrics };
   } catch (error) {
     await session.release();
@@ -488,7 +490,7 @@ export async function evaluateModels(o: EvaluateOptions): Promise<EvalReport> {
       dataset: { split: o.split, samples: counts.samples, skippedUnlabelled: counts.skippedUnlabelled, numClasses: data.numClasses, ...(data.classNames ? { classNames: data.classNames } : {}) },
       topk: o.topk,
       eceBins: o.eceBins,
-      ...(o.verticals ? { verticals: { names: o.verticals.names, classToVertical: Array.from(o.verticals.classToVertical) } } : {}),
+      ...(o.verticals ? { verticals: { names: o.verticals.names, classToVertical: Array.from(o.verticals.classToVertical) }, apScore: o.apScore ?? 'softmax' } : {}),
       ...(ref ? { referenceTeacher: ref.name } : {}),
       models: reports,
       efficiency: efficiencyComparisons(reports, ref),

@@ -4,7 +4,7 @@
  * Numbers that do not exist (a class without samples, FLOPs of a model with an op the counter
  * does not know) are null in JSON and "-" in tables.
  */
-import type { ClassificationSummary } from '../classification/streaming.js';
+import type { ApScore, ClassificationSummary } from '../classification/streaming.js';
 
 export const REPORT_FORMAT = 'distillery-eval-report';
 
@@ -78,6 +78,8 @@ export interface EvalReport {
   topk: number[];
   eceBins: number;
   verticals?: { names: string[]; classToVertical: number[] };
+  /** The score mean per-vertical AP ranked (absent in reports written before it was a choice: softmax). */
+  apScore?: ApScore;
   /** The first teacher: agreement and efficiency ratios are against it. */
   referenceTeacher?: string;
   models: ModelReport[];
@@ -108,7 +110,7 @@ function modelTable(report: EvalReport): string {
   const hasAgreement = report.models.some((m) => m.metrics.agreement !== undefined);
   const hasVerticals = report.verticals !== undefined;
   const header = ['model', 'role', ...report.topk.map((k) => `top-${k}`), 'ECE'];
-  if (hasVerticals) header.push('mean per-vertical AP');
+  if (hasVerticals) header.push(`mean per-vertical AP (${report.apScore ?? 'softmax'} scores)`);
   if (hasAgreement) header.push(`agreement with ${report.referenceTeacher}`);
   header.push('params', 'FLOPs', 'p50 ms', 'p95 ms', 'samples/s');
   const rows = report.models.map((m) => {
