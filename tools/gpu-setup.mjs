@@ -17,9 +17,17 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 
-const { PROVIDER_LOADS, diagnoseCudaProvider, onnxruntimeNodeInstall } = await import('@distillery/runtime/onnx/execution-provider');
-const { GPU_PROVIDER_PACKAGE, GPU_PROVIDER_PACKAGE_VERSION, KNOWN_PROVIDER_RELEASES, checkProviderMatch, installProviderLibraries, readProviderPackage } =
-  await import('@distillery/runtime/onnx/gpu-setup');
+const { PROVIDER_LOADS, diagnoseCudaProvider, onnxruntimeNodeInstall } = await import(
+  '@distillery/runtime/onnx/execution-provider'
+);
+const {
+  GPU_PROVIDER_PACKAGE,
+  GPU_PROVIDER_PACKAGE_VERSION,
+  KNOWN_PROVIDER_RELEASES,
+  checkProviderMatch,
+  installProviderLibraries,
+  readProviderPackage,
+} = await import('@distillery/runtime/onnx/gpu-setup');
 
 const { values: args } = parseArgs({
   options: { package: { type: 'string' }, from: { type: 'string' }, check: { type: 'boolean', default: false } },
@@ -31,7 +39,11 @@ console.log(`onnxruntime-node ${install.version}, binding in ${install.binDir}`)
 function report() {
   const cause = diagnoseCudaProvider(install);
   const loads = cause === PROVIDER_LOADS;
-  console.log(loads ? 'CUDA provider: its libraries and the CUDA libraries load here' : `CUDA provider will not load yet: ${cause}`);
+  console.log(
+    loads
+      ? 'CUDA provider: its libraries and the CUDA libraries load here'
+      : `CUDA provider will not load yet: ${cause}`,
+  );
   return loads;
 }
 
@@ -45,9 +57,19 @@ try {
     // A package version whose onnxruntime release is known is refused before the ~180 MB download.
     const release = KNOWN_PROVIDER_RELEASES[spec];
     const at = spec.lastIndexOf('@');
-    if (release) checkProviderMatch({ name: spec.slice(0, at), version: spec.slice(at + 1), onnxruntimeVersion: release }, install);
+    if (release)
+      checkProviderMatch(
+        { name: spec.slice(0, at), version: spec.slice(at + 1), onnxruntimeVersion: release },
+        install,
+      );
     console.log(`fetching ${spec} (about 180 MB) with npm pack`);
-    const file = execFileSync('npm', ['pack', spec, '--pack-destination', work, '--silent'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] }).trim().split('\n').at(-1);
+    const file = execFileSync('npm', ['pack', spec, '--pack-destination', work, '--silent'], {
+      encoding: 'utf8',
+      stdio: ['ignore', 'pipe', 'inherit'],
+    })
+      .trim()
+      .split('\n')
+      .at(-1);
     source = join(work, file);
   }
   let dir = source;
@@ -57,9 +79,13 @@ try {
   }
   const provider = readProviderPackage(dir);
   const written = installProviderLibraries(provider, install);
-  console.log(`installed ${provider.name}@${provider.version} (onnxruntime ${provider.onnxruntimeVersion}):\n  ${written.join('\n  ')}`);
+  console.log(
+    `installed ${provider.name}@${provider.version} (onnxruntime ${provider.onnxruntimeVersion}):\n  ${written.join('\n  ')}`,
+  );
   report();
-  console.log('The provider needs CUDA 13 (libcudart.so.13, libcublas.so.13, libcublasLt.so.13, libcurand.so.10) and cuDNN 9 (libcudnn.so) on LD_LIBRARY_PATH; `npm run gpu:setup -- --check` says what is missing.');
+  console.log(
+    'The provider needs CUDA 13 (libcudart.so.13, libcublas.so.13, libcublasLt.so.13, libcurand.so.10) and cuDNN 9 (libcudnn.so) on LD_LIBRARY_PATH; `npm run gpu:setup -- --check` says what is missing.',
+  );
 } catch (error) {
   console.error(error instanceof Error ? error.message : String(error));
   process.exitCode = 1;

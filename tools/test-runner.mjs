@@ -26,5 +26,7 @@ if (selected.length === 0) {
   console.error('no test files found (did `tsc -b` run?)');
   process.exit(1);
 }
-const result = spawnSync(process.execPath, ['--test', '--test-force-exit', '--test-reporter=spec', ...selected], { stdio: 'inherit' });
+const result = spawnSync(process.execPath, ['--test', '--test-force-exit', '--test-reporter=spec', ...selected], {
+  stdio: 'inherit',
+});
 process.exit(result.status ?? 1);

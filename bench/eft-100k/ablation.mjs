@@ -27,8 +27,13 @@ const pipeline = join(repo, 'pipelines', 'eft-100k.yaml');
 const distill = join(repo, 'tools', 'core', 'bin', 'distill.js');
 
 function run(root, sets) {
-  const r = spawnSync(process.execPath, [distill, 'run', pipeline, '--quiet', '--root', root, ...sets.flatMap((s) => ['--set', s])], { cwd: repo, encoding: 'utf8' });
-  if (r.status !== 0) throw new Error(`distill run failed (${sets.join(' ')}):\n${r.stderr.slice(-3000)}\n${r.stdout.slice(-2000)}`);
+  const r = spawnSync(
+    process.execPath,
+    [distill, 'run', pipeline, '--quiet', '--root', root, ...sets.flatMap((s) => ['--set', s])],
+    { cwd: repo, encoding: 'utf8' },
+  );
+  if (r.status !== 0)
+    throw new Error(`distill run failed (${sets.join(' ')}):\n${r.stderr.slice(-3000)}\n${r.stdout.slice(-2000)}`);
 }
 
 async function testSet(dataDir) {
@@ -39,10 +44,11 @@ async function testSet(dataDir) {
     const sp = b.strings('split');
     const f = b.numeric('features');
     const l = b.numeric('label');
-    for (let r = 0; r < b.numRows; r++) if (sp[r] === 'test') {
-      xs.push(f.slice(r * 256, (r + 1) * 256));
-      ys.push(l[r]);
-    }
+    for (let r = 0; r < b.numRows; r++)
+      if (sp[r] === 'test') {
+        xs.push(f.slice(r * 256, (r + 1) * 256));
+        ys.push(l[r]);
+      }
   }
   const x = new Float32Array(xs.length * 256);
   xs.forEach((v, i) => x.set(v, i * 256));
@@ -92,7 +98,12 @@ for (const seed of args.seeds.split(',').map(Number)) {
   const root = mkdtempSync(join(tmpdir(), 'eft-ablation-'));
   writeFileSync(join(root, 'nx.json'), '{}');
   const out = (stage) => join(root, 'out', 'eft-100k', stage);
-  const base = [`params.seed=${seed}`, `params.data.classes=${args.classes}`, `params.data.samplesPerClass=${args.spc}`, ...args.set];
+  const base = [
+    `params.seed=${seed}`,
+    `params.data.classes=${args.classes}`,
+    `params.data.samplesPerClass=${args.spc}`,
+    ...args.set,
+  ];
   try {
     const t0 = performance.now();
     run(root, base);
@@ -107,14 +118,18 @@ for (const seed of args.seeds.split(',').map(Number)) {
     for (const v of taxonomy.verticals) {
       const map = JSON.parse(readFileSync(join(out('data'), 'verticals', `${v.name}.json`), 'utf8'));
       const z = await logits(join(out(`specialist@${v.name}`), 'model.onnx'), test.x, test.n);
-      for (let i = 0; i < test.n; i++) map.forEach((g, j) => (all[i * C + g] = 1 / (1 + Math.exp(-z[i * map.length + j]))));
+      for (let i = 0; i < test.n; i++)
+        map.forEach((g, j) => (all[i * C + g] = 1 / (1 + Math.exp(-z[i * map.length + j]))));
     }
     add('specialists (20 together)', score(all, test, taxonomy, false)); // probabilities: no softmax column
     run(root, [...base, ...variants.sc]);
     add('+distill+SC', score(await logits(join(out('kc'), 'model.onnx'), test.x, test.n), test, taxonomy));
     run(root, [...base, ...variants.distillation]);
     add('+distillation', score(await logits(join(out('kc'), 'model.onnx'), test.x, test.n), test, taxonomy));
-    console.log(`seed ${seed}: ${((performance.now() - t0) / 1000).toFixed(0)} s`, JSON.stringify(Object.fromEntries(Object.entries(table).map(([k, v]) => [k, v.at(-1)]))));
+    console.log(
+      `seed ${seed}: ${((performance.now() - t0) / 1000).toFixed(0)} s`,
+      JSON.stringify(Object.fromEntries(Object.entries(table).map(([k, v]) => [k, v.at(-1)]))),
+    );
   } finally {
     rmSync(root, { recursive: true, force: true });
   }
@@ -127,7 +142,15 @@ const stat = (xs) => {
 };
 console.log(`\n${args.classes} classes, ${args.spc} train samples/class, seeds ${args.seeds} (mean ± std, %)`);
 console.log('| variant | mpvap (sigmoid scores) | mpvap (softmax, as the eval stage) | top-1 |\n|---|---|---|---|');
-for (const name of ['generalist', '+distillation', '+distill+SC', '+distill+SC+self-paced', 'specialists (20 together)']) {
+for (const name of [
+  'generalist',
+  '+distillation',
+  '+distill+SC',
+  '+distill+SC+self-paced',
+  'specialists (20 together)',
+]) {
   const rows = table[name] ?? [];
-  console.log(`| ${name} | ${stat(rows.map((r) => r.mpvap))} | ${stat(rows.map((r) => r.mpvapSoftmax))} | ${stat(rows.map((r) => r.top1))} |`);
+  console.log(
+    `| ${name} | ${stat(rows.map((r) => r.mpvap))} | ${stat(rows.map((r) => r.mpvapSoftmax))} | ${stat(rows.map((r) => r.top1))} |`,
+  );
 }

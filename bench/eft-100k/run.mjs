@@ -33,7 +33,8 @@ function treeRss(pid) {
       const m = /VmRSS:\s+(\d+) kB/.exec(status);
       if (m) total += Number(m[1]) * 1024;
       for (const t of readdirSync(`/proc/${p}/task`)) {
-        for (const c of readFileSync(`/proc/${p}/task/${t}/children`, 'utf8').split(' ').filter(Boolean)) stack.push(Number(c));
+        for (const c of readFileSync(`/proc/${p}/task/${t}/children`, 'utf8').split(' ').filter(Boolean))
+          stack.push(Number(c));
       }
     } catch {
       // process ended between listing and reading
@@ -61,9 +62,14 @@ function runPipeline(root, sets) {
       try {
         record = JSON.parse(out);
       } catch {
-        return reject(new Error(`distill run exited ${code}; stderr:\n${err.slice(-3000)}\nstdout:\n${out.slice(-2000)}`));
+        return reject(
+          new Error(`distill run exited ${code}; stderr:\n${err.slice(-3000)}\nstdout:\n${out.slice(-2000)}`),
+        );
       }
-      if (code !== 0) return reject(new Error(`distill run exited ${code}: ${JSON.stringify(record).slice(0, 3000)}\n${err.slice(-3000)}`));
+      if (code !== 0)
+        return reject(
+          new Error(`distill run exited ${code}: ${JSON.stringify(record).slice(0, 3000)}\n${err.slice(-3000)}`),
+        );
       resolve({ seconds, peakRss: peak, record });
     });
   });
@@ -81,7 +87,9 @@ function summarise(rec) {
     if (s.status === 'ran') e.ran++;
     byBase.set(base, e);
   }
-  return [...byBase].map(([b, e]) => `${b}${e.n > 1 ? ` x${e.n}` : ''} ${(e.ms / 1000).toFixed(1)} s (ran ${e.ran})`).join('; ');
+  return [...byBase]
+    .map(([b, e]) => `${b}${e.n > 1 ? ` x${e.n}` : ''} ${(e.ms / 1000).toFixed(1)} s (ran ${e.ran})`)
+    .join('; ');
 }
 
 const results = [];
@@ -92,19 +100,39 @@ for (const [i, spc] of scales.entries()) {
   const sets = [`params.data.classes=${args.classes}`, `params.data.samplesPerClass=${spc}`, ...args.set];
   try {
     const full = await runPipeline(root, sets);
-    console.log(`classes ${args.classes}, ${spc} samples/class: end to end ${full.seconds.toFixed(1)} s, peak RSS (process tree) ${gib(full.peakRss)} GiB`);
+    console.log(
+      `classes ${args.classes}, ${spc} samples/class: end to end ${full.seconds.toFixed(1)} s, peak RSS (process tree) ${gib(full.peakRss)} GiB`,
+    );
     console.log(`  stages: ${summarise(full.record)}`);
     // The students' scores at this scale: the model rows of the eval report.
     const report = readFileSync(join(root, 'out', 'eft-100k', 'eval', 'report.md'), 'utf8').split('\n');
-    console.log(report.filter((l) => /^Split|^\| (model|kc|generalist) /.test(l)).map((l) => `  ${l}`).join('\n'));
-    const row = { classes: Number(args.classes), samplesPerClass: spc, seconds: full.seconds, peakRssGiB: Number(gib(full.peakRss)) };
+    console.log(
+      report
+        .filter((l) => /^Split|^\| (model|kc|generalist) /.test(l))
+        .map((l) => `  ${l}`)
+        .join('\n'),
+    );
+    const row = {
+      classes: Number(args.classes),
+      samplesPerClass: spc,
+      seconds: full.seconds,
+      peakRssGiB: Number(gib(full.peakRss)),
+    };
     if (i === 0) {
       const rerun = await runPipeline(root, sets);
-      const ran = stagesOf(rerun.record).filter((s) => s.status === 'ran').map((s) => s.id);
-      console.log(`  rerun, nothing changed: ${rerun.seconds.toFixed(2)} s, stages run: ${ran.length ? ran.join(', ') : 'none'}`);
+      const ran = stagesOf(rerun.record)
+        .filter((s) => s.status === 'ran')
+        .map((s) => s.id);
+      console.log(
+        `  rerun, nothing changed: ${rerun.seconds.toFixed(2)} s, stages run: ${ran.length ? ran.join(', ') : 'none'}`,
+      );
       const change = await runPipeline(root, [...sets, 'eval.latencyRuns=7']);
-      const ran2 = stagesOf(change.record).filter((s) => s.status === 'ran').map((s) => s.id);
-      console.log(`  one eval parameter changed (eval.latencyRuns): ${change.seconds.toFixed(1)} s, stages run: ${ran2.join(', ')}`);
+      const ran2 = stagesOf(change.record)
+        .filter((s) => s.status === 'ran')
+        .map((s) => s.id);
+      console.log(
+        `  one eval parameter changed (eval.latencyRuns): ${change.seconds.toFixed(1)} s, stages run: ${ran2.join(', ')}`,
+      );
       Object.assign(row, { rerunSeconds: rerun.seconds, rerunStages: ran.length, changedStages: ran2 });
     }
     results.push(row);

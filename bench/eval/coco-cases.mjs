@@ -71,7 +71,12 @@ export function makeCocoCase(seed, o) {
     if (!ann) break;
     for (let d = 0; d < 150; d++) {
       const [x, y, w, h] = ann.bbox;
-      dets.push({ image_id: ann.image_id, category_id: ann.category_id, bbox: [x + (r() - 0.5) * w, y + (r() - 0.5) * h, w, h], score: score() });
+      dets.push({
+        image_id: ann.image_id,
+        category_id: ann.category_id,
+        bbox: [x + (r() - 0.5) * w, y + (r() - 0.5) * h, w, h],
+        score: score(),
+      });
     }
   }
   // Shuffle detections so file order differs from generation order.

@@ -32,9 +32,15 @@ try {
   const ref = JSON.parse(py(['fid', a, b]));
   const oursS = (t2 - t0) / 1000;
   console.log(`FID ${n} x ${d} float32 features, two sets`);
-  console.log(`  distillery: ${oursS.toFixed(2)} s (statistics ${((t1 - t0) / 1000).toFixed(2)} s, distance ${((t2 - t1) / 1000).toFixed(2)} s), FID ${ours}`);
-  console.log(`  numpy+scipy: ${ref.seconds.toFixed(2)} s (statistics ${ref.stats_seconds.toFixed(2)} s, sqrtm distance ${ref.distance_seconds.toFixed(2)} s), FID ${ref.fid}`);
-  console.log(`  speed-up vs scipy: ${(ref.seconds / oursS).toFixed(2)}x; relative difference ${(Math.abs(ours - ref.fid) / Math.abs(ref.fid)).toExponential(2)} (goal <= 1e-6)`);
+  console.log(
+    `  distillery: ${oursS.toFixed(2)} s (statistics ${((t1 - t0) / 1000).toFixed(2)} s, distance ${((t2 - t1) / 1000).toFixed(2)} s), FID ${ours}`,
+  );
+  console.log(
+    `  numpy+scipy: ${ref.seconds.toFixed(2)} s (statistics ${ref.stats_seconds.toFixed(2)} s, sqrtm distance ${ref.distance_seconds.toFixed(2)} s), FID ${ref.fid}`,
+  );
+  console.log(
+    `  speed-up vs scipy: ${(ref.seconds / oursS).toFixed(2)}x; relative difference ${(Math.abs(ours - ref.fid) / Math.abs(ref.fid)).toExponential(2)} (goal <= 1e-6)`,
+  );
 } finally {
   rmSync(dir, { recursive: true, force: true });
 }

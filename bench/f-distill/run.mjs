@@ -13,7 +13,9 @@ import { join, dirname } from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 
-const args = Object.fromEntries(process.argv.slice(2).reduce((acc, a, i, all) => (a.startsWith('--') ? [...acc, [a.slice(2), all[i + 1]]] : acc), []));
+const args = Object.fromEntries(
+  process.argv.slice(2).reduce((acc, a, i, all) => (a.startsWith('--') ? [...acc, [a.slice(2), all[i + 1]]] : acc), []),
+);
 const threads = Number(args.threads ?? 1);
 const samples = Number(args.samples ?? 500);
 const here = dirname(fileURLToPath(import.meta.url));
@@ -21,9 +23,21 @@ const here = dirname(fileURLToPath(import.meta.url));
 const { selectBackend } = await import('@distillery/runtime/tfjs');
 await selectBackend({ cpus: threads, gpus: [], prefer: 'wasm' });
 const tf = await import('@tensorflow/tfjs-core');
-const { ConditionedNet, exportConditionedOnnx, adam, trainStep, DenoiserSession, GeneratorSession, heunSample, samplerSigmas, DEFAULT_EDM } = await import('@distillery/plugin-f-distill');
+const {
+  ConditionedNet,
+  exportConditionedOnnx,
+  adam,
+  trainStep,
+  DenoiserSession,
+  GeneratorSession,
+  heunSample,
+  samplerSigmas,
+  DEFAULT_EDM,
+} = await import('@distillery/plugin-f-distill');
 
-const D = 784, C = 10, hidden = [512, 512, 512];
+const D = 784,
+  C = 10,
+  hidden = [512, 512, 512];
 const spec = { kind: 'denoiser', dim: D, numClasses: C, hidden, edm: DEFAULT_EDM };
 const net = new ConditionedNet(spec, 1, 'denoiser');
 const dir = mkdtempSync(join(tmpdir(), 'f-distill-bench-'));
@@ -43,7 +57,9 @@ try {
   const genMs = (performance.now() - t) / (5 * samples);
   console.log(`sampling (onnxruntime, ${threads} thread(s), ${samples} samples, 784-d MLP [512x3]):`);
   console.log(`  teacher Heun 18 sigmas (35 NFE): ${teacherMs.toFixed(3)} ms/sample`);
-  console.log(`  one-step generator (1 NFE):      ${genMs.toFixed(3)} ms/sample   speed-up x${(teacherMs / genMs).toFixed(1)}`);
+  console.log(
+    `  one-step generator (1 NFE):      ${genMs.toFixed(3)} ms/sample   speed-up x${(teacherMs / genMs).toFixed(1)}`,
+  );
   await teacher.release();
   await gen.release();
 
@@ -62,9 +78,14 @@ try {
   console.log(`training (denoiser step, batch ${B}): tfjs wasm ${tfjsStepsPerS.toFixed(2)} steps/s`);
   const py = '/usr/bin/python3';
   if (existsSync(py)) {
-    const r = spawnSync(py, [join(here, 'torch_step.py'), '--threads', String(threads), '--steps', String(n)], { encoding: 'utf8' });
+    const r = spawnSync(py, [join(here, 'torch_step.py'), '--threads', String(threads), '--steps', String(n)], {
+      encoding: 'utf8',
+    });
     const m = /steps\/s ([0-9.]+)/.exec(r.stdout ?? '');
-    if (m) console.log(`  PyTorch CPU (baseline, same run): ${Number(m[1]).toFixed(2)} steps/s   tfjs/torch = ${(tfjsStepsPerS / Number(m[1])).toFixed(2)}`);
+    if (m)
+      console.log(
+        `  PyTorch CPU (baseline, same run): ${Number(m[1]).toFixed(2)} steps/s   tfjs/torch = ${(tfjsStepsPerS / Number(m[1])).toFixed(2)}`,
+      );
     else console.log(`  PyTorch baseline unavailable: ${(r.stderr ?? '').split('\n').slice(-2).join(' ')}`);
   }
 } finally {

@@ -7,12 +7,25 @@
 // Usage: node bench/faults/run.mjs [--only <substring>] [--keep] [--distill <path of bin/distill.js>]
 import { spawn, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, truncateSync, unlinkSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  truncateSync,
+  unlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, relative, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 
-const { values } = parseArgs({ options: { only: { type: 'string' }, keep: { type: 'boolean', default: false }, distill: { type: 'string' } } });
+const { values } = parseArgs({
+  options: { only: { type: 'string' }, keep: { type: 'boolean', default: false }, distill: { type: 'string' } },
+});
 const repo = resolve(new URL('../..', import.meta.url).pathname);
 // --distill <bin>: another build of distill (a baseline); faults that need DISTILL_FAULT then fail as "not reached".
 const distill = values.distill ? resolve(values.distill) : join(repo, 'tools/core/bin/distill.js');
@@ -57,17 +70,32 @@ function project(name) {
   return dir;
 }
 
-const env = (dir, extra = {}) => ({ ...process.env, CI: 'true', FAULT_PIDS: join(dir, 'pids'), DISTILL_STALL_AFTER: '0', ...extra });
+const env = (dir, extra = {}) => ({
+  ...process.env,
+  CI: 'true',
+  FAULT_PIDS: join(dir, 'pids'),
+  DISTILL_STALL_AFTER: '0',
+  ...extra,
+});
 
 /** Runs distill to completion. */
 function distillSync(dir, args, extra = {}) {
-  const r = spawnSync(process.execPath, [distill, ...args], { cwd: dir, env: env(dir, extra), encoding: 'utf8', timeout: 120_000 });
+  const r = spawnSync(process.execPath, [distill, ...args], {
+    cwd: dir,
+    env: env(dir, extra),
+    encoding: 'utf8',
+    timeout: 120_000,
+  });
   return { code: r.status, signal: r.signal, stdout: r.stdout, stderr: r.stderr };
 }
 
 /** Starts distill; resolves with its outcome. */
 function distillAsync(dir, args, extra = {}) {
-  const child = spawn(process.execPath, [distill, ...args], { cwd: dir, env: env(dir, extra), stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [distill, ...args], {
+    cwd: dir,
+    env: env(dir, extra),
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   let stderr = '';
   child.stderr.on('data', (c) => (stderr += c));
   child.stdout.resume();
@@ -105,7 +133,9 @@ const files = (dir) => (existsSync(dir) ? readdirSync(dir, { recursive: true }).
 /** A partial file a running `gen` is writing in its scratch directory. */
 const partialData = (dir) => files(join(dir, '.distill', 'tmp')).some((f) => f.endsWith('data.bin'));
 function storeObjectOf(dir, stage, file) {
-  const hash = createHash('sha256').update(readFileSync(join(dir, 'out', 'p', stage, file))).digest('hex');
+  const hash = createHash('sha256')
+    .update(readFileSync(join(dir, 'out', 'p', stage, file)))
+    .digest('hex');
   return join(dir, '.distill', 'store', 'objects', hash.slice(0, 2), hash.slice(2));
 }
 function scribble(path, mutate) {
@@ -133,66 +163,111 @@ function cleanProject(name) {
 
 /** Each fault: prepares and injects; returns a note (or throws). The plain rerun and the check follow. */
 const FAULTS = [
-  ['SIGKILL runner while a stage writes', async (dir) => {
-    const run = distillAsync(dir, ['run', 'p.yaml', '--quiet']);
-    await until(() => partialData(dir), 30_000, 'gen to start writing');
-    run.child.kill('SIGKILL');
-    await run.done;
-  }],
-  ...['after-exit', 'after-store', 'after-entry'].map((step) => [`SIGKILL runner ${step.replace('-', ' ')} (gen)`, async (dir) => {
-    const r = distillSync(dir, ['run', 'p.yaml', '--quiet'], { DISTILL_FAULT: `${step}:gen` });
-    if (r.signal !== 'SIGKILL') throw new Error(`fault point not reached (exit ${r.code})`);
-  }]),
-  ['SIGKILL runner during out/ swap (gen, --force)', async (dir) => {
-    const r = distillSync(dir, ['run', 'p.yaml', '--quiet', '--force', 'gen'], { DISTILL_FAULT: 'during-swap:gen' });
-    if (r.signal !== 'SIGKILL') throw new Error(`fault point not reached (exit ${r.code})`);
-    if (existsSync(join(dir, 'out', 'p', 'gen'))) throw new Error('out/p/gen still in place');
-  }, 'clean'],
-  ['SIGKILL a stage process (gen worker)', async (dir) => {
-    const run = distillAsync(dir, ['run', 'p.yaml', '--quiet']);
-    await until(() => existsSync(join(dir, 'pids', 'gen')) && partialData(dir), 30_000, 'gen to start');
-    const [, worker] = readFileSync(join(dir, 'pids', 'gen'), 'utf8').trim().split(' ').map(Number);
-    process.kill(worker, 'SIGKILL');
-    const r = await run.done;
-    if (r.code !== 1) throw new Error(`the run exited ${r.code}, expected 1`);
-  }],
-  ['corrupt store object (byte flipped in place)', (dir) => scribble(storeObjectOf(dir, 'gen', 'data.bin'), (p) => {
-    const b = readFileSync(p);
-    b[1000] ^= 0xff;
-    writeFileSync(p, b, { flag: 'r+' });
-  }), 'clean'],
-  ['truncated store object', (dir) => scribble(storeObjectOf(dir, 'digest', 'copy.bin'), (p) => truncateSync(p, 100)), 'clean'],
+  [
+    'SIGKILL runner while a stage writes',
+    async (dir) => {
+      const run = distillAsync(dir, ['run', 'p.yaml', '--quiet']);
+      await until(() => partialData(dir), 30_000, 'gen to start writing');
+      run.child.kill('SIGKILL');
+      await run.done;
+    },
+  ],
+  ...['after-exit', 'after-store', 'after-entry'].map((step) => [
+    `SIGKILL runner ${step.replace('-', ' ')} (gen)`,
+    async (dir) => {
+      const r = distillSync(dir, ['run', 'p.yaml', '--quiet'], { DISTILL_FAULT: `${step}:gen` });
+      if (r.signal !== 'SIGKILL') throw new Error(`fault point not reached (exit ${r.code})`);
+    },
+  ]),
+  [
+    'SIGKILL runner during out/ swap (gen, --force)',
+    async (dir) => {
+      const r = distillSync(dir, ['run', 'p.yaml', '--quiet', '--force', 'gen'], { DISTILL_FAULT: 'during-swap:gen' });
+      if (r.signal !== 'SIGKILL') throw new Error(`fault point not reached (exit ${r.code})`);
+      if (existsSync(join(dir, 'out', 'p', 'gen'))) throw new Error('out/p/gen still in place');
+    },
+    'clean',
+  ],
+  [
+    'SIGKILL a stage process (gen worker)',
+    async (dir) => {
+      const run = distillAsync(dir, ['run', 'p.yaml', '--quiet']);
+      await until(() => existsSync(join(dir, 'pids', 'gen')) && partialData(dir), 30_000, 'gen to start');
+      const [, worker] = readFileSync(join(dir, 'pids', 'gen'), 'utf8')
+        .trim()
+        .split(' ')
+        .map(Number);
+      process.kill(worker, 'SIGKILL');
+      const r = await run.done;
+      if (r.code !== 1) throw new Error(`the run exited ${r.code}, expected 1`);
+    },
+  ],
+  [
+    'corrupt store object (byte flipped in place)',
+    (dir) =>
+      scribble(storeObjectOf(dir, 'gen', 'data.bin'), (p) => {
+        const b = readFileSync(p);
+        b[1000] ^= 0xff;
+        writeFileSync(p, b, { flag: 'r+' });
+      }),
+    'clean',
+  ],
+  [
+    'truncated store object',
+    (dir) => scribble(storeObjectOf(dir, 'digest', 'copy.bin'), (p) => truncateSync(p, 100)),
+    'clean',
+  ],
   ['deleted store object', (dir) => unlinkSync(storeObjectOf(dir, 'side', 'numbers.txt')), 'clean'],
-  ['corrupt out/ file (written in place)', (dir) => scribble(join(dir, 'out', 'p', 'gen', 'data.bin'), (p) => writeFileSync(p, 'garbage', { flag: 'r+' })), 'clean'],
-  ['truncated out/ file', (dir) => scribble(join(dir, 'out', 'p', 'report', 'report.txt'), (p) => truncateSync(p, 3)), 'clean'],
+  [
+    'corrupt out/ file (written in place)',
+    (dir) => scribble(join(dir, 'out', 'p', 'gen', 'data.bin'), (p) => writeFileSync(p, 'garbage', { flag: 'r+' })),
+    'clean',
+  ],
+  [
+    'truncated out/ file',
+    (dir) => scribble(join(dir, 'out', 'p', 'report', 'report.txt'), (p) => truncateSync(p, 3)),
+    'clean',
+  ],
   ['deleted out/ file', (dir) => unlinkSync(join(dir, 'out', 'p', 'digest', 'digest.txt')), 'clean'],
-  ['two concurrent runs', async (dir) => {
-    const a = distillAsync(dir, ['run', 'p.yaml', '--quiet']);
-    const b = distillAsync(dir, ['run', 'p.yaml', '--quiet']);
-    const [ra, rb] = await Promise.all([a.done, b.done]);
-    if (ra.code !== 0 || rb.code !== 0) throw new Error(`exits ${ra.code}, ${rb.code}: ${ra.stderr}${rb.stderr}`);
-  }],
-  ['gc --workspace during a run', async (dir) => {
-    const run = distillAsync(dir, ['run', 'p.yaml', '--quiet']);
-    await until(() => partialData(dir), 30_000, 'gen to start writing');
-    const gc = distillSync(dir, ['gc', '--workspace']);
-    if (gc.code !== 0) throw new Error(`gc exited ${gc.code}: ${gc.stderr}`);
-    const r = await run.done;
-    if (r.code !== 0) throw new Error(`the run exited ${r.code}: ${r.stderr}`);
-  }],
-  ['ENOSPC (400 KiB tmpfs), then space freed', async (dir) => {
-    if (process.getuid?.() !== 0) return 'skipped: not root (needs a tmpfs mount)';
-    const mount = spawnSync('mount', ['-t', 'tmpfs', '-o', 'size=400k', 'tmpfs', dir]);
-    if (mount.status !== 0) return `skipped: mount failed (${String(mount.stderr).trim()})`;
-    mkdirSync(join(dir, '.distill'), { recursive: true });
-    mkdirSync(join(dir, 'pids'), { recursive: true });
-    writeFileSync(join(dir, 'p.yaml'), PIPELINE);
-    const r = distillSync(dir, ['run', 'p.yaml', '--quiet']);
-    const records = files(join(dir, '.distill', 'runs')).length;
-    spawnSync('mount', ['-o', 'remount,size=64m', dir]);
-    if (r.code !== 1) throw new Error(`the full-disk run exited ${r.code}, expected 1: ${r.stderr.trim().split('\n').pop()}`);
-    return `full-disk run exited 1 (${records} run record${records === 1 ? '' : 's'} written)`;
-  }, 'fresh', (dir) => spawnSync('umount', [dir])],
+  [
+    'two concurrent runs',
+    async (dir) => {
+      const a = distillAsync(dir, ['run', 'p.yaml', '--quiet']);
+      const b = distillAsync(dir, ['run', 'p.yaml', '--quiet']);
+      const [ra, rb] = await Promise.all([a.done, b.done]);
+      if (ra.code !== 0 || rb.code !== 0) throw new Error(`exits ${ra.code}, ${rb.code}: ${ra.stderr}${rb.stderr}`);
+    },
+  ],
+  [
+    'gc --workspace during a run',
+    async (dir) => {
+      const run = distillAsync(dir, ['run', 'p.yaml', '--quiet']);
+      await until(() => partialData(dir), 30_000, 'gen to start writing');
+      const gc = distillSync(dir, ['gc', '--workspace']);
+      if (gc.code !== 0) throw new Error(`gc exited ${gc.code}: ${gc.stderr}`);
+      const r = await run.done;
+      if (r.code !== 0) throw new Error(`the run exited ${r.code}: ${r.stderr}`);
+    },
+  ],
+  [
+    'ENOSPC (400 KiB tmpfs), then space freed',
+    async (dir) => {
+      if (process.getuid?.() !== 0) return 'skipped: not root (needs a tmpfs mount)';
+      const mount = spawnSync('mount', ['-t', 'tmpfs', '-o', 'size=400k', 'tmpfs', dir]);
+      if (mount.status !== 0) return `skipped: mount failed (${String(mount.stderr).trim()})`;
+      mkdirSync(join(dir, '.distill'), { recursive: true });
+      mkdirSync(join(dir, 'pids'), { recursive: true });
+      writeFileSync(join(dir, 'p.yaml'), PIPELINE);
+      const r = distillSync(dir, ['run', 'p.yaml', '--quiet']);
+      const records = files(join(dir, '.distill', 'runs')).length;
+      spawnSync('mount', ['-o', 'remount,size=64m', dir]);
+      if (r.code !== 1)
+        throw new Error(`the full-disk run exited ${r.code}, expected 1: ${r.stderr.trim().split('\n').pop()}`);
+      return `full-disk run exited 1 (${records} run record${records === 1 ? '' : 's'} written)`;
+    },
+    'fresh',
+    (dir) => spawnSync('umount', [dir]),
+  ],
 ];
 
 let survived = 0;
@@ -214,8 +289,10 @@ for (const [name, inject, start = 'fresh', cleanup] of FAULTS) {
     const got = outputs(dir);
     const differing = Object.keys(reference).filter((k) => got[k] !== reference[k]);
     const extra = Object.keys(got).filter((k) => !(k in reference));
-    if (rerun.code !== 0) line = `FAIL ${name}: next run exited ${rerun.code}: ${rerun.stderr.trim().split('\n').slice(-2).join(' | ')}`;
-    else if (differing.length || extra.length) line = `FAIL ${name}: outputs differ from a clean run's: ${[...differing, ...extra].join(', ')}`;
+    if (rerun.code !== 0)
+      line = `FAIL ${name}: next run exited ${rerun.code}: ${rerun.stderr.trim().split('\n').slice(-2).join(' | ')}`;
+    else if (differing.length || extra.length)
+      line = `FAIL ${name}: outputs differ from a clean run's: ${[...differing, ...extra].join(', ')}`;
     else {
       survived++;
       line = `ok   ${name}${note ? ` (${note})` : ''}`;

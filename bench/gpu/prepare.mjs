@@ -17,20 +17,41 @@
 //
 // Downloads with `npm pack` (npm registry only). Prints the size of each carried folder.
 import { execFileSync } from 'node:child_process';
-import { cpSync, existsSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import {
+  cpSync,
+  existsSync,
+  mkdirSync,
+  readFileSync,
+  readdirSync,
+  renameSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
 import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { GPU_PROVIDER_PACKAGE, GPU_PROVIDER_PACKAGE_VERSION, installProviderLibraries, readProviderPackage } from '@distillery/runtime/onnx/gpu-setup';
+import {
+  GPU_PROVIDER_PACKAGE,
+  GPU_PROVIDER_PACKAGE_VERSION,
+  installProviderLibraries,
+  readProviderPackage,
+} from '@distillery/runtime/onnx/gpu-setup';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const CARRY = join(ROOT, '.gpu-carry');
 const CACHE = join(CARRY, 'cache');
-const { values: args } = parseArgs({ options: { archs: { type: 'string', default: '90' }, provider: { type: 'string', default: `${GPU_PROVIDER_PACKAGE}@${GPU_PROVIDER_PACKAGE_VERSION}` } } });
+const { values: args } = parseArgs({
+  options: {
+    archs: { type: 'string', default: '90' },
+    provider: { type: 'string', default: `${GPU_PROVIDER_PACKAGE}@${GPU_PROVIDER_PACKAGE_VERSION}` },
+  },
+});
 const KEEP_ARCHS = new Set(args.archs.split(',').map(Number));
 
 const mib = (bytes) => `${(bytes / 2 ** 20).toFixed(1)} MiB`;
-const duBytes = (p) => (statSync(p).isDirectory() ? readdirSync(p).reduce((s, f) => s + duBytes(join(p, f)), 0) : statSync(p).size);
+const duBytes = (p) =>
+  statSync(p).isDirectory() ? readdirSync(p).reduce((s, f) => s + duBytes(join(p, f)), 0) : statSync(p).size;
 
 /** `npm pack spec` into CACHE once, unpacked into CACHE/<dirName>/package. */
 function fetchPackage(spec, dirName) {
@@ -38,7 +59,13 @@ function fetchPackage(spec, dirName) {
   if (existsSync(join(dir, 'package', 'package.json'))) return join(dir, 'package');
   mkdirSync(dir, { recursive: true });
   console.log(`npm pack ${spec}`);
-  const file = execFileSync('npm', ['pack', spec, '--pack-destination', dir, '--silent'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] }).trim().split('\n').at(-1);
+  const file = execFileSync('npm', ['pack', spec, '--pack-destination', dir, '--silent'], {
+    encoding: 'utf8',
+    stdio: ['ignore', 'pipe', 'inherit'],
+  })
+    .trim()
+    .split('\n')
+    .at(-1);
   execFileSync('tar', ['-xzf', join(dir, file), '-C', dir]);
   rmSync(join(dir, file));
   return join(dir, 'package');
@@ -60,10 +87,18 @@ function copyPackage(from, to, keep = () => true) {
 }
 
 /** Package name of a bare import specifier ('@a/b/c' -> '@a/b', 'x/y' -> 'x'). */
-const packageOf = (spec) => spec.split('/').slice(0, spec.startsWith('@') ? 2 : 1).join('/');
+const packageOf = (spec) =>
+  spec
+    .split('/')
+    .slice(0, spec.startsWith('@') ? 2 : 1)
+    .join('/');
 
 /** The workspace packages copied to the machine: name -> folder under ROOT. */
-const WORKSPACE = { '@distillery/core': 'tools/core', '@distillery/runtime': 'tools/runtime', '@distillery/plugin-teacher-infer': 'plugins/teacher-infer' };
+const WORKSPACE = {
+  '@distillery/core': 'tools/core',
+  '@distillery/runtime': 'tools/runtime',
+  '@distillery/plugin-teacher-infer': 'plugins/teacher-infer',
+};
 
 /** The file a `@distillery/...` import names, through its package's exports map. */
 function workspaceEntry(spec) {
@@ -113,8 +148,14 @@ function packageDir(name, fromDir) {
  */
 function pruneFatbin(buf, keep) {
   const shoff = Number(buf.readBigUInt64LE(0x28));
-  const shentsize = buf.readUInt16LE(0x3a), shnum = buf.readUInt16LE(0x3c), shstrndx = buf.readUInt16LE(0x3e);
-  const section = (i) => ({ name: buf.readUInt32LE(shoff + i * shentsize), offset: Number(buf.readBigUInt64LE(shoff + i * shentsize + 24)), size: Number(buf.readBigUInt64LE(shoff + i * shentsize + 32)) });
+  const shentsize = buf.readUInt16LE(0x3a),
+    shnum = buf.readUInt16LE(0x3c),
+    shstrndx = buf.readUInt16LE(0x3e);
+  const section = (i) => ({
+    name: buf.readUInt32LE(shoff + i * shentsize),
+    offset: Number(buf.readBigUInt64LE(shoff + i * shentsize + 24)),
+    size: Number(buf.readBigUInt64LE(shoff + i * shentsize + 32)),
+  });
   const strtab = section(shstrndx);
   let fatbin;
   for (let i = 0; i < shnum; i++) {
@@ -123,13 +164,20 @@ function pruneFatbin(buf, keep) {
     if (buf.toString('latin1', strtab.offset + s.name, end) === '.nv_fatbin') fatbin = s;
   }
   if (!fatbin) throw new Error('no .nv_fatbin section');
-  let zeroed = 0, kept = 0;
-  for (let p = fatbin.offset; p + 16 <= fatbin.offset + fatbin.size;) {
-    if (buf.readUInt32LE(p) !== 0xba55ed50) { p += 8; continue; }
+  let zeroed = 0,
+    kept = 0;
+  for (let p = fatbin.offset; p + 16 <= fatbin.offset + fatbin.size; ) {
+    if (buf.readUInt32LE(p) !== 0xba55ed50) {
+      p += 8;
+      continue;
+    }
     const headerSize = buf.readUInt16LE(p + 6);
     const end = p + headerSize + Number(buf.readBigUInt64LE(p + 8));
-    for (let q = p + headerSize; q < end;) {
-      const kind = buf.readUInt16LE(q), entryHeader = buf.readUInt32LE(q + 4), payload = Number(buf.readBigUInt64LE(q + 8)), arch = buf.readUInt32LE(q + 28);
+    for (let q = p + headerSize; q < end; ) {
+      const kind = buf.readUInt16LE(q),
+        entryHeader = buf.readUInt32LE(q + 4),
+        payload = Number(buf.readBigUInt64LE(q + 8)),
+        arch = buf.readUInt32LE(q + 28);
       // kind 2 = machine code (ELF); PTX (kind 1) is kept for the driver to compile.
       if (kind === 2 && !keep.has(arch)) {
         buf.fill(0, q + entryHeader, q + entryHeader + payload);
@@ -154,7 +202,10 @@ function xz(src, dest, extra = []) {
 mkdirSync(CACHE, { recursive: true });
 
 // 1. The provider package, and the onnxruntime release it was built for.
-const [providerName, providerVersion] = [args.provider.slice(0, args.provider.lastIndexOf('@')), args.provider.slice(args.provider.lastIndexOf('@') + 1)];
+const [providerName, providerVersion] = [
+  args.provider.slice(0, args.provider.lastIndexOf('@')),
+  args.provider.slice(args.provider.lastIndexOf('@') + 1),
+];
 const provider = readProviderPackage(fetchPackage(`${providerName}@${providerVersion}`, `provider-${providerVersion}`));
 const release = provider.onnxruntimeVersion;
 console.log(`${provider.name}@${provider.version}: CUDA provider for onnxruntime ${release}`);
@@ -175,7 +226,14 @@ const linuxX64Only = (rel) => {
 };
 copyPackage(ortNode, join(nm, 'onnxruntime-node'), linuxX64Only);
 copyPackage(ortCommon, join(nm, 'onnxruntime-common'), (rel) => !/^lib(\/|$)/.test(rel));
-const binDir = join(nm, 'onnxruntime-node', 'bin', `napi-v${JSON.parse(readFileSync(join(ortNode, 'package.json'), 'utf8')).binary.napi_versions[0]}`, 'linux', 'x64');
+const binDir = join(
+  nm,
+  'onnxruntime-node',
+  'bin',
+  `napi-v${JSON.parse(readFileSync(join(ortNode, 'package.json'), 'utf8')).binary.napi_versions[0]}`,
+  'linux',
+  'x64',
+);
 installProviderLibraries(provider, { version: release, binDir });
 for (const [pkg, dir] of Object.entries(WORKSPACE)) {
   mkdirSync(join(nm, pkg), { recursive: true });
@@ -189,7 +247,9 @@ const entries = [
   workspaceEntry('@distillery/runtime/shards'),
   workspaceEntry('@distillery/runtime/rng'),
 ];
-const queue = [...importedPackages(entries)].filter((p) => !p.startsWith('onnxruntime-') && !p.startsWith('@distillery/')).map((name) => ({ name, from: join(ROOT, 'tools/core') }));
+const queue = [...importedPackages(entries)]
+  .filter((p) => !p.startsWith('onnxruntime-') && !p.startsWith('@distillery/'))
+  .map((name) => ({ name, from: join(ROOT, 'tools/core') }));
 const copied = new Set();
 while (queue.length > 0) {
   const { name, from } = queue.shift();
@@ -208,7 +268,9 @@ const cudaLib = join(binDir, 'libonnxruntime_providers_cuda.so');
 const lib = readFileSync(cudaLib);
 rmSync(cudaLib);
 const { zeroed, kept } = pruneFatbin(lib, KEEP_ARCHS);
-console.log(`libonnxruntime_providers_cuda.so: ${mib(lib.length)}, GPU code kept for sm_${[...KEEP_ARCHS].join(',sm_')} ${mib(kept)}, zeroed ${mib(zeroed)}`);
+console.log(
+  `libonnxruntime_providers_cuda.so: ${mib(lib.length)}, GPU code kept for sm_${[...KEEP_ARCHS].join(',sm_')} ${mib(kept)}, zeroed ${mib(zeroed)}`,
+);
 const pruned = join(CACHE, 'libonnxruntime_providers_cuda.so');
 writeFileSync(pruned, lib);
 writeFileSync(join(binDir, 'cuda-archs.txt'), `${[...KEEP_ARCHS].join(',')}\n`);
@@ -234,4 +296,6 @@ if (!existsSync(nodeXz) || !existsSync(nodeStamp) || readFileSync(nodeStamp, 'ut
 
 const sizes = Object.fromEntries(['base', 'cuda', 'node'].map((d) => [d, duBytes(join(CARRY, d))]));
 for (const [d, b] of Object.entries(sizes)) console.log(`.gpu-carry/${d}: ${mib(b)}`);
-console.log(`together ${mib(sizes.base + sizes.cuda + sizes.node)}; a device call carries at most 64 MiB with the working tree (see README "GPU")`);
+console.log(
+  `together ${mib(sizes.base + sizes.cuda + sizes.node)}; a device call carries at most 64 MiB with the working tree (see README "GPU")`,
+);

@@ -27,7 +27,14 @@ import { describeProvider, onnxruntimeNodeInstall } from '@distillery/runtime/on
 import { Rng } from '@distillery/runtime/rng';
 import { extractTeacherOutputs } from '@distillery/plugin-teacher-infer';
 
-const { values: args } = parseArgs({ options: { samples: { type: 'string', default: '60000' }, batch: { type: 'string', default: '256' }, threads: { type: 'string' }, 'second-on-cpu': { type: 'boolean', default: false } } });
+const { values: args } = parseArgs({
+  options: {
+    samples: { type: 'string', default: '60000' },
+    batch: { type: 'string', default: '256' },
+    threads: { type: 'string' },
+    'second-on-cpu': { type: 'boolean', default: false },
+  },
+});
 const SAMPLES = Number(args.samples);
 const BATCH = Number(args.batch);
 const THREADS = Number(args.threads ?? availableParallelism());
@@ -46,7 +53,11 @@ function mlp(path) {
   const dims = [784, 2048, 2048, 10];
   let prev = 'x';
   for (let l = 0; l < 3; l++) {
-    g.initializer(`W${l}`, weights(dims[l] * dims[l + 1], dims[l]), [dims[l], dims[l + 1]]).initializer(`b${l}`, biases(dims[l + 1]), [dims[l + 1]]);
+    g.initializer(`W${l}`, weights(dims[l] * dims[l + 1], dims[l]), [dims[l], dims[l + 1]]).initializer(
+      `b${l}`,
+      biases(dims[l + 1]),
+      [dims[l + 1]],
+    );
     g.node('Gemm', [prev, `W${l}`, `b${l}`], [`h${l}`]);
     prev = `h${l}`;
     if (l < 2) g.node('Relu', [prev], [`r${l}`]), (prev = `r${l}`);
@@ -55,11 +66,16 @@ function mlp(path) {
 }
 
 function cnn(path) {
-  const g = new GraphBuilder('cnn-small', { opset: 13 }).input('x', 'float32', ['batch', 1, 28, 28])
-    .initializer('c1w', weights(32 * 9, 9), [32, 1, 3, 3]).initializer('c1b', biases(32), [32])
-    .initializer('c2w', weights(64 * 32 * 9, 32 * 9), [64, 32, 3, 3]).initializer('c2b', biases(64), [64])
-    .initializer('f1w', weights(3136 * 128, 3136), [3136, 128]).initializer('f1b', biases(128), [128])
-    .initializer('f2w', weights(128 * 10, 128), [128, 10]).initializer('f2b', biases(10), [10])
+  const g = new GraphBuilder('cnn-small', { opset: 13 })
+    .input('x', 'float32', ['batch', 1, 28, 28])
+    .initializer('c1w', weights(32 * 9, 9), [32, 1, 3, 3])
+    .initializer('c1b', biases(32), [32])
+    .initializer('c2w', weights(64 * 32 * 9, 32 * 9), [64, 32, 3, 3])
+    .initializer('c2b', biases(64), [64])
+    .initializer('f1w', weights(3136 * 128, 3136), [3136, 128])
+    .initializer('f1b', biases(128), [128])
+    .initializer('f2w', weights(128 * 10, 128), [128, 10])
+    .initializer('f2b', biases(10), [10])
     .node('Conv', ['x', 'c1w', 'c1b'], ['c1'], { kernel_shape: { ints: [3, 3] }, pads: { ints: [1, 1, 1, 1] } })
     .node('Relu', ['c1'], ['r1'])
     .node('MaxPool', ['r1'], ['p1'], { kernel_shape: { ints: [2, 2] }, strides: { ints: [2, 2] } })
@@ -74,12 +90,19 @@ function cnn(path) {
 }
 
 async function writeDataset(dir) {
-  const writer = await ShardWriter.create({ dir, schema: datasetSchema({ shape: [28, 28, 1], input: 'pixels', labels: 'single', numClasses: 10 }), rowsPerShard: 10000 });
+  const writer = await ShardWriter.create({
+    dir,
+    schema: datasetSchema({ shape: [28, 28, 1], input: 'pixels', labels: 'single', numClasses: 10 }),
+    rowsPerShard: 10000,
+  });
   for (let start = 0; start < SAMPLES; start += 10000) {
     const n = Math.min(10000, SAMPLES - start);
     const pixels = Uint8Array.from({ length: n * 784 }, () => Math.floor(rng.next() * 256));
     const ids = Array.from({ length: n }, (_, i) => `s${start + i}`);
-    writer.append({ id: ids, split: ids.map(() => 'train'), label: Int32Array.from(ids, (_, i) => (start + i) % 10), pixels }, n);
+    writer.append(
+      { id: ids, split: ids.map(() => 'train'), label: Int32Array.from(ids, (_, i) => (start + i) % 10), pixels },
+      n,
+    );
   }
   await writer.close();
 }
@@ -107,8 +130,9 @@ function maxLogProbDiff(a, b, classes) {
     return m + Math.log(s);
   };
   for (let o = 0; o < a.length; o += classes) {
-    const la = lse(a, o), lb = lse(b, o);
-    for (let c = 0; c < classes; c++) worst = Math.max(worst, Math.abs((a[o + c] - la) - (b[o + c] - lb)));
+    const la = lse(a, o),
+      lb = lse(b, o);
+    for (let c = 0; c < classes; c++) worst = Math.max(worst, Math.abs(a[o + c] - la - (b[o + c] - lb)));
   }
   return worst;
 }
@@ -117,7 +141,9 @@ const root = mkdtempSync(join(tmpdir(), 'gpu-check-'));
 let exitCode = 0;
 try {
   const ortInstall = onnxruntimeNodeInstall();
-  console.log(`${new Date().toISOString()} node ${process.version}, onnxruntime-node ${ortInstall.version}, ${THREADS} threads, ${SAMPLES} samples, batch ${BATCH}${process.env.NVIDIA_TF32_OVERRIDE !== undefined ? `, NVIDIA_TF32_OVERRIDE=${process.env.NVIDIA_TF32_OVERRIDE}` : ''}`);
+  console.log(
+    `${new Date().toISOString()} node ${process.version}, onnxruntime-node ${ortInstall.version}, ${THREADS} threads, ${SAMPLES} samples, batch ${BATCH}${process.env.NVIDIA_TF32_OVERRIDE !== undefined ? `, NVIDIA_TF32_OVERRIDE=${process.env.NVIDIA_TF32_OVERRIDE}` : ''}`,
+  );
   const dataset = join(root, 'data');
   await writeDataset(dataset);
   const teachers = [
@@ -132,7 +158,11 @@ try {
   await probe.release();
   const SECOND = args['second-on-cpu'] ? { gpus: [], provider: 'cpu' } : { gpus: [0], provider: 'cuda' };
   const cudaProvider = args['second-on-cpu'] ? { name: 'cuda' } : probe.executionProvider;
-  console.log(args['second-on-cpu'] ? 'second half on CPU (--second-on-cpu): checks this script, not CUDA' : `CUDA probe: ${describeProvider(cudaProvider)}`);
+  console.log(
+    args['second-on-cpu']
+      ? 'second half on CPU (--second-on-cpu): checks this script, not CUDA'
+      : `CUDA probe: ${describeProvider(cudaProvider)}`,
+  );
 
   /**
    * One extraction; besides the whole call (worker start, model load, CUDA initialisation,
@@ -141,16 +171,36 @@ try {
   const extract = async (t, gpus, outDir) => {
     let first;
     const result = await extractTeacherOutputs({
-      modelPath: t.path, datasetDir: dataset, outDir, teacherId: t.name, activation: 'softmax', temperature: 1, dense: true,
-      batchSize: BATCH, rowsPerShard: 20000, threads: THREADS, gpus, scale: 1 / 255, mean: [], std: [], inputLayout: 'as-is',
-      verifyInput: 'size', warn: (m) => console.log(`  warning: ${m}`), ...t.params,
-      progress: (done) => { first ??= { done, at: performance.now() }; },
+      modelPath: t.path,
+      datasetDir: dataset,
+      outDir,
+      teacherId: t.name,
+      activation: 'softmax',
+      temperature: 1,
+      dense: true,
+      batchSize: BATCH,
+      rowsPerShard: 20000,
+      threads: THREADS,
+      gpus,
+      scale: 1 / 255,
+      mean: [],
+      std: [],
+      inputLayout: 'as-is',
+      verifyInput: 'size',
+      warn: (m) => console.log(`  warning: ${m}`),
+      ...t.params,
+      progress: (done) => {
+        first ??= { done, at: performance.now() };
+      },
     });
     const end = performance.now();
     const steady = first && end > first.at ? (result.samples - first.done) / ((end - first.at) / 1000) : NaN;
     return { ...result, steady };
   };
-  const line = (t, label, r) => console.log(`${t.name} ${label}: ${r.samples} samples in ${r.seconds.toFixed(2)} s = ${(r.samples / r.seconds).toFixed(0)} samples/s whole call, ${r.steady.toFixed(0)} samples/s steady state (${describeProvider(r.executionProvider)})`);
+  const line = (t, label, r) =>
+    console.log(
+      `${t.name} ${label}: ${r.samples} samples in ${r.seconds.toFixed(2)} s = ${(r.samples / r.seconds).toFixed(0)} samples/s whole call, ${r.steady.toFixed(0)} samples/s steady state (${describeProvider(r.executionProvider)})`,
+    );
   const totals = { cpu: { samples: 0, seconds: 0 }, cuda: { samples: 0, seconds: 0 } };
   for (const t of teachers) {
     const cpu = await extract(t, [], join(root, `${t.name}-cpu`));
@@ -159,14 +209,23 @@ try {
     line(t, 'cpu', cpu);
     if (cudaProvider.name !== 'cuda') continue;
     const cuda = await extract(t, SECOND.gpus, join(root, `${t.name}-cuda`));
-    if (cuda.executionProvider.name !== SECOND.provider) throw new Error(`${t.name}: the CUDA run fell back to ${describeProvider(cuda.executionProvider)}`);
+    if (cuda.executionProvider.name !== SECOND.provider)
+      throw new Error(`${t.name}: the CUDA run fell back to ${describeProvider(cuda.executionProvider)}`);
     totals.cuda.samples += cuda.samples;
     totals.cuda.seconds += cuda.seconds;
     line(t, 'cuda', cuda);
-    const diff = maxLogProbDiff(await readLogits(join(root, `${t.name}-cpu`)), await readLogits(join(root, `${t.name}-cuda`)), 10);
+    const diff = maxLogProbDiff(
+      await readLogits(join(root, `${t.name}-cpu`)),
+      await readLogits(join(root, `${t.name}-cuda`)),
+      10,
+    );
     const agree = diff <= TOLERANCE;
-    console.log(`${t.name} soft labels: max |log p_cuda - log p_cpu| = ${diff.toExponential(2)} (${agree ? 'agree' : 'DISAGREE'}, tolerance ${TOLERANCE})`);
-    console.log(`${t.name} ratio ${((cuda.samples / cuda.seconds) / (cpu.samples / cpu.seconds)).toFixed(2)} whole call, ${(cuda.steady / cpu.steady).toFixed(2)} steady state`);
+    console.log(
+      `${t.name} soft labels: max |log p_cuda - log p_cpu| = ${diff.toExponential(2)} (${agree ? 'agree' : 'DISAGREE'}, tolerance ${TOLERANCE})`,
+    );
+    console.log(
+      `${t.name} ratio ${(cuda.samples / cuda.seconds / (cpu.samples / cpu.seconds)).toFixed(2)} whole call, ${(cuda.steady / cpu.steady).toFixed(2)} steady state`,
+    );
     if (!agree) exitCode = 4;
   }
   const cpuRate = totals.cpu.samples / totals.cpu.seconds;

@@ -35,7 +35,9 @@ export async function interleave(rounds, ours, torch, steps) {
     a.push(mine);
     b.push(theirs);
     ratios.push(mine / theirs);
-    console.log(`round ${r + 1}: tfjs ${mine.toFixed(1)} ms/step, pytorch ${theirs.toFixed(1)} ms/step, ratio ${(mine / theirs).toFixed(2)}`);
+    console.log(
+      `round ${r + 1}: tfjs ${mine.toFixed(1)} ms/step, pytorch ${theirs.toFixed(1)} ms/step, ratio ${(mine / theirs).toFixed(2)}`,
+    );
   }
   return { ours: median(a), theirs: median(b), ratio: median(ratios) };
 }

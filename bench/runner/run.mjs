@@ -8,7 +8,14 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 
-const { values } = parseArgs({ options: { stages: { type: 'string', default: '200' }, mib: { type: 'string', default: '10' }, repeats: { type: 'string', default: '5' }, keep: { type: 'boolean', default: false } } });
+const { values } = parseArgs({
+  options: {
+    stages: { type: 'string', default: '200' },
+    mib: { type: 'string', default: '10' },
+    repeats: { type: 'string', default: '5' },
+    keep: { type: 'boolean', default: false },
+  },
+});
 const stages = Number(values.stages);
 const mib = Number(values.mib);
 const repeats = Number(values.repeats);
@@ -41,7 +48,9 @@ try {
   const cold = time('node', [distill, 'run', pipelineFile, '--root', stateRoot, '--quiet', '--json']);
   const ran = JSON.parse(cold.stdout).stages.filter((s) => s.status === 'ran').length;
   const du = execFileSync('du', ['-sb', join(stateRoot, '.distill', 'store')], { encoding: 'utf8' }).split('\t')[0];
-  console.log(`cold run: ${stages} stages (${ran} ran), ${(Number(du) / 1e9).toFixed(2)} GB in the store, ${(cold.ms / 1000).toFixed(1)} s`);
+  console.log(
+    `cold run: ${stages} stages (${ran} ran), ${(Number(du) / 1e9).toFixed(2)} GB in the store, ${(cold.ms / 1000).toFixed(1)} s`,
+  );
 
   const node = time('node', ['-e', '0']);
   const reruns = [];
@@ -52,20 +61,35 @@ try {
     reruns.push(r.ms);
   }
   const plans = [];
-  for (let i = 0; i < repeats; i++) plans.push(time('node', [distill, 'plan', pipelineFile, '--root', stateRoot, '--json']).ms);
+  for (let i = 0; i < repeats; i++)
+    plans.push(time('node', [distill, 'plan', pipelineFile, '--root', stateRoot, '--json']).ms);
   const emptyPlanFile = join(stateRoot, 'one.yaml');
   writeFileSync(emptyPlanFile, `stages:\n  s0:\n    plugin: ${plugin}\n    with: { seed: 0, mib: ${mib} }\n`);
   const onePlans = [];
-  for (let i = 0; i < repeats; i++) onePlans.push(time('node', [distill, 'plan', emptyPlanFile, '--root', stateRoot, '--json']).ms);
+  for (let i = 0; i < repeats; i++)
+    onePlans.push(time('node', [distill, 'plan', emptyPlanFile, '--root', stateRoot, '--json']).ms);
   const nxRuns = [];
   const nxEnv = { NX_DAEMON: 'false', NX_NO_CLOUD: 'true', NX_TUI: 'false' };
-  for (let i = 0; i < repeats; i++) nxRuns.push(time(join(repo, 'node_modules/.bin/nx'), ['run', `pipeline:${pipelineName}`, '--root', stateRoot, '--quiet'], nxEnv).ms);
+  for (let i = 0; i < repeats; i++)
+    nxRuns.push(
+      time(
+        join(repo, 'node_modules/.bin/nx'),
+        ['run', `pipeline:${pipelineName}`, '--root', stateRoot, '--quiet'],
+        nxEnv,
+      ).ms,
+    );
 
   const perStage = (median(plans) - median(onePlans)) / (stages - 1);
   console.log(`node startup alone:                 ${node.ms.toFixed(0)} ms`);
-  console.log(`rerun, nothing changed, distill run: median ${median(reruns).toFixed(0)} ms (runs: ${reruns.map((x) => x.toFixed(0)).join(', ')}) goal < 500 ms`);
-  console.log(`rerun, nothing changed, nx run:      median ${median(nxRuns).toFixed(0)} ms (runs: ${nxRuns.map((x) => x.toFixed(0)).join(', ')}) goal < 2000 ms (NX_DAEMON=false)`);
-  console.log(`distill plan: ${median(plans).toFixed(0)} ms for ${stages} stages vs ${median(onePlans).toFixed(0)} ms for 1: ${perStage.toFixed(2)} ms planning overhead per stage`);
+  console.log(
+    `rerun, nothing changed, distill run: median ${median(reruns).toFixed(0)} ms (runs: ${reruns.map((x) => x.toFixed(0)).join(', ')}) goal < 500 ms`,
+  );
+  console.log(
+    `rerun, nothing changed, nx run:      median ${median(nxRuns).toFixed(0)} ms (runs: ${nxRuns.map((x) => x.toFixed(0)).join(', ')}) goal < 2000 ms (NX_DAEMON=false)`,
+  );
+  console.log(
+    `distill plan: ${median(plans).toFixed(0)} ms for ${stages} stages vs ${median(onePlans).toFixed(0)} ms for 1: ${perStage.toFixed(2)} ms planning overhead per stage`,
+  );
 } finally {
   rmSync(pipelineFile, { force: true });
   if (!values.keep) rmSync(stateRoot, { recursive: true, force: true });

@@ -31,10 +31,18 @@ const { createStudent } = await import('@distillery/plugin-student-train');
 const { Optimizer, DEFAULT_OPTIMIZER } = await import('@distillery/runtime/optim');
 const { crossEntropy } = await import('@distillery/plugin-student-train');
 
-const student = createStudent({ arch: 'cnn', channels: [32, 64], kernel: 3, batchNorm: false, hidden: [128], padding: 'valid' }, [28, 28, 1], 10, 0);
+const student = createStudent(
+  { arch: 'cnn', channels: [32, 64], kernel: 3, batchNorm: false, hidden: [128], padding: 'valid' },
+  [28, 28, 1],
+  10,
+  0,
+);
 const optimizer = new Optimizer({ ...DEFAULT_OPTIMIZER, name: 'adam', lr: 1e-3 }, student.params);
 const x = tf.randomUniform([128, 28, 28, 1], 0, 1, 'float32', 1);
-const labels = tf.tensor1d(Int32Array.from({ length: 128 }, (_, i) => (i * 7) % 10), 'int32');
+const labels = tf.tensor1d(
+  Int32Array.from({ length: 128 }, (_, i) => (i * 7) % 10),
+  'int32',
+);
 const vars = student.params.map((p) => p.variable);
 function step() {
   const { value, grads } = tf.variableGrads(() => crossEntropy(student.apply(x, true), labels), vars);
@@ -52,7 +60,9 @@ function tfjsSteps(n) {
 }
 
 const torch = await startTorch(fileURLToPath(new URL('./torch_cnn.py', import.meta.url)), [String(threads)], threads);
-console.log(`pytorch ${torch.hello.version}, ${torch.hello.threads} threads; tfjs ${choice.name}, ${choice.threads} threads`);
+console.log(
+  `pytorch ${torch.hello.version}, ${torch.hello.threads} threads; tfjs ${choice.name}, ${choice.threads} threads`,
+);
 for (let i = 0; i < 3; i++) step();
 const result = await interleave(rounds, () => tfjsSteps(steps), torch, steps);
 
@@ -72,11 +82,15 @@ function medianMs(fn, reps = 7) {
   }
   return times.sort((p, q) => p - q)[Math.floor(reps / 2)];
 }
-const layerShapes = [[[128, 28, 28, 1], 32], [[128, 13, 13, 32], 64]];
+const layerShapes = [
+  [[128, 28, 28, 1], 32],
+  [[128, 13, 13, 32], 64],
+];
 const torchLayers = (await torch.ask('layers 7')).layers;
 layerShapes.forEach(([shape, co], i) => {
   const [n, h, w, ci] = shape;
-  const ho = h - 2, wo = w - 2;
+  const ho = h - 2,
+    wo = w - 2;
   const flops = 2 * n * ho * wo * co * 9 * ci;
   const xi = tf.randomUniform(shape, 0, 1, 'float32', 2);
   const wt = tf.randomNormal([3, 3, ci, co], 0, 0.1, 'float32', 3);
@@ -91,7 +105,9 @@ layerShapes.forEach(([shape, co], i) => {
   const t = torchLayers[i];
   console.log(
     `conv${i} ${ci}->${co} on ${h}x${w} (${(flops / 1e6).toFixed(0)} MFLOP each): ` +
-      ['forward', 'inputGrad', 'filterGrad'].map((k) => `${k} ${ms[k].toFixed(1)} ms ${gf(ms[k])} GFLOPS (pytorch ${t[k].toFixed(1)} ms ${gf(t[k])})`).join('; '),
+      ['forward', 'inputGrad', 'filterGrad']
+        .map((k) => `${k} ${ms[k].toFixed(1)} ms ${gf(ms[k])} GFLOPS (pytorch ${t[k].toFixed(1)} ms ${gf(t[k])})`)
+        .join('; '),
   );
   if (args.native) {
     // The backend's own gradient kernels, for reference (slow: Conv2DBackpropInput, Conv3DBackpropFilterV2 via tf.grad).
@@ -100,6 +116,8 @@ layerShapes.forEach(([shape, co], i) => {
   }
 });
 torch.close();
-console.log(`tfjs median ${result.ours.toFixed(1)} ms/step, pytorch median ${result.theirs.toFixed(1)} ms/step (goal: ratio <= 2.5)`);
+console.log(
+  `tfjs median ${result.ours.toFixed(1)} ms/step, pytorch median ${result.theirs.toFixed(1)} ms/step (goal: ratio <= 2.5)`,
+);
 console.log(`ratio ${result.ratio.toFixed(2)}`);
 process.exit(0);

@@ -10,7 +10,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { selectBackend } from '@distillery/runtime/tfjs/backend';
-const { values: args } = parseArgs({ options: { threads: { type: 'string', default: '1' }, rounds: { type: 'string', default: '6' }, steps: { type: 'string', default: '8' } } });
+const { values: args } = parseArgs({
+  options: {
+    threads: { type: 'string', default: '1' },
+    rounds: { type: 'string', default: '6' },
+    steps: { type: 'string', default: '8' },
+  },
+});
 const { tf } = await selectBackend({ cpus: Number(args.threads), gpus: [], prefer: 'wasm' });
 const { createStudent } = await import('@distillery/plugin-student-train');
 const { exportOnnx } = await import('@distillery/plugin-student-train');
@@ -21,10 +27,20 @@ const dir = mkdtempSync(join(tmpdir(), 'bench-onnx-student-'));
 const shape = [28, 28, 1];
 const architectures = {
   'mlp 784-256-10': { arch: 'mlp', hidden: [256] },
-  'cnn same [16,32] batch norm, fc 64': { arch: 'cnn', channels: [16, 32], kernel: 3, padding: 'same', batchNorm: true, hidden: [64] },
+  'cnn same [16,32] batch norm, fc 64': {
+    arch: 'cnn',
+    channels: [16, 32],
+    kernel: 3,
+    padding: 'same',
+    batchNorm: true,
+    hidden: [64],
+  },
 };
 const x = tf.randomUniform([128, ...shape], 0, 1, 'float32', 1);
-const labels = tf.tensor1d(Int32Array.from({ length: 128 }, (_, i) => (i * 7) % 10), 'int32');
+const labels = tf.tensor1d(
+  Int32Array.from({ length: 128 }, (_, i) => (i * 7) % 10),
+  'int32',
+);
 
 /** A training step closure for `student` (its own Adam state). */
 function stepper(student) {
@@ -63,8 +79,12 @@ for (const [name, config] of Object.entries(architectures)) {
   }
   const a = median(times['built-in']);
   const b = median(times.imported);
-  console.log(`${name}: built-in ${a.toFixed(1)} ms/step, imported ${b.toFixed(1)} ms/step (medians of ${args.rounds} rounds x ${args.steps} steps, ${args.threads} thread(s)); imported / built-in ${(b / a).toFixed(3)}`);
-  console.log(`  rounds built-in [${times['built-in'].map((t) => t.toFixed(1)).join(', ')}], imported [${times.imported.map((t) => t.toFixed(1)).join(', ')}]`);
+  console.log(
+    `${name}: built-in ${a.toFixed(1)} ms/step, imported ${b.toFixed(1)} ms/step (medians of ${args.rounds} rounds x ${args.steps} steps, ${args.threads} thread(s)); imported / built-in ${(b / a).toFixed(3)}`,
+  );
+  console.log(
+    `  rounds built-in [${times['built-in'].map((t) => t.toFixed(1)).join(', ')}], imported [${times.imported.map((t) => t.toFixed(1)).join(', ')}]`,
+  );
   ratios.push(b / a);
 }
 rmSync(dir, { recursive: true, force: true });

@@ -33,7 +33,10 @@ const { crossEntropy } = await import('@distillery/plugin-student-train');
 const student = createStudent({ arch: 'mlp', hidden: [1024, 1024] }, [784], 1000, 0);
 const optimizer = new Optimizer({ ...DEFAULT_OPTIMIZER, name: 'adam', lr: 1e-3 }, student.params);
 const x = tf.randomNormal([256, 784], 0, 1, 'float32', 1);
-const labels = tf.tensor1d(Int32Array.from({ length: 256 }, (_, i) => (i * 7919) % 1000), 'int32');
+const labels = tf.tensor1d(
+  Int32Array.from({ length: 256 }, (_, i) => (i * 7919) % 1000),
+  'int32',
+);
 const vars = student.params.map((p) => p.variable);
 
 // Reference path for the ablation: the same MLP with tfjs autodiff of plain tf.matMul (transposed matMuls in backward).
@@ -48,7 +51,10 @@ function autodiffLogits() {
 }
 
 function step() {
-  const { value, grads } = tf.variableGrads(() => crossEntropy(args.autodiff ? autodiffLogits() : student.apply(x, true), labels), vars);
+  const { value, grads } = tf.variableGrads(
+    () => crossEntropy(args.autodiff ? autodiffLogits() : student.apply(x, true), labels),
+    vars,
+  );
   const named = {};
   student.params.forEach((p) => (named[p.name] = grads[p.variable.name]));
   optimizer.apply(named, 1e-3);
@@ -56,7 +62,10 @@ function step() {
   value.dispose();
   return loss;
 }
-for (let i = 0; i < warmup; i++) { const l = step(); if (i === 0) console.log(`first-step loss ${l.toFixed(3)} (ln 1000 = ${Math.log(1000).toFixed(3)})`); }
+for (let i = 0; i < warmup; i++) {
+  const l = step();
+  if (i === 0) console.log(`first-step loss ${l.toFixed(3)} (ln 1000 = ${Math.log(1000).toFixed(3)})`);
+}
 function tfjsSteps(n) {
   const t0 = performance.now();
   for (let i = 0; i < n; i++) step();
@@ -64,13 +73,23 @@ function tfjsSteps(n) {
 }
 const mode = args.autodiff ? 'tfjs autodiff matMul' : 'custom dense backward';
 if (args['no-torch']) {
-  console.log(`tfjs ${choice.name} (${choice.threads} threads, ${mode}): ${tfjsSteps(steps * Number(args.rounds)).toFixed(1)} ms/step (tensors ${tf.memory().numTensors})`);
+  console.log(
+    `tfjs ${choice.name} (${choice.threads} threads, ${mode}): ${tfjsSteps(steps * Number(args.rounds)).toFixed(1)} ms/step (tensors ${tf.memory().numTensors})`,
+  );
 } else {
-  const torch = await startTorch(fileURLToPath(new URL('./torch_mlp.py', import.meta.url)), ['--threads', String(threads), '--warmup', String(warmup)], threads);
-  console.log(`pytorch ${torch.hello.version} (${torch.hello.threads} threads, BLAS ${torch.hello.blas}); tfjs ${choice.name} (${choice.threads} threads, ${mode})`);
+  const torch = await startTorch(
+    fileURLToPath(new URL('./torch_mlp.py', import.meta.url)),
+    ['--threads', String(threads), '--warmup', String(warmup)],
+    threads,
+  );
+  console.log(
+    `pytorch ${torch.hello.version} (${torch.hello.threads} threads, BLAS ${torch.hello.blas}); tfjs ${choice.name} (${choice.threads} threads, ${mode})`,
+  );
   const result = await interleave(Number(args.rounds), () => tfjsSteps(steps), torch, steps);
   torch.close();
-  console.log(`tfjs median ${result.ours.toFixed(1)} ms/step, pytorch median ${result.theirs.toFixed(1)} ms/step (goal: ratio <= 1.5)`);
+  console.log(
+    `tfjs median ${result.ours.toFixed(1)} ms/step, pytorch median ${result.theirs.toFixed(1)} ms/step (goal: ratio <= 1.5)`,
+  );
   console.log(`ratio ${result.ratio.toFixed(2)}`);
 }
 process.exit(0);

@@ -26,7 +26,10 @@ const metrics = {};
 for (const [name, value] of Object.entries(process.env)) {
   if (!name.startsWith('DISTILL_INPUT_') || !value) continue;
   const input = name.slice('DISTILL_INPUT_'.length).toLowerCase();
-  const totals = value.split(':').map(walk).reduce((a, b) => ({ files: a.files + b.files, bytes: a.bytes + b.bytes }), { files: 0, bytes: 0 });
+  const totals = value
+    .split(':')
+    .map(walk)
+    .reduce((a, b) => ({ files: a.files + b.files, bytes: a.bytes + b.bytes }), { files: 0, bytes: 0 });
   summary[input] = totals;
   metrics[`${input}_files`] = totals.files;
   metrics[`${input}_mib`] = totals.bytes / 2 ** 20;

@@ -6,7 +6,10 @@ import * as ort from 'onnxruntime-node';
 import { parseArgs } from 'node:util';
 import { openShardSet } from '@distillery/runtime/shards';
 
-const { values, positionals } = parseArgs({ allowPositionals: true, options: { rows: { type: 'string', default: '2000' } } });
+const { values, positionals } = parseArgs({
+  allowPositionals: true,
+  options: { rows: { type: 'string', default: '2000' } },
+});
 const [dataDir, ...models] = positionals;
 const limit = Number(values.rows);
 const xs = [];
@@ -16,12 +19,17 @@ for await (const b of (await openShardSet(dataDir)).batches({ verify: 'size' }))
   const f = b.numeric('features');
   const l = b.numeric('label');
   const d = f.length / b.numRows;
-  for (let r = 0; r < b.numRows && ys.length < limit; r++) if (sp[r] === 'test') { xs.push(f.slice(r * d, (r + 1) * d)); ys.push(l[r]); }
+  for (let r = 0; r < b.numRows && ys.length < limit; r++)
+    if (sp[r] === 'test') {
+      xs.push(f.slice(r * d, (r + 1) * d));
+      ys.push(l[r]);
+    }
 }
 const d = xs[0].length;
 for (const model of models) {
   const s = await ort.InferenceSession.create(model, { intraOpNumThreads: 2 });
-  let top1 = 0, top5 = 0;
+  let top1 = 0,
+    top5 = 0;
   for (let i = 0; i < ys.length; i += 100) {
     const n = Math.min(100, ys.length - i);
     const x = new Float32Array(n * d);
@@ -39,5 +47,7 @@ for (const model of models) {
       if (above < 5) top5++;
     }
   }
-  console.log(`${model}: top-1 ${(100 * top1 / ys.length).toFixed(2)}%, top-5 ${(100 * top5 / ys.length).toFixed(2)}% over ${ys.length} test rows`);
+  console.log(
+    `${model}: top-1 ${((100 * top1) / ys.length).toFixed(2)}%, top-5 ${((100 * top5) / ys.length).toFixed(2)}% over ${ys.length} test rows`,
+  );
 }

@@ -25,9 +25,15 @@ for await (const b of (await openShardSet(join(out, 'data'))).batches({ verify: 
     const y = local.get(l[r]);
     if (y === undefined) continue;
     const x = f.slice(r * d, (r + 1) * d);
-    if (sp[r] === 'test' && test.y.length < limit) { test.x.push(x); test.y.push(y); }
+    if (sp[r] === 'test' && test.y.length < limit) {
+      test.x.push(x);
+      test.y.push(y);
+    }
     if (sp[r] === 'train') {
-      if (train.y.length < limit) { train.x.push(x); train.y.push(y); }
+      if (train.y.length < limit) {
+        train.x.push(x);
+        train.y.push(y);
+      }
       const s = sums.get(y) ?? { n: 0, v: new Float64Array(d) };
       for (let j = 0; j < d; j++) s.v[j] += x[j];
       s.n++;
@@ -35,7 +41,9 @@ for await (const b of (await openShardSet(join(out, 'data'))).batches({ verify: 
     }
   }
 }
-const session = await ort.InferenceSession.create(join(out, `specialist@${vertical}`, 'model.onnx'), { intraOpNumThreads: 1 });
+const session = await ort.InferenceSession.create(join(out, `specialist@${vertical}`, 'model.onnx'), {
+  intraOpNumThreads: 1,
+});
 async function top1(set) {
   let hit = 0;
   const d = set.x[0].length;
@@ -43,7 +51,9 @@ async function top1(set) {
     const n = Math.min(200, set.y.length - i);
     const x = new Float32Array(n * d);
     for (let r = 0; r < n; r++) x.set(set.x[i + r], r * d);
-    const o = (await session.run({ [session.inputNames[0]]: new ort.Tensor('float32', x, [n, d]) }))[session.outputNames[0]];
+    const o = (await session.run({ [session.inputNames[0]]: new ort.Tensor('float32', x, [n, d]) }))[
+      session.outputNames[0]
+    ];
     const c = o.dims[1];
     for (let r = 0; r < n; r++) {
       const row = o.data.subarray(r * c, (r + 1) * c);
@@ -59,12 +69,26 @@ async function top1(set) {
 const means = [...sums.entries()].map(([y, s]) => ({ y, m: Float64Array.from(s.v, (v) => v / s.n) }));
 let ncm = 0;
 for (let i = 0; i < test.y.length; i++) {
-  let best = -1, bestD = Infinity;
+  let best = -1,
+    bestD = Infinity;
   for (const { y, m } of means) {
     let dist = 0;
     for (let j = 0; j < m.length; j++) dist += (test.x[i][j] - m[j]) ** 2;
-    if (dist < bestD) { bestD = dist; best = y; }
+    if (dist < bestD) {
+      bestD = dist;
+      best = y;
+    }
   }
   if (best === test.y[i]) ncm++;
 }
-console.log(JSON.stringify({ vertical, classes: map.length, testRows: test.y.length, trainRows: train.y.length, specialistTop1WithinVerticalTest: await top1(test), specialistTop1WithinVerticalTrain: await top1(train), ncmRawWithinVerticalTest: ncm / test.y.length }));
+console.log(
+  JSON.stringify({
+    vertical,
+    classes: map.length,
+    testRows: test.y.length,
+    trainRows: train.y.length,
+    specialistTop1WithinVerticalTest: await top1(test),
+    specialistTop1WithinVerticalTrain: await top1(train),
+    ncmRawWithinVerticalTest: ncm / test.y.length,
+  }),
+);

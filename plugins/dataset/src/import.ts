@@ -9,7 +9,13 @@ import { open } from 'node:fs/promises';
 import { createGunzip } from 'node:zlib';
 import { extname, join, relative } from 'node:path';
 import type { Readable } from 'node:stream';
-import { ShardWriter, datasetSchema, openShardSet, type ColumnValues, type ShardManifest } from '@distillery/runtime/shards';
+import {
+  ShardWriter,
+  datasetSchema,
+  openShardSet,
+  type ColumnValues,
+  type ShardManifest,
+} from '@distillery/runtime/shards';
 import { Rng, uniformStream } from '@distillery/runtime/rng';
 
 /** One source of samples for one split. */
@@ -80,11 +86,16 @@ class ByteReader {
   private iterator: AsyncIterator<Buffer>;
   private buffer: Buffer<ArrayBufferLike> = Buffer.alloc(0);
   private ended = false;
-  constructor(readonly path: string, stream: Readable) {
+  constructor(
+    readonly path: string,
+    stream: Readable,
+  ) {
     this.iterator = stream[Symbol.asyncIterator]() as AsyncIterator<Buffer>;
   }
   static async open(path: string): Promise<ByteReader> {
-    const fh = await open(path, 'r').catch((e: Error) => { throw new Error(`${path}: cannot read (${e.message})`); });
+    const fh = await open(path, 'r').catch((e: Error) => {
+      throw new Error(`${path}: cannot read (${e.message})`);
+    });
     const head = Buffer.alloc(2);
     await fh.read(head, 0, 2, 0);
     await fh.close();
@@ -134,13 +145,18 @@ async function idxHeader(r: ByteReader): Promise<{ type: number; dims: number[] 
 }
 
 async function readIdx(source: ImportSource): Promise<SourceReader> {
-  if (!source.path || !source.labels) throw new Error(`idx source (split ${source.split}): needs path (images) and labels`);
+  if (!source.path || !source.labels)
+    throw new Error(`idx source (split ${source.split}): needs path (images) and labels`);
   const images = await ByteReader.open(source.path);
   const labels = await ByteReader.open(source.labels);
   const ih = await idxHeader(images);
   const lh = await idxHeader(labels);
-  if (ih.type !== 0x08) throw new Error(`${source.path}: IDX element type 0x${ih.type.toString(16)} not supported (need 0x08 unsigned byte)`);
-  if (lh.type !== 0x08 || lh.dims.length !== 1) throw new Error(`${source.labels}: not an IDX label file (1-D unsigned bytes)`);
+  if (ih.type !== 0x08)
+    throw new Error(
+      `${source.path}: IDX element type 0x${ih.type.toString(16)} not supported (need 0x08 unsigned byte)`,
+    );
+  if (lh.type !== 0x08 || lh.dims.length !== 1)
+    throw new Error(`${source.labels}: not an IDX label file (1-D unsigned bytes)`);
   const n = ih.dims[0]!;
   if (lh.dims[0] !== n) throw new Error(`${source.labels}: ${lh.dims[0]} labels for ${n} images in ${source.path}`);
   const sampleDims = ih.dims.slice(1);
@@ -151,7 +167,12 @@ async function readIdx(source: ImportSource): Promise<SourceReader> {
       const rows = Math.min(CHUNK_ROWS, n - start);
       const px = await images.exact(rows * width, `images ${start}..${start + rows}`);
       const lb = await labels.exact(rows, `labels ${start}..${start + rows}`);
-      yield { ids: Array.from({ length: rows }, (_, i) => `${source.split}/${start + i}`), labels: Int32Array.from(lb), values: new Uint8Array(px), rows };
+      yield {
+        ids: Array.from({ length: rows }, (_, i) => `${source.split}/${start + i}`),
+        labels: Int32Array.from(lb),
+        values: new Uint8Array(px),
+        rows,
+      };
     }
   }
   return { shape: { shape, input: 'pixels' }, chunks: chunks() };
@@ -159,11 +180,15 @@ async function readIdx(source: ImportSource): Promise<SourceReader> {
 
 // ---------------------------------------------------------------- NPY
 
-interface NpyHeader { descr: string; shape: number[]; }
+interface NpyHeader {
+  descr: string;
+  shape: number[];
+}
 
 async function npyHeader(r: ByteReader): Promise<NpyHeader> {
   const magic = await r.exact(8, 'NPY magic');
-  if (magic[0] !== 0x93 || magic.toString('latin1', 1, 6) !== 'NUMPY') throw new Error(`${r.path}: not an NPY file (bad magic)`);
+  if (magic[0] !== 0x93 || magic.toString('latin1', 1, 6) !== 'NUMPY')
+    throw new Error(`${r.path}: not an NPY file (bad magic)`);
   const major = magic[6]!;
   const lenBytes = await r.exact(major === 1 ? 2 : 4, 'NPY header length');
   const len = major === 1 ? lenBytes.readUInt16LE(0) : lenBytes.readUInt32LE(0);
@@ -171,22 +196,36 @@ async function npyHeader(r: ByteReader): Promise<NpyHeader> {
   const descr = /'descr':\s*'([^']+)'/.exec(text)?.[1];
   const fortran = /'fortran_order':\s*(True|False)/.exec(text)?.[1];
   const shapeText = /'shape':\s*\(([^)]*)\)/.exec(text)?.[1];
-  if (!descr || !fortran || shapeText === undefined) throw new Error(`${r.path}: unreadable NPY header ${JSON.stringify(text)}`);
+  if (!descr || !fortran || shapeText === undefined)
+    throw new Error(`${r.path}: unreadable NPY header ${JSON.stringify(text)}`);
   if (fortran === 'True') throw new Error(`${r.path}: Fortran-order arrays are not supported (save with C order)`);
-  return { descr, shape: shapeText.split(',').map((s) => s.trim()).filter(Boolean).map(Number) };
+  return {
+    descr,
+    shape: shapeText
+      .split(',')
+      .map((s) => s.trim())
+      .filter(Boolean)
+      .map(Number),
+  };
 }
 
 /** Little-endian NPY dtypes we read, with a converter to float32 / int32. */
 const NPY_TYPES: Record<string, { size: number; get: (b: Buffer, o: number) => number }> = {
-  '|u1': { size: 1, get: (b, o) => b[o]! }, '|i1': { size: 1, get: (b, o) => b.readInt8(o) },
-  '<u2': { size: 2, get: (b, o) => b.readUInt16LE(o) }, '<i2': { size: 2, get: (b, o) => b.readInt16LE(o) },
-  '<i4': { size: 4, get: (b, o) => b.readInt32LE(o) }, '<u4': { size: 4, get: (b, o) => b.readUInt32LE(o) },
-  '<i8': { size: 8, get: (b, o) => Number(b.readBigInt64LE(o)) }, '<f4': { size: 4, get: (b, o) => b.readFloatLE(o) },
-  '<f8': { size: 8, get: (b, o) => b.readDoubleLE(o) }, '|b1': { size: 1, get: (b, o) => b[o]! },
+  '|u1': { size: 1, get: (b, o) => b[o]! },
+  '|i1': { size: 1, get: (b, o) => b.readInt8(o) },
+  '<u2': { size: 2, get: (b, o) => b.readUInt16LE(o) },
+  '<i2': { size: 2, get: (b, o) => b.readInt16LE(o) },
+  '<i4': { size: 4, get: (b, o) => b.readInt32LE(o) },
+  '<u4': { size: 4, get: (b, o) => b.readUInt32LE(o) },
+  '<i8': { size: 8, get: (b, o) => Number(b.readBigInt64LE(o)) },
+  '<f4': { size: 4, get: (b, o) => b.readFloatLE(o) },
+  '<f8': { size: 8, get: (b, o) => b.readDoubleLE(o) },
+  '|b1': { size: 1, get: (b, o) => b[o]! },
 };
 
 async function readNpy(source: ImportSource): Promise<SourceReader> {
-  if (!source.path || !source.labels) throw new Error(`npy source (split ${source.split}): needs path (inputs .npy) and labels (.npy)`);
+  if (!source.path || !source.labels)
+    throw new Error(`npy source (split ${source.split}): needs path (inputs .npy) and labels (.npy)`);
   const xr = await ByteReader.open(source.path);
   const yr = await ByteReader.open(source.labels);
   const xh = await npyHeader(xr);
@@ -196,7 +235,8 @@ async function readNpy(source: ImportSource): Promise<SourceReader> {
   if (!xt) throw new Error(`${source.path}: dtype ${xh.descr} not supported (${Object.keys(NPY_TYPES).join(', ')})`);
   if (!yt || yh.descr.includes('f')) throw new Error(`${source.labels}: labels must be integers, got ${yh.descr}`);
   const n = xh.shape[0] ?? 0;
-  if (yh.shape.length !== 1 || yh.shape[0] !== n) throw new Error(`${source.labels}: shape (${yh.shape}) does not match ${n} samples in ${source.path}`);
+  if (yh.shape.length !== 1 || yh.shape[0] !== n)
+    throw new Error(`${source.labels}: shape (${yh.shape}) does not match ${n} samples in ${source.path}`);
   const sampleShape = xh.shape.slice(1);
   const width = sampleShape.reduce((a, b) => a * b, 1);
   const pixels = xh.descr === '|u1';
@@ -212,12 +252,19 @@ async function readNpy(source: ImportSource): Promise<SourceReader> {
       yield { ids: Array.from({ length: rows }, (_, i) => `${source.split}/${start + i}`), labels, values, rows };
     }
   }
-  return { shape: { shape: sampleShape.length ? sampleShape : [1], input: pixels ? 'pixels' : 'features' }, chunks: chunks() };
+  return {
+    shape: { shape: sampleShape.length ? sampleShape : [1], input: pixels ? 'pixels' : 'features' },
+    chunks: chunks(),
+  };
 }
 
 // ---------------------------------------------------------------- image folders
 
-interface DecodedImage { width: number; height: number; rgba: Uint8Array }
+interface DecodedImage {
+  width: number;
+  height: number;
+  rgba: Uint8Array;
+}
 
 async function decodeImage(path: string): Promise<DecodedImage> {
   const bytes = readFileSync(path);
@@ -243,14 +290,18 @@ async function readImages(source: ImportSource, channels: 1 | 3): Promise<Source
   if (!root) throw new Error(`images source (split ${source.split}): needs path (root/<class>/<image>)`);
   let classNames: string[];
   try {
-    classNames = readdirSync(root, { withFileTypes: true }).filter((d) => d.isDirectory()).map((d) => d.name).sort();
+    classNames = readdirSync(root, { withFileTypes: true })
+      .filter((d) => d.isDirectory())
+      .map((d) => d.name)
+      .sort();
   } catch (error) {
     throw new Error(`${root}: cannot list image folder (${(error as Error).message})`);
   }
   if (classNames.length === 0) throw new Error(`${root}: no class folders (expected root/<class>/<image>)`);
   const files: { path: string; label: number }[] = [];
   classNames.forEach((name, label) => {
-    for (const f of readdirSync(join(root, name)).sort()) if (IMAGE_EXT.has(extname(f).toLowerCase())) files.push({ path: join(root, name, f), label });
+    for (const f of readdirSync(join(root, name)).sort())
+      if (IMAGE_EXT.has(extname(f).toLowerCase())) files.push({ path: join(root, name, f), label });
   });
   if (files.length === 0) throw new Error(`${root}: no PNG or JPEG files`);
   const first = await decodeImage(files[0]!.path);
@@ -262,15 +313,28 @@ async function readImages(source: ImportSource, channels: 1 | 3): Promise<Source
       const values = new Uint8Array(part.length * width);
       for (let i = 0; i < part.length; i++) {
         const img = await decodeImage(part[i]!.path);
-        if (img.width !== W || img.height !== H) throw new Error(`${part[i]!.path}: image is ${img.width}x${img.height}, the first image ${files[0]!.path} is ${W}x${H} (resize first)`);
+        if (img.width !== W || img.height !== H)
+          throw new Error(
+            `${part[i]!.path}: image is ${img.width}x${img.height}, the first image ${files[0]!.path} is ${W}x${H} (resize first)`,
+          );
         const base = i * width;
         for (let p = 0; p < H * W; p++) {
           const [r, g, b] = [img.rgba[4 * p]!, img.rgba[4 * p + 1]!, img.rgba[4 * p + 2]!];
-          if (channels === 1) values[base + p] = Math.round(0.299 * r + 0.587 * g + 0.114 * b); // ITU-R 601 luma
-          else { values[base + 3 * p] = r; values[base + 3 * p + 1] = g; values[base + 3 * p + 2] = b; }
+          if (channels === 1)
+            values[base + p] = Math.round(0.299 * r + 0.587 * g + 0.114 * b); // ITU-R 601 luma
+          else {
+            values[base + 3 * p] = r;
+            values[base + 3 * p + 1] = g;
+            values[base + 3 * p + 2] = b;
+          }
         }
       }
-      yield { ids: part.map((f) => relative(root, f.path)), labels: Int32Array.from(part, (f) => f.label), values, rows: part.length };
+      yield {
+        ids: part.map((f) => relative(root, f.path)),
+        labels: Int32Array.from(part, (f) => f.label),
+        values,
+        rows: part.length,
+      };
     }
   }
   return { shape: { shape: [H, W, channels], input: 'pixels', classNames }, chunks: chunks() };
@@ -281,7 +345,13 @@ async function readImages(source: ImportSource, channels: 1 | 3): Promise<Source
 type TableRow = Record<string, unknown>;
 
 /** Turns table rows into chunks: id column, label column, every other column a numeric feature (or one numeric list column). */
-function tableChunks(path: string, source: ImportSource, rowsIn: AsyncIterable<TableRow[]>, labelColumn: string, idColumn: string | undefined): SourceReader {
+function tableChunks(
+  path: string,
+  source: ImportSource,
+  rowsIn: AsyncIterable<TableRow[]>,
+  labelColumn: string,
+  idColumn: string | undefined,
+): SourceReader {
   let featureColumns: string[] | undefined;
   let width = 0;
   const shape: SourceShape = { shape: [], input: 'features' };
@@ -291,10 +361,14 @@ function tableChunks(path: string, source: ImportSource, rowsIn: AsyncIterable<T
       if (rows.length === 0) continue;
       if (!featureColumns) {
         const cols = Object.keys(rows[0]!);
-        if (!cols.includes(labelColumn)) throw new Error(`${path}: no label column "${labelColumn}" (columns: ${cols.join(', ')})`);
+        if (!cols.includes(labelColumn))
+          throw new Error(`${path}: no label column "${labelColumn}" (columns: ${cols.join(', ')})`);
         featureColumns = cols.filter((c) => c !== labelColumn && c !== idColumn);
         const firstValue = rows[0]![featureColumns[0]!];
-        width = featureColumns.length === 1 && (Array.isArray(firstValue) || ArrayBuffer.isView(firstValue)) ? (firstValue as ArrayLike<number>).length : featureColumns.length;
+        width =
+          featureColumns.length === 1 && (Array.isArray(firstValue) || ArrayBuffer.isView(firstValue))
+            ? (firstValue as ArrayLike<number>).length
+            : featureColumns.length;
         if (width === 0) throw new Error(`${path}: no feature columns`);
       }
       const values = new Float32Array(rows.length * width);
@@ -303,17 +377,33 @@ function tableChunks(path: string, source: ImportSource, rowsIn: AsyncIterable<T
       rows.forEach((row, i) => {
         const where = `${path} row ${rowNo + i + 1}`;
         const label = Number(row[labelColumn]);
-        if (!Number.isInteger(label)) throw new Error(`${where}: label ${JSON.stringify(row[labelColumn])} is not an integer`);
+        if (!Number.isInteger(label))
+          throw new Error(`${where}: label ${JSON.stringify(row[labelColumn])} is not an integer`);
         labels[i] = label;
         ids.push(idColumn ? String(row[idColumn]) : `${source.split}/${rowNo + i}`);
-        const list = width !== featureColumns!.length || (featureColumns!.length === 1 && typeof row[featureColumns![0]!] === 'object') ? (row[featureColumns![0]!] as ArrayLike<unknown>) : undefined;
+        const list =
+          width !== featureColumns!.length ||
+          (featureColumns!.length === 1 && typeof row[featureColumns![0]!] === 'object')
+            ? (row[featureColumns![0]!] as ArrayLike<unknown>)
+            : undefined;
         for (let j = 0; j < width; j++) {
           const raw = list ? list[j] : row[featureColumns![j]!];
-          const v = typeof raw === 'bigint' ? Number(raw) : typeof raw === 'number' ? raw : typeof raw === 'string' && raw.trim() !== '' ? Number(raw) : NaN;
-          if (!Number.isFinite(v)) throw new Error(`${where}: column ${list ? `${featureColumns![0]}[${j}]` : featureColumns![j]} value ${JSON.stringify(String(raw))} is not a finite number`);
+          const v =
+            typeof raw === 'bigint'
+              ? Number(raw)
+              : typeof raw === 'number'
+                ? raw
+                : typeof raw === 'string' && raw.trim() !== ''
+                  ? Number(raw)
+                  : NaN;
+          if (!Number.isFinite(v))
+            throw new Error(
+              `${where}: column ${list ? `${featureColumns![0]}[${j}]` : featureColumns![j]} value ${JSON.stringify(String(raw))} is not a finite number`,
+            );
           values[i * width + j] = v;
         }
-        if (list && list.length !== width) throw new Error(`${where}: list has ${list.length} values, expected ${width}`);
+        if (list && list.length !== width)
+          throw new Error(`${where}: list has ${list.length} values, expected ${width}`);
       });
       rowNo += rows.length;
       shape.shape = [width];
@@ -330,7 +420,10 @@ async function* csvRows(path: string): AsyncGenerator<TableRow[]> {
   try {
     for await (const record of parser) {
       batch.push(record as TableRow);
-      if (batch.length === CHUNK_ROWS) { yield batch; batch = []; }
+      if (batch.length === CHUNK_ROWS) {
+        yield batch;
+        batch = [];
+      }
     }
   } catch (error) {
     throw new Error(`${path}: CSV error (${(error as Error).message})`);
@@ -349,7 +442,11 @@ async function* parquetRows(path: string): AsyncGenerator<TableRow[]> {
     throw new Error(`${path}: not a readable Parquet file (${(error as Error).message})`);
   }
   for (let start = 0; start < rows; start += CHUNK_ROWS) {
-    yield (await parquetReadObjects({ file, rowStart: start, rowEnd: Math.min(rows, start + CHUNK_ROWS) })) as TableRow[];
+    yield (await parquetReadObjects({
+      file,
+      rowStart: start,
+      rowEnd: Math.min(rows, start + CHUNK_ROWS),
+    })) as TableRow[];
   }
 }
 
@@ -358,7 +455,10 @@ async function* arrowRows(path: string): AsyncGenerator<TableRow[]> {
   let batch: TableRow[] = [];
   for await (const row of set.rows({ verify: 'size' })) {
     batch.push(row);
-    if (batch.length === CHUNK_ROWS) { yield batch; batch = []; }
+    if (batch.length === CHUNK_ROWS) {
+      yield batch;
+      batch = [];
+    }
   }
   if (batch.length) yield batch;
 }
@@ -397,18 +497,28 @@ function readSynthetic(source: ImportSource, o: ImportOptions, splitIndex: numbe
 async function openSource(o: ImportOptions, source: ImportSource, index: number): Promise<SourceReader> {
   const labelColumn = o.labelColumn ?? 'label';
   switch (o.format) {
-    case 'idx': return readIdx(source);
-    case 'npy': return readNpy(source);
-    case 'images': return readImages(source, o.channels ?? 3);
-    case 'csv': return tableChunks(need(source), source, csvRows(need(source)), labelColumn, o.idColumn);
-    case 'parquet': return tableChunks(need(source), source, parquetRows(need(source)), labelColumn, o.idColumn);
-    case 'arrow': return tableChunks(need(source), source, arrowRows(need(source)), labelColumn, o.idColumn);
-    case 'synthetic': return readSynthetic(source, o, index);
+    case 'idx':
+      return readIdx(source);
+    case 'npy':
+      return readNpy(source);
+    case 'images':
+      return readImages(source, o.channels ?? 3);
+    case 'csv':
+      return tableChunks(need(source), source, csvRows(need(source)), labelColumn, o.idColumn);
+    case 'parquet':
+      return tableChunks(need(source), source, parquetRows(need(source)), labelColumn, o.idColumn);
+    case 'arrow':
+      return tableChunks(need(source), source, arrowRows(need(source)), labelColumn, o.idColumn);
+    case 'synthetic':
+      return readSynthetic(source, o, index);
   }
 }
 function need(source: ImportSource): string {
   if (!source.path) throw new Error(`source for split ${source.split}: path is required`);
-  statSync(source.path, { throwIfNoEntry: false }) ?? (() => { throw new Error(`${source.path}: no such file`); })();
+  statSync(source.path, { throwIfNoEntry: false }) ??
+    (() => {
+      throw new Error(`${source.path}: no such file`);
+    })();
   return source.path;
 }
 
@@ -423,7 +533,8 @@ export async function importDataset(o: ImportOptions): Promise<ShardManifest> {
   if (numClasses === undefined && o.format !== 'images') {
     let maxLabel = -1;
     for (const [index, source] of o.sources.entries()) {
-      for await (const chunk of (await openSource(o, source, index)).chunks) for (const y of chunk.labels) if (y > maxLabel) maxLabel = y;
+      for await (const chunk of (await openSource(o, source, index)).chunks)
+        for (const y of chunk.labels) if (y > maxLabel) maxLabel = y;
     }
     numClasses = maxLabel + 1;
   }
@@ -436,14 +547,21 @@ export async function importDataset(o: ImportOptions): Promise<ShardManifest> {
       const reader = await openSource(o, source, index);
       const where = source.path ?? `split ${source.split}`;
       const holdout = source.holdout;
-      if (holdout && !(holdout.fraction > 0 && holdout.fraction < 1)) throw new Error(`${where}: holdout.fraction must be in (0, 1), got ${holdout.fraction}`);
-      if (holdout && holdout.split === source.split) throw new Error(`${where}: holdout.split "${holdout.split}" is the source's own split`);
+      if (holdout && !(holdout.fraction > 0 && holdout.fraction < 1))
+        throw new Error(`${where}: holdout.fraction must be in (0, 1), got ${holdout.fraction}`);
+      if (holdout && holdout.split === source.split)
+        throw new Error(`${where}: holdout.split "${holdout.split}" is the source's own split`);
       const holdoutRng = holdout ? new Rng(holdout.seed) : undefined;
       for await (const chunk of reader.chunks) {
         if (o.signal?.aborted) throw new Error('dataset import: cancelled');
         if (!shape) shape = { ...reader.shape, shape: [...reader.shape.shape] };
-        else if (JSON.stringify(reader.shape.shape) !== JSON.stringify(shape.shape) || reader.shape.input !== shape.input) {
-          throw new Error(`${where}: samples have shape ${JSON.stringify(reader.shape.shape)} (${reader.shape.input}), earlier sources ${JSON.stringify(shape.shape)} (${shape.input})`);
+        else if (
+          JSON.stringify(reader.shape.shape) !== JSON.stringify(shape.shape) ||
+          reader.shape.input !== shape.input
+        ) {
+          throw new Error(
+            `${where}: samples have shape ${JSON.stringify(reader.shape.shape)} (${reader.shape.input}), earlier sources ${JSON.stringify(shape.shape)} (${shape.input})`,
+          );
         }
         const classes = numClasses ?? shape.classNames!.length;
         for (let i = 0; i < chunk.rows; i++) {
@@ -451,11 +569,13 @@ export async function importDataset(o: ImportOptions): Promise<ShardManifest> {
           if (seenIds.has(id)) throw new Error(`${where}: duplicate sample id ${id}`);
           seenIds.add(id);
           const y = chunk.labels[i]!;
-          if (y < -1 || y >= classes) throw new Error(`${where}: sample ${id} has label ${y}, outside [-1, ${classes})`);
+          if (y < -1 || y >= classes)
+            throw new Error(`${where}: sample ${id} has label ${y}, outside [-1, ${classes})`);
         }
         writer ??= await createWriter(o, shape, classes);
         const splits = new Array<string>(chunk.rows).fill(source.split);
-        if (holdout) for (let i = 0; i < chunk.rows; i++) if (holdoutRng!.next() < holdout.fraction) splits[i] = holdout.split;
+        if (holdout)
+          for (let i = 0; i < chunk.rows; i++) if (holdoutRng!.next() < holdout.fraction) splits[i] = holdout.split;
         writer.append(chunkColumns(chunk, splits), chunk.rows);
         done += chunk.rows;
         o.progress?.(done);
@@ -471,8 +591,12 @@ export async function importDataset(o: ImportOptions): Promise<ShardManifest> {
 
 async function createWriter(o: ImportOptions, shape: SourceShape, numClasses: number): Promise<ShardWriter> {
   const schema = datasetSchema({
-    shape: shape.shape, input: shape.input, labels: 'single', numClasses,
-    classNames: shape.classNames, source: `${o.format}: ${o.sources.map((s) => s.path ?? `${s.samples ?? ''} synthetic`).join(', ')}`,
+    shape: shape.shape,
+    input: shape.input,
+    labels: 'single',
+    numClasses,
+    classNames: shape.classNames,
+    source: `${o.format}: ${o.sources.map((s) => s.path ?? `${s.samples ?? ''} synthetic`).join(', ')}`,
     layout: shape.shape.length === 3 ? 'HWC' : 'flat',
   });
   return ShardWriter.create({ dir: o.outDir, schema, rowsPerShard: o.rowsPerShard });

@@ -8,8 +8,13 @@ import { definePlugin, PathParam } from '@distillery/core/plugin';
 const params = Type.Object(
   {
     format: Type.Union([
-      Type.Literal('idx'), Type.Literal('npy'), Type.Literal('images'), Type.Literal('csv'),
-      Type.Literal('parquet'), Type.Literal('arrow'), Type.Literal('synthetic'),
+      Type.Literal('idx'),
+      Type.Literal('npy'),
+      Type.Literal('images'),
+      Type.Literal('csv'),
+      Type.Literal('parquet'),
+      Type.Literal('arrow'),
+      Type.Literal('synthetic'),
     ]),
     sources: Type.Array(
       Type.Object(
@@ -25,7 +30,11 @@ const params = Type.Object(
                 fraction: Type.Number({ exclusiveMinimum: 0, exclusiveMaximum: 1 }),
                 seed: Type.Integer({ default: 0 }),
               },
-              { additionalProperties: false, description: "each row of this source goes to `split` with probability `fraction` (seeded, in row order): a validation split carved from training data" },
+              {
+                additionalProperties: false,
+                description:
+                  'each row of this source goes to `split` with probability `fraction` (seeded, in row order): a validation split carved from training data',
+              },
             ),
           ),
         },
@@ -34,10 +43,15 @@ const params = Type.Object(
       { minItems: 1 },
     ),
     rowsPerShard: Type.Integer({ default: 8192, minimum: 1 }),
-    numClasses: Type.Optional(Type.Integer({ minimum: 1, description: 'Default: max label + 1 (one extra read pass)' })),
+    numClasses: Type.Optional(
+      Type.Integer({ minimum: 1, description: 'Default: max label + 1 (one extra read pass)' }),
+    ),
     labelColumn: Type.String({ default: 'label' }),
     idColumn: Type.Optional(Type.String()),
-    channels: Type.Union([Type.Literal(1), Type.Literal(3)], { default: 3, description: 'images: 1 = grayscale, 3 = RGB' }),
+    channels: Type.Union([Type.Literal(1), Type.Literal(3)], {
+      default: 3,
+      description: 'images: 1 = grayscale, 3 = RGB',
+    }),
     dim: Type.Integer({ default: 16, minimum: 1, description: 'synthetic: feature dimension' }),
     classes: Type.Integer({ default: 10, minimum: 1, description: 'synthetic: classes' }),
     separation: Type.Number({ default: 2, description: 'synthetic: std of class means' }),
@@ -49,7 +63,8 @@ const params = Type.Object(
 export default definePlugin({
   name: 'dataset',
   version: '1',
-  description: 'Import IDX / NPY / PNG+JPEG folders / CSV / Parquet / Arrow (or generate synthetic data) into dataset shards',
+  description:
+    'Import IDX / NPY / PNG+JPEG folders / CSV / Parquet / Arrow (or generate synthetic data) into dataset shards',
   params,
   resources: { cpus: 1, gpus: 0, memoryMiB: 1024 },
   async run(ctx) {

@@ -37,7 +37,8 @@ export interface GenerateResult {
 export async function generateEft(o: GenerateOptions): Promise<GenerateResult> {
   const started = Date.now();
   for (const [split, n] of Object.entries(o.perClass)) {
-    if (!Number.isInteger(n) || n < 0) throw new Error(`samples per class of split "${split}" must be an integer >= 0, got ${n}`);
+    if (!Number.isInteger(n) || n < 0)
+      throw new Error(`samples per class of split "${split}" must be an integer >= 0, got ${n}`);
   }
   const gen = new EftGenerator(o.geometry);
   const t = gen.taxonomy;
@@ -61,7 +62,10 @@ export async function generateEft(o: GenerateOptions): Promise<GenerateResult> {
     for (const split of ['train', 'val', 'test'] as const) {
       for (const chunk of gen.rows(split, o.perClass[split], o.chunkRows, split === 'train' ? 1 : stride)) {
         if (o.signal?.aborted) throw new Error(`eft-generate aborted after ${done} rows`);
-        writer.append({ id: chunk.ids, split: chunk.splits, label: chunk.labels, features: chunk.features }, chunk.rows);
+        writer.append(
+          { id: chunk.ids, split: chunk.splits, label: chunk.labels, features: chunk.features },
+          chunk.rows,
+        );
         done += chunk.rows;
         o.progress?.(done, total);
       }
@@ -70,7 +74,20 @@ export async function generateEft(o: GenerateOptions): Promise<GenerateResult> {
     writeTaxonomy(o.outDir, t);
     if (stats) {
       const path = join(o.outDir, 'stats.json');
-      writeFileAtomicSync(path, JSON.stringify({ geometry: o.geometry, perClass: o.perClass, evalClassStride: stride, verticals: t.verticals, overlap: stats }, null, 1));
+      writeFileAtomicSync(
+        path,
+        JSON.stringify(
+          {
+            geometry: o.geometry,
+            perClass: o.perClass,
+            evalClassStride: stride,
+            verticals: t.verticals,
+            overlap: stats,
+          },
+          null,
+          1,
+        ),
+      );
     }
     const manifest = await writer.close();
     return { manifest, stats, seconds: (Date.now() - started) / 1000 };

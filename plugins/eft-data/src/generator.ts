@@ -69,8 +69,26 @@ export const DEFAULT_GEOMETRY: EftGeometry = {
 
 /** Names of the first verticals (EFT-like); further ones are v20, v21, ... */
 export const VERTICAL_NAMES = [
-  'plant', 'animal', 'food', 'landmark', 'product', 'vehicle', 'bird', 'artwork', 'building', 'insect',
-  'dish', 'fashion', 'logo', 'sport', 'instrument', 'furniture', 'tool', 'fish', 'mineral', 'toy',
+  'plant',
+  'animal',
+  'food',
+  'landmark',
+  'product',
+  'vehicle',
+  'bird',
+  'artwork',
+  'building',
+  'insect',
+  'dish',
+  'fashion',
+  'logo',
+  'sport',
+  'instrument',
+  'furniture',
+  'tool',
+  'fish',
+  'mineral',
+  'toy',
 ];
 
 /** 32-bit mix of integers (murmur3 finaliser over a running hash). */
@@ -95,8 +113,10 @@ export function mix(...values: number[]): number {
  * `classes`, each at least 1.
  */
 export function verticalSizes(classes: number, verticals: number, exponent: number): number[] {
-  if (!Number.isInteger(verticals) || verticals < 1) throw new Error(`verticals must be a positive integer, got ${verticals}`);
-  if (!Number.isInteger(classes) || classes < verticals) throw new Error(`classes (${classes}) must be an integer >= verticals (${verticals})`);
+  if (!Number.isInteger(verticals) || verticals < 1)
+    throw new Error(`verticals must be a positive integer, got ${verticals}`);
+  if (!Number.isInteger(classes) || classes < verticals)
+    throw new Error(`classes (${classes}) must be an integer >= verticals (${verticals})`);
   const weights = Array.from({ length: verticals }, (_, v) => Math.pow(v + 1, -exponent));
   const total = weights.reduce((a, b) => a + b, 0);
   const spare = classes - verticals; // one class per vertical is reserved
@@ -109,8 +129,12 @@ export function verticalSizes(classes: number, verticals: number, exponent: numb
 }
 
 /** Builds the taxonomy: contiguous class ranges per vertical, groups of groupSize within each. */
-export function buildTaxonomy(g: Pick<EftGeometry, 'classes' | 'verticals' | 'tailExponent' | 'groupSize'>, source: string): Taxonomy {
-  if (!Number.isInteger(g.groupSize) || g.groupSize < 1) throw new Error(`groupSize must be a positive integer, got ${g.groupSize}`);
+export function buildTaxonomy(
+  g: Pick<EftGeometry, 'classes' | 'verticals' | 'tailExponent' | 'groupSize'>,
+  source: string,
+): Taxonomy {
+  if (!Number.isInteger(g.groupSize) || g.groupSize < 1)
+    throw new Error(`groupSize must be a positive integer, got ${g.groupSize}`);
   const sizes = verticalSizes(g.classes, g.verticals, g.tailExponent);
   const classVertical: number[] = [];
   const classGroup: number[] = [];
@@ -128,7 +152,16 @@ export function buildTaxonomy(g: Pick<EftGeometry, 'classes' | 'verticals' | 'ta
     }
     return { name: VERTICAL_NAMES[v] ?? `v${v}`, size, groups };
   });
-  return { format: 'distillery-taxonomy', version: 1, numClasses: g.classes, verticals, classVertical, classGroup, groupVertical, source };
+  return {
+    format: 'distillery-taxonomy',
+    version: 1,
+    numClasses: g.classes,
+    verticals,
+    classVertical,
+    classGroup,
+    groupVertical,
+    source,
+  };
 }
 
 /** d x k matrix (row-major, d rows) with orthonormal columns, by Gram-Schmidt on Gaussians. */
@@ -164,7 +197,10 @@ const SPLIT_CODES: Record<string, number> = { train: 1, val: 2, test: 3 };
 export class Permutation {
   private readonly halfBits: number;
   private readonly mask: number;
-  constructor(readonly n: number, private readonly seed: number) {
+  constructor(
+    readonly n: number,
+    private readonly seed: number,
+  ) {
     let bits = 2;
     while (2 ** bits < n) bits += 2;
     this.halfBits = bits / 2;
@@ -205,16 +241,26 @@ export class EftGenerator {
     for (const key of ['dim', 'subspaceRank'] as const) {
       if (!Number.isInteger(g[key]) || g[key] < 1) throw new Error(`${key} must be a positive integer, got ${g[key]}`);
     }
-    if (!Number.isInteger(g.nuisanceRank) || g.nuisanceRank < 0 || g.nuisanceRank > g.dim) throw new Error(`nuisanceRank must be an integer in [0, dim], got ${g.nuisanceRank}`);
-    for (const key of ['verticalSpread', 'groupSpread', 'classSpread', 'withinNoise', 'isotropicNoise', 'nuisanceStd'] as const) {
-      if (!(g[key] >= 0) || !Number.isFinite(g[key])) throw new Error(`${key} must be a finite number >= 0, got ${g[key]}`);
+    if (!Number.isInteger(g.nuisanceRank) || g.nuisanceRank < 0 || g.nuisanceRank > g.dim)
+      throw new Error(`nuisanceRank must be an integer in [0, dim], got ${g.nuisanceRank}`);
+    for (const key of [
+      'verticalSpread',
+      'groupSpread',
+      'classSpread',
+      'withinNoise',
+      'isotropicNoise',
+      'nuisanceStd',
+    ] as const) {
+      if (!(g[key] >= 0) || !Number.isFinite(g[key]))
+        throw new Error(`${key} must be a finite number >= 0, got ${g[key]}`);
     }
     this.taxonomy = buildTaxonomy(g, `eft-generate ${JSON.stringify(g)}`);
     const d = g.dim;
     const r = g.subspaceRank;
     const groups = this.taxonomy.groupVertical.length;
     const verticalCentre = new Float64Array(g.verticals * d);
-    for (let v = 0; v < g.verticals; v++) new PairedNormals(mix(g.seed, 1, v)).fill(verticalCentre.subarray(v * d, (v + 1) * d), g.verticalSpread);
+    for (let v = 0; v < g.verticals; v++)
+      new PairedNormals(mix(g.seed, 1, v)).fill(verticalCentre.subarray(v * d, (v + 1) * d), g.verticalSpread);
     this.groupCentre = new Float32Array(groups * d);
     this.groupBasis = new Float32Array(groups * d * r);
     const offset = new Float64Array(d);
@@ -231,7 +277,8 @@ export class EftGenerator {
       new PairedNormals(mix(g.seed, 3, c)).fill(a, g.classSpread);
       this.coeff.set(a, c * r);
     }
-    this.nuisance = g.nuisanceRank > 0 ? orthonormalBasis(new PairedNormals(mix(g.seed, 4)), d, g.nuisanceRank) : new Float64Array(0);
+    this.nuisance =
+      g.nuisanceRank > 0 ? orthonormalBasis(new PairedNormals(mix(g.seed, 4)), d, g.nuisanceRank) : new Float64Array(0);
     this.zr = new Float64Array(r);
     this.zq = new Float64Array(g.nuisanceRank);
   }
@@ -276,8 +323,14 @@ export class EftGenerator {
    * `classStride` s > 1 keeps only classes 0, s, 2s, ... (a class-subsampled evaluation split:
    * every class with rows still competes with all C classes at scoring time).
    */
-  *rows(split: string, perClass: number, chunkRows: number, classStride = 1): Generator<{ ids: string[]; splits: string[]; labels: Int32Array; features: Float32Array; rows: number }> {
-    if (!(Number.isInteger(classStride) && classStride >= 1)) throw new Error(`eft-generate: class stride must be an integer >= 1, got ${classStride}`);
+  *rows(
+    split: string,
+    perClass: number,
+    chunkRows: number,
+    classStride = 1,
+  ): Generator<{ ids: string[]; splits: string[]; labels: Int32Array; features: Float32Array; rows: number }> {
+    if (!(Number.isInteger(classStride) && classStride >= 1))
+      throw new Error(`eft-generate: class stride must be an integer >= 1, got ${classStride}`);
     const C = Math.ceil(this.geometry.classes / classStride);
     const d = this.geometry.dim;
     const n = C * perClass;

@@ -19,7 +19,10 @@ export function taxonomyFromMap(path: string, text = readFileSync(path, 'utf8'))
   const ci = col('class');
   const vi = col('vertical');
   const gi = col('group');
-  if (ci < 0 || vi < 0) throw new Error(`class map ${path}: header must name the columns "class" and "vertical" (got ${header.join(', ')})`);
+  if (ci < 0 || vi < 0)
+    throw new Error(
+      `class map ${path}: header must name the columns "class" and "vertical" (got ${header.join(', ')})`,
+    );
   const verticalOf = new Map<string, number>();
   const groupOf = new Map<string, number>();
   const groupVertical: number[] = [];
@@ -28,9 +31,13 @@ export function taxonomyFromMap(path: string, text = readFileSync(path, 'utf8'))
     const cells = line.split(sep).map((s) => s.trim());
     const where = `class map ${path} line ${i + 2}`;
     const c = Number(cells[ci]);
-    if (!Number.isInteger(c) || c < 0 || cells[ci] === '') throw new Error(`${where}: class ${JSON.stringify(cells[ci])} is not a non-negative integer`);
+    if (!Number.isInteger(c) || c < 0 || cells[ci] === '')
+      throw new Error(`${where}: class ${JSON.stringify(cells[ci])} is not a non-negative integer`);
     const vname = cells[vi] ?? '';
-    if (!/^[A-Za-z0-9_][A-Za-z0-9_-]*$/.test(vname)) throw new Error(`${where}: vertical ${JSON.stringify(vname)} must be letters, digits, _ or - (it names files and stages)`);
+    if (!/^[A-Za-z0-9_][A-Za-z0-9_-]*$/.test(vname))
+      throw new Error(
+        `${where}: vertical ${JSON.stringify(vname)} must be letters, digits, _ or - (it names files and stages)`,
+      );
     if (!verticalOf.has(vname)) verticalOf.set(vname, verticalOf.size);
     const v = verticalOf.get(vname)!;
     const gkey = `${vname}\u0000${gi >= 0 ? (cells[gi] ?? '') : ''}`;
@@ -49,11 +56,21 @@ export function taxonomyFromMap(path: string, text = readFileSync(path, 'utf8'))
     classGroup[e.c] = e.g;
   }
   const missing = classVertical.indexOf(-1);
-  if (missing >= 0) throw new Error(`class map ${path}: class ${missing} is missing (classes must be 0..${n - 1}, each once)`);
+  if (missing >= 0)
+    throw new Error(`class map ${path}: class ${missing} is missing (classes must be 0..${n - 1}, each once)`);
   const verticals = [...verticalOf.keys()].map((name, v) => ({
     name,
     size: classVertical.filter((x) => x === v).length,
     groups: groupVertical.filter((x) => x === v).length,
   }));
-  return { format: 'distillery-taxonomy', version: 1, numClasses: n, verticals, classVertical, classGroup, groupVertical, source: `class map ${path}` };
+  return {
+    format: 'distillery-taxonomy',
+    version: 1,
+    numClasses: n,
+    verticals,
+    classVertical,
+    classGroup,
+    groupVertical,
+    source: `class map ${path}`,
+  };
 }

@@ -54,16 +54,20 @@ const NAME = /^[A-Za-z0-9_][A-Za-z0-9_-]*$/;
 
 /** Checks every invariant; errors name the file and the offending class / group / vertical. */
 export function validateTaxonomy(t: Taxonomy, where: string): void {
-  if (t.format !== 'distillery-taxonomy' || t.version !== 1) throw new Error(`${where}: not a distillery-taxonomy version 1 file`);
+  if (t.format !== 'distillery-taxonomy' || t.version !== 1)
+    throw new Error(`${where}: not a distillery-taxonomy version 1 file`);
   const n = t.numClasses;
   if (!Number.isInteger(n) || n < 1) throw new Error(`${where}: numClasses must be a positive integer, got ${n}`);
   if (t.classVertical.length !== n || t.classGroup.length !== n) {
-    throw new Error(`${where}: classVertical (${t.classVertical.length}) and classGroup (${t.classGroup.length}) must both have numClasses = ${n} entries`);
+    throw new Error(
+      `${where}: classVertical (${t.classVertical.length}) and classGroup (${t.classGroup.length}) must both have numClasses = ${n} entries`,
+    );
   }
   const m = t.verticals.length;
   const names = new Set<string>();
   for (const v of t.verticals) {
-    if (!NAME.test(v.name)) throw new Error(`${where}: vertical name ${JSON.stringify(v.name)} must match ${NAME.source}`);
+    if (!NAME.test(v.name))
+      throw new Error(`${where}: vertical name ${JSON.stringify(v.name)} must match ${NAME.source}`);
     if (names.has(v.name)) throw new Error(`${where}: vertical name ${JSON.stringify(v.name)} appears twice`);
     names.add(v.name);
   }
@@ -72,21 +76,28 @@ export function validateTaxonomy(t: Taxonomy, where: string): void {
   for (let c = 0; c < n; c++) {
     const v = t.classVertical[c]!;
     const g = t.classGroup[c]!;
-    if (!Number.isInteger(v) || v < 0 || v >= m) throw new Error(`${where}: class ${c} has vertical ${v}, outside [0, ${m})`);
-    if (!Number.isInteger(g) || g < 0 || g >= t.groupVertical.length) throw new Error(`${where}: class ${c} has group ${g}, outside [0, ${t.groupVertical.length})`);
-    if (t.groupVertical[g] !== v) throw new Error(`${where}: class ${c} is in vertical ${v} but its group ${g} belongs to vertical ${t.groupVertical[g]}`);
+    if (!Number.isInteger(v) || v < 0 || v >= m)
+      throw new Error(`${where}: class ${c} has vertical ${v}, outside [0, ${m})`);
+    if (!Number.isInteger(g) || g < 0 || g >= t.groupVertical.length)
+      throw new Error(`${where}: class ${c} has group ${g}, outside [0, ${t.groupVertical.length})`);
+    if (t.groupVertical[g] !== v)
+      throw new Error(
+        `${where}: class ${c} is in vertical ${v} but its group ${g} belongs to vertical ${t.groupVertical[g]}`,
+      );
     sizes[v]!++;
     groupSeen[g]!++;
   }
   t.verticals.forEach((info, v) => {
-    if (sizes[v] !== info.size) throw new Error(`${where}: vertical "${info.name}" declares ${info.size} classes, ${sizes[v]} classes name it`);
+    if (sizes[v] !== info.size)
+      throw new Error(`${where}: vertical "${info.name}" declares ${info.size} classes, ${sizes[v]} classes name it`);
     if (info.size === 0) throw new Error(`${where}: vertical "${info.name}" has no classes`);
   });
   const emptyGroup = groupSeen.indexOf(0);
   if (emptyGroup >= 0) throw new Error(`${where}: group ${emptyGroup} has no classes`);
   t.verticals.forEach((info, v) => {
     const groups = t.groupVertical.filter((gv) => gv === v).length;
-    if (groups !== info.groups) throw new Error(`${where}: vertical "${info.name}" declares ${info.groups} groups, ${groups} groups name it`);
+    if (groups !== info.groups)
+      throw new Error(`${where}: vertical "${info.name}" declares ${info.groups} groups, ${groups} groups name it`);
   });
 }
 
@@ -100,7 +111,8 @@ export function verticalClasses(t: Taxonomy): number[][] {
 /** Index of the vertical called `name`; the error lists the valid names. */
 export function verticalIndex(t: Taxonomy, name: string, where: string): number {
   const i = t.verticals.findIndex((v) => v.name === name);
-  if (i < 0) throw new Error(`${where}: no vertical named "${name}" (verticals: ${t.verticals.map((v) => v.name).join(', ')})`);
+  if (i < 0)
+    throw new Error(`${where}: no vertical named "${name}" (verticals: ${t.verticals.map((v) => v.name).join(', ')})`);
   return i;
 }
 
@@ -134,7 +146,10 @@ export function writeTaxonomy(dir: string, t: Taxonomy): void {
       written.push(path);
     });
     const evalMap = join(dir, EVAL_VERTICALS_FILE);
-    writeFileAtomicSync(evalMap, JSON.stringify({ classToVertical: t.classVertical, names: t.verticals.map((v) => v.name) }));
+    writeFileAtomicSync(
+      evalMap,
+      JSON.stringify({ classToVertical: t.classVertical, names: t.verticals.map((v) => v.name) }),
+    );
     written.push(evalMap);
     const path = join(dir, TAXONOMY_FILE);
     writeFileAtomicSync(path, JSON.stringify(t));

@@ -12,7 +12,8 @@ const params = Type.Object(
     splits: Type.Array(Type.String(), { default: ['train'], description: 'Splits to keep (empty = all)' }),
     labels: Type.Union([Type.Literal('multi'), Type.Literal('single')], {
       default: 'multi',
-      description: 'multi: `labels` list column (student-train uses per-class sigmoid CE); single: `label` (softmax CE)',
+      description:
+        'multi: `labels` list column (student-train uses per-class sigmoid CE); single: `label` (softmax CE)',
     }),
     rowsPerShard: Type.Integer({ minimum: 1, default: 16384 }),
   },

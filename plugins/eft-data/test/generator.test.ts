@@ -4,7 +4,15 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { openShardSet, parseDatasetSchema } from '@distillery/runtime/shards';
-import { DEFAULT_GEOMETRY, EftGenerator, Permutation, buildTaxonomy, overlapStatistics, verticalSizes, type EftGeometry } from '../src/generator.js';
+import {
+  DEFAULT_GEOMETRY,
+  EftGenerator,
+  Permutation,
+  buildTaxonomy,
+  overlapStatistics,
+  verticalSizes,
+  type EftGeometry,
+} from '../src/generator.js';
 import { generateEft } from '../src/generate.js';
 import { readTaxonomy, validateTaxonomy, verticalClasses } from '../src/taxonomy.js';
 
@@ -20,7 +28,10 @@ test('vertical sizes: hand-computed largest-remainder rounding, long tail, sum',
   assert.deepEqual(verticalSizes(10, 3, 1), [5, 3, 2]);
   assert.deepEqual(verticalSizes(12, 4, 0), [3, 3, 3, 3]);
   const sizes = verticalSizes(100_000, 20, 1);
-  assert.equal(sizes.reduce((a, b) => a + b, 0), 100_000);
+  assert.equal(
+    sizes.reduce((a, b) => a + b, 0),
+    100_000,
+  );
   for (let i = 1; i < sizes.length; i++) assert.ok(sizes[i]! <= sizes[i - 1]!, 'sizes fall with rank');
   // Zipf(1) over 20: largest / smallest = 20 (within rounding).
   assert.ok(Math.abs(sizes[0]! / sizes[19]! - 20) < 0.1, `ratio ${sizes[0]! / sizes[19]!}`);
@@ -34,7 +45,11 @@ test('taxonomy: hierarchy vertical -> group -> class, contiguous vertical ranges
   let next = 0;
   classes.forEach((ids, v) => {
     assert.equal(ids.length, t.verticals[v]!.size);
-    assert.deepEqual(ids, Array.from({ length: ids.length }, (_, i) => next + i), 'contiguous ids');
+    assert.deepEqual(
+      ids,
+      Array.from({ length: ids.length }, (_, i) => next + i),
+      'contiguous ids',
+    );
     next += ids.length;
     assert.equal(t.verticals[v]!.groups, Math.ceil(ids.length / 30));
   });
@@ -45,7 +60,10 @@ test('taxonomy: hierarchy vertical -> group -> class, contiguous vertical ranges
   t.classGroup.forEach((g, c) => assert.equal(t.groupVertical[g], t.classVertical[c]));
   const broken = { ...t, classGroup: [...t.classGroup] };
   broken.classGroup[0] = t.classGroup[t.classGroup.length - 1]!;
-  assert.throws(() => validateTaxonomy(broken, 'x.json'), /x\.json: class 0 is in vertical 0 but its group \d+ belongs to vertical 6/);
+  assert.throws(
+    () => validateTaxonomy(broken, 'x.json'),
+    /x\.json: class 0 is in vertical 0 but its group \d+ belongs to vertical 6/,
+  );
 });
 
 test('permutation: a bijection of [0, n) that depends on the seed', () => {
@@ -53,7 +71,10 @@ test('permutation: a bijection of [0, n) that depends on the seed', () => {
     const p = new Permutation(n, 42);
     const seen = new Uint8Array(n);
     for (let i = 0; i < n; i++) seen[p.at(i)]!++;
-    assert.ok(seen.every((s) => s === 1), `n=${n}`);
+    assert.ok(
+      seen.every((s) => s === 1),
+      `n=${n}`,
+    );
   }
   const a = new Permutation(1000, 1);
   const b = new Permutation(1000, 2);
@@ -80,7 +101,8 @@ test('samples: noise energy matches the geometry, sample mean converges to the p
     }
   }
   // Orthonormal bases: E||x - p||^2 = d iso^2 + r within^2 + q nuisance^2.
-  const expected = d * g.isotropicNoise ** 2 + g.subspaceRank * g.withinNoise ** 2 + g.nuisanceRank * g.nuisanceStd ** 2;
+  const expected =
+    d * g.isotropicNoise ** 2 + g.subspaceRank * g.withinNoise ** 2 + g.nuisanceRank * g.nuisanceStd ** 2;
   assert.ok(Math.abs(energy / expected - 1) < 0.03, `energy ${energy} vs ${expected}`);
   let err = 0;
   for (let j = 0; j < d; j++) err += (mean[j]! - p[j]!) ** 2;
@@ -98,7 +120,10 @@ test('overlap: neither trivial nor hopeless at the defaults, confusions inside g
   assert.ok(s.meanNoiseNorm > s.meanSiblingDistance);
   const easy = overlapStatistics(new EftGenerator({ ...base, withinNoise: 0.2 }), 300);
   const hard = overlapStatistics(new EftGenerator({ ...base, withinNoise: 1.2 }), 300);
-  assert.ok(easy.oracleTop1 > s.oracleTop1 && s.oracleTop1 > hard.oracleTop1, `${easy.oracleTop1} > ${s.oracleTop1} > ${hard.oracleTop1}`);
+  assert.ok(
+    easy.oracleTop1 > s.oracleTop1 && s.oracleTop1 > hard.oracleTop1,
+    `${easy.oracleTop1} > ${s.oracleTop1} > ${hard.oracleTop1}`,
+  );
 });
 
 async function readAll(dir: string) {
@@ -120,16 +145,30 @@ async function readAll(dir: string) {
 test('generate: split sizes, every class perClass times, dataset/1 schema, taxonomy files', async () => {
   const dir = tmp();
   try {
-    const r = await generateEft({ geometry: SMALL, perClass: { train: 3, val: 1, test: 2 }, outDir: dir, rowsPerShard: 500, chunkRows: 128, statsSamples: 20 });
+    const r = await generateEft({
+      geometry: SMALL,
+      perClass: { train: 3, val: 1, test: 2 },
+      outDir: dir,
+      rowsPerShard: 500,
+      chunkRows: 128,
+      statsSamples: 20,
+    });
     assert.equal(r.manifest.totalRows, 300 * 6);
     const { set, ids, splits, labels } = await readAll(dir);
     const info = parseDatasetSchema(set.schema);
     assert.deepEqual([info.input, info.labels, info.numClasses, info.width], ['features', 'single', 300, 256]);
     assert.equal(new Set(ids).size, ids.length, 'ids unique');
-    for (const [split, per] of [['train', 3], ['val', 1], ['test', 2]] as const) {
+    for (const [split, per] of [
+      ['train', 3],
+      ['val', 1],
+      ['test', 2],
+    ] as const) {
       const counts = new Array<number>(300).fill(0);
       splits.forEach((s, i) => s === split && counts[labels[i]!]!++);
-      assert.ok(counts.every((c) => c === per), `${split}: every class ${per} times`);
+      assert.ok(
+        counts.every((c) => c === per),
+        `${split}: every class ${per} times`,
+      );
     }
     // Rows are mixed: the first 100 training rows span many verticals.
     const t = readTaxonomy(dir);
@@ -147,17 +186,30 @@ test('generate: same seed gives the same bytes; same content whatever the chunki
   const dirs = [tmp(), tmp(), tmp(), tmp()];
   try {
     const run = (dir: string, seed: number, chunkRows: number) =>
-      generateEft({ geometry: { ...SMALL, seed }, perClass: { train: 2, val: 0, test: 1 }, outDir: dir, rowsPerShard: 400, chunkRows, statsSamples: 0 });
+      generateEft({
+        geometry: { ...SMALL, seed },
+        perClass: { train: 2, val: 0, test: 1 },
+        outDir: dir,
+        rowsPerShard: 400,
+        chunkRows,
+        statsSamples: 0,
+      });
     const a = await run(dirs[0]!, 5, 64);
     const again = await run(dirs[3]!, 5, 64);
-    assert.deepEqual(a.manifest.shards.map((s) => s.sha256), again.manifest.shards.map((s) => s.sha256));
+    assert.deepEqual(
+      a.manifest.shards.map((s) => s.sha256),
+      again.manifest.shards.map((s) => s.sha256),
+    );
     await run(dirs[1]!, 5, 1000); // other record-batch sizes inside the shards, same rows
     await run(dirs[2]!, 6, 64);
     const [ra, rb, rc] = await Promise.all(dirs.slice(0, 3).map((d) => readAll(d)));
     assert.deepEqual([ra!.ids, ra!.labels, ra!.features], [rb!.ids, rb!.labels, rb!.features]);
     assert.notDeepEqual(ra!.labels, rc!.labels);
     assert.notDeepEqual(ra!.features, rc!.features);
-    assert.equal(readFileSync(join(dirs[0]!, 'taxonomy.json'), 'utf8'), readFileSync(join(dirs[1]!, 'taxonomy.json'), 'utf8'));
+    assert.equal(
+      readFileSync(join(dirs[0]!, 'taxonomy.json'), 'utf8'),
+      readFileSync(join(dirs[1]!, 'taxonomy.json'), 'utf8'),
+    );
   } finally {
     for (const d of dirs) rmSync(d, { recursive: true, force: true });
   }
@@ -169,13 +221,29 @@ test('generate: an abort leaves no shard, manifest or taxonomy behind; bad geome
     const controller = new AbortController();
     await assert.rejects(
       generateEft({
-        geometry: SMALL, perClass: { train: 4, val: 0, test: 1 }, outDir: dir, rowsPerShard: 100, chunkRows: 100, statsSamples: 0, signal: controller.signal,
+        geometry: SMALL,
+        perClass: { train: 4, val: 0, test: 1 },
+        outDir: dir,
+        rowsPerShard: 100,
+        chunkRows: 100,
+        statsSamples: 0,
+        signal: controller.signal,
         progress: (done) => done >= 500 && controller.abort(),
       }),
       /aborted after 500 rows/,
     );
     assert.deepEqual(readdirSync(dir), []);
-    await assert.rejects(generateEft({ geometry: { ...SMALL, withinNoise: -1 }, perClass: { train: 1, val: 0, test: 0 }, outDir: dir, rowsPerShard: 100, chunkRows: 100, statsSamples: 0 }), /withinNoise must be a finite number >= 0/);
+    await assert.rejects(
+      generateEft({
+        geometry: { ...SMALL, withinNoise: -1 },
+        perClass: { train: 1, val: 0, test: 0 },
+        outDir: dir,
+        rowsPerShard: 100,
+        chunkRows: 100,
+        statsSamples: 0,
+      }),
+      /withinNoise must be a finite number >= 0/,
+    );
     assert.deepEqual(readdirSync(dir), []);
   } finally {
     rmSync(dir, { recursive: true, force: true });

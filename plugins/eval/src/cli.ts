@@ -77,12 +77,19 @@ export async function loadReportFrom(arg: string, stage?: string): Promise<Loade
  * `stage` = evaluate picks evaluate@1, evaluate@2, ... (without `stage`, the record's eval stages
  * must all be instances of one stage).
  */
-export async function loadReportsFrom(arg: string, stage: string | undefined, instances: boolean): Promise<LoadedReport[]> {
+export async function loadReportsFrom(
+  arg: string,
+  stage: string | undefined,
+  instances: boolean,
+): Promise<LoadedReport[]> {
   const { existsSync, statSync } = await import('node:fs');
   const { readFile } = await import('node:fs/promises');
   const { basename, dirname, join } = await import('node:path');
   const { checkReport } = await import('./stage/report.js');
-  if (!existsSync(arg)) throw new Error(`${arg}: no such file or directory (give a report.json, an eval stage output directory or a run record)`);
+  if (!existsSync(arg))
+    throw new Error(
+      `${arg}: no such file or directory (give a report.json, an eval stage output directory or a run record)`,
+    );
   const file = statSync(arg).isDirectory() ? join(arg, 'report.json') : arg;
   if (!existsSync(file)) throw new Error(`${arg}: no report.json in this directory`);
   const text = await readFile(file, 'utf8');
@@ -95,13 +102,19 @@ export async function loadReportsFrom(arg: string, stage: string | undefined, in
   const record = parsed as { runId?: unknown; stages?: unknown };
   if (typeof record.runId === 'string' && Array.isArray(record.stages)) {
     // A run record: .distill/runs/<id>.json; the store is .distill/.
-    const stages = (record.stages as { id: string; plugin: string; tree?: string }[]).filter((s) => s.plugin === 'eval' && s.tree);
+    const stages = (record.stages as { id: string; plugin: string; tree?: string }[]).filter(
+      (s) => s.plugin === 'eval' && s.tree,
+    );
     const base = (id: string) => id.split('@')[0] ?? id;
     const chosen = stage ? stages.filter((s) => s.id === stage || (instances && base(s.id) === stage)) : stages;
     const bases = new Set(chosen.map((s) => base(s.id)));
     if (chosen.length === 0 || (!instances && chosen.length > 1) || (instances && bases.size > 1)) {
-      const what = instances ? `eval stage${stage ? ` named ${stage} or ${stage}@<item>` : 's of one fan-out'}` : `eval stage${stage ? ` named ${stage}` : 's'}`;
-      throw new Error(`${file}: run ${record.runId} has ${chosen.length === 0 ? 'no' : 'several'} finished ${what} (${stages.map((s) => s.id).join(', ') || 'none'})${chosen.length > 1 ? '; pick one with --stage' : ''}`);
+      const what = instances
+        ? `eval stage${stage ? ` named ${stage} or ${stage}@<item>` : 's of one fan-out'}`
+        : `eval stage${stage ? ` named ${stage}` : 's'}`;
+      throw new Error(
+        `${file}: run ${record.runId} has ${chosen.length === 0 ? 'no' : 'several'} finished ${what} (${stages.map((s) => s.id).join(', ') || 'none'})${chosen.length > 1 ? '; pick one with --stage' : ''}`,
+      );
     }
     const { LocalStore } = await import('@distillery/core');
     const store = new LocalStore(dirname(dirname(file)));
@@ -109,7 +122,10 @@ export async function loadReportsFrom(arg: string, stage: string | undefined, in
     for (const s of chosen) {
       const tree = store.readTree(s.tree!);
       const entry = tree?.files.find((f) => f.path === 'report.json');
-      if (!entry) throw new Error(`${file}: the output of stage ${s.id} (tree ${s.tree}) is not in the store ${store.dir} or holds no report.json`);
+      if (!entry)
+        throw new Error(
+          `${file}: the output of stage ${s.id} (tree ${s.tree}) is not in the store ${store.dir} or holds no report.json`,
+        );
       const reportPath = store.objectPath(entry.hash);
       let reportJson: unknown;
       try {
@@ -121,20 +137,31 @@ export async function loadReportsFrom(arg: string, stage: string | undefined, in
     }
     return loaded;
   }
-  return [{ report: checkReport(parsed, file), label: basename(file) === 'report.json' ? basename(dirname(file)) || file : file, file }];
+  return [
+    {
+      report: checkReport(parsed, file),
+      label: basename(file) === 'report.json' ? basename(dirname(file)) || file : file,
+      file,
+    },
+  ];
 }
 
 /** `compare`: two evaluations side by side (Markdown table, or JSON rows with --json). */
-export async function compareCommand(a: string, b: string, options: { json?: boolean; stage?: string } = {}): Promise<string> {
+export async function compareCommand(
+  a: string,
+  b: string,
+  options: { json?: boolean; stage?: string } = {},
+): Promise<string> {
   const { compareReports, renderComparison } = await import('./stage/report.js');
   const ra = await loadReportFrom(a, options.stage);
   const rb = await loadReportFrom(b, options.stage);
   // Reports of different splits still compare as numbers, but the reader should know.
   const da = ra.report.dataset;
   const db = rb.report.dataset;
-  const note = da.split !== db.split || da.numClasses !== db.numClasses || da.samples !== db.samples
-    ? `note: A evaluated split "${da.split}" (${da.samples} samples, ${da.numClasses} classes), B split "${db.split}" (${db.samples} samples, ${db.numClasses} classes)\n\n`
-    : '';
+  const note =
+    da.split !== db.split || da.numClasses !== db.numClasses || da.samples !== db.samples
+      ? `note: A evaluated split "${da.split}" (${da.samples} samples, ${da.numClasses} classes), B split "${db.split}" (${db.samples} samples, ${db.numClasses} classes)\n\n`
+      : '';
   const rows = compareReports(ra.report, rb.report);
   if (options.json) return JSON.stringify({ a: ra.label, b: rb.label, ...(note ? { note: note.trim() } : {}), rows });
   const labelA = ra.label === rb.label ? `A (${a})` : `A: ${ra.label}`;
@@ -165,7 +192,8 @@ export async function compareSeedsCommand(args: string[], options: CompareSeedsO
   for (const arg of args) reports.push(...(await loadReportsFrom(arg, options.stage, true)));
   const comparisons = options.pair?.map((text) => {
     const parts = text.split(':');
-    if (parts.length !== 2 || !parts[0] || !parts[1]) throw new Error(`--pair ${text}: expected <role a>:<role b>, e.g. student-kd:student-ce`);
+    if (parts.length !== 2 || !parts[0] || !parts[1])
+      throw new Error(`--pair ${text}: expected <role a>:<role b>, e.g. student-kd:student-ce`);
     return { a: parts[0], b: parts[1] };
   });
   const aggregate = aggregateSeeds(reports, {
@@ -182,12 +210,25 @@ const collect = (value: string, previous: string[] = []): string[] => [...previo
 export function registerCommands(program: Command): void {
   program
     .command('compare')
-    .description('two evaluations side by side, or (--seeds, or more than two) aggregated over seeds with paired t-intervals; arguments: report.json, eval stage output directories or run records')
+    .description(
+      'two evaluations side by side, or (--seeds, or more than two) aggregated over seeds with paired t-intervals; arguments: report.json, eval stage output directories or run records',
+    )
     .argument('<reports...>', 'evaluations: two to compare side by side, or one per seed')
-    .option('--stage <id>', 'eval stage to read from run records (with --seeds: the fan-out stage, e.g. evaluate for evaluate@1, evaluate@2, ...)')
+    .option(
+      '--stage <id>',
+      'eval stage to read from run records (with --seeds: the fan-out stage, e.g. evaluate for evaluate@1, evaluate@2, ...)',
+    )
     .option('--seeds', 'aggregate the reports as seeds of one experiment (automatic with more than two)')
-    .option('--pair <a:b>', 'seeds: comparison a - b of two roles (repeatable); default: every role against the first', collect)
-    .option('--metric <id>', 'seeds: metric to aggregate (repeatable): top-<k>, ece, mpvap, agreement, latency-p50-ms; default: all', collect)
+    .option(
+      '--pair <a:b>',
+      'seeds: comparison a - b of two roles (repeatable); default: every role against the first',
+      collect,
+    )
+    .option(
+      '--metric <id>',
+      'seeds: metric to aggregate (repeatable): top-<k>, ece, mpvap, agreement, latency-p50-ms; default: all',
+      collect,
+    )
     .option('--confidence <level>', 'seeds: two-sided confidence level of the intervals', Number, 0.95)
     .option('--json', 'print JSON (rows, or the seeds report)')
     .action(async (reports: string[], opts: CompareSeedsOptions & { seeds?: boolean; confidence: number }) => {
@@ -196,7 +237,9 @@ export function registerCommands(program: Command): void {
       } else if (reports.length === 2) {
         console.log(await compareCommand(reports[0]!, reports[1]!, opts));
       } else {
-        throw new Error('compare: give two evaluations to compare, or --seeds with one report per seed (or a run record and --stage)');
+        throw new Error(
+          'compare: give two evaluations to compare, or --seeds with one report per seed (or a run record and --stage)',
+        );
       }
     });
   const evalCmd = program.command('eval').description('evaluation metrics: COCO mAP, FID');

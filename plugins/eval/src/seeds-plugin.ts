@@ -10,18 +10,34 @@ import { definePlugin } from '@distillery/core/plugin';
 
 const params = Type.Object(
   {
-    comparisons: Type.Optional(Type.Array(
-      Type.Object({
-        a: Type.String({ minLength: 1, description: 'Role (model name up to "@"), e.g. student-kd' }),
-        b: Type.String({ minLength: 1, description: 'Role subtracted from a, e.g. student-ce' }),
-      }, { additionalProperties: false }),
-      { description: 'Paired differences a - b to test; default: every role against the first (the first report\'s first model, a teacher when there is one)' },
-    )),
-    confidence: Type.Number({ default: 0.95, exclusiveMinimum: 0, exclusiveMaximum: 1, description: 'Two-sided confidence level of the paired t-intervals' }),
-    metrics: Type.Optional(Type.Array(Type.String({ minLength: 1 }), {
-      minItems: 1,
-      description: 'Metrics to aggregate: top-<k>, ece, mpvap, agreement, latency-p50-ms; default: every metric the reports hold',
-    })),
+    comparisons: Type.Optional(
+      Type.Array(
+        Type.Object(
+          {
+            a: Type.String({ minLength: 1, description: 'Role (model name up to "@"), e.g. student-kd' }),
+            b: Type.String({ minLength: 1, description: 'Role subtracted from a, e.g. student-ce' }),
+          },
+          { additionalProperties: false },
+        ),
+        {
+          description:
+            "Paired differences a - b to test; default: every role against the first (the first report's first model, a teacher when there is one)",
+        },
+      ),
+    ),
+    confidence: Type.Number({
+      default: 0.95,
+      exclusiveMinimum: 0,
+      exclusiveMaximum: 1,
+      description: 'Two-sided confidence level of the paired t-intervals',
+    }),
+    metrics: Type.Optional(
+      Type.Array(Type.String({ minLength: 1 }), {
+        minItems: 1,
+        description:
+          'Metrics to aggregate: top-<k>, ece, mpvap, agreement, latency-p50-ms; default: every metric the reports hold',
+      }),
+    ),
   },
   { additionalProperties: false },
 );
@@ -29,7 +45,8 @@ const params = Type.Object(
 export default definePlugin({
   name: 'eval-seeds',
   version: '1',
-  description: 'Aggregate eval reports over seeds: mean ± std per metric and model role, paired t-intervals of named differences with a "within noise" mark',
+  description:
+    'Aggregate eval reports over seeds: mean ± std per metric and model role, paired t-intervals of named differences with a "within noise" mark',
   params,
   resources: { cpus: 1, gpus: 0, memoryMiB: 256 },
   async run(ctx) {
@@ -38,7 +55,10 @@ export default definePlugin({
     const { loadReportFrom } = await import('./cli.js');
     const { aggregateSeeds, renderSeedsMarkdown, verdictText } = await import('./stage/seeds.js');
     const inputs = ctx.inputs.reports ?? [];
-    if (inputs.length === 0) throw new Error(`stage ${ctx.stageId}: bind the input "reports" to the eval stages of the seeds (e.g. reports: evaluate, for every evaluate@<seed>)`);
+    if (inputs.length === 0)
+      throw new Error(
+        `stage ${ctx.stageId}: bind the input "reports" to the eval stages of the seeds (e.g. reports: evaluate, for every evaluate@<seed>)`,
+      );
     const reports = [];
     for (const input of inputs) {
       const file = join(input.path, 'report.json');
@@ -50,7 +70,11 @@ export default definePlugin({
     }
     let aggregate: ReturnType<typeof aggregateSeeds>;
     try {
-      aggregate = aggregateSeeds(reports, { confidence: ctx.params.confidence, comparisons: ctx.params.comparisons, metrics: ctx.params.metrics });
+      aggregate = aggregateSeeds(reports, {
+        confidence: ctx.params.confidence,
+        comparisons: ctx.params.comparisons,
+        metrics: ctx.params.metrics,
+      });
     } catch (error) {
       throw new Error(`stage ${ctx.stageId}: ${(error as Error).message}`);
     }
@@ -69,7 +93,10 @@ export default definePlugin({
         metrics[`${c.a}-vs-${c.b}/${m.metric}/difference`] = c.meanDifference;
         metrics[`${c.a}-vs-${c.b}/${m.metric}/low`] = c.low;
         metrics[`${c.a}-vs-${c.b}/${m.metric}/high`] = c.high;
-        if (m.metric === 'top-1') ctx.log.info(`top-1 ${c.a} - ${c.b}: ${(c.meanDifference * 100).toFixed(2)} pp, ${aggregate.confidence * 100}% interval [${(c.low * 100).toFixed(2)}, ${(c.high * 100).toFixed(2)}] pp: ${verdictText(c)}`);
+        if (m.metric === 'top-1')
+          ctx.log.info(
+            `top-1 ${c.a} - ${c.b}: ${(c.meanDifference * 100).toFixed(2)} pp, ${aggregate.confidence * 100}% interval [${(c.low * 100).toFixed(2)}, ${(c.high * 100).toFixed(2)}] pp: ${verdictText(c)}`,
+          );
       }
     }
     return { metrics };

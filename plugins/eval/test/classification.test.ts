@@ -12,8 +12,13 @@ import {
   type ScoreMatrix,
 } from '../src/index.js';
 
-const m = (rows: number[][]): ScoreMatrix => ({ rows: rows.length, cols: rows[0]!.length, data: Float64Array.from(rows.flat()) });
-const close = (a: number | null, b: number, what: string) => assert.ok(a !== null && Math.abs(a - b) < 1e-12, `${what}: ${a} vs ${b}`);
+const m = (rows: number[][]): ScoreMatrix => ({
+  rows: rows.length,
+  cols: rows[0]!.length,
+  data: Float64Array.from(rows.flat()),
+});
+const close = (a: number | null, b: number, what: string) =>
+  assert.ok(a !== null && Math.abs(a - b) < 1e-12, `${what}: ${a} vs ${b}`);
 
 test('top-k, per-class and per-vertical accuracy', () => {
   const s = m([
@@ -36,7 +41,7 @@ test('average precision: hand-computed values, ties enter together', () => {
   assert.equal(averagePrecision([0.1, 0.2], [0, 0]), null);
 });
 
-test('mean per-vertical AP uses each vertical\'s own test images', () => {
+test("mean per-vertical AP uses each vertical's own test images", () => {
   // classes 0,1 -> vertical 0; class 2 -> vertical 1. Samples of vertical 0: 0, 1, 2.
   const s = m([
     [0.9, 0.1, 0.0],
@@ -67,7 +72,18 @@ test('multi-label mAP ignores unverified labels; teacher agreement', () => {
   close(r.perClass[0]!, 1, 'class 0');
   close(r.perClass[1]!, 0.5 + 1 / 3, 'class 1');
   close(r.mAP, (1 + 0.5 + 1 / 3) / 2, 'mAP');
-  close(teacherAgreement(s, m([[1, 0], [0, 1], [0, 1]])), 2 / 3, 'agreement');
+  close(
+    teacherAgreement(
+      s,
+      m([
+        [1, 0],
+        [0, 1],
+        [0, 1],
+      ]),
+    ),
+    2 / 3,
+    'agreement',
+  );
 });
 
 test('ECE and reliability bins', () => {
@@ -78,11 +94,19 @@ test('ECE and reliability bins', () => {
     [0.5, 0.5], // label 0, correct, confidence 0.5 -> bin (0, 0.5]
   ]);
   const r = expectedCalibrationError(s, [0, 1, 1, 0], { bins: 2 });
-  assert.deepEqual(r.bins.map((b) => b.count), [1, 3]);
+  assert.deepEqual(
+    r.bins.map((b) => b.count),
+    [1, 3],
+  );
   close(r.bins[1]!.accuracy, 2 / 3, 'bin accuracy');
   close(r.bins[1]!.confidence, (0.9 + 0.6 + 0.7) / 3, 'bin confidence');
   close(r.ece, 0.75 * Math.abs(2 / 3 - 2.2 / 3) + 0.25 * 0.5, 'ECE');
   // The same rows as logits: softmax confidences of [ln 9, 0] etc. equal the probabilities above.
-  const logits = m([[Math.log(9), 0], [Math.log(1.5), 0], [0, Math.log(7 / 3)], [0, 0]]);
+  const logits = m([
+    [Math.log(9), 0],
+    [Math.log(1.5), 0],
+    [0, Math.log(7 / 3)],
+    [0, 0],
+  ]);
   close(expectedCalibrationError(logits, [0, 1, 1, 0], { bins: 2, logits: true }).ece, r.ece, 'ECE from logits');
 });

@@ -13,17 +13,36 @@ test('eval coco prints the 12 numbers as JSON and as text', async () => {
   try {
     const gt = join(dir, 'gt.json');
     const dets = join(dir, 'dets.json');
-    writeFileSync(gt, JSON.stringify({
-      images: [{ id: 1 }],
-      categories: [{ id: 1 }],
-      annotations: [{ id: 1, image_id: 1, category_id: 1, bbox: [0, 0, 10, 10], area: 100, iscrowd: 0 }],
-    }));
-    writeFileSync(dets, JSON.stringify([
-      { image_id: 1, category_id: 1, bbox: [50, 50, 10, 10], score: 0.9 },
-      { image_id: 1, category_id: 1, bbox: [0, 0, 10, 10], score: 0.8 },
-    ]));
+    writeFileSync(
+      gt,
+      JSON.stringify({
+        images: [{ id: 1 }],
+        categories: [{ id: 1 }],
+        annotations: [{ id: 1, image_id: 1, category_id: 1, bbox: [0, 0, 10, 10], area: 100, iscrowd: 0 }],
+      }),
+    );
+    writeFileSync(
+      dets,
+      JSON.stringify([
+        { image_id: 1, category_id: 1, bbox: [50, 50, 10, 10], score: 0.9 },
+        { image_id: 1, category_id: 1, bbox: [0, 0, 10, 10], score: 0.8 },
+      ]),
+    );
     const out = JSON.parse(await cocoCommand({ gt, dets, json: true })) as Record<string, number>;
-    assert.deepEqual(Object.keys(out), ['AP', 'AP50', 'AP75', 'APs', 'APm', 'APl', 'AR1', 'AR10', 'AR100', 'ARs', 'ARm', 'ARl']);
+    assert.deepEqual(Object.keys(out), [
+      'AP',
+      'AP50',
+      'AP75',
+      'APs',
+      'APm',
+      'APl',
+      'AR1',
+      'AR10',
+      'AR100',
+      'ARs',
+      'ARm',
+      'ARl',
+    ]);
     assert.ok(Math.abs(out.AP! - 0.5) < 1e-12);
     assert.equal(out.APm, -1);
     assert.equal(out.AR1, 0);
@@ -53,7 +72,10 @@ test('eval fid on .npy features and saved .npz statistics; commands are register
     const program = new Command();
     registerCommands(program);
     const evalCmd = program.commands.find((c) => c.name() === 'eval');
-    assert.deepEqual(evalCmd?.commands.map((c) => c.name()), ['coco', 'fid', 'fid-stats']);
+    assert.deepEqual(
+      evalCmd?.commands.map((c) => c.name()),
+      ['coco', 'fid', 'fid-stats'],
+    );
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
@@ -62,14 +84,37 @@ test('eval fid on .npy features and saved .npz statistics; commands are register
 /** A minimal valid report with one model whose numbers the caller picks. */
 function report(models: { name: string; top1: number; ece: number; p50: number; params: number }[], split = 'test') {
   return {
-    format: 'distillery-eval-report', version: 1,
+    format: 'distillery-eval-report',
+    version: 1,
     dataset: { split, samples: 10, skippedUnlabelled: 0, numClasses: 3 },
-    topk: [1, 5], eceBins: 15, models: models.map((m) => ({
-      name: m.name, role: 'student', modelSha256: 'x',
-      metrics: { samples: 10, topk: { 1: m.top1, 5: 1 }, top1: m.top1, perClassAccuracy: [], classCounts: [], ece: m.ece, reliability: [] },
-      efficiency: { parameters: m.params, flops: null, latencyP50Ms: m.p50, latencyP95Ms: m.p50, throughput: 1000 / m.p50, batch: 1, iterations: 1, threads: 1 },
+    topk: [1, 5],
+    eceBins: 15,
+    models: models.map((m) => ({
+      name: m.name,
+      role: 'student',
+      modelSha256: 'x',
+      metrics: {
+        samples: 10,
+        topk: { 1: m.top1, 5: 1 },
+        top1: m.top1,
+        perClassAccuracy: [],
+        classCounts: [],
+        ece: m.ece,
+        reliability: [],
+      },
+      efficiency: {
+        parameters: m.params,
+        flops: null,
+        latencyP50Ms: m.p50,
+        latencyP95Ms: m.p50,
+        throughput: 1000 / m.p50,
+        batch: 1,
+        iterations: 1,
+        threads: 1,
+      },
     })),
-    efficiency: [], plots: [],
+    efficiency: [],
+    plots: [],
   };
 }
 
@@ -77,11 +122,26 @@ test('compare: two reports side by side from files, stage directories and run re
   const dir = mkdtempSync(join(tmpdir(), 'cli-test-'));
   try {
     const a = join(dir, 'a.json');
-    writeFileSync(a, JSON.stringify(report([{ name: 'kd', top1: 0.5, ece: 0.1, p50: 2, params: 1000 }, { name: 'ce', top1: 0.4, ece: 0.2, p50: 2, params: 1000 }])));
+    writeFileSync(
+      a,
+      JSON.stringify(
+        report([
+          { name: 'kd', top1: 0.5, ece: 0.1, p50: 2, params: 1000 },
+          { name: 'ce', top1: 0.4, ece: 0.2, p50: 2, params: 1000 },
+        ]),
+      ),
+    );
     // B as an eval stage's output directory (out/<pipeline>/<stage>/report.json).
     mkdirSync(join(dir, 'out', 'evalB'), { recursive: true });
-    writeFileSync(join(dir, 'out', 'evalB', 'report.json'), JSON.stringify(report([{ name: 'kd', top1: 0.625, ece: 0.05, p50: 1, params: 2500 }])));
-    const json = JSON.parse(await compareCommand(a, join(dir, 'out', 'evalB'), { json: true })) as { a: string; b: string; rows: { model: string; metric: string; a: number | null; b: number | null; delta: number | null }[] };
+    writeFileSync(
+      join(dir, 'out', 'evalB', 'report.json'),
+      JSON.stringify(report([{ name: 'kd', top1: 0.625, ece: 0.05, p50: 1, params: 2500 }])),
+    );
+    const json = JSON.parse(await compareCommand(a, join(dir, 'out', 'evalB'), { json: true })) as {
+      a: string;
+      b: string;
+      rows: { model: string; metric: string; a: number | null; b: number | null; delta: number | null }[];
+    };
     assert.equal(json.b, 'evalB');
     const row = (model: string, metric: string) => json.rows.find((r) => r.model === model && r.metric === metric);
     assert.deepEqual(row('kd', 'top-1'), { model: 'kd', metric: 'top-1', a: 0.5, b: 0.625, delta: 0.125 });
@@ -103,16 +163,43 @@ test('compare: two reports side by side from files, stage directories and run re
     mkdirSync(dirname(store.objectPath(hash)), { recursive: true });
     writeFileSync(store.objectPath(hash), body);
     mkdirSync(store.treesDir, { recursive: true });
-    writeFileSync(join(store.treesDir, 'tree1.json'), JSON.stringify({ files: [{ path: 'report.json', hash, size: body.length }] }));
+    writeFileSync(
+      join(store.treesDir, 'tree1.json'),
+      JSON.stringify({ files: [{ path: 'report.json', hash, size: body.length }] }),
+    );
     mkdirSync(join(dir, '.distill', 'runs'), { recursive: true });
     const runFile = join(dir, '.distill', 'runs', 'r1.json');
-    const stage = (id: string, plugin: string, tree?: string) => ({ id, plugin, status: 'ran', durationMs: 1, metrics: {}, ...(tree ? { tree } : {}) });
-    writeFileSync(runFile, JSON.stringify({ runId: 'r1', pipeline: 'p', file: 'p.yaml', startedAt: '', status: 'ok', stages: [stage('train', 'student-train', 'other'), stage('eval', 'eval', 'tree1')] }));
-    const viaRun = JSON.parse(await compareCommand(a, runFile, { json: true })) as { b: string; note?: string; rows: { model: string; metric: string; b: number | null }[] };
+    const stage = (id: string, plugin: string, tree?: string) => ({
+      id,
+      plugin,
+      status: 'ran',
+      durationMs: 1,
+      metrics: {},
+      ...(tree ? { tree } : {}),
+    });
+    writeFileSync(
+      runFile,
+      JSON.stringify({
+        runId: 'r1',
+        pipeline: 'p',
+        file: 'p.yaml',
+        startedAt: '',
+        status: 'ok',
+        stages: [stage('train', 'student-train', 'other'), stage('eval', 'eval', 'tree1')],
+      }),
+    );
+    const viaRun = JSON.parse(await compareCommand(a, runFile, { json: true })) as {
+      b: string;
+      note?: string;
+      rows: { model: string; metric: string; b: number | null }[];
+    };
     assert.equal(viaRun.b, 'r1:eval');
     assert.equal(viaRun.rows.find((r) => r.model === 'kd' && r.metric === 'top-1')?.b, 0.75);
     assert.match(viaRun.note ?? '', /A evaluated split "test".*B split "val"/);
-    await assert.rejects(compareCommand(a, runFile, { stage: 'nope' }), /run r1 has no finished eval stage named nope \(eval\)/);
+    await assert.rejects(
+      compareCommand(a, runFile, { stage: 'nope' }),
+      /run r1 has no finished eval stage named nope \(eval\)/,
+    );
     // Bad inputs are named.
     writeFileSync(join(dir, 'bad.json'), '{"format": "something-else"}');
     await assert.rejects(compareCommand(a, join(dir, 'bad.json')), /bad\.json: not an eval report/);
@@ -122,7 +209,10 @@ test('compare: two reports side by side from files, stage directories and run re
 
     const program = new Command();
     registerCommands(program);
-    assert.deepEqual(program.commands.map((c) => c.name()), ['compare', 'eval']);
+    assert.deepEqual(
+      program.commands.map((c) => c.name()),
+      ['compare', 'eval'],
+    );
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

@@ -61,14 +61,30 @@ function assertStats(actual: CocoStats, expected: Partial<CocoStats>, tol = 1e-1
 
 test('a perfect detection scores 1 in its area range and -1 elsewhere', () => {
   const s = run([{ box: [0, 0, 10, 10] }], [{ box: [0, 0, 10, 10], score: 0.9 }]);
-  assertStats(s, { AP: 1, AP50: 1, AP75: 1, APs: 1, APm: -1, APl: -1, AR1: 1, AR10: 1, AR100: 1, ARs: 1, ARm: -1, ARl: -1 });
+  assertStats(s, {
+    AP: 1,
+    AP50: 1,
+    AP75: 1,
+    APs: 1,
+    APm: -1,
+    APl: -1,
+    AR1: 1,
+    AR10: 1,
+    AR100: 1,
+    ARs: 1,
+    ARm: -1,
+    ARl: -1,
+  });
 });
 
 test('a higher-scored false positive halves precision at every recall threshold', () => {
-  const s = run([{ box: [0, 0, 10, 10] }], [
-    { box: [50, 50, 10, 10], score: 0.9 },
-    { box: [0, 0, 10, 10], score: 0.8 },
-  ]);
+  const s = run(
+    [{ box: [0, 0, 10, 10] }],
+    [
+      { box: [50, 50, 10, 10], score: 0.9 },
+      { box: [0, 0, 10, 10], score: 0.8 },
+    ],
+  );
   // tp=1, fp=1 at the second detection: precision 1/(2+eps) after the right-to-left envelope.
   assertStats(s, { AP: 0.5, AP50: 0.5, AR100: 1, AR1: 0 }, 1e-15);
 });
@@ -80,10 +96,7 @@ test('IoU 0.625 matches at thresholds .50, .55, .60 only', () => {
 });
 
 test('detections on a crowd region are ignored, not false positives', () => {
-  const gts: GtSpec[] = [
-    { box: [0, 0, 100, 100], crowd: true },
-    { box: [200, 200, 10, 10] },
-  ];
+  const gts: GtSpec[] = [{ box: [0, 0, 100, 100], crowd: true }, { box: [200, 200, 10, 10] }];
   const dts: DtSpec[] = [
     { box: [10, 10, 20, 20], score: 0.9 },
     { box: [50, 50, 20, 20], score: 0.8 },
@@ -107,31 +120,46 @@ test('no detections: 0 where there is GT, -1 where there is none', () => {
 });
 
 test('a detection on an image without GT is a false positive', () => {
-  const s = run([{ img: 1, box: [0, 0, 10, 10] }], [
-    { img: 2, box: [0, 0, 10, 10], score: 0.9 },
-    { img: 1, box: [0, 0, 10, 10], score: 0.5 },
-  ], [1, 2]);
+  const s = run(
+    [{ img: 1, box: [0, 0, 10, 10] }],
+    [
+      { img: 2, box: [0, 0, 10, 10], score: 0.9 },
+      { img: 1, box: [0, 0, 10, 10], score: 0.5 },
+    ],
+    [1, 2],
+  );
   assertStats(s, { AP: 0.5, AR100: 1 }, 1e-15);
 });
 
 test('a category without GT is -1 and left out of the mean', () => {
-  const s = run([{ cat: 1, box: [0, 0, 10, 10] }], [
-    { cat: 1, box: [0, 0, 10, 10], score: 0.9 },
-    { cat: 2, box: [0, 0, 10, 10], score: 0.9 },
-  ], [1], [1, 2]);
+  const s = run(
+    [{ cat: 1, box: [0, 0, 10, 10] }],
+    [
+      { cat: 1, box: [0, 0, 10, 10], score: 0.9 },
+      { cat: 2, box: [0, 0, 10, 10], score: 0.9 },
+    ],
+    [1],
+    [1, 2],
+  );
   assertStats(s, { AP: 1, AR100: 1 });
 });
 
 test('score ties keep file order (stable sort)', () => {
-  const fpFirst = run([{ box: [0, 0, 10, 10] }], [
-    { box: [50, 50, 10, 10], score: 0.5 },
-    { box: [0, 0, 10, 10], score: 0.5 },
-  ]);
+  const fpFirst = run(
+    [{ box: [0, 0, 10, 10] }],
+    [
+      { box: [50, 50, 10, 10], score: 0.5 },
+      { box: [0, 0, 10, 10], score: 0.5 },
+    ],
+  );
   assertStats(fpFirst, { AP: 0.5 }, 1e-15);
-  const tpFirst = run([{ box: [0, 0, 10, 10] }], [
-    { box: [0, 0, 10, 10], score: 0.5 },
-    { box: [50, 50, 10, 10], score: 0.5 },
-  ]);
+  const tpFirst = run(
+    [{ box: [0, 0, 10, 10] }],
+    [
+      { box: [0, 0, 10, 10], score: 0.5 },
+      { box: [50, 50, 10, 10], score: 0.5 },
+    ],
+  );
   assertStats(tpFirst, { AP: 1 });
 });
 
@@ -146,10 +174,13 @@ test('only the 100 best detections per image and category count', () => {
 });
 
 test('maxDets 1 and 10 cut per image before pooling', () => {
-  const s = run([{ box: [0, 0, 10, 10] }, { box: [100, 100, 10, 10] }], [
-    { box: [0, 0, 10, 10], score: 0.9 },
-    { box: [100, 100, 10, 10], score: 0.8 },
-  ]);
+  const s = run(
+    [{ box: [0, 0, 10, 10] }, { box: [100, 100, 10, 10] }],
+    [
+      { box: [0, 0, 10, 10], score: 0.9 },
+      { box: [100, 100, 10, 10], score: 0.8 },
+    ],
+  );
   assertStats(s, { AR1: 0.5, AR10: 1, AR100: 1, AP: 1 });
 });
 
@@ -179,10 +210,19 @@ test('bad input names the file and the record', async () => {
     };
     writeFileSync(gtPath, JSON.stringify(gtOk));
     writeFileSync(dtPath, '[{"image_id": 1,');
-    await assert.rejects(loadCocoFiles(gtPath, dtPath), (e: Error) => e.message.includes(dtPath) && /malformed JSON/.test(e.message));
+    await assert.rejects(
+      loadCocoFiles(gtPath, dtPath),
+      (e: Error) => e.message.includes(dtPath) && /malformed JSON/.test(e.message),
+    );
     writeFileSync(dtPath, JSON.stringify([{ image_id: 1, category_id: 1, bbox: [0, 0, -1, 5], score: 0.5 }]));
     await assert.rejects(loadCocoFiles(gtPath, dtPath), /dets\.json: detection \[0\]: bbox has negative size/);
-    writeFileSync(dtPath, JSON.stringify([{ image_id: 1, category_id: 1, bbox: [0, 0, 1, 5], score: 0.5 }, { image_id: 9, category_id: 1, bbox: [0, 0, 1, 5], score: 0.5 }]));
+    writeFileSync(
+      dtPath,
+      JSON.stringify([
+        { image_id: 1, category_id: 1, bbox: [0, 0, 1, 5], score: 0.5 },
+        { image_id: 9, category_id: 1, bbox: [0, 0, 1, 5], score: 0.5 },
+      ]),
+    );
     await assert.rejects(loadCocoFiles(gtPath, dtPath), /detection \[1\]: image_id 9 is not in the ground truth/);
     writeFileSync(dtPath, JSON.stringify([{ image_id: 1, category_id: 4, bbox: [0, 0, 1, 5], score: 0.5 }]));
     await assert.rejects(loadCocoFiles(gtPath, dtPath), /detection \[0\]: category_id 4 is not in the ground truth/);

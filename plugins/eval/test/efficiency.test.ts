@@ -29,7 +29,11 @@ test('parameters and FLOPs of a small CNN, counted by hand', () => {
   assert.deepEqual(cost.flopsByOp, { Conv: 32 * 2 * 9 + 32, Relu: 32, Flatten: 0, Gemm: 2 * 32 * 3 + 3 });
   assert.equal(cost.flops, 608 + 32 + 195);
   assert.equal(modelCost(tinyCnn(), { x: [4, 1, 4, 4] }).flops, 4 * (608 + 32) + 4 * 192 + 4 * 3);
-  const bad = new GraphBuilder('bad').input('x', 'float32', [1, 2]).node('TopK', ['x'], ['y']).output('y', 'float32', [1]).build();
+  const bad = new GraphBuilder('bad')
+    .input('x', 'float32', [1, 2])
+    .node('TopK', ['x'], ['y'])
+    .output('y', 'float32', [1])
+    .build();
   assert.throws(() => modelCost(bad, { x: [1, 2] }), /not implemented for op TopK/);
 });
 
@@ -55,11 +59,19 @@ test('latency with a GPU assigned, on a machine without the CUDA provider: measu
     const path = join(dir, 'm.onnx');
     writeFileSync(path, encodeModel(tinyCnn()));
     const warnings: string[] = [];
-    const stats = await measureLatency(path, [2, 1, 4, 4], { iterations: 5, warmup: 1, gpus: [0], warn: (m) => warnings.push(m) });
+    const stats = await measureLatency(path, [2, 1, 4, 4], {
+      iterations: 5,
+      warmup: 1,
+      gpus: [0],
+      warn: (m) => warnings.push(m),
+    });
     assert.equal(stats.provider, 'cpu');
     assert.ok(stats.p50Ms > 0 && stats.throughput > 0);
     assert.equal(warnings.length, 1);
-    assert.match(warnings[0]!, /CUDA execution provider unavailable on GPU 0 .*libonnxruntime_providers_shared\.so is not installed/);
+    assert.match(
+      warnings[0]!,
+      /CUDA execution provider unavailable on GPU 0 .*libonnxruntime_providers_shared\.so is not installed/,
+    );
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
@@ -76,7 +88,11 @@ test('FLOPs through shape-only ops (Transpose, Concat, Slice, Gather) and Reduce
     .initializer('axes', BigInt64Array.from([1n]), [1])
     .initializer('idx', BigInt64Array.from([3n, 0n, 1n]), [3])
     .initializer('raxes', BigInt64Array.from([2n]), [1])
-    .initializer('W', Float32Array.from({ length: 12 }, (_, i) => i / 10), [6, 2])
+    .initializer(
+      'W',
+      Float32Array.from({ length: 12 }, (_, i) => i / 10),
+      [6, 2],
+    )
     .node('Transpose', ['x'], ['t'], { perm: { ints: [0, 2, 1] } })
     .node('ReduceSum', ['t', 'raxes'], ['s'], { keepdims: { i: 1 } })
     .node('Concat', ['t', 't'], ['c'], { axis: { i: 2 } })
@@ -88,7 +104,15 @@ test('FLOPs through shape-only ops (Transpose, Concat, Slice, Gather) and Reduce
     .output('s', 'float32', [1, 3, 1])
     .build();
   const cost = modelCost(model, { x: [1, 2, 3] });
-  assert.deepEqual(cost.flopsByOp, { Transpose: 0, ReduceSum: 6, Concat: 0, Slice: 0, Gather: 0, Flatten: 0, MatMul: 24 });
+  assert.deepEqual(cost.flopsByOp, {
+    Transpose: 0,
+    ReduceSum: 6,
+    Concat: 0,
+    Slice: 0,
+    Gather: 0,
+    Flatten: 0,
+    MatMul: 24,
+  });
   assert.equal(cost.parameters, 12);
   // The graph is valid and the shapes above are what onnxruntime computes.
   const ort = await import('onnxruntime-node');

@@ -47,7 +47,8 @@ function randomMatrix(seed: number, d: number, scale: number): number[][] {
   return Array.from({ length: d }, (_, i) => Array.from({ length: d }, (_, j) => (i === j ? 1 : 0) + scale * z()));
 }
 
-const toMatrix = (a: Float64Array, d: number): Matrix => new Matrix(Array.from({ length: d }, (_, i) => Array.from(a.subarray(i * d, i * d + d))));
+const toMatrix = (a: Float64Array, d: number): Matrix =>
+  new Matrix(Array.from({ length: d }, (_, i) => Array.from(a.subarray(i * d, i * d + d))));
 
 /** Principal square root by the Denman-Beavers iteration: an algorithm independent of the code under test. */
 function sqrtmDenmanBeavers(a: Matrix): Matrix {
@@ -63,7 +64,10 @@ function sqrtmDenmanBeavers(a: Matrix): Matrix {
 }
 
 function relClose(actual: number, expected: number, rel: number, what: string): void {
-  assert.ok(Math.abs(actual - expected) <= rel * Math.abs(expected), `${what}: ${actual} vs ${expected} (rel ${Math.abs(actual - expected) / Math.abs(expected)})`);
+  assert.ok(
+    Math.abs(actual - expected) <= rel * Math.abs(expected),
+    `${what}: ${actual} vs ${expected} (rel ${Math.abs(actual - expected) / Math.abs(expected)})`,
+  );
 }
 
 test('npy: float64 round trip and a hand-written float32 file', () => {
@@ -109,8 +113,16 @@ test('streamed statistics equal the two-pass mean and N-1 covariance', async () 
 });
 
 test('1-D and diagonal cases match the closed form', async () => {
-  const a: GaussianStats = { dim: 3, mu: Float64Array.from([0, 1, 2]), sigma: Float64Array.from([4, 0, 0, 0, 1, 0, 0, 0, 9]) };
-  const b: GaussianStats = { dim: 3, mu: Float64Array.from([1, 1, 0]), sigma: Float64Array.from([1, 0, 0, 0, 4, 0, 0, 0, 0.25]) };
+  const a: GaussianStats = {
+    dim: 3,
+    mu: Float64Array.from([0, 1, 2]),
+    sigma: Float64Array.from([4, 0, 0, 0, 1, 0, 0, 0, 9]),
+  };
+  const b: GaussianStats = {
+    dim: 3,
+    mu: Float64Array.from([1, 1, 0]),
+    sigma: Float64Array.from([1, 0, 0, 0, 4, 0, 0, 0, 0.25]),
+  };
   // sum (mu diff)^2 + sum (sqrt(a_i) - sqrt(b_i))^2 = 5 + (1 + 1 + 6.25)
   relClose(await frechetDistance(a, b), 13.25, 1e-14, 'diagonal');
   const x = features(9, 200, 1, [[2]], 1);
@@ -151,8 +163,11 @@ test('N < D uses the singular covariances and matches the Gram-matrix identity',
   const y = features(23, n2, d, randomMatrix(24, d, 0.5), 0);
   const sx = await statsFromMatrix(x, n1, d);
   const sy = await statsFromMatrix(y, n2, d);
-  const centred = (m: Float64Array, n: number, mu: Float64Array) => new Matrix(Array.from({ length: n }, (_, r) => Array.from({ length: d }, (_, j) => m[r * d + j]! - mu[j]!)));
-  const c = centred(x, n1, sx.mu).mmul(centred(y, n2, sy.mu).transpose()).div(Math.sqrt((n1 - 1) * (n2 - 1)));
+  const centred = (m: Float64Array, n: number, mu: Float64Array) =>
+    new Matrix(Array.from({ length: n }, (_, r) => Array.from({ length: d }, (_, j) => m[r * d + j]! - mu[j]!)));
+  const c = centred(x, n1, sx.mu)
+    .mmul(centred(y, n2, sy.mu).transpose())
+    .div(Math.sqrt((n1 - 1) * (n2 - 1)));
   const eig = new EigenvalueDecomposition(c.mmul(c.transpose()), { assumeSymmetric: true }).realEigenvalues;
   const tr = eig.reduce((s, v) => s + Math.sqrt(Math.max(v, 0)), 0);
   let rest = 0;
@@ -166,7 +181,9 @@ test('symmetric eigenvalues agree with ml-matrix', () => {
   const sym = new Float64Array(d * d);
   for (let i = 0; i < d; i++) for (let j = 0; j < d; j++) sym[i * d + j] = m[i]![j]! + m[j]![i]!;
   const ours = Array.from(symmetricEigenvalues(sym, d)).sort((a, b) => a - b);
-  const ref = new EigenvalueDecomposition(toMatrix(sym, d), { assumeSymmetric: true }).realEigenvalues.sort((a, b) => a - b);
+  const ref = new EigenvalueDecomposition(toMatrix(sym, d), { assumeSymmetric: true }).realEigenvalues.sort(
+    (a, b) => a - b,
+  );
   ours.forEach((v, i) => assert.ok(Math.abs(v - ref[i]!) < 1e-12, `eigenvalue ${i}: ${v} vs ${ref[i]}`));
 });
 
@@ -187,7 +204,10 @@ test('npz statistics round trip; bad inputs are named', async () => {
 
     const wide = join(dir, 'wide.npy');
     writeFileSync(wide, encodeNpy(new Float64Array(15), [3, 5]));
-    await assert.rejects(async () => frechetDistance(stats, await loadFidInput(wide), {}, [npy, wide]), /feature widths differ: .*x\.npy has D = 4, .*wide\.npy has D = 5/);
+    await assert.rejects(
+      async () => frechetDistance(stats, await loadFidInput(wide), {}, [npy, wide]),
+      /feature widths differ: .*x\.npy has D = 4, .*wide\.npy has D = 5/,
+    );
     const nan = Float64Array.from(x);
     nan[2 * d + 1] = Number.NaN;
     const bad = join(dir, 'nan.npy');
@@ -245,20 +265,29 @@ test('streaming statistics: any column-block split and float32 or float64 chunks
   const mu = new Float64Array(d);
   for (let r = 0; r < n; r++) for (let j = 0; j < d; j++) mu[j]! += x[r * d + j]! / n;
   const cov = new Float64Array(d * d);
-  for (let r = 0; r < n; r++) for (let i = 0; i < d; i++) for (let j = 0; j < d; j++) cov[i * d + j]! += ((x[r * d + i]! - mu[i]!) * (x[r * d + j]! - mu[j]!)) / (n - 1);
+  for (let r = 0; r < n; r++)
+    for (let i = 0; i < d; i++)
+      for (let j = 0; j < d; j++) cov[i * d + j]! += ((x[r * d + i]! - mu[i]!) * (x[r * d + j]! - mu[j]!)) / (n - 1);
   const x32 = Float32Array.from(x);
   const mu32 = new Float64Array(d);
   for (let r = 0; r < n; r++) for (let j = 0; j < d; j++) mu32[j]! += x32[r * d + j]! / n;
   for (const blocks of [1, 2, 4, 5, 13]) {
-    for (const [name, data, wantMu] of [['float64', x, mu], ['float32', x32, mu32]] as const) {
+    for (const [name, data, wantMu] of [
+      ['float64', x, mu],
+      ['float32', x32, mu32],
+    ] as const) {
       const acc = new GaussianAccumulator(d, 'test', blocks);
       // Uneven chunks: 10, 10, 10, 7 rows.
       for (let r = 0; r < n; r += 10) await acc.add(data.subarray(r * d, Math.min(n, r + 10) * d), Math.min(10, n - r));
       const s = acc.finish();
-      for (let j = 0; j < d; j++) assert.ok(Math.abs(s.mu[j]! - wantMu[j]!) < 1e-12, `${name} blocks ${blocks}: mu[${j}]`);
+      for (let j = 0; j < d; j++)
+        assert.ok(Math.abs(s.mu[j]! - wantMu[j]!) < 1e-12, `${name} blocks ${blocks}: mu[${j}]`);
       for (let i = 0; i < d * d; i++) {
         const tol = name === 'float64' ? 1e-12 : 1e-5; // float32 inputs differ from x by rounding
-        assert.ok(Math.abs(s.sigma[i]! - cov[i]!) <= tol * Math.max(1, Math.abs(cov[i]!)), `${name} blocks ${blocks}: sigma[${i}] ${s.sigma[i]} vs ${cov[i]}`);
+        assert.ok(
+          Math.abs(s.sigma[i]! - cov[i]!) <= tol * Math.max(1, Math.abs(cov[i]!)),
+          `${name} blocks ${blocks}: sigma[${i}] ${s.sigma[i]} vs ${cov[i]}`,
+        );
         assert.equal(s.sigma[i], s.sigma[(i % d) * d + Math.floor(i / d)], 'symmetric');
       }
     }
@@ -267,8 +296,14 @@ test('streaming statistics: any column-block split and float32 or float64 chunks
   bad[2 * d + 5] = Number.NaN;
   bad[20 * d + 2 * d + 5] = Number.POSITIVE_INFINITY;
   const acc = new GaussianAccumulator(d, 'feats.npy', 4);
-  await assert.rejects(acc.add(bad.subarray(0, 20 * d), 20), /feats\.npy: feature row 2 has a non-finite value \(NaN\) in column 5/);
+  await assert.rejects(
+    acc.add(bad.subarray(0, 20 * d), 20),
+    /feats\.npy: feature row 2 has a non-finite value \(NaN\) in column 5/,
+  );
   const acc2 = new GaussianAccumulator(d, 'feats.npy', 4);
   await acc2.add(x32.subarray(0, 20 * d), 20);
-  await assert.rejects(acc2.add(bad.subarray(20 * d, 37 * d), 17), /feats\.npy: feature row 22 has a non-finite value \(Infinity\) in column 5/);
+  await assert.rejects(
+    acc2.add(bad.subarray(20 * d, 37 * d), 17),
+    /feats\.npy: feature row 22 has a non-finite value \(Infinity\) in column 5/,
+  );
 });

@@ -7,7 +7,13 @@ import { ShardWriter, datasetSchema } from '@distillery/runtime/shards';
 import { GraphBuilder, writeModelFile } from '@distillery/runtime/onnx';
 import plugin from '../src/plugin.js';
 import {
-  expectedCalibrationError, meanPerVerticalAP, perClassAccuracy, perVerticalAccuracy, teacherAgreement, topKAccuracy, type ScoreMatrix,
+  expectedCalibrationError,
+  meanPerVerticalAP,
+  perClassAccuracy,
+  perVerticalAccuracy,
+  teacherAgreement,
+  topKAccuracy,
+  type ScoreMatrix,
 } from '../src/classification/metrics.js';
 import type { TopLevelSpec } from 'vega-lite';
 import type { EvalReport } from '../src/stage/report.js';
@@ -15,13 +21,18 @@ import { renderSvg } from '../src/stage/plots.js';
 import { barMarks, lineMarkPaths, pathPoints, symbolMarks } from './svg-marks.js';
 import { linearLogits, makeCtx, rng, softmaxRows, writeLinearModel } from './stage-helpers.js';
 
-const dim = 4, classes = 6;
+const dim = 4,
+  classes = 6;
 
 /** n samples of seeded features, labels, split alternating train/test; rows "s<i>". */
 async function writeDataset(dir: string, x: Float32Array, labels: Int32Array, rowsPerShard: number): Promise<void> {
   const n = labels.length;
   const ids = Array.from({ length: n }, (_, i) => `s${i}`);
-  const writer = await ShardWriter.create({ dir, schema: datasetSchema({ shape: [dim], input: 'features', labels: 'single', numClasses: classes }), rowsPerShard });
+  const writer = await ShardWriter.create({
+    dir,
+    schema: datasetSchema({ shape: [dim], input: 'features', labels: 'single', numClasses: classes }),
+    rowsPerShard,
+  });
   writer.append({ id: ids, split: ids.map((_, i) => (i % 2 ? 'test' : 'train')), label: labels, features: x }, n);
   await writer.close();
 }
@@ -61,26 +72,57 @@ test('eval stage: report.json numbers equal the full-matrix metrics of the test 
     await writeDataset(join(root, 'data'), x, labels, 32);
     writeLinearModel(join(root, 'teacher'), wt, bt, dim, classes);
     writeLinearModel(join(root, 'student'), ws, undefined, dim, classes);
-    writeFileSync(join(root, 'student', 'training.json'), JSON.stringify({ finalLoss: 0.5, lossHistory: [{ step: 0, loss: 2 }, { step: 10, loss: 1 }, { step: 20, loss: 0.5 }] }));
-    writeFileSync(join(root, 'verticals.json'), JSON.stringify({ classToVertical: [0, 0, 1, 1, 1, 2], names: ['animals', 'vehicles', 'food'] }));
-    const { ctx, record } = makeCtx(plugin, { batchSize: 7, topk: [1, 2, 5], eceBins: 10, verticals: 'verticals.json', latencyRuns: 5, latencyWarmup: 1 }, {
-      outDir: join(root, 'out'), pipelineDir: root,
-      inputs: { dataset: [{ stage: 'data', path: join(root, 'data') }], model: [{ stage: 'student', path: join(root, 'student') }], teacher: [{ stage: 'teacher', path: join(root, 'teacher') }] },
-    });
+    writeFileSync(
+      join(root, 'student', 'training.json'),
+      JSON.stringify({
+        finalLoss: 0.5,
+        lossHistory: [
+          { step: 0, loss: 2 },
+          { step: 10, loss: 1 },
+          { step: 20, loss: 0.5 },
+        ],
+      }),
+    );
+    writeFileSync(
+      join(root, 'verticals.json'),
+      JSON.stringify({ classToVertical: [0, 0, 1, 1, 1, 2], names: ['animals', 'vehicles', 'food'] }),
+    );
+    const { ctx, record } = makeCtx(
+      plugin,
+      { batchSize: 7, topk: [1, 2, 5], eceBins: 10, verticals: 'verticals.json', latencyRuns: 5, latencyWarmup: 1 },
+      {
+        outDir: join(root, 'out'),
+        pipelineDir: root,
+        inputs: {
+          dataset: [{ stage: 'data', path: join(root, 'data') }],
+          model: [{ stage: 'student', path: join(root, 'student') }],
+          teacher: [{ stage: 'teacher', path: join(root, 'teacher') }],
+        },
+      },
+    );
     const result = await plugin.run(ctx);
     const report = JSON.parse(readFileSync(join(root, 'out', 'report.json'), 'utf8')) as EvalReport;
     const m = n / 2;
     assert.equal(report.dataset.samples, m);
     assert.equal(result?.metrics?.samples, m);
     assert.deepEqual(record.progress.at(-1), [m, undefined]);
-    assert.deepEqual(report.models.map((r) => [r.name, r.role]), [['teacher', 'teacher'], ['student', 'student']]);
+    assert.deepEqual(
+      report.models.map((r) => [r.name, r.role]),
+      [
+        ['teacher', 'teacher'],
+        ['student', 'student'],
+      ],
+    );
     assert.equal(report.referenceTeacher, 'teacher');
 
     const y = Int32Array.from({ length: m }, (_, i) => labels[2 * i + 1]!);
     const zt = testRows(linearLogits(x, wt, bt, dim, classes), classes);
     const zs = testRows(linearLogits(x, ws, undefined, dim, classes), classes);
     const verticals = [0, 0, 1, 1, 1, 2];
-    for (const [name, z] of [['teacher', zt], ['student', zs]] as const) {
+    for (const [name, z] of [
+      ['teacher', zt],
+      ['student', zs],
+    ] as const) {
       const got = report.models.find((r) => r.name === name)!.metrics;
       const scores: ScoreMatrix = { rows: m, cols: classes, data: z };
       const probs: ScoreMatrix = { rows: m, cols: classes, data: softmaxRows(z, classes) };
@@ -95,7 +137,10 @@ test('eval stage: report.json numbers equal the full-matrix metrics of the test 
       assert.equal(got.top1, hits / m, `${name} top-1 by counting`);
       if (name === 'teacher') assert.ok(got.top1 > 0.5 && got.top1 < 1, `teacher top-1 ${got.top1}`);
       assert.deepEqual(got.perClassAccuracy, perClassAccuracy(scores, y));
-      assert.deepEqual(got.classCounts, Array.from({ length: classes }, (_, c) => y.filter((v) => v === c).length));
+      assert.deepEqual(
+        got.classCounts,
+        Array.from({ length: classes }, (_, c) => y.filter((v) => v === c).length),
+      );
       assert.deepEqual(got.perVerticalAccuracy, perVerticalAccuracy(scores, y, verticals, 3));
       const ece = expectedCalibrationError(scores, y, { bins: 10, logits: true });
       close(got.ece, ece.ece, 1e-6, `${name} ECE`);
@@ -110,7 +155,10 @@ test('eval stage: report.json numbers equal the full-matrix metrics of the test 
       assert.equal(result?.metrics?.[`${name}/top1`], got.top1);
     }
     const student = report.models[1]!;
-    assert.equal(student.metrics.agreement, teacherAgreement({ rows: m, cols: classes, data: zs }, { rows: m, cols: classes, data: zt }));
+    assert.equal(
+      student.metrics.agreement,
+      teacherAgreement({ rows: m, cols: classes, data: zs }, { rows: m, cols: classes, data: zt }),
+    );
     assert.equal(report.models[0]!.metrics.agreement, undefined);
 
     // Efficiency: teacher x W + b (30 parameters, 2*4*6 + 6 FLOPs at batch 1), student x W (24, 48).
@@ -120,14 +168,24 @@ test('eval stage: report.json numbers equal the full-matrix metrics of the test 
     assert.equal(student.efficiency.flops, 48);
     assert.equal(student.efficiency.iterations, 5);
     const eff = report.efficiency[0]!;
-    assert.deepEqual([eff.teacher, eff.student, eff.parameterReduction, eff.flopReduction], ['teacher', 'student', 1.25, 54 / 48]);
+    assert.deepEqual(
+      [eff.teacher, eff.student, eff.parameterReduction, eff.flopReduction],
+      ['teacher', 'student', 1.25, 54 / 48],
+    );
     close(eff.speedup, report.models[0]!.efficiency.latencyP50Ms / student.efficiency.latencyP50Ms, 1e-12, 'speed-up');
-    assert.deepEqual(student.lossHistory, [{ step: 0, loss: 2 }, { step: 10, loss: 1 }, { step: 20, loss: 0.5 }]);
+    assert.deepEqual(student.lossHistory, [
+      { step: 0, loss: 2 },
+      { step: 10, loss: 1 },
+      { step: 20, loss: 0.5 },
+    ]);
 
     const files = readdirSync(join(root, 'out')).sort();
     const plots = ['accuracy-vs-size', 'loss-curves', 'reliability-student', 'reliability-teacher', 'vertical-ap'];
     assert.deepEqual(files, [...plots.flatMap((p) => [`${p}.svg`, `${p}.vl.json`]), 'report.json', 'report.md'].sort());
-    assert.deepEqual([...report.plots].sort(), files.filter((f) => f.endsWith('.svg')));
+    assert.deepEqual(
+      [...report.plots].sort(),
+      files.filter((f) => f.endsWith('.svg')),
+    );
     for (const f of report.plots) {
       const svg = readFileSync(join(root, 'out', f), 'utf8');
       assert.match(svg, /^<svg xmlns="http:\/\/www\.w3\.org\/2000\/svg"[^>]*>[\s\S]*<\/svg>\n$/);
@@ -144,7 +202,10 @@ test('eval stage: report.json numbers equal the full-matrix metrics of the test 
     // Accuracy against size: one point per model in each of the two panels.
     assert.equal(symbolMarks(readFileSync(join(root, 'out', 'accuracy-vs-size.svg'), 'utf8')), 4);
     const md = readFileSync(join(root, 'out', 'report.md'), 'utf8');
-    assert.match(md, /\| model \| role \| top-1 \| top-2 \| top-5 \| ECE \| mean per-vertical AP \(softmax scores\) \| agreement with teacher \|/);
+    assert.match(
+      md,
+      /\| model \| role \| top-1 \| top-2 \| top-5 \| ECE \| mean per-vertical AP \(softmax scores\) \| agreement with teacher \|/,
+    );
     assert.match(md, new RegExp(`\\| student \\| student \\| ${(student.metrics.top1 * 100).toFixed(2)}% \\|`));
     assert.match(md, /\| teacher \| student \| [\d.]+x \| 1\.25x \| 1\.13x \|/);
     assert.match(md, /\| animals \|/);
@@ -162,12 +223,16 @@ test('eval stage: pixels get scale, mean/std and HWC -> CHW as teacher-infer doe
     const n = 40;
     const r = rng(3);
     const pixels = Uint8Array.from({ length: n * D }, () => Math.floor(r() * 256));
-    const scale = 1 / 255, mean = [0.5, 0.4, 0.3], std = [0.2, 0.25, 0.5];
+    const scale = 1 / 255,
+      mean = [0.5, 0.4, 0.3],
+      std = [0.2, 0.25, 0.5];
     const expected = new Float64Array(n * D);
-    for (let i = 0; i < n; i++) for (let h = 0; h < H; h++) for (let c = 0; c < C; c++) {
-      const v = pixels[i * D + h * C + c]!;
-      expected[i * D + c * H + h] = (v * scale - mean[c]!) / std[c]!;
-    }
+    for (let i = 0; i < n; i++)
+      for (let h = 0; h < H; h++)
+        for (let c = 0; c < C; c++) {
+          const v = pixels[i * D + h * C + c]!;
+          expected[i * D + c * H + h] = (v * scale - mean[c]!) / std[c]!;
+        }
     const argmax = (i: number) => {
       const row = Array.from(expected.subarray(i * D, (i + 1) * D));
       return row.indexOf(Math.max(...row));
@@ -175,15 +240,34 @@ test('eval stage: pixels get scale, mean/std and HWC -> CHW as teacher-infer doe
     // Labels: the expected argmax for the first 30 samples, a different class for the last 10.
     const labels = Int32Array.from({ length: n }, (_, i) => (i < 30 ? argmax(i) : (argmax(i) + 1) % D));
     const ids = Array.from({ length: n }, (_, i) => `img${i}`);
-    const writer = await ShardWriter.create({ dir: join(root, 'data'), schema: datasetSchema({ shape: [H, Wd, C], layout: 'HWC', input: 'pixels', labels: 'single', numClasses: D }), rowsPerShard: 16 });
+    const writer = await ShardWriter.create({
+      dir: join(root, 'data'),
+      schema: datasetSchema({ shape: [H, Wd, C], layout: 'HWC', input: 'pixels', labels: 'single', numClasses: D }),
+      rowsPerShard: 16,
+    });
     writer.append({ id: ids, split: ids.map(() => 'test'), label: labels, pixels }, n);
     await writer.close();
     mkdirSync(join(root, 'flat'));
-    writeModelFile(join(root, 'flat', 'model.onnx'), new GraphBuilder('flat').input('x', 'float32', ['batch', C, H, Wd]).node('Flatten', ['x'], ['y']).output('y', 'float32', ['batch', D]).build());
-    const { ctx } = makeCtx(plugin, { scale, mean, std, inputLayout: 'CHW', batchSize: 16, topk: [1], latencyRuns: 2, latencyWarmup: 0 }, {
-      outDir: join(root, 'out'), pipelineDir: root,
-      inputs: { dataset: [{ stage: 'data', path: join(root, 'data') }], model: [{ stage: 'flat', path: join(root, 'flat') }] },
-    });
+    writeModelFile(
+      join(root, 'flat', 'model.onnx'),
+      new GraphBuilder('flat')
+        .input('x', 'float32', ['batch', C, H, Wd])
+        .node('Flatten', ['x'], ['y'])
+        .output('y', 'float32', ['batch', D])
+        .build(),
+    );
+    const { ctx } = makeCtx(
+      plugin,
+      { scale, mean, std, inputLayout: 'CHW', batchSize: 16, topk: [1], latencyRuns: 2, latencyWarmup: 0 },
+      {
+        outDir: join(root, 'out'),
+        pipelineDir: root,
+        inputs: {
+          dataset: [{ stage: 'data', path: join(root, 'data') }],
+          model: [{ stage: 'flat', path: join(root, 'flat') }],
+        },
+      },
+    );
     await plugin.run(ctx);
     const report = JSON.parse(readFileSync(join(root, 'out', 'report.json'), 'utf8')) as EvalReport;
     const got = report.models[0]!.metrics;
@@ -211,10 +295,18 @@ test('eval stage: bad inputs fail with the file or sample named and leave no rep
     writeFileSync(join(root, 'verticals-short.json'), JSON.stringify([0, 1]));
     const run = async (model: string, data: string, extra: Record<string, unknown> = {}) => {
       const out = join(root, `out-${model}-${data}`);
-      const { ctx } = makeCtx(plugin, { latencyRuns: 1, ...extra }, {
-        outDir: out, pipelineDir: root,
-        inputs: { dataset: [{ stage: 'd', path: join(root, data) }], model: [{ stage: model, path: join(root, model) }] },
-      });
+      const { ctx } = makeCtx(
+        plugin,
+        { latencyRuns: 1, ...extra },
+        {
+          outDir: out,
+          pipelineDir: root,
+          inputs: {
+            dataset: [{ stage: 'd', path: join(root, data) }],
+            model: [{ stage: model, path: join(root, model) }],
+          },
+        },
+      );
       try {
         await plugin.run(ctx);
       } finally {
@@ -223,9 +315,18 @@ test('eval stage: bad inputs fail with the file or sample named and leave no rep
     };
     await assert.rejects(run('empty', 'data'), /model empty: no model\.onnx in .*empty/);
     await assert.rejects(run('narrow', 'data'), /narrow[\s\S]*output logits has 5 classes but the dataset has 6/);
-    await assert.rejects(run('ok', 'badlabels'), /badlabels.*part-00000\.arrow: sample s7 has label 6, outside \[0, 6\)/);
-    await assert.rejects(run('ok', 'data', { split: 'val' }), /no labelled samples in split "val" \(splits present: train, test\)/);
-    await assert.rejects(run('ok', 'data', { verticals: 'verticals-short.json' }), /vertical map covers 2 classes but dataset .* has 6/);
+    await assert.rejects(
+      run('ok', 'badlabels'),
+      /badlabels.*part-00000\.arrow: sample s7 has label 6, outside \[0, 6\)/,
+    );
+    await assert.rejects(
+      run('ok', 'data', { split: 'val' }),
+      /no labelled samples in split "val" \(splits present: train, test\)/,
+    );
+    await assert.rejects(
+      run('ok', 'data', { verticals: 'verticals-short.json' }),
+      /vertical map covers 2 classes but dataset .* has 6/,
+    );
     await assert.rejects(run('ok', 'data', { verticals: 'missing.json' }), /vertical map .*missing\.json: cannot read/);
   } finally {
     rmSync(root, { recursive: true, force: true });

@@ -9,9 +9,16 @@ const near = (actual: number, expected: number, tol: number, what: string) =>
 test('t quantiles equal printed table values (6 decimals)', () => {
   // Standard two-sided t table entries: [p, dof, t_{p, dof}].
   const table: [number, number, number][] = [
-    [0.975, 1, 12.706205], [0.975, 2, 4.302653], [0.975, 3, 3.182446], [0.975, 4, 2.776445],
-    [0.975, 9, 2.262157], [0.975, 29, 2.045230], [0.975, 120, 1.979930],
-    [0.995, 2, 9.924843], [0.95, 5, 2.015048], [0.9, 10, 1.372184],
+    [0.975, 1, 12.706205],
+    [0.975, 2, 4.302653],
+    [0.975, 3, 3.182446],
+    [0.975, 4, 2.776445],
+    [0.975, 9, 2.262157],
+    [0.975, 29, 2.04523],
+    [0.975, 120, 1.97993],
+    [0.995, 2, 9.924843],
+    [0.95, 5, 2.015048],
+    [0.9, 10, 1.372184],
   ];
   for (const [p, dof, t] of table) near(studentTQuantile(p, dof), t, 5e-7, `t_{${p}, ${dof}}`);
 });
@@ -31,7 +38,8 @@ test('t quantiles equal the closed forms of 1, 2 and 4 degrees of freedom; symme
   }
   assert.equal(studentTQuantile(0.5, 7), 0);
   for (const dof of [1, 2, 3, 5, 6, 11, 40, 201]) {
-    for (const p of [0.025, 0.3, 0.7, 0.975, 0.999]) near(studentTCdf(studentTQuantile(p, dof), dof), p, 1e-14, `cdf(quantile(${p}), ${dof})`);
+    for (const p of [0.025, 0.3, 0.7, 0.975, 0.999])
+      near(studentTCdf(studentTQuantile(p, dof), dof), p, 1e-14, `cdf(quantile(${p}), ${dof})`);
   }
 });
 
@@ -72,10 +80,19 @@ test('mean, sample std and the paired 95% t-interval of a 3-seed example compute
   near(r.high, 0.0448413771175, 1e-12, 'high');
   assert.equal(r.verdict, 'within noise');
   // Shifted by 0.02 per seed: differences 0.04, 0.05, 0.03, interval [0.0151586228825, 0.0648413771175] lies above 0.
-  const above = pairedTInterval(a.map((v) => v + 0.02), b);
+  const above = pairedTInterval(
+    a.map((v) => v + 0.02),
+    b,
+  );
   near(above.low, 0.0151586228825, 1e-12, 'low (shifted)');
   assert.equal(above.verdict, 'a > b');
-  assert.equal(pairedTInterval(b, a.map((v) => v + 0.02)).verdict, 'a < b');
+  assert.equal(
+    pairedTInterval(
+      b,
+      a.map((v) => v + 0.02),
+    ).verdict,
+    'a < b',
+  );
   // 5 seeds at 90%: differences 1, 2, 3, 4, 5 -> mean 3, s = sqrt(10 / 4) = 1.5811388301, se = 0.7071067812,
   // t_{0.95,4} = 2.131846786 (table 2.131847), half = 1.507443; interval [1.492557, 4.507443].
   const five = pairedTInterval([1, 2, 3, 4, 5], [0, 0, 0, 0, 0], 0.9);

@@ -17,7 +17,9 @@ export function markGroups(svg: string, type: string): string[] {
 
 /** Item elements (path or text) of every mark of a type. */
 export function markItems(svg: string, type: string): string[] {
-  return markGroups(svg, type).flatMap((g) => [...g.matchAll(/<(path|text)\b[^>]*>(?:[^<]*<\/text>)?/g)].map((m) => m[0]));
+  return markGroups(svg, type).flatMap((g) =>
+    [...g.matchAll(/<(path|text)\b[^>]*>(?:[^<]*<\/text>)?/g)].map((m) => m[0]),
+  );
 }
 
 /** `d` attributes of the line marks' paths: one per drawn series. */

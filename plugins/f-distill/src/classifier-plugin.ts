@@ -6,7 +6,8 @@ import { BackendParam, selectStageBackend, stageHooks } from './stage.js';
 export default definePlugin({
   name: 'feature-classifier',
   version: '1',
-  description: 'Train an MLP classifier on a dataset and export it to ONNX with its penultimate layer as "features" (domain FID extractor)',
+  description:
+    'Train an MLP classifier on a dataset and export it to ONNX with its penultimate layer as "features" (domain FID extractor)',
   params: Type.Object(
     {
       hidden: Type.Array(Type.Integer({ minimum: 1 }), { default: [256, 128], minItems: 1 }),

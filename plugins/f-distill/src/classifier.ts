@@ -20,8 +20,14 @@ export interface ClassifierConfig {
   seed: number;
 }
 
-export async function trainClassifier(datasetDir: string, outDir: string, cfg: ClassifierConfig, hooks: Hooks): Promise<{ testAccuracy: number; featureDim: number }> {
-  if (cfg.hidden.length === 0) throw new Error('classifier: hidden must name at least one layer (its last is the feature layer)');
+export async function trainClassifier(
+  datasetDir: string,
+  outDir: string,
+  cfg: ClassifierConfig,
+  hooks: Hooks,
+): Promise<{ testAccuracy: number; featureDim: number }> {
+  if (cfg.hidden.length === 0)
+    throw new Error('classifier: hidden must name at least one layer (its last is the feature layer)');
   const train = await readSampleSet(datasetDir, { split: cfg.trainSplit });
   const test = await readSampleSet(datasetDir, { split: cfg.testSplit });
   const D = train.dim;
@@ -50,7 +56,13 @@ export async function trainClassifier(datasetDir: string, outDir: string, cfg: C
         y[i] = train.labels[r]!;
       }
       lossSum += trainStep(opt, mlp.params, () =>
-        tf.tidy(() => tf.losses.softmaxCrossEntropy(tf.oneHot(tf.tensor1d(y, 'int32'), C), mlp.apply(tf.tensor2d(x, [B, D]), false).out) as tf.Scalar),
+        tf.tidy(
+          () =>
+            tf.losses.softmaxCrossEntropy(
+              tf.oneHot(tf.tensor1d(y, 'int32'), C),
+              mlp.apply(tf.tensor2d(x, [B, D]), false).out,
+            ) as tf.Scalar,
+        ),
       );
       done++;
       if (done % 50 === 0) hooks.progress(done, total);
@@ -60,14 +72,22 @@ export async function trainClassifier(datasetDir: string, outDir: string, cfg: C
   let correct = 0;
   for (let a = 0; a < test.n; a += 1000) {
     const b = Math.min(test.n, a + 1000);
-    const pred = tf.tidy(() => tf.argMax(mlp.apply(tf.tensor2d(test.x.subarray(a * D, b * D), [b - a, D]), false).out, 1).dataSync());
+    const pred = tf.tidy(() =>
+      tf.argMax(mlp.apply(tf.tensor2d(test.x.subarray(a * D, b * D), [b - a, D]), false).out, 1).dataSync(),
+    );
     for (let i = a; i < b; i++) if (pred[i - a] === test.labels[i]) correct++;
   }
   const testAccuracy = correct / test.n;
   hooks.log(`classifier: test accuracy ${(100 * testAccuracy).toFixed(2)}% on ${test.n} samples`);
-  exportClassifierOnnx(mlp, join(outDir, 'classifier.onnx'), { 'distillery.input_scale': 'pixels / 127.5 - 1', 'distillery.test_accuracy': String(testAccuracy) });
+  exportClassifierOnnx(mlp, join(outDir, 'classifier.onnx'), {
+    'distillery.input_scale': 'pixels / 127.5 - 1',
+    'distillery.test_accuracy': String(testAccuracy),
+  });
   const featureDim = cfg.hidden[cfg.hidden.length - 1]!;
-  writeFileSync(join(outDir, 'classifier.json'), JSON.stringify({ hidden: cfg.hidden, testAccuracy, featureDim, numClasses: C }, null, 2));
+  writeFileSync(
+    join(outDir, 'classifier.json'),
+    JSON.stringify({ hidden: cfg.hidden, testAccuracy, featureDim, numClasses: C }, null, 2),
+  );
   mlp.dispose();
   opt.dispose();
   return { testAccuracy, featureDim };

@@ -24,13 +24,26 @@ import * as tf from '@tensorflow/tfjs-core';
 import { Rng } from '@distillery/runtime/rng';
 import { sigmaAtFraction } from './edm.js';
 import { generatorWeights, RatioNormaliser, type DivergenceName, type RatioOptions } from './divergence.js';
-import { adam, ConditionedNet, exportConditionedOnnx, loadWeights, readWeightSpec, saveWeights, trainStep, type ConditionedSpec } from './nets.js';
+import {
+  adam,
+  ConditionedNet,
+  exportConditionedOnnx,
+  loadWeights,
+  readWeightSpec,
+  saveWeights,
+  trainStep,
+  type ConditionedSpec,
+} from './nets.js';
 import { readSampleSet, rowsOfClasses, type SampleSet } from './io.js';
 import { DenoiserSession } from './ort.js';
 import { TEACHER_FILES, type Hooks, type TeacherInfo } from './teacher.js';
 
 /** Files of a generator artifact. */
-export const GENERATOR_FILES = { onnx: 'generator.onnx', weights: 'generator.weights.json', info: 'generator.json' } as const;
+export const GENERATOR_FILES = {
+  onnx: 'generator.onnx',
+  weights: 'generator.weights.json',
+  info: 'generator.json',
+} as const;
 
 /** generator.json: the generator and the classes it owns (the class -> generator map is built from these). */
 export interface GeneratorInfo {
@@ -81,7 +94,8 @@ export async function runDistill(
   const teacherInfo = JSON.parse(readFileSync(join(io.teacherDir, TEACHER_FILES.info), 'utf8')) as TeacherInfo;
   const spec = teacherInfo.spec;
   const { dim: D, numClasses: C, edm } = spec;
-  for (const c of cfg.classes) if (!Number.isInteger(c) || c < 0 || c >= C) throw new Error(`classes: ${c} is outside the teacher's [0, ${C})`);
+  for (const c of cfg.classes)
+    if (!Number.isInteger(c) || c < 0 || c >= C) throw new Error(`classes: ${c} is outside the teacher's [0, ${C})`);
   const teacherWeights = readWeightSpec<ConditionedSpec>(join(io.teacherDir, TEACHER_FILES.weights));
 
   const G = new ConditionedNet(spec, cfg.seed, 'denoiser');
@@ -92,10 +106,18 @@ export async function runDistill(
 
   const finish = async (metrics: Record<string, number>) => {
     const info: GeneratorInfo = {
-      spec, shape: teacherInfo.shape, classes: cfg.classes, numClasses: C, divergence: cfg.divergence,
-      steps: cfg.steps, init: cfg.init, parameters: G.mlp.parameterCount(),
+      spec,
+      shape: teacherInfo.shape,
+      classes: cfg.classes,
+      numClasses: C,
+      divergence: cfg.divergence,
+      steps: cfg.steps,
+      init: cfg.init,
+      parameters: G.mlp.parameterCount(),
     };
-    exportConditionedOnnx(G, join(io.outDir, GENERATOR_FILES.onnx), 'generator', { 'distillery.classes': JSON.stringify(cfg.classes) });
+    exportConditionedOnnx(G, join(io.outDir, GENERATOR_FILES.onnx), 'generator', {
+      'distillery.classes': JSON.stringify(cfg.classes),
+    });
     saveWeights(join(io.outDir, GENERATOR_FILES.weights), spec, G.params);
     writeFileSync(join(io.outDir, GENERATOR_FILES.info), JSON.stringify(info, null, 2));
     return { info, metrics };
@@ -108,16 +130,19 @@ export async function runDistill(
   const teacher = await DenoiserSession.open(join(io.teacherDir, TEACHER_FILES.onnx), D, { threads: cfg.threads });
 
   const realAll = await readSampleSet(io.realDir, cfg.realSplit === undefined ? {} : { split: cfg.realSplit });
-  if (realAll.dim !== D) throw new Error(`${io.realDir}: data dimension ${realAll.dim} differs from the teacher's ${D}`);
+  if (realAll.dim !== D)
+    throw new Error(`${io.realDir}: data dimension ${realAll.dim} differs from the teacher's ${D}`);
   const realRows = rowsOfClasses(realAll.labels, cfg.classes);
-  if (realRows.length === 0) throw new Error(`${io.realDir}: no real samples of classes ${JSON.stringify(cfg.classes)}`);
+  if (realRows.length === 0)
+    throw new Error(`${io.realDir}: no real samples of classes ${JSON.stringify(cfg.classes)}`);
   let pairs: SampleSet | undefined;
   let pairRows: Int32Array = new Int32Array(0);
   if (io.pairsDir !== undefined && cfg.regressionWeight > 0) {
     pairs = await readSampleSet(io.pairsDir);
     if (!pairs.noise) throw new Error(`${io.pairsDir}: regression pairs need a generated-sample set (noise column)`);
     pairRows = rowsOfClasses(pairs.labels, cfg.classes);
-    if (pairRows.length === 0) throw new Error(`${io.pairsDir}: no teacher pairs of classes ${JSON.stringify(cfg.classes)}`);
+    if (pairRows.length === 0)
+      throw new Error(`${io.pairsDir}: no teacher pairs of classes ${JSON.stringify(cfg.classes)}`);
   }
 
   const optG = adam(G.params, cfg.lrGenerator, 0, 0.99);
@@ -155,7 +180,9 @@ export async function runDistill(
       const x0 = sample(classes);
       const { sigmas } = drawNoiseLevels();
       const noise = normals(B * D);
-      fakeLoss = trainStep(optFake, fake.params, () => tf.tidy(() => fake.denoisingLoss(x0, sigmas, tf.tensor2d(noise, [B, D]), classes)));
+      fakeLoss = trainStep(optFake, fake.params, () =>
+        tf.tidy(() => fake.denoisingLoss(x0, sigmas, tf.tensor2d(noise, [B, D]), classes)),
+      );
       // Discriminator: real batch of the same classes' pool, fake batch, shared sigmas.
       const realX = new Float32Array(B * D);
       const realC = new Int32Array(B);
@@ -171,7 +198,10 @@ export async function runDistill(
           const sig = tf.tensor2d(sigmas, [B, 1]);
           const xr = tf.add(tf.tensor2d(realX, [B, D]), tf.mul(tf.tensor2d(nReal, [B, D]), sig)) as tf.Tensor2D;
           const xf = tf.add(x0, tf.mul(tf.tensor2d(nFake, [B, D]), sig)) as tf.Tensor2D;
-          return tf.add(tf.mean(softplus(disc.apply(xf, sigmas, classes))), tf.mean(softplus(tf.neg(disc.apply(xr, sigmas, realC))))) as tf.Scalar;
+          return tf.add(
+            tf.mean(softplus(disc.apply(xf, sigmas, classes))),
+            tf.mean(softplus(tf.neg(disc.apply(xr, sigmas, realC)))),
+          ) as tf.Scalar;
         }),
       );
       x0.dispose();
@@ -186,11 +216,15 @@ export async function runDistill(
     const x0Data = x0Val.dataSync() as Float32Array;
     x0Val.dispose();
     const xt = new Float32Array(B * D);
-    for (let i = 0; i < B; i++) for (let d = 0; d < D; d++) xt[i * D + d] = x0Data[i * D + d]! + sigmas[i]! * eps[i * D + d]!;
+    for (let i = 0; i < B; i++)
+      for (let d = 0; d < D; d++) xt[i * D + d] = x0Data[i * D + d]! + sigmas[i]! * eps[i * D + d]!;
     const dTeacher = await teacher.denoise(xt, sigmas, classes);
     const { dFake, logits } = tf.tidy(() => {
       const xtT = tf.tensor2d(xt, [B, D]);
-      return { dFake: fake.apply(xtT, sigmas, classes).dataSync() as Float32Array, logits: disc.apply(xtT, sigmas, classes).dataSync() as Float32Array };
+      return {
+        dFake: fake.apply(xtT, sigmas, classes).dataSync() as Float32Array,
+        logits: disc.apply(xtT, sigmas, classes).dataSync() as Float32Array,
+      };
     });
     const { rRaw, h } = generatorWeights(normaliser, cfg.divergence, logits, u, step, cfg.warmupSteps);
     const g = new Float32Array(B * D);
@@ -228,10 +262,15 @@ export async function runDistill(
         let loss = tf.div(tf.sum(tf.mul(x0, tf.tensor2d(g, [B, D]))), B * D) as tf.Scalar;
         if (cfg.ganWeight > 0) {
           const xtT = tf.add(x0, tf.mul(tf.tensor2d(eps, [B, D]), tf.tensor2d(sigCol, [B, 1]))) as tf.Tensor2D;
-          loss = tf.add(loss, tf.mul(tf.mean(softplus(tf.neg(disc.apply(xtT, sigmas, classes, true)))), cfg.ganWeight)) as tf.Scalar;
+          loss = tf.add(
+            loss,
+            tf.mul(tf.mean(softplus(tf.neg(disc.apply(xtT, sigmas, classes, true)))), cfg.ganWeight),
+          ) as tf.Scalar;
         }
         if (pairZ && pairX && pairC) {
-          const reg = tf.mean(tf.square(tf.sub(generate(tf.tensor2d(pairZ, [B, D]), pairC), tf.tensor2d(pairX, [B, D]))));
+          const reg = tf.mean(
+            tf.square(tf.sub(generate(tf.tensor2d(pairZ, [B, D]), pairC), tf.tensor2d(pairX, [B, D]))),
+          );
           loss = tf.add(loss, tf.mul(reg, cfg.regressionWeight)) as tf.Scalar;
         }
         return loss;
@@ -244,10 +283,13 @@ export async function runDistill(
       hooks.metric('h_spread', hSpread, step);
       hooks.progress(step + 1, cfg.steps);
     }
-    if (!Number.isFinite(fakeLoss) || !Number.isFinite(discLoss)) throw new Error(`f-distill diverged at step ${step} (fake loss ${fakeLoss}, discriminator loss ${discLoss})`);
+    if (!Number.isFinite(fakeLoss) || !Number.isFinite(discLoss))
+      throw new Error(`f-distill diverged at step ${step} (fake loss ${fakeLoss}, discriminator loss ${discLoss})`);
   }
   const seconds = (Date.now() - started) / 1000;
-  hooks.log(`f-distill ${cfg.divergence}: ${cfg.steps} generator steps in ${seconds.toFixed(1)} s (classes ${JSON.stringify(cfg.classes)})`);
+  hooks.log(
+    `f-distill ${cfg.divergence}: ${cfg.steps} generator steps in ${seconds.toFixed(1)} s (classes ${JSON.stringify(cfg.classes)})`,
+  );
   await teacher.release();
   const result = await finish({ fake_loss: fakeLoss, disc_loss: discLoss, mean_r_raw: meanRRaw, seconds });
   for (const o of [optG, optFake, optD]) o.dispose();

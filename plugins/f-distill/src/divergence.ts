@@ -47,7 +47,14 @@ export interface RatioOptions {
   normaliseH: boolean;
 }
 
-export const DEFAULT_RATIO_OPTIONS: RatioOptions = { logitClamp: 10, rMin: 0.1, rMax: 20, bins: 10, momentum: 0.9, normaliseH: true };
+export const DEFAULT_RATIO_OPTIONS: RatioOptions = {
+  logitClamp: 10,
+  rMin: 0.1,
+  rMax: 20,
+  bins: 10,
+  momentum: 0.9,
+  normaliseH: true,
+};
 
 /** Running mean of r per noise-level bin; bins start at 1 (a perfect discriminator's mean under q). */
 export class RatioNormaliser {
@@ -67,7 +74,11 @@ export class RatioNormaliser {
    * Updates the running means with this batch first (the first batch seen in a bin sets it).
    * Returns the raw ratio, the normalised clamped ratio and the weights.
    */
-  weights(divergence: DivergenceName, logits: ArrayLike<number>, u: ArrayLike<number>): { rRaw: Float64Array; r: Float64Array; h: Float64Array } {
+  weights(
+    divergence: DivergenceName,
+    logits: ArrayLike<number>,
+    u: ArrayLike<number>,
+  ): { rRaw: Float64Array; r: Float64Array; h: Float64Array } {
     const o = this.options;
     const n = logits.length;
     const rRaw = new Float64Array(n);

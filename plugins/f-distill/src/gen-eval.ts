@@ -73,17 +73,35 @@ export function classMap(infos: { stage: string; info: GeneratorInfo }[]): Int32
     }
   });
   const missing = [...owner.keys()].filter((c) => owner[c] === -1);
-  if (missing.length) throw new Error(`classes ${JSON.stringify(missing)} have no generator (students: ${infos.map((i) => i.stage).join(', ')})`);
+  if (missing.length)
+    throw new Error(
+      `classes ${JSON.stringify(missing)} have no generator (students: ${infos.map((i) => i.stage).join(', ')})`,
+    );
   return owner;
 }
 
-async function generateWith(artifacts: readonly { stage: string; path: string }[], n: number, seed: number, threads: number): Promise<{ set: SampleSet; infos: GeneratorInfo[]; msPerSample: number }> {
-  const infos = artifacts.map((a) => ({ stage: a.stage, info: JSON.parse(readFileSync(join(a.path, GENERATOR_FILES.info), 'utf8')) as GeneratorInfo }));
+async function generateWith(
+  artifacts: readonly { stage: string; path: string }[],
+  n: number,
+  seed: number,
+  threads: number,
+): Promise<{ set: SampleSet; infos: GeneratorInfo[]; msPerSample: number }> {
+  const infos = artifacts.map((a) => ({
+    stage: a.stage,
+    info: JSON.parse(readFileSync(join(a.path, GENERATOR_FILES.info), 'utf8')) as GeneratorInfo,
+  }));
   const owner = classMap(infos);
   const { dim, numClasses } = infos[0]!.info.spec;
-  const { noise, labels } = noiseAndClasses(n, dim, Array.from({ length: numClasses }, (_, c) => c), seed);
+  const { noise, labels } = noiseAndClasses(
+    n,
+    dim,
+    Array.from({ length: numClasses }, (_, c) => c),
+    seed,
+  );
   const x = new Float32Array(n * dim);
-  const sessions = await Promise.all(artifacts.map((a) => GeneratorSession.open(join(a.path, GENERATOR_FILES.onnx), dim, { threads })));
+  const sessions = await Promise.all(
+    artifacts.map((a) => GeneratorSession.open(join(a.path, GENERATOR_FILES.onnx), dim, { threads })),
+  );
   const started = Date.now();
   try {
     const batch = 256;
@@ -96,7 +114,10 @@ async function generateWith(artifacts: readonly { stage: string; path: string }[
         if (rows.length === 0) continue;
         const z = new Float32Array(rows.length * dim);
         rows.forEach((r, j) => z.set(noise.subarray(r * dim, (r + 1) * dim), j * dim));
-        const out = await sessions[g]!.generate(z, rows.map((r) => labels[r]!));
+        const out = await sessions[g]!.generate(
+          z,
+          rows.map((r) => labels[r]!),
+        );
         rows.forEach((r, j) => x.set(out.subarray(j * dim, (j + 1) * dim), r * dim));
       }
     }
@@ -104,7 +125,11 @@ async function generateWith(artifacts: readonly { stage: string; path: string }[
     await Promise.all(sessions.map((s) => s.release()));
   }
   const msPerSample = (Date.now() - started) / n;
-  return { set: { x, noise, labels, n, dim, shape: infos[0]!.info.shape, numClasses, metadata: {} }, infos: infos.map((i) => i.info), msPerSample };
+  return {
+    set: { x, noise, labels, n, dim, shape: infos[0]!.info.shape, numClasses, metadata: {} },
+    infos: infos.map((i) => i.info),
+    msPerSample,
+  };
 }
 
 /** Evaluates every candidate; writes report.json, report.md and <name>.png into outDir. */
@@ -115,11 +140,16 @@ export async function evaluateGenerators(
   hooks: Hooks,
 ): Promise<GenEvalReport> {
   const refArtifacts = inputs.reference;
-  if (!refArtifacts || refArtifacts.length !== 1) throw new Error('gen-eval: input "reference" must name exactly one stage');
-  const reference = await readSampleSet(refArtifacts[0]!.path, { limit: cfg.samples, ...(cfg.referenceSplit ? { split: cfg.referenceSplit } : {}) });
+  if (!refArtifacts || refArtifacts.length !== 1)
+    throw new Error('gen-eval: input "reference" must name exactly one stage');
+  const reference = await readSampleSet(refArtifacts[0]!.path, {
+    limit: cfg.samples,
+    ...(cfg.referenceSplit ? { split: cfg.referenceSplit } : {}),
+  });
   const extractorDir = inputs.extractor?.[0]?.path;
   let features: FeatureSession | undefined;
-  if (extractorDir) features = await FeatureSession.open(join(extractorDir, 'classifier.onnx'), { threads: cfg.threads });
+  if (extractorDir)
+    features = await FeatureSession.open(join(extractorDir, 'classifier.onnx'), { threads: cfg.threads });
   const embed = async (set: SampleSet): Promise<{ data: Float32Array; dim: number }> => {
     if (!features) return { data: set.x, dim: set.dim };
     const parts: Float32Array[] = [];
@@ -139,7 +169,8 @@ export async function evaluateGenerators(
     return { data, dim: fdim };
   };
   const refEmb = await embed(reference);
-  const prRows = (emb: { data: Float32Array; dim: number }, count: number) => emb.data.subarray(0, Math.min(count, emb.data.length / emb.dim) * emb.dim);
+  const prRows = (emb: { data: Float32Array; dim: number }, count: number) =>
+    emb.data.subarray(0, Math.min(count, emb.data.length / emb.dim) * emb.dim);
   const rows: GenEvalRow[] = [];
   const names = Object.keys(inputs).filter((k) => k !== 'reference' && k !== 'extractor');
   if (names.length === 0) throw new Error('gen-eval: no candidates (inputs other than reference and extractor)');
@@ -152,29 +183,52 @@ export async function evaluateGenerators(
     if (isGenerator) {
       const g = await generateWith(artifacts, cfg.samples, cfg.seed, cfg.threads);
       set = g.set;
-      row = { kind: 'generator', nfe: 1, students: artifacts.length, parameters: g.infos[0]!.parameters, divergence: g.infos[0]!.divergence, msPerSample: g.msPerSample };
+      row = {
+        kind: 'generator',
+        nfe: 1,
+        students: artifacts.length,
+        parameters: g.infos[0]!.parameters,
+        divergence: g.infos[0]!.divergence,
+        msPerSample: g.msPerSample,
+      };
     } else {
-      if (artifacts.length !== 1) throw new Error(`gen-eval: candidate ${name} lists ${artifacts.length} stages that are not generators`);
+      if (artifacts.length !== 1)
+        throw new Error(`gen-eval: candidate ${name} lists ${artifacts.length} stages that are not generators`);
       set = await readSampleSet(artifacts[0]!.path, { limit: cfg.samples });
       row = { kind: 'samples', nfe: Number(set.metadata['distillery.nfe'] ?? NaN), students: 1 };
     }
-    if (set.dim !== reference.dim) throw new Error(`gen-eval: candidate ${name} has dimension ${set.dim}, reference ${reference.dim}`);
+    if (set.dim !== reference.dim)
+      throw new Error(`gen-eval: candidate ${name} has dimension ${set.dim}, reference ${reference.dim}`);
     const emb = await embed(set);
     const frechet = await frechetOfSets(refEmb.data, emb.data, emb.dim);
     // Each candidate's bootstrap has its own seed stream (seed + index), reproducible per run.
-    const interval = cfg.bootstrap > 0 ? await frechetBootstrap(refEmb.data, emb.data, emb.dim, cfg.bootstrap, cfg.seed + 1000 + index) : undefined;
+    const interval =
+      cfg.bootstrap > 0
+        ? await frechetBootstrap(refEmb.data, emb.data, emb.dim, cfg.bootstrap, cfg.seed + 1000 + index)
+        : undefined;
     const pr = precisionRecall(prRows(refEmb, cfg.prSamples), prRows(emb, cfg.prSamples), emb.dim, cfg.k);
-    const full: GenEvalRow = { name, ...(row as Omit<GenEvalRow, 'name' | 'frechet' | 'precision' | 'recall'>), frechet, ...(interval ? { frechetLow: interval.low, frechetHigh: interval.high } : {}), precision: pr.precision, recall: pr.recall };
+    const full: GenEvalRow = {
+      name,
+      ...(row as Omit<GenEvalRow, 'name' | 'frechet' | 'precision' | 'recall'>),
+      frechet,
+      ...(interval ? { frechetLow: interval.low, frechetHigh: interval.high } : {}),
+      precision: pr.precision,
+      recall: pr.recall,
+    };
     if (cfg.modeCoverage) Object.assign(full, modeCoverage(reference, set.x, set.dim));
     rows.push(full);
     writeSamplePicture(join(outDir, `${name}.png`), set.x, set.labels, set.shape, set.numClasses);
-    hooks.log(`${name}: frechet ${frechet.toFixed(4)}${interval ? ` [${interval.low.toFixed(4)}, ${interval.high.toFixed(4)}]` : ''}, precision ${pr.precision.toFixed(3)}, recall ${pr.recall.toFixed(3)}`);
+    hooks.log(
+      `${name}: frechet ${frechet.toFixed(4)}${interval ? ` [${interval.low.toFixed(4)}, ${interval.high.toFixed(4)}]` : ''}, precision ${pr.precision.toFixed(3)}, recall ${pr.recall.toFixed(3)}`,
+    );
     hooks.progress(index + 1, names.length);
   }
   await features?.release();
   const report: GenEvalReport = {
     reference: { stage: refArtifacts[0]!.stage, samples: reference.n },
-    featureSpace: extractorDir ? `penultimate layer of the domain classifier ${inputs.extractor![0]!.stage} (FID)` : 'raw coordinates',
+    featureSpace: extractorDir
+      ? `penultimate layer of the domain classifier ${inputs.extractor![0]!.stage} (FID)`
+      : 'raw coordinates',
     samples: cfg.samples,
     ...(cfg.bootstrap > 0 ? { bootstrap: { resamples: cfg.bootstrap, seed: cfg.seed + 1000, level: 0.95 } } : {}),
     rows,
@@ -189,14 +243,20 @@ function markdown(r: GenEvalReport): string {
   const ci = r.bootstrap !== undefined;
   const lines = [
     `Reference: ${r.reference.stage} (${r.reference.samples} samples); features: ${r.featureSpace}; ${r.samples} samples per generator.`,
-    ...(ci ? [`Intervals: 95% percentile bootstrap over both sets, ${r.bootstrap!.resamples} resamples, seeds ${r.bootstrap!.seed} + candidate index.`] : []),
+    ...(ci
+      ? [
+          `Intervals: 95% percentile bootstrap over both sets, ${r.bootstrap!.resamples} resamples, seeds ${r.bootstrap!.seed} + candidate index.`,
+        ]
+      : []),
     '',
     `| model | NFE | students | ${fd} |${ci ? ' 95% interval |' : ''} precision | recall |${r.rows.some((x) => x.coverage !== undefined) ? ' mode coverage |' : ''}`,
     `|---|---|---|---|${ci ? '---|' : ''}---|---|${r.rows.some((x) => x.coverage !== undefined) ? '---|' : ''}`,
   ];
   for (const x of r.rows) {
     const range = ci ? ` [${x.frechetLow!.toFixed(3)}, ${x.frechetHigh!.toFixed(3)}] |` : '';
-    lines.push(`| ${x.name} | ${x.nfe} | ${x.students} | ${x.frechet.toFixed(3)} |${range} ${x.precision.toFixed(3)} | ${x.recall.toFixed(3)} |${x.coverage !== undefined ? ` ${x.coverage.toFixed(2)} |` : ''}`);
+    lines.push(
+      `| ${x.name} | ${x.nfe} | ${x.students} | ${x.frechet.toFixed(3)} |${range} ${x.precision.toFixed(3)} | ${x.recall.toFixed(3)} |${x.coverage !== undefined ? ` ${x.coverage.toFixed(2)} |` : ''}`,
+    );
   }
   return `${lines.join('\n')}\n`;
 }

@@ -10,7 +10,14 @@
  */
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { openShardSet, parseDatasetSchema, ShardWriter, SCHEMA_KEY, DATASET_SCHEMA, type ShardSchema } from '@distillery/runtime/shards';
+import {
+  openShardSet,
+  parseDatasetSchema,
+  ShardWriter,
+  SCHEMA_KEY,
+  DATASET_SCHEMA,
+  type ShardSchema,
+} from '@distillery/runtime/shards';
 
 export const SAMPLES_SCHEMA = 'generated-samples/1';
 
@@ -31,7 +38,10 @@ export interface SampleSet {
  * Reads a dataset (optionally one split) or a generated-sample set. `limit` keeps the first rows.
  * Errors name the directory.
  */
-export async function readSampleSet(artifact: string, options: { split?: string; limit?: number } = {}): Promise<SampleSet> {
+export async function readSampleSet(
+  artifact: string,
+  options: { split?: string; limit?: number } = {},
+): Promise<SampleSet> {
   const dir = sampleSetDir(artifact);
   const set = await openShardSet(dir);
   const meta = set.schema.metadata;
@@ -55,7 +65,8 @@ export async function readSampleSet(artifact: string, options: { split?: string;
     }
     return { x, noise, labels, n, dim, shape, numClasses, metadata: meta };
   }
-  if (meta[SCHEMA_KEY] !== DATASET_SCHEMA) throw new Error(`${dir}: neither a dataset nor a generated-sample set (${SCHEMA_KEY} = ${meta[SCHEMA_KEY]})`);
+  if (meta[SCHEMA_KEY] !== DATASET_SCHEMA)
+    throw new Error(`${dir}: neither a dataset nor a generated-sample set (${SCHEMA_KEY} = ${meta[SCHEMA_KEY]})`);
   const info = parseDatasetSchema(set.schema, dir);
   if (info.labels !== 'single') throw new Error(`${dir}: needs single-label data (a label column)`);
   if (info.numClasses < 1) throw new Error(`${dir}: distillery.num_classes is missing`);
@@ -75,7 +86,8 @@ export async function readSampleSet(artifact: string, options: { split?: string;
       if (info.input === 'pixels') for (let j = 0; j < dim; j++) row[j] = values[base + j]! / 127.5 - 1;
       else for (let j = 0; j < dim; j++) row[j] = values[base + j]!;
       const label = labels[r]!;
-      if (label < 0 || label >= info.numClasses) throw new Error(`${dir}: sample ${batch.startRow + r} has label ${label} outside [0, ${info.numClasses})`);
+      if (label < 0 || label >= info.numClasses)
+        throw new Error(`${dir}: sample ${batch.startRow + r} has label ${label} outside [0, ${info.numClasses})`);
       xs.push(row);
       ls.push(Int32Array.of(label));
       n++;
@@ -141,8 +153,10 @@ export function rowsOfClasses(labels: Int32Array, classes: readonly number[]): I
 
 /** Classes owned by student `index` of `count` under the consecutive-ids partition (MSD's best). */
 export function consecutivePartition(numClasses: number, count: number, index: number): number[] {
-  if (!Number.isInteger(count) || count < 1 || count > numClasses) throw new Error(`students must be in [1, ${numClasses}], got ${count}`);
-  if (!Number.isInteger(index) || index < 0 || index >= count) throw new Error(`student index ${index} is outside [0, ${count})`);
+  if (!Number.isInteger(count) || count < 1 || count > numClasses)
+    throw new Error(`students must be in [1, ${numClasses}], got ${count}`);
+  if (!Number.isInteger(index) || index < 0 || index >= count)
+    throw new Error(`student index ${index} is outside [0, ${count})`);
   const out: number[] = [];
   for (let c = 0; c < numClasses; c++) if (Math.floor((c * count) / numClasses) === index) out.push(c);
   return out;

@@ -49,14 +49,29 @@ function resampleRows(x: Float32Array, dim: number, rng: Rng): Float32Array {
  * recomputed; the interval is the (1 - level)/2 and (1 + level)/2 quantiles. It covers the
  * sampling variability of both the generated and the reference set, not the training seed's.
  */
-export async function frechetBootstrap(a: Float32Array, b: Float32Array, dim: number, resamples: number, seed: number, level = 0.95): Promise<FrechetInterval> {
-  if (!Number.isInteger(resamples) || resamples < 2) throw new Error(`bootstrap: resamples must be an integer >= 2, got ${resamples}`);
+export async function frechetBootstrap(
+  a: Float32Array,
+  b: Float32Array,
+  dim: number,
+  resamples: number,
+  seed: number,
+  level = 0.95,
+): Promise<FrechetInterval> {
+  if (!Number.isInteger(resamples) || resamples < 2)
+    throw new Error(`bootstrap: resamples must be an integer >= 2, got ${resamples}`);
   if (!(level > 0 && level < 1)) throw new Error(`bootstrap: level must be in (0, 1), got ${level}`);
   const rng = new Rng(seed);
   const values = new Float64Array(resamples);
-  for (let i = 0; i < resamples; i++) values[i] = await frechetOfSets(resampleRows(a, dim, rng), resampleRows(b, dim, rng), dim);
+  for (let i = 0; i < resamples; i++)
+    values[i] = await frechetOfSets(resampleRows(a, dim, rng), resampleRows(b, dim, rng), dim);
   values.sort();
-  return { low: quantileSorted(values, (1 - level) / 2), high: quantileSorted(values, (1 + level) / 2), level, resamples, seed };
+  return {
+    low: quantileSorted(values, (1 - level) / 2),
+    high: quantileSorted(values, (1 + level) / 2),
+    level,
+    resamples,
+    seed,
+  };
 }
 
 /** Squared Euclidean distances between every row of a and every row of b (float64). */
@@ -92,7 +107,14 @@ function kthNeighbourRadii(x: Float32Array, n: number, dim: number, k: number): 
 }
 
 /** Fraction of rows of `query` inside at least one k-NN ball of `support`. */
-function coverage(query: Float32Array, nq: number, support: Float32Array, ns: number, radii: Float64Array, dim: number): number {
+function coverage(
+  query: Float32Array,
+  nq: number,
+  support: Float32Array,
+  ns: number,
+  radii: Float64Array,
+  dim: number,
+): number {
   const d = pairwise(query, nq, support, ns, dim);
   let inside = 0;
   for (let i = 0; i < nq; i++) {
@@ -110,12 +132,20 @@ function coverage(query: Float32Array, nq: number, support: Float32Array, ns: nu
  * Improved precision (generated samples inside the real manifold) and recall (real samples inside
  * the generated manifold), manifolds = unions of k-NN balls (k = 3 in the paper).
  */
-export function precisionRecall(real: Float32Array, fake: Float32Array, dim: number, k = 3): { precision: number; recall: number } {
+export function precisionRecall(
+  real: Float32Array,
+  fake: Float32Array,
+  dim: number,
+  k = 3,
+): { precision: number; recall: number } {
   const nr = real.length / dim;
   const nf = fake.length / dim;
   const realRadii = kthNeighbourRadii(real, nr, dim, k);
   const fakeRadii = kthNeighbourRadii(fake, nf, dim, k);
-  return { precision: coverage(fake, nf, real, nr, realRadii, dim), recall: coverage(real, nr, fake, nf, fakeRadii, dim) };
+  return {
+    precision: coverage(fake, nf, real, nr, realRadii, dim),
+    recall: coverage(real, nr, fake, nf, fakeRadii, dim),
+  };
 }
 
 /**

@@ -25,7 +25,11 @@ export interface MlpSpec {
 export class Mlp {
   readonly params: NamedVariable[] = [];
   readonly layers: { w: tf.Variable; b: tf.Variable }[] = [];
-  constructor(readonly spec: MlpSpec, seed: number, readonly prefix: string) {
+  constructor(
+    readonly spec: MlpSpec,
+    seed: number,
+    readonly prefix: string,
+  ) {
     const rng = new Rng(seed);
     const widths = [spec.input, ...spec.hidden, spec.output];
     for (let l = 0; l + 1 < widths.length; l++) {
@@ -48,7 +52,13 @@ export class Mlp {
     this.layers.forEach((layer, l) => {
       const last = l + 1 === this.layers.length;
       if (last) penultimate = h;
-      h = dense(h, layer.w as tf.Variable<tf.Rank.R2>, layer.b as tf.Variable<tf.Rank.R1>, last ? 'linear' : 'relu', l > 0 || inputGrad);
+      h = dense(
+        h,
+        layer.w as tf.Variable<tf.Rank.R2>,
+        layer.b as tf.Variable<tf.Rank.R1>,
+        last ? 'linear' : 'relu',
+        l > 0 || inputGrad,
+      );
     });
     return { out: h, penultimate };
   }
@@ -81,7 +91,8 @@ export class Mlp {
 
   /** Copies another MLP's weights (same spec) into this one. */
   copyFrom(other: Mlp): void {
-    if (JSON.stringify(other.spec) !== JSON.stringify(this.spec)) throw new Error(`cannot copy ${JSON.stringify(other.spec)} weights into ${JSON.stringify(this.spec)}`);
+    if (JSON.stringify(other.spec) !== JSON.stringify(this.spec))
+      throw new Error(`cannot copy ${JSON.stringify(other.spec)} weights into ${JSON.stringify(this.spec)}`);
     this.layers.forEach((l, i) => {
       l.w.assign(other.layers[i]!.w);
       l.b.assign(other.layers[i]!.b);
@@ -112,7 +123,12 @@ export interface ConditionedSpec {
 }
 
 /** Per-sample conditioning for a batch: [n, TIME_EMBEDDING_WIDTH + C] plus the EDM factors. */
-export function conditioning(sigmas: ArrayLike<number>, classes: ArrayLike<number>, numClasses: number, sigmaData: number) {
+export function conditioning(
+  sigmas: ArrayLike<number>,
+  classes: ArrayLike<number>,
+  numClasses: number,
+  sigmaData: number,
+) {
   const n = sigmas.length;
   const width = TIME_EMBEDDING_WIDTH + numClasses;
   const cond = new Float32Array(n * width);
@@ -135,7 +151,8 @@ export function conditioning(sigmas: ArrayLike<number>, classes: ArrayLike<numbe
       cond[row + 1 + K + k] = Math.cos(a);
     }
     const c = classes[i]!;
-    if (!Number.isInteger(c) || c < 0 || c >= numClasses) throw new Error(`class ${c} of sample ${i} is outside [0, ${numClasses})`);
+    if (!Number.isInteger(c) || c < 0 || c >= numClasses)
+      throw new Error(`class ${c} of sample ${i} is outside [0, ${numClasses})`);
     cond[row + TIME_EMBEDDING_WIDTH + c] = 1;
   }
   return { cond, width, cIn, cSkip, cOut };
@@ -144,9 +161,17 @@ export function conditioning(sigmas: ArrayLike<number>, classes: ArrayLike<numbe
 /** A class- and noise-conditioned MLP (denoiser or discriminator). */
 export class ConditionedNet {
   readonly mlp: Mlp;
-  constructor(readonly spec: ConditionedSpec, seed: number, prefix: string) {
+  constructor(
+    readonly spec: ConditionedSpec,
+    seed: number,
+    prefix: string,
+  ) {
     this.mlp = new Mlp(
-      { input: spec.dim + TIME_EMBEDDING_WIDTH + spec.numClasses, hidden: spec.hidden, output: spec.kind === 'denoiser' ? spec.dim : 1 },
+      {
+        input: spec.dim + TIME_EMBEDDING_WIDTH + spec.numClasses,
+        hidden: spec.hidden,
+        output: spec.kind === 'denoiser' ? spec.dim : 1,
+      },
       seed,
       prefix,
     );
@@ -212,7 +237,10 @@ export function saveWeights<S>(path: string, spec: S, params: NamedVariable[]): 
   const tensors: WeightFile<S>['tensors'] = {};
   for (const p of params) {
     const data = p.variable.dataSync() as Float32Array;
-    tensors[p.name] = { shape: p.variable.shape, data: Buffer.from(data.buffer, data.byteOffset, data.byteLength).toString('base64') };
+    tensors[p.name] = {
+      shape: p.variable.shape,
+      data: Buffer.from(data.buffer, data.byteOffset, data.byteLength).toString('base64'),
+    };
   }
   const doc: WeightFile<S> = { format: 'distillery-f-distill-weights/1', spec, tensors };
   writeFileAtomicSync(path, JSON.stringify(doc));
@@ -225,16 +253,25 @@ export function readWeightSpec<S>(path: string): WeightFile<S> {
   } catch (error) {
     throw new Error(`weights ${path}: cannot read (${(error as Error).message})`);
   }
-  if (doc.format !== 'distillery-f-distill-weights/1') throw new Error(`weights ${path}: not a distillery-f-distill-weights/1 file`);
+  if (doc.format !== 'distillery-f-distill-weights/1')
+    throw new Error(`weights ${path}: not a distillery-f-distill-weights/1 file`);
   return doc;
 }
 
 /** Loads tensors by name into `params` (names must match one to one, shapes exactly). */
-export function loadWeights(path: string, doc: WeightFile<unknown>, params: NamedVariable[], rename: (name: string) => string = (n) => n): void {
+export function loadWeights(
+  path: string,
+  doc: WeightFile<unknown>,
+  params: NamedVariable[],
+  rename: (name: string) => string = (n) => n,
+): void {
   for (const p of params) {
     const t = doc.tensors[rename(p.name)];
     if (!t) throw new Error(`weights ${path}: no tensor ${rename(p.name)}`);
-    if (t.shape.join(',') !== p.variable.shape.join(',')) throw new Error(`weights ${path}: tensor ${rename(p.name)} has shape [${t.shape}], expected [${p.variable.shape}]`);
+    if (t.shape.join(',') !== p.variable.shape.join(','))
+      throw new Error(
+        `weights ${path}: tensor ${rename(p.name)} has shape [${t.shape}], expected [${p.variable.shape}]`,
+      );
     const bytes = Buffer.from(t.data, 'base64');
     const data = new Float32Array(bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength));
     p.variable.assign(tf.tensor(data, t.shape));
@@ -250,9 +287,17 @@ export function loadWeights(path: string, doc: WeightFile<unknown>, params: Name
  *   class int64 [batch]; output "sample".
  * - logit: inputs as denoiser; output "logit" [batch, 1].
  */
-export function exportConditionedOnnx(net: ConditionedNet, path: string, mode: 'denoiser' | 'generator' | 'logit', metadata: Record<string, string> = {}): void {
+export function exportConditionedOnnx(
+  net: ConditionedNet,
+  path: string,
+  mode: 'denoiser' | 'generator' | 'logit',
+  metadata: Record<string, string> = {},
+): void {
   const { dim: D, numClasses: C, edm } = net.spec;
-  const b = new GraphBuilder(`f-distill-${mode}`, { opset: 17, metadata: { 'distillery.spec': JSON.stringify(net.spec), 'distillery.mode': mode, ...metadata } });
+  const b = new GraphBuilder(`f-distill-${mode}`, {
+    opset: 17,
+    metadata: { 'distillery.spec': JSON.stringify(net.spec), 'distillery.mode': mode, ...metadata },
+  });
   const f32 = (name: string, values: number[], dims: number[]) => b.initializer(name, Float32Array.from(values), dims);
   if (mode === 'generator') {
     b.input('z', 'float32', ['batch', D]);

@@ -22,7 +22,11 @@ function classTensor(classes: ArrayLike<number>): ort.Tensor {
 
 /** D(x; sigma, c) from a denoiser ONNX (inputs x, sigma, class; output denoised). */
 export class DenoiserSession {
-  private constructor(private readonly session: ort.InferenceSession, readonly path: string, readonly dim: number) {}
+  private constructor(
+    private readonly session: ort.InferenceSession,
+    readonly path: string,
+    readonly dim: number,
+  ) {}
 
   static async open(path: string, dim: number, options: SessionOptions = {}): Promise<DenoiserSession> {
     return new DenoiserSession(await open(path, options), path, dim);
@@ -31,7 +35,8 @@ export class DenoiserSession {
   /** `sigma`: one value for all rows, or one per row. */
   async denoise(x: Float32Array, sigma: number | ArrayLike<number>, classes: ArrayLike<number>): Promise<Float32Array> {
     const n = classes.length;
-    if (x.length !== n * this.dim) throw new Error(`${this.path}: ${x.length} values for ${n} rows of width ${this.dim}`);
+    if (x.length !== n * this.dim)
+      throw new Error(`${this.path}: ${x.length} values for ${n} rows of width ${this.dim}`);
     const s = typeof sigma === 'number' ? new Float32Array(n).fill(sigma) : Float32Array.from(sigma);
     const out = await this.session.run({
       x: new ort.Tensor('float32', x, [n, this.dim]),
@@ -48,7 +53,11 @@ export class DenoiserSession {
 
 /** G(z, c) from a generator ONNX (inputs z, class; output sample). */
 export class GeneratorSession {
-  private constructor(private readonly session: ort.InferenceSession, readonly path: string, readonly dim: number) {}
+  private constructor(
+    private readonly session: ort.InferenceSession,
+    readonly path: string,
+    readonly dim: number,
+  ) {}
 
   static async open(path: string, dim: number, options: SessionOptions = {}): Promise<GeneratorSession> {
     return new GeneratorSession(await open(path, options), path, dim);
@@ -67,13 +76,20 @@ export class GeneratorSession {
 
 /** Penultimate features from a classifier ONNX (input "input", output "features"). */
 export class FeatureSession {
-  private constructor(private readonly session: ort.InferenceSession, readonly path: string) {}
+  private constructor(
+    private readonly session: ort.InferenceSession,
+    readonly path: string,
+  ) {}
 
   static async open(path: string, options: SessionOptions = {}): Promise<FeatureSession> {
     return new FeatureSession(await open(path, options), path);
   }
 
-  async run(x: Float32Array, n: number, dim: number): Promise<{ features: Float32Array; logits: Float32Array; featureDim: number }> {
+  async run(
+    x: Float32Array,
+    n: number,
+    dim: number,
+  ): Promise<{ features: Float32Array; logits: Float32Array; featureDim: number }> {
     const out = await this.session.run({ input: new ort.Tensor('float32', x, [n, dim]) });
     const f = out.features;
     if (!f) throw new Error(`${this.path}: no "features" output`);

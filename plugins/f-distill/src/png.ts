@@ -1,10 +1,17 @@
-
 import { PNG } from 'pngjs';
 import { writeFileAtomicSync } from '@distillery/core/plugin';
 
 const PALETTE = [
-  [31, 119, 180], [255, 127, 14], [44, 160, 44], [214, 39, 40], [148, 103, 189],
-  [140, 86, 75], [227, 119, 194], [127, 127, 127], [188, 189, 34], [23, 190, 207],
+  [31, 119, 180],
+  [255, 127, 14],
+  [44, 160, 44],
+  [214, 39, 40],
+  [148, 103, 189],
+  [140, 86, 75],
+  [227, 119, 194],
+  [127, 127, 127],
+  [188, 189, 34],
+  [23, 190, 207],
 ];
 
 function writePng(path: string, png: InstanceType<typeof PNG>): void {
@@ -15,7 +22,14 @@ function writePng(path: string, png: InstanceType<typeof PNG>): void {
  * Writes a picture of the samples to `path`: a grid of up to `perClass` images per class for
  * [H, W, C] shapes, a scatter plot for 2-D points. Returns false (nothing written) for other shapes.
  */
-export function writeSamplePicture(path: string, x: Float32Array, labels: Int32Array, shape: number[], numClasses: number, perClass = 10): boolean {
+export function writeSamplePicture(
+  path: string,
+  x: Float32Array,
+  labels: Int32Array,
+  shape: number[],
+  numClasses: number,
+  perClass = 10,
+): boolean {
   const dim = shape.reduce((a, b) => a * b, 1);
   if (shape.length === 3 && (shape[2] === 1 || shape[2] === 3)) {
     const [h, w, ch] = shape as [number, number, number];

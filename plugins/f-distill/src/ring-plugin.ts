@@ -11,10 +11,16 @@ export default definePlugin({
       modes: Type.Integer({ default: 8, minimum: 2 }),
       radius: Type.Number({ default: 2, exclusiveMinimum: 0 }),
       std: Type.Number({ default: 0.1, exclusiveMinimum: 0 }),
-      splits: Type.Array(Type.Object({ split: Type.String(), samples: Type.Integer({ minimum: 1 }) }, { additionalProperties: false }), {
-        default: [{ split: 'train', samples: 8000 }, { split: 'test', samples: 2000 }],
-        minItems: 1,
-      }),
+      splits: Type.Array(
+        Type.Object({ split: Type.String(), samples: Type.Integer({ minimum: 1 }) }, { additionalProperties: false }),
+        {
+          default: [
+            { split: 'train', samples: 8000 },
+            { split: 'test', samples: 2000 },
+          ],
+          minItems: 1,
+        },
+      ),
       seed: Type.Integer({ default: 0 }),
     },
     { additionalProperties: false },

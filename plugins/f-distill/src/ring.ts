@@ -21,7 +21,14 @@ export function ringCentres(modes: number, radius: number): Float64Array {
 }
 
 export async function writeRing(outDir: string, cfg: RingConfig): Promise<number> {
-  const schema = datasetSchema({ shape: [2], layout: 'flat', input: 'features', labels: 'single', numClasses: cfg.modes, source: `ring of ${cfg.modes} Gaussians, radius ${cfg.radius}, std ${cfg.std}` });
+  const schema = datasetSchema({
+    shape: [2],
+    layout: 'flat',
+    input: 'features',
+    labels: 'single',
+    numClasses: cfg.modes,
+    source: `ring of ${cfg.modes} Gaussians, radius ${cfg.radius}, std ${cfg.std}`,
+  });
   schema.metadata['distillery.ring'] = JSON.stringify({ modes: cfg.modes, radius: cfg.radius, std: cfg.std });
   const centres = ringCentres(cfg.modes, cfg.radius);
   const rng = new Rng(cfg.seed);

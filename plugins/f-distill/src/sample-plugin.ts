@@ -27,7 +27,13 @@ export default definePlugin({
     const { sampleTeacher, TEACHER_FILES } = await import('./teacher.js');
     const teacherDir = ctx.input('teacher');
     const info = JSON.parse(readFileSync(join(teacherDir, TEACHER_FILES.info), 'utf8'));
-    const r = await sampleTeacher(teacherDir, ctx.outDir, info, { ...ctx.params, threads: ctx.devices.cpus }, stageHooks(ctx, 'samples'));
+    const r = await sampleTeacher(
+      teacherDir,
+      ctx.outDir,
+      info,
+      { ...ctx.params, threads: ctx.devices.cpus },
+      stageHooks(ctx, 'samples'),
+    );
     return { metrics: { samples: r.samples, nfe: r.nfe, ms_per_sample: r.msPerSample } };
   },
 });

@@ -13,7 +13,10 @@ export function stageHooks(ctx: StageContext<unknown>, unit: string) {
 }
 
 /** Selects the tfjs backend for the stage's CPUs (wasm here), logging the choice. */
-export async function selectStageBackend(ctx: StageContext<unknown>, prefer: 'auto' | 'wasm' | 'cpu' = 'auto'): Promise<void> {
+export async function selectStageBackend(
+  ctx: StageContext<unknown>,
+  prefer: 'auto' | 'wasm' | 'cpu' = 'auto',
+): Promise<void> {
   const { selectBackend } = await import('@distillery/runtime/tfjs');
   await selectBackend({ cpus: ctx.devices.cpus, gpus: ctx.devices.gpus, prefer, log: (m) => ctx.log.info(m) });
 }
@@ -25,7 +28,11 @@ export const BackendParam = Type.Union([Type.Literal('auto'), Type.Literal('wasm
 
 /** EDM schedule parameters (see edm.ts). */
 export const EdmParams = {
-  sigmaData: Type.Number({ default: 0.5, exclusiveMinimum: 0, description: 'EDM sigma_data: standard deviation of the data' }),
+  sigmaData: Type.Number({
+    default: 0.5,
+    exclusiveMinimum: 0,
+    description: 'EDM sigma_data: standard deviation of the data',
+  }),
   sigmaMin: Type.Number({ default: 0.002, exclusiveMinimum: 0 }),
   sigmaMax: Type.Number({ default: 80, exclusiveMinimum: 0 }),
   rho: Type.Number({ default: 7, exclusiveMinimum: 0 }),

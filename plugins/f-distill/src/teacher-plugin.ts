@@ -10,7 +10,8 @@ import { BackendParam, EdmParams, selectStageBackend, stageHooks } from './stage
 export default definePlugin({
   name: 'diffusion-teacher',
   version: '1',
-  description: 'Train a class-conditional diffusion teacher (EDM denoiser MLP, tfjs) on a dataset and export it to ONNX',
+  description:
+    'Train a class-conditional diffusion teacher (EDM denoiser MLP, tfjs) on a dataset and export it to ONNX',
   params: Type.Object(
     {
       hidden: Type.Array(Type.Integer({ minimum: 1 }), { default: [256, 256, 256] }),

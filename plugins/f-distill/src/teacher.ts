@@ -47,9 +47,20 @@ export interface Hooks {
 }
 
 /** Trains the teacher on `datasetDir` and writes TEACHER_FILES into `outDir`. */
-export async function trainTeacher(datasetDir: string, outDir: string, cfg: TeacherTrainConfig, hooks: Hooks): Promise<TeacherInfo> {
+export async function trainTeacher(
+  datasetDir: string,
+  outDir: string,
+  cfg: TeacherTrainConfig,
+  hooks: Hooks,
+): Promise<TeacherInfo> {
   const data = await readSampleSet(datasetDir, cfg.split === undefined ? {} : { split: cfg.split });
-  const spec: ConditionedSpec = { kind: 'denoiser', dim: data.dim, numClasses: data.numClasses, hidden: cfg.hidden, edm: cfg.edm };
+  const spec: ConditionedSpec = {
+    kind: 'denoiser',
+    dim: data.dim,
+    numClasses: data.numClasses,
+    hidden: cfg.hidden,
+    edm: cfg.edm,
+  };
   const net = new ConditionedNet(spec, cfg.seed, 'denoiser');
   const ema = new ConditionedNet(spec, cfg.seed, 'denoiser');
   ema.copyFrom(net);
@@ -80,17 +91,29 @@ export async function trainTeacher(datasetDir: string, outDir: string, cfg: Teac
     smoothed = Number.isNaN(smoothed) ? loss : 0.98 * smoothed + 0.02 * loss;
     const decay = Math.min(cfg.emaDecay, (1 + step) / (10 + step));
     tf.tidy(() => {
-      ema.params.forEach((p, i) => p.variable.assign(tf.add(tf.mul(p.variable, decay), tf.mul(net.params[i]!.variable, 1 - decay))));
+      ema.params.forEach((p, i) =>
+        p.variable.assign(tf.add(tf.mul(p.variable, decay), tf.mul(net.params[i]!.variable, 1 - decay))),
+      );
     });
     if (step % 100 === 0 || step + 1 === cfg.steps) {
       hooks.metric('loss', smoothed, step);
       hooks.progress(step + 1, cfg.steps);
     }
   }
-  hooks.log(`teacher: ${cfg.steps} steps in ${((Date.now() - started) / 1000).toFixed(1)} s, smoothed loss ${smoothed.toFixed(4)}`);
-  exportConditionedOnnx(ema, join(outDir, TEACHER_FILES.onnx), 'denoiser', { 'distillery.shape': JSON.stringify(data.shape) });
+  hooks.log(
+    `teacher: ${cfg.steps} steps in ${((Date.now() - started) / 1000).toFixed(1)} s, smoothed loss ${smoothed.toFixed(4)}`,
+  );
+  exportConditionedOnnx(ema, join(outDir, TEACHER_FILES.onnx), 'denoiser', {
+    'distillery.shape': JSON.stringify(data.shape),
+  });
   saveWeights(join(outDir, TEACHER_FILES.weights), spec, ema.params);
-  const info: TeacherInfo = { spec, shape: data.shape, parameters: ema.mlp.parameterCount(), steps: cfg.steps, finalLoss: smoothed };
+  const info: TeacherInfo = {
+    spec,
+    shape: data.shape,
+    parameters: ema.mlp.parameterCount(),
+    steps: cfg.steps,
+    finalLoss: smoothed,
+  };
   writeFileSync(join(outDir, TEACHER_FILES.info), JSON.stringify(info, null, 2));
   net.dispose();
   ema.dispose();
@@ -107,7 +130,12 @@ export interface SampleConfig {
 }
 
 /** Balanced classes (sample i has class i mod C within each class block) and unit-normal noise. */
-export function noiseAndClasses(n: number, dim: number, classes: readonly number[], seed: number): { noise: Float32Array; labels: Int32Array } {
+export function noiseAndClasses(
+  n: number,
+  dim: number,
+  classes: readonly number[],
+  seed: number,
+): { noise: Float32Array; labels: Int32Array } {
   const rng = new Rng(seed);
   const noise = new Float32Array(n * dim);
   for (let i = 0; i < noise.length; i++) noise[i] = rng.normal();
@@ -117,10 +145,21 @@ export function noiseAndClasses(n: number, dim: number, classes: readonly number
 }
 
 /** Samples the teacher with Heun through onnxruntime; writes a generated-sample set + grid.png. */
-export async function sampleTeacher(teacherDir: string, outDir: string, info: TeacherInfo, cfg: SampleConfig, hooks: Hooks): Promise<{ samples: number; nfe: number; msPerSample: number }> {
+export async function sampleTeacher(
+  teacherDir: string,
+  outDir: string,
+  info: TeacherInfo,
+  cfg: SampleConfig,
+  hooks: Hooks,
+): Promise<{ samples: number; nfe: number; msPerSample: number }> {
   const { dim, numClasses, edm } = info.spec;
   const n = cfg.perClass * numClasses;
-  const { noise, labels } = noiseAndClasses(n, dim, Array.from({ length: numClasses }, (_, c) => c), cfg.seed);
+  const { noise, labels } = noiseAndClasses(
+    n,
+    dim,
+    Array.from({ length: numClasses }, (_, c) => c),
+    cfg.seed,
+  );
   const session = await DenoiserSession.open(join(teacherDir, TEACHER_FILES.onnx), dim, { threads: cfg.threads });
   const sigmas = samplerSigmas(cfg.steps, edm);
   const x = new Float32Array(n * dim);
@@ -139,7 +178,11 @@ export async function sampleTeacher(teacherDir: string, outDir: string, info: Te
   }
   const msPerSample = (Date.now() - started) / n;
   const nfe = heunEvaluations(cfg.steps);
-  await writeSampleSet(join(outDir, 'samples'), { x, noise, labels, shape: info.shape, numClasses }, { 'distillery.generator': `teacher heun ${cfg.steps} sigmas`, 'distillery.nfe': String(nfe) });
+  await writeSampleSet(
+    join(outDir, 'samples'),
+    { x, noise, labels, shape: info.shape, numClasses },
+    { 'distillery.generator': `teacher heun ${cfg.steps} sigmas`, 'distillery.nfe': String(nfe) },
+  );
   writeSamplePicture(join(outDir, 'grid.png'), x, labels, info.shape, numClasses);
   return { samples: n, nfe, msPerSample };
 }

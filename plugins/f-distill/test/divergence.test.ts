@@ -1,6 +1,13 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { DIVERGENCES, generatorWeights, hOf, RatioNormaliser, DEFAULT_RATIO_OPTIONS, type DivergenceName } from '../src/divergence.js';
+import {
+  DIVERGENCES,
+  generatorWeights,
+  hOf,
+  RatioNormaliser,
+  DEFAULT_RATIO_OPTIONS,
+  type DivergenceName,
+} from '../src/divergence.js';
 
 /**
  * Generator functions f of each divergence (docs/methods.md, "f-divergence losses" and "f-distill:
@@ -15,13 +22,16 @@ const F: Record<DivergenceName, (t: number) => number> = {
   softened_rkl: (t) => (t + 1) * Math.log((t + 1) / (2 * t)),
 };
 
-test('h(r) equals f\'\'(r) r^2 (central second difference) for every divergence', () => {
+test("h(r) equals f''(r) r^2 (central second difference) for every divergence", () => {
   for (const d of DIVERGENCES) {
     for (const r of [0.05, 0.3, 1, 2.5, 17]) {
       const e = 1e-4 * r;
       const f2 = (F[d](r + e) - 2 * F[d](r) + F[d](r - e)) / (e * e);
       const expected = f2 * r * r;
-      assert.ok(Math.abs(hOf(d, r) - expected) < 1e-4 * Math.max(1, Math.abs(expected)), `${d} at r=${r}: h=${hOf(d, r)} vs ${expected}`);
+      assert.ok(
+        Math.abs(hOf(d, r) - expected) < 1e-4 * Math.max(1, Math.abs(expected)),
+        `${d} at r=${r}: h=${hOf(d, r)} vs ${expected}`,
+      );
     }
   }
 });
@@ -30,7 +40,8 @@ test('h(r) equals f\'\'(r) r^2 (central second difference) for every divergence'
 function expectNormal(mean: number, g: (x: number) => number): number {
   let s = 0;
   const dx = 1e-3;
-  for (let x = mean - 12; x <= mean + 12; x += dx) s += g(x) * Math.exp(-0.5 * (x - mean) ** 2) / Math.sqrt(2 * Math.PI) * dx;
+  for (let x = mean - 12; x <= mean + 12; x += dx)
+    s += ((g(x) * Math.exp(-0.5 * (x - mean) ** 2)) / Math.sqrt(2 * Math.PI)) * dx;
   return s;
 }
 
@@ -42,7 +53,10 @@ test('E_q[h(r) (s_q - s_p)] is the gradient of D_f(p || q_theta) for p = N(0,1),
     const divergence = (th: number) => expectNormal(th, (x) => F[d](r(th)(x)));
     const numeric = (divergence(theta + 1e-3) - divergence(theta - 1e-3)) / 2e-3;
     const formula = expectNormal(theta, (x) => hOf(d, r(theta)(x)) * theta);
-    assert.ok(Math.abs(numeric - formula) < 2e-3 * Math.max(1, Math.abs(numeric)), `${d}: dD/dtheta ${numeric} vs E[h(r)(s_q - s_p)] ${formula}`);
+    assert.ok(
+      Math.abs(numeric - formula) < 2e-3 * Math.max(1, Math.abs(numeric)),
+      `${d}: dD/dtheta ${numeric} vs E[h(r)(s_q - s_p)] ${formula}`,
+    );
   }
   // Forward KL between unit Gaussians is theta^2 / 2: its gradient is theta, E_q[r] = 1.
   assert.ok(Math.abs(expectNormal(theta, (x) => hOf('forward_kl', r(theta)(x)) * theta) - theta) < 1e-6);
@@ -99,8 +113,19 @@ test('discriminator warm-up: h = 1 before warmupSteps, then the ratio weighting,
   }
   // Running means were updated during warm-up exactly as without it.
   assert.deepEqual(Array.from(warm.means), Array.from(cold.means));
-  const after = generatorWeights(warm, 'forward_kl', logits.map((l) => l + 1), u, 3, 3);
-  const reference = cold.weights('forward_kl', logits.map((l) => l + 1), u);
+  const after = generatorWeights(
+    warm,
+    'forward_kl',
+    logits.map((l) => l + 1),
+    u,
+    3,
+    3,
+  );
+  const reference = cold.weights(
+    'forward_kl',
+    logits.map((l) => l + 1),
+    u,
+  );
   assert.equal(after.warmingUp, false);
   assert.deepEqual(Array.from(after.h), Array.from(reference.h));
   // forward KL's h = r varies with the logits, so the two phases really differ.

@@ -50,7 +50,12 @@ test('precision/recall: same distribution high, disjoint zero, a collapsed gener
 });
 
 test('mode coverage counts modes with enough nearby samples', () => {
-  const centres = [[0, 0], [10, 0], [0, 10], [10, 10]];
+  const centres = [
+    [0, 0],
+    [10, 0],
+    [0, 10],
+    [10, 10],
+  ];
   const n = 400;
   const x = new Float32Array(n * 2);
   const labels = new Int32Array(n);
@@ -73,8 +78,23 @@ test('mode coverage counts modes with enough nearby samples', () => {
 
 test('class -> generator map: each class owned exactly once', () => {
   const info = (classes: number[]) => ({ numClasses: 4, classes }) as unknown as GeneratorInfo;
-  assert.deepEqual([...classMap([{ stage: 'a', info: info([0, 1]) }, { stage: 'b', info: info([2, 3]) }])], [0, 0, 1, 1]);
-  assert.throws(() => classMap([{ stage: 'a', info: info([0, 1]) }, { stage: 'b', info: info([1, 2, 3]) }]), /class 1 is owned by both a and b/);
+  assert.deepEqual(
+    [
+      ...classMap([
+        { stage: 'a', info: info([0, 1]) },
+        { stage: 'b', info: info([2, 3]) },
+      ]),
+    ],
+    [0, 0, 1, 1],
+  );
+  assert.throws(
+    () =>
+      classMap([
+        { stage: 'a', info: info([0, 1]) },
+        { stage: 'b', info: info([1, 2, 3]) },
+      ]),
+    /class 1 is owned by both a and b/,
+  );
   assert.throws(() => classMap([{ stage: 'a', info: info([0, 1]) }]), /classes \[2,3\] have no generator/);
 });
 
@@ -101,9 +121,16 @@ test('Frechet bootstrap interval: seeded, brackets the estimate, narrows ~1/sqrt
   const large = await interval(3000, 1);
   assert.deepEqual(again.ci, small.ci, 'same seed, same interval');
   assert.notDeepEqual(other.ci, small.ci, 'another seed resamples differently');
-  for (const { point, ci } of [small, large]) assert.ok(ci.low < point && point < ci.high, `${point} in [${ci.low}, ${ci.high}]`);
+  for (const { point, ci } of [small, large])
+    assert.ok(ci.low < point && point < ci.high, `${point} in [${ci.low}, ${ci.high}]`);
   const ratio = (small.ci.high - small.ci.low) / (large.ci.high - large.ci.low);
   assert.ok(ratio > 2 && ratio < 5, `10x the samples narrows the interval by ~sqrt(10) = 3.2, got ${ratio}`);
-  assert.ok(large.ci.low < 0.5 && 0.5 < large.ci.high + 0.02, `true distance 0.5 vs [${large.ci.low}, ${large.ci.high}]`);
-  await assert.rejects(frechetBootstrap(new Float32Array(6), new Float32Array(6), 3, 1, 0), /resamples must be an integer >= 2/);
+  assert.ok(
+    large.ci.low < 0.5 && 0.5 < large.ci.high + 0.02,
+    `true distance 0.5 vs [${large.ci.low}, ${large.ci.high}]`,
+  );
+  await assert.rejects(
+    frechetBootstrap(new Float32Array(6), new Float32Array(6), 3, 1, 0),
+    /resamples must be an integer >= 2/,
+  );
 });

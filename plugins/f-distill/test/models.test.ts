@@ -44,7 +44,12 @@ test('Heun sampler solves the probability-flow ODE of Gaussian data (exact denoi
 
 test('consecutive class partition: disjoint, covering, about equal', () => {
   const parts = [0, 1, 2, 3].map((k) => consecutivePartition(10, 4, k));
-  assert.deepEqual(parts, [[0, 1, 2], [3, 4], [5, 6, 7], [8, 9]]);
+  assert.deepEqual(parts, [
+    [0, 1, 2],
+    [3, 4],
+    [5, 6, 7],
+    [8, 9],
+  ]);
   assert.throws(() => consecutivePartition(10, 4, 4), /student index 4/);
   assert.throws(() => consecutivePartition(3, 4, 0), /students must be in \[1, 3\]/);
 });
@@ -56,7 +61,13 @@ test('tfjs denoiser, generator and classifier match their ONNX exports in onnxru
   const { DenoiserSession, GeneratorSession, FeatureSession } = await import('../src/ort.js');
   const dir = mkdtempSync(join(tmpdir(), 'f-distill-onnx-'));
   try {
-    const spec = { kind: 'denoiser' as const, dim: 3, numClasses: 4, hidden: [16, 8], edm: { ...DEFAULT_EDM, sigmaData: 0.7, sigmaMax: 30 } };
+    const spec = {
+      kind: 'denoiser' as const,
+      dim: 3,
+      numClasses: 4,
+      hidden: [16, 8],
+      edm: { ...DEFAULT_EDM, sigmaData: 0.7, sigmaMax: 30 },
+    };
     const net = new ConditionedNet(spec, 5, 'denoiser');
     // Make the last layer non-trivial (it is initialised small).
     net.mlp.layers[2]!.w.assign(tf.mul(net.mlp.layers[2]!.w, 10));
@@ -69,14 +80,24 @@ test('tfjs denoiser, generator and classifier match their ONNX exports in onnxru
     const session = await DenoiserSession.open(join(dir, 'd.onnx'), 3);
     const got = await session.denoise(x, sigmas, classes);
     await session.release();
-    for (let i = 0; i < got.length; i++) assert.ok(Math.abs(got[i]! - expected[i]!) < 1e-4 * (1 + Math.abs(expected[i]!)), `denoiser ${i}: ${got[i]} vs ${expected[i]}`);
+    for (let i = 0; i < got.length; i++)
+      assert.ok(
+        Math.abs(got[i]! - expected[i]!) < 1e-4 * (1 + Math.abs(expected[i]!)),
+        `denoiser ${i}: ${got[i]} vs ${expected[i]}`,
+      );
     // Generator: G(z, c) = D(sigmaMax z; sigmaMax, c).
-    const gExpected = tf.tidy(() => net.apply(tf.mul(tf.tensor2d(x, [n, 3]), 30) as never, new Float32Array(n).fill(30), classes).dataSync() as Float32Array);
+    const gExpected = tf.tidy(
+      () =>
+        net
+          .apply(tf.mul(tf.tensor2d(x, [n, 3]), 30) as never, new Float32Array(n).fill(30), classes)
+          .dataSync() as Float32Array,
+    );
     exportConditionedOnnx(net, join(dir, 'g.onnx'), 'generator');
     const gen = await GeneratorSession.open(join(dir, 'g.onnx'), 3);
     const gGot = await gen.generate(x, classes);
     await gen.release();
-    for (let i = 0; i < gGot.length; i++) assert.ok(Math.abs(gGot[i]! - gExpected[i]!) < 1e-4 * (1 + Math.abs(gExpected[i]!)), `generator ${i}`);
+    for (let i = 0; i < gGot.length; i++)
+      assert.ok(Math.abs(gGot[i]! - gExpected[i]!) < 1e-4 * (1 + Math.abs(gExpected[i]!)), `generator ${i}`);
     // Classifier: features = penultimate relu activations, logits = last layer.
     const mlp = new Mlp({ input: 3, hidden: [5, 4], output: 2 }, 9, 'classifier');
     const { out, penultimate } = tf.tidy(() => {
@@ -101,7 +122,13 @@ test('generator VJP: d/dtheta mean(G * g) equals the finite-difference direction
   await selectBackend({ cpus: 1, gpus: [], prefer: 'wasm' });
   const tf = await import('@tensorflow/tfjs-core');
   const { ConditionedNet } = await import('../src/nets.js');
-  const spec = { kind: 'denoiser' as const, dim: 2, numClasses: 3, hidden: [8], edm: { ...DEFAULT_EDM, sigmaData: 1, sigmaMax: 5 } };
+  const spec = {
+    kind: 'denoiser' as const,
+    dim: 2,
+    numClasses: 3,
+    hidden: [8],
+    edm: { ...DEFAULT_EDM, sigmaData: 1, sigmaMax: 5 },
+  };
   const G = new ConditionedNet(spec, 1, 'denoiser');
   const n = 4;
   const z = tf.tensor2d([0.1, -0.3, 1.2, 0.4, -0.8, 0.9, 0.05, -1.1], [n, 2]);
@@ -109,7 +136,10 @@ test('generator VJP: d/dtheta mean(G * g) equals the finite-difference direction
   const g = tf.tensor2d([1, -2, 0.5, 0.3, -1, 1, 2, 0.1], [n, 2]);
   const gen = () => G.apply(tf.mul(z, 5) as never, new Float32Array(n).fill(5), classes);
   const objective = () => tf.div(tf.sum(tf.mul(gen(), g)), n * 2) as never;
-  const { grads } = tf.variableGrads(objective, G.params.map((p) => p.variable));
+  const { grads } = tf.variableGrads(
+    objective,
+    G.params.map((p) => p.variable),
+  );
   const w = G.params[0]!.variable;
   const gw = grads[w.name]!.dataSync();
   // Finite difference on one weight entry.

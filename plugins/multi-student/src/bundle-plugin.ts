@@ -12,10 +12,14 @@ import { definePlugin } from '@distillery/core/plugin';
 export default definePlugin({
   name: 'msd-bundle',
   version: '1',
-  description: 'Packs a multi-student model (router + K students + manifest) for onnxruntime; the eval stage evaluates it as one model',
+  description:
+    'Packs a multi-student model (router + K students + manifest) for onnxruntime; the eval stage evaluates it as one model',
   params: Type.Object(
     {
-      preprocessing: Type.String({ default: 'as student-train: pixels / 255 in the dataset layout; float features as they are', description: 'Input preprocessing, recorded in the manifest' }),
+      preprocessing: Type.String({
+        default: 'as student-train: pixels / 255 in the dataset layout; float features as they are',
+        description: 'Input preprocessing, recorded in the manifest',
+      }),
     },
     { additionalProperties: false },
   ),
@@ -27,7 +31,10 @@ export default definePlugin({
     const routing = await readRoutingTable(ctx.input('routing'), ctx.stageId);
     const routerDir = ctx.input('router');
     const students = ctx.inputs.students ?? [];
-    if (students.length === 0) throw new Error(`stage ${ctx.stageId}: bind the input "students" to the K student-train stages (in partition order)`);
+    if (students.length === 0)
+      throw new Error(
+        `stage ${ctx.stageId}: bind the input "students" to the K student-train stages (in partition order)`,
+      );
     const manifest = await writeBundle({
       routing,
       router: { stage: ctx.inputs.router![0]!.stage, path: join(routerDir, 'model.onnx') },
@@ -37,7 +44,9 @@ export default definePlugin({
     });
     const studentParams = manifest.studentModels.map((s) => s.parameters ?? 0);
     const routerParams = manifest.router.parameters ?? 0;
-    ctx.log.info(`bundle: router (${routerParams} parameters) + ${manifest.students} students (${studentParams.join(', ')} parameters)`);
+    ctx.log.info(
+      `bundle: router (${routerParams} parameters) + ${manifest.students} students (${studentParams.join(', ')} parameters)`,
+    );
     return {
       metrics: {
         students: manifest.students,

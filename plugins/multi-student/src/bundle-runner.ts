@@ -48,21 +48,31 @@ export interface MsdBundleManifest {
 /** Validates a parsed manifest.json; errors name the file and field. */
 export function checkBundleManifest(raw: unknown, where: string): MsdBundleManifest {
   const m = raw as Partial<MsdBundleManifest> | null;
-  if (!m || typeof m !== 'object' || m.format !== MSD_BUNDLE_FORMAT) throw new Error(`${where}: not an MSD bundle manifest (expected "format": "${MSD_BUNDLE_FORMAT}")`);
-  if (m.version !== 1) throw new Error(`${where}: bundle version ${String(m.version)} is not supported (this build reads version 1)`);
+  if (!m || typeof m !== 'object' || m.format !== MSD_BUNDLE_FORMAT)
+    throw new Error(`${where}: not an MSD bundle manifest (expected "format": "${MSD_BUNDLE_FORMAT}")`);
+  if (m.version !== 1)
+    throw new Error(`${where}: bundle version ${String(m.version)} is not supported (this build reads version 1)`);
   const C = m.numClasses;
   if (!Number.isInteger(C) || (C as number) < 1) throw new Error(`${where}: numClasses must be a positive integer`);
   if (!m.router || typeof m.router.file !== 'string') throw new Error(`${where}: router.file is missing`);
-  if (!m.input || typeof m.input.name !== 'string' || !Array.isArray(m.input.shape)) throw new Error(`${where}: input {name, shape} is missing`);
-  if (!Array.isArray(m.studentModels) || m.studentModels.length !== m.students || m.students < 1) throw new Error(`${where}: studentModels must list ${String(m.students)} students`);
-  if (!Array.isArray(m.classToStudent) || m.classToStudent.length !== C) throw new Error(`${where}: classToStudent must have ${C} entries`);
+  if (!m.input || typeof m.input.name !== 'string' || !Array.isArray(m.input.shape))
+    throw new Error(`${where}: input {name, shape} is missing`);
+  if (!Array.isArray(m.studentModels) || m.studentModels.length !== m.students || m.students < 1)
+    throw new Error(`${where}: studentModels must list ${String(m.students)} students`);
+  if (!Array.isArray(m.classToStudent) || m.classToStudent.length !== C)
+    throw new Error(`${where}: classToStudent must have ${C} entries`);
   const seen = new Int32Array(C as number).fill(-1);
   m.studentModels.forEach((s, k) => {
-    if (!s || typeof s.file !== 'string' || !Array.isArray(s.classMap) || s.classMap.length === 0) throw new Error(`${where}: studentModels[${k}] needs file and a non-empty classMap`);
+    if (!s || typeof s.file !== 'string' || !Array.isArray(s.classMap) || s.classMap.length === 0)
+      throw new Error(`${where}: studentModels[${k}] needs file and a non-empty classMap`);
     s.classMap.forEach((g, j) => {
-      if (!Number.isInteger(g) || g < 0 || g >= (C as number)) throw new Error(`${where}: studentModels[${k}].classMap[${j}] = ${g} is outside [0, ${C})`);
+      if (!Number.isInteger(g) || g < 0 || g >= (C as number))
+        throw new Error(`${where}: studentModels[${k}].classMap[${j}] = ${g} is outside [0, ${C})`);
       if (seen[g] !== -1) throw new Error(`${where}: class ${g} belongs to students ${seen[g]} and ${k}`);
-      if (m.classToStudent![g] !== k) throw new Error(`${where}: classToStudent[${g}] = ${m.classToStudent![g]} but studentModels[${k}].classMap lists it`);
+      if (m.classToStudent![g] !== k)
+        throw new Error(
+          `${where}: classToStudent[${g}] = ${m.classToStudent![g]} but studentModels[${k}].classMap lists it`,
+        );
       seen[g] = k;
     });
   });
@@ -86,7 +96,8 @@ export function argmaxRows(values: ArrayLike<number>, rows: number, width: numbe
   const out = new Int32Array(rows);
   for (let r = 0; r < rows; r++) {
     let best = 0;
-    for (let j = 1; j < width; j++) if ((values[r * width + j] as number) > (values[r * width + best] as number)) best = j;
+    for (let j = 1; j < width; j++)
+      if ((values[r * width + j] as number) > (values[r * width + best] as number)) best = j;
     out[r] = best;
   }
   return out;
@@ -118,7 +129,11 @@ export class MsdBundle {
     const sessions: Ort.InferenceSession[] = [];
     const open = async (name: string) => {
       try {
-        const s = await ort.InferenceSession.create(join(dir, name), { graphOptimizationLevel: 'all', executionProviders: ['cpu'], ...options });
+        const s = await ort.InferenceSession.create(join(dir, name), {
+          graphOptimizationLevel: 'all',
+          executionProviders: ['cpu'],
+          ...options,
+        });
         sessions.push(s);
         return s;
       } catch (error) {
@@ -137,23 +152,34 @@ export class MsdBundle {
   }
 
   /** Runs one model on rows x ...shape of `input`; returns rows x width outputs (first output). */
-  private async runModel(session: Ort.InferenceSession, input: Float32Array, rows: number, what: string): Promise<{ data: Float32Array; width: number }> {
+  private async runModel(
+    session: Ort.InferenceSession,
+    input: Float32Array,
+    rows: number,
+    what: string,
+  ): Promise<{ data: Float32Array; width: number }> {
     const dims = this.manifest.input.shape;
     const tensor = new this.ort.Tensor('float32', input, [rows, ...dims]);
     const out = await session.run({ [this.manifest.input.name]: tensor });
     const result = out[session.outputNames[0]!]!;
     const width = result.dims[1] as number;
-    if (result.dims.length !== 2) throw new Error(`MSD bundle ${this.dir}: ${what} output has shape [${result.dims.join(', ')}]; need [batch, classes]`);
+    if (result.dims.length !== 2)
+      throw new Error(
+        `MSD bundle ${this.dir}: ${what} output has shape [${result.dims.join(', ')}]; need [batch, classes]`,
+      );
     const data = Float32Array.from(result.data as Float32Array);
     for (const t of Object.values(out)) t.dispose();
-    for (let i = 0; i < data.length; i++) if (!Number.isFinite(data[i]!)) throw new Error(`MSD bundle ${this.dir}: ${what} output is not finite for row ${Math.floor(i / width)}`);
+    for (let i = 0; i < data.length; i++)
+      if (!Number.isFinite(data[i]!))
+        throw new Error(`MSD bundle ${this.dir}: ${what} output is not finite for row ${Math.floor(i / width)}`);
     return { data, width };
   }
 
   /** Router logits for `rows` samples (flat float32 input). */
   async routerLogits(input: Float32Array, rows: number): Promise<Float32Array> {
     const { data, width } = await this.runModel(this.router, input, rows, 'router');
-    if (width !== this.manifest.students) throw new Error(`MSD bundle ${this.dir}: router outputs ${width} scores for ${this.manifest.students} students`);
+    if (width !== this.manifest.students)
+      throw new Error(`MSD bundle ${this.dir}: router outputs ${width} scores for ${this.manifest.students} students`);
     return data;
   }
 
@@ -161,7 +187,8 @@ export class MsdBundle {
   async studentLogits(k: number, input: Float32Array, rows: number): Promise<Float32Array> {
     const n = this.manifest.studentModels[k]!.classMap.length;
     const { data, width } = await this.runModel(this.students[k]!, input, rows, `student ${k}`);
-    if (width !== n) throw new Error(`MSD bundle ${this.dir}: student ${k} outputs ${width} classes, its class map has ${n}`);
+    if (width !== n)
+      throw new Error(`MSD bundle ${this.dir}: student ${k} outputs ${width} classes, its class map has ${n}`);
     return data;
   }
 
@@ -169,7 +196,11 @@ export class MsdBundle {
    * Routes each sample to one student: the router's argmax, or `partitionOverride` when the
    * condition is known (e.g. the vertical of the query). Each student runs once, on its rows.
    */
-  async predict(input: Float32Array, rows: number, partitionOverride?: Int32Array): Promise<MsdPrediction & { routerLogits: Float32Array | undefined }> {
+  async predict(
+    input: Float32Array,
+    rows: number,
+    partitionOverride?: Int32Array,
+  ): Promise<MsdPrediction & { routerLogits: Float32Array | undefined }> {
     const K = this.manifest.students;
     const width = input.length / Math.max(rows, 1);
     const routerLogits = partitionOverride ? undefined : await this.routerLogits(input, rows);
@@ -244,15 +275,18 @@ async function main(argv: string[]): Promise<void> {
     const width = bundle.manifest.input.shape.reduce((a, b) => a * b, 1);
     const input = new Float32Array(samples.length * width);
     samples.forEach((s, i) => {
-      if (s.length !== width) throw new Error(`${inputFile}: sample ${i} has ${s.length} values, the bundle takes ${width}`);
+      if (s.length !== width)
+        throw new Error(`${inputFile}: sample ${i} has ${s.length} values, the bundle takes ${width}`);
       input.set(s, i * width);
     });
     const p = await bundle.predict(input, samples.length);
-    for (let i = 0; i < samples.length; i++) process.stdout.write(`${JSON.stringify({ partition: p.partition[i], label: p.label[i] })}\n`);
+    for (let i = 0; i < samples.length; i++)
+      process.stdout.write(`${JSON.stringify({ partition: p.partition[i], label: p.label[i] })}\n`);
   } finally {
     await bundle.release();
   }
 }
 
 // Run as a script (the bundle's msd-runner.mjs), not when imported.
-if (process.argv[1] && import.meta.url === (await import('node:url')).pathToFileURL(process.argv[1]).href) await main(process.argv.slice(2));
+if (process.argv[1] && import.meta.url === (await import('node:url')).pathToFileURL(process.argv[1]).href)
+  await main(process.argv.slice(2));

@@ -5,16 +5,24 @@
  */
 import { openShardSet, parseDatasetSchema } from '@distillery/runtime/shards';
 
-export async function classMeanEmbeddings(datasetDir: string, options: { split?: string; teacherDir?: string; signal?: AbortSignal } = {}): Promise<{ embeddings: Float32Array; numClasses: number; dim: number }> {
+export async function classMeanEmbeddings(
+  datasetDir: string,
+  options: { split?: string; teacherDir?: string; signal?: AbortSignal } = {},
+): Promise<{ embeddings: Float32Array; numClasses: number; dim: number }> {
   const dataset = await openShardSet(datasetDir);
   const info = parseDatasetSchema(dataset.schema, datasetDir);
   if (info.labels !== 'single') throw new Error(`${datasetDir}: k-means partitioning needs single-label data`);
   const teacher = options.teacherDir ? await openShardSet(options.teacherDir) : undefined;
   if (teacher && !teacher.schema.columns.some((c) => c.name === 'features')) {
-    throw new Error(`${options.teacherDir}: teacher shards hold no penultimate features (run teacher-infer with features enabled)`);
+    throw new Error(
+      `${options.teacherDir}: teacher shards hold no penultimate features (run teacher-infer with features enabled)`,
+    );
   }
-  if (teacher && teacher.totalRows !== dataset.totalRows) throw new Error(`${options.teacherDir}: ${teacher.totalRows} rows, but the dataset has ${dataset.totalRows}`);
-  const featureSpec = teacher ? teacher.schema.columns.find((c) => c.name === 'features') : dataset.schema.columns.find((c) => c.name === 'features' || c.name === 'pixels');
+  if (teacher && teacher.totalRows !== dataset.totalRows)
+    throw new Error(`${options.teacherDir}: ${teacher.totalRows} rows, but the dataset has ${dataset.totalRows}`);
+  const featureSpec = teacher
+    ? teacher.schema.columns.find((c) => c.name === 'features')
+    : dataset.schema.columns.find((c) => c.name === 'features' || c.name === 'pixels');
   const dim = featureSpec?.width ?? info.width;
   const numClasses = info.numClasses;
   const sums = new Float64Array(numClasses * dim);
@@ -45,9 +53,13 @@ export async function classMeanEmbeddings(datasetDir: string, options: { split?:
       if (splits && splits[r] !== options.split) continue;
       const label = labels[r] as number;
       if (label < 0) continue;
-      if (label >= numClasses) throw new Error(`${batch.file}: row ${batch.startRow + r} has label ${label}, but the dataset has ${numClasses} classes`);
+      if (label >= numClasses)
+        throw new Error(
+          `${batch.file}: row ${batch.startRow + r} has label ${label}, but the dataset has ${numClasses} classes`,
+        );
       counts[label] = (counts[label] as number) + 1;
-      for (let d = 0; d < dim; d++) sums[label * dim + d] = (sums[label * dim + d] as number) + (row[base + d] as number);
+      for (let d = 0; d < dim; d++)
+        sums[label * dim + d] = (sums[label * dim + d] as number) + (row[base + d] as number);
     }
   }
   const embeddings = new Float32Array(numClasses * dim);

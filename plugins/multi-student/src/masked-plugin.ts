@@ -11,10 +11,14 @@ import { definePlugin } from '@distillery/core/plugin';
 export default definePlugin({
   name: 'masked-bundle',
   version: '1',
-  description: 'One student over all classes with its logits masked to each partition, packed with a router as an MSD bundle (the like-for-like baseline of MSD classification)',
+  description:
+    'One student over all classes with its logits masked to each partition, packed with a router as an MSD bundle (the like-for-like baseline of MSD classification)',
   params: Type.Object(
     {
-      preprocessing: Type.String({ default: 'as student-train: pixels / 255 in the dataset layout; float features as they are', description: 'Input preprocessing, recorded in the manifest' }),
+      preprocessing: Type.String({
+        default: 'as student-train: pixels / 255 in the dataset layout; float features as they are',
+        description: 'Input preprocessing, recorded in the manifest',
+      }),
     },
     { additionalProperties: false },
   ),
@@ -33,7 +37,15 @@ export default definePlugin({
     });
     const routerParams = manifest.router.parameters ?? 0;
     const single = manifest.studentModels[0]?.parameters ?? 0;
-    ctx.log.info(`masked bundle: router (${routerParams} parameters) + one student (${single} parameters) masked to ${manifest.students} partitions`);
-    return { metrics: { students: manifest.students, total_parameters: routerParams + single, active_parameters: routerParams + single } };
+    ctx.log.info(
+      `masked bundle: router (${routerParams} parameters) + one student (${single} parameters) masked to ${manifest.students} partitions`,
+    );
+    return {
+      metrics: {
+        students: manifest.students,
+        total_parameters: routerParams + single,
+        active_parameters: routerParams + single,
+      },
+    };
   },
 });

@@ -18,9 +18,16 @@ import type { RoutingTable } from './partition.js';
 export function gatherColumns(model: OnnxModel, classes: readonly number[], where: string): OnnxModel {
   const out = model.graph.outputs[0];
   const width = out?.shape?.at(-1);
-  if (!out || out.shape?.length !== 2 || typeof width !== 'number') throw new Error(`${where}: first output needs shape [batch, classes], got ${JSON.stringify(out?.shape)}`);
-  for (const c of classes) if (!Number.isInteger(c) || c < 0 || c >= width) throw new Error(`${where}: class ${c} is outside the model's ${width} outputs`);
-  const taken = new Set([...model.graph.initializers.map((t) => t.name), ...model.graph.nodes.flatMap((n) => n.outputs), ...model.graph.inputs.map((i) => i.name)]);
+  if (!out || out.shape?.length !== 2 || typeof width !== 'number')
+    throw new Error(`${where}: first output needs shape [batch, classes], got ${JSON.stringify(out?.shape)}`);
+  for (const c of classes)
+    if (!Number.isInteger(c) || c < 0 || c >= width)
+      throw new Error(`${where}: class ${c} is outside the model's ${width} outputs`);
+  const taken = new Set([
+    ...model.graph.initializers.map((t) => t.name),
+    ...model.graph.nodes.flatMap((n) => n.outputs),
+    ...model.graph.inputs.map((i) => i.name),
+  ]);
   const fresh = (base: string): string => {
     let name = base;
     for (let i = 1; taken.has(name); i++) name = `${base}_${i}`;
@@ -33,9 +40,30 @@ export function gatherColumns(model: OnnxModel, classes: readonly number[], wher
     ...model,
     graph: {
       ...model.graph,
-      initializers: [...model.graph.initializers, { name: indices, dataType: 'int64', dims: [classes.length], data: BigInt64Array.from(classes.map((c) => BigInt(c))) }],
-      nodes: [...model.graph.nodes, { name: fresh('msd.gather_partition'), opType: 'Gather', domain: '', inputs: [out.name, indices], outputs: [gathered], attributes: { axis: { i: 1 } } }],
-      outputs: [{ name: gathered, elemType: out.elemType, shape: [out.shape[0] ?? 'batch', classes.length] }, ...model.graph.outputs.slice(1)],
+      initializers: [
+        ...model.graph.initializers,
+        {
+          name: indices,
+          dataType: 'int64',
+          dims: [classes.length],
+          data: BigInt64Array.from(classes.map((c) => BigInt(c))),
+        },
+      ],
+      nodes: [
+        ...model.graph.nodes,
+        {
+          name: fresh('msd.gather_partition'),
+          opType: 'Gather',
+          domain: '',
+          inputs: [out.name, indices],
+          outputs: [gathered],
+          attributes: { axis: { i: 1 } },
+        },
+      ],
+      outputs: [
+        { name: gathered, elemType: out.elemType, shape: [out.shape[0] ?? 'batch', classes.length] },
+        ...model.graph.outputs.slice(1),
+      ],
     },
   };
 }
@@ -54,7 +82,10 @@ export async function writeMaskedBundle(o: MaskedBundleOptions): Promise<MsdBund
   const where = `model ${o.model.stage} (${o.model.path})`;
   const model = await readModelFile(o.model.path);
   const width = model.graph.outputs[0]?.shape?.at(-1);
-  if (width !== o.routing.numClasses) throw new Error(`${where}: outputs ${String(width)} classes, the routing table has ${o.routing.numClasses}; the single student must cover every class`);
+  if (width !== o.routing.numClasses)
+    throw new Error(
+      `${where}: outputs ${String(width)} classes, the routing table has ${o.routing.numClasses}; the single student must cover every class`,
+    );
   // Gathered models are written outside outDir first: writeBundle copies its sources into outDir.
   const staging = mkdtempSync(join(o.outDir, '.masked-'));
   try {
@@ -63,7 +94,13 @@ export async function writeMaskedBundle(o: MaskedBundleOptions): Promise<MsdBund
       writeModelFile(path, gatherColumns(model, classes, where));
       return { stage: `${o.model.stage} masked to partition ${k}`, path };
     });
-    return await writeBundle({ routing: o.routing, router: o.router, students, outDir: o.outDir, preprocessing: o.preprocessing });
+    return await writeBundle({
+      routing: o.routing,
+      router: o.router,
+      students,
+      outDir: o.outDir,
+      preprocessing: o.preprocessing,
+    });
   } finally {
     rmSync(staging, { recursive: true, force: true });
   }

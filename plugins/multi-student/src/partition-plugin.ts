@@ -12,19 +12,29 @@ import { writeFileAtomic } from '@distillery/core/plugin';
 export default definePlugin({
   name: 'partition',
   version: '1',
-  description: 'Partitions the classes among K students (consecutive, random, balanced k-means, by vertical) into a routing table',
+  description:
+    'Partitions the classes among K students (consecutive, random, balanced k-means, by vertical) into a routing table',
   params: Type.Object(
     {
       students: Type.Integer({ minimum: 1, description: 'K' }),
-      strategy: Type.Union([Type.Literal('consecutive'), Type.Literal('random'), Type.Literal('kmeans'), Type.Literal('vertical')], { default: 'consecutive' }),
+      strategy: Type.Union(
+        [Type.Literal('consecutive'), Type.Literal('random'), Type.Literal('kmeans'), Type.Literal('vertical')],
+        { default: 'consecutive' },
+      ),
       seed: Type.Integer({ default: 0 }),
       minClasses: Type.Integer({
         minimum: 1,
         default: 2,
-        description: 'fewest classes a student may own when K > 1; K > C / minClasses is refused (a one-class student has a fixed answer, so its known-partition accuracy is 100% by construction)',
+        description:
+          'fewest classes a student may own when K > 1; K > C / minClasses is refused (a one-class student has a fixed answer, so its known-partition accuracy is 100% by construction)',
       }),
       split: Type.String({ default: 'train', description: 'kmeans: the split whose class means are clustered' }),
-      verticals: Type.Optional(PathParam({ description: 'vertical strategy: JSON file, an array of the vertical of each class or {"classToVertical": [...]}' })),
+      verticals: Type.Optional(
+        PathParam({
+          description:
+            'vertical strategy: JSON file, an array of the vertical of each class or {"classToVertical": [...]}',
+        }),
+      ),
     },
     { additionalProperties: false },
   ),
@@ -33,7 +43,9 @@ export default definePlugin({
     const { readFile } = await import('node:fs/promises');
     const { join } = await import('node:path');
     const { openShardSet, parseDatasetSchema } = await import('@distillery/runtime/shards');
-    const { balancedKMeans, consecutivePartition, randomPartition, routingTable, verticalPartition } = await import('./partition.js');
+    const { balancedKMeans, consecutivePartition, randomPartition, routingTable, verticalPartition } = await import(
+      './partition.js'
+    );
     const p = ctx.params;
     const datasetDir = ctx.input('dataset');
     const { checkK } = await import('./partition.js');
@@ -48,23 +60,39 @@ export default definePlugin({
     if (p.strategy === 'consecutive') partitions = consecutivePartition(info.numClasses, p.students, p.minClasses);
     else if (p.strategy === 'random') partitions = randomPartition(info.numClasses, p.students, p.seed, p.minClasses);
     else if (p.strategy === 'vertical') {
-      if (!p.verticals) throw new Error(`stage ${ctx.stageId}: strategy "vertical" needs the parameter verticals (a class -> vertical JSON file)`);
+      if (!p.verticals)
+        throw new Error(
+          `stage ${ctx.stageId}: strategy "vertical" needs the parameter verticals (a class -> vertical JSON file)`,
+        );
       const raw = JSON.parse(await readFile(p.verticals, 'utf8')) as unknown;
       const map = Array.isArray(raw) ? raw : (raw as { classToVertical?: unknown }).classToVertical;
       if (!Array.isArray(map) || map.length !== info.numClasses || !map.every((v) => Number.isInteger(v))) {
-        throw new Error(`${p.verticals}: expected ${info.numClasses} integer vertical ids (an array, or {"classToVertical": [...]})`);
+        throw new Error(
+          `${p.verticals}: expected ${info.numClasses} integer vertical ids (an array, or {"classToVertical": [...]})`,
+        );
       }
       partitions = verticalPartition(map as number[], p.students, p.minClasses);
     } else {
       const { classMeanEmbeddings } = await import('./class-embeddings.js');
       const teacher = ctx.inputs.teacher?.[0]?.path;
-      const { embeddings, numClasses, dim } = await classMeanEmbeddings(datasetDir, { split: p.split, signal: ctx.signal, ...(teacher ? { teacherDir: teacher } : {}) });
+      const { embeddings, numClasses, dim } = await classMeanEmbeddings(datasetDir, {
+        split: p.split,
+        signal: ctx.signal,
+        ...(teacher ? { teacherDir: teacher } : {}),
+      });
       ({ partitions, inertia } = balancedKMeans(embeddings, numClasses, dim, p.students, p.seed, 25, p.minClasses));
     }
     const table = routingTable(info.numClasses, partitions, p.strategy, p.seed);
     const sizes = table.partitions.map((x) => x.length);
     ctx.log.info(`partition sizes: ${sizes.join(', ')}`);
     await writeFileAtomic(join(ctx.outDir, 'routing.json'), JSON.stringify(table));
-    return { metrics: { students: table.students, min_size: Math.min(...sizes), max_size: Math.max(...sizes), ...(inertia !== undefined ? { inertia } : {}) } };
+    return {
+      metrics: {
+        students: table.students,
+        min_size: Math.min(...sizes),
+        max_size: Math.max(...sizes),
+        ...(inertia !== undefined ? { inertia } : {}),
+      },
+    };
   },
 });

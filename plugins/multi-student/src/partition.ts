@@ -18,7 +18,12 @@ export interface RoutingTable {
   classToStudent: number[];
 }
 
-export function routingTable(numClasses: number, partitions: number[][], strategy: PartitionStrategy, seed: number): RoutingTable {
+export function routingTable(
+  numClasses: number,
+  partitions: number[][],
+  strategy: PartitionStrategy,
+  seed: number,
+): RoutingTable {
   const classToStudent = new Array<number>(numClasses).fill(-1);
   partitions.forEach((classes, k) => {
     for (const c of classes) {
@@ -29,7 +34,14 @@ export function routingTable(numClasses: number, partitions: number[][], strateg
   });
   const missing = classToStudent.indexOf(-1);
   if (missing >= 0) throw new Error(`class ${missing} is in no partition`);
-  return { numClasses, students: partitions.length, strategy, seed, partitions: partitions.map((p) => [...p].sort((a, b) => a - b)), classToStudent };
+  return {
+    numClasses,
+    students: partitions.length,
+    strategy,
+    seed,
+    partitions: partitions.map((p) => [...p].sort((a, b) => a - b)),
+    classToStudent,
+  };
 }
 
 /**
@@ -71,7 +83,10 @@ function chunk(order: number[], k: number): number[][] {
 
 export function consecutivePartition(numClasses: number, k: number, minClasses = 2): number[][] {
   checkK(numClasses, k, minClasses);
-  return chunk(Array.from({ length: numClasses }, (_, i) => i), k);
+  return chunk(
+    Array.from({ length: numClasses }, (_, i) => i),
+    k,
+  );
 }
 
 export function randomPartition(numClasses: number, k: number, seed: number, minClasses = 2): number[][] {
@@ -102,7 +117,10 @@ export function verticalPartition(classToVertical: ArrayLike<number>, k: number,
     (parts[smallest] as number[]).push(...classes);
   }
   const small = parts.findIndex((p) => k > 1 && p.length < minClasses);
-  if (small >= 0) throw new Error(`parameter students: with whole verticals, K = ${k} leaves partition ${small} ${(parts[small] as number[]).length} class(es), fewer than minClasses = ${minClasses}; use a smaller K or set minClasses`);
+  if (small >= 0)
+    throw new Error(
+      `parameter students: with whole verticals, K = ${k} leaves partition ${small} ${(parts[small] as number[]).length} class(es), fewer than minClasses = ${minClasses}; use a smaller K or set minClasses`,
+    );
   return parts;
 }
 
@@ -116,9 +134,18 @@ export function verticalPartition(classToVertical: ArrayLike<number>, k: number,
  * clusters have grown to ceil(C/k). Total room is exactly C, so every class is placed. Returns the
  * partitions and the final within-cluster sum of squares.
  */
-export function balancedKMeans(embeddings: Float32Array, numClasses: number, dim: number, k: number, seed: number, iterations = 25, minClasses = 2): { partitions: number[][]; inertia: number } {
+export function balancedKMeans(
+  embeddings: Float32Array,
+  numClasses: number,
+  dim: number,
+  k: number,
+  seed: number,
+  iterations = 25,
+  minClasses = 2,
+): { partitions: number[][]; inertia: number } {
   checkK(numClasses, k, minClasses);
-  if (embeddings.length !== numClasses * dim) throw new Error(`embeddings hold ${embeddings.length} values, expected ${numClasses} x ${dim}`);
+  if (embeddings.length !== numClasses * dim)
+    throw new Error(`embeddings hold ${embeddings.length} values, expected ${numClasses} x ${dim}`);
   const rng = new Rng(seed);
   const centroids = new Float64Array(k * dim);
   const dist2 = (c: number, j: number): number => {
@@ -157,7 +184,9 @@ export function balancedKMeans(embeddings: Float32Array, numClasses: number, dim
   for (let iter = 0; iter < iterations; iter++) {
     const pairs = new Float64Array(numClasses * k);
     for (let c = 0; c < numClasses; c++) for (let j = 0; j < k; j++) pairs[c * k + j] = dist2(c, j);
-    const order = Array.from({ length: numClasses * k }, (_, i) => i).sort((a, b) => (pairs[a] as number) - (pairs[b] as number) || a - b);
+    const order = Array.from({ length: numClasses * k }, (_, i) => i).sort(
+      (a, b) => (pairs[a] as number) - (pairs[b] as number) || a - b,
+    );
     const next = new Int32Array(numClasses).fill(-1);
     const fill = new Int32Array(k);
     let large = 0;
@@ -179,9 +208,12 @@ export function balancedKMeans(embeddings: Float32Array, numClasses: number, dim
     centroids.fill(0);
     for (let c = 0; c < numClasses; c++) {
       const j = assignment[c] as number;
-      for (let d = 0; d < dim; d++) centroids[j * dim + d] = (centroids[j * dim + d] as number) + (embeddings[c * dim + d] as number);
+      for (let d = 0; d < dim; d++)
+        centroids[j * dim + d] = (centroids[j * dim + d] as number) + (embeddings[c * dim + d] as number);
     }
-    for (let j = 0; j < k; j++) for (let d = 0; d < dim; d++) centroids[j * dim + d] = (centroids[j * dim + d] as number) / Math.max(1, fill[j] as number);
+    for (let j = 0; j < k; j++)
+      for (let d = 0; d < dim; d++)
+        centroids[j * dim + d] = (centroids[j * dim + d] as number) / Math.max(1, fill[j] as number);
     if (!changed) break;
   }
   const partitions: number[][] = Array.from({ length: k }, () => []);

@@ -10,10 +10,13 @@ import { definePlugin } from '@distillery/core/plugin';
 export default definePlugin({
   name: 'partition-subset',
   version: '1',
-  description: 'Writes the dataset of one multi-student partition (local labels + class_map.json) or of the router (label = partition)',
+  description:
+    'Writes the dataset of one multi-student partition (local labels + class_map.json) or of the router (label = partition)',
   params: Type.Object(
     {
-      student: Type.Union([Type.Integer({ minimum: 0 }), Type.Literal('router')], { description: 'partition index k, or "router"' }),
+      student: Type.Union([Type.Integer({ minimum: 0 }), Type.Literal('router')], {
+        description: 'partition index k, or "router"',
+      }),
       rowsPerShard: Type.Integer({ minimum: 1, default: 8192 }),
     },
     { additionalProperties: false },
@@ -31,7 +34,13 @@ export default definePlugin({
       signal: ctx.signal,
     });
     const rows = Object.values(summary.rows).reduce((a, b) => a + b, 0);
-    ctx.log.info(`${summary.student === 'router' ? 'router' : `student ${summary.student}`}: ${summary.numClasses} classes, ${rows} rows (${Object.entries(summary.rows).map(([s, n]) => `${s} ${n}`).join(', ')})`);
+    ctx.log.info(
+      `${summary.student === 'router' ? 'router' : `student ${summary.student}`}: ${summary.numClasses} classes, ${rows} rows (${Object.entries(
+        summary.rows,
+      )
+        .map(([s, n]) => `${s} ${n}`)
+        .join(', ')})`,
+    );
     return { metrics: { classes: summary.numClasses, rows, dropped_unlabelled: summary.droppedUnlabelled } };
   },
 });

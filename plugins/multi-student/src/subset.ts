@@ -11,7 +11,13 @@
  * (label -1) cannot be routed by label and are dropped (counted in subset.json).
  */
 import { join } from 'node:path';
-import { ShardWriter, datasetSchema, openShardSet, parseDatasetSchema, type ColumnValues } from '@distillery/runtime/shards';
+import {
+  ShardWriter,
+  datasetSchema,
+  openShardSet,
+  parseDatasetSchema,
+  type ColumnValues,
+} from '@distillery/runtime/shards';
 import { writeFileAtomicSync } from '@distillery/core/plugin';
 import type { RoutingTable } from './partition.js';
 
@@ -50,16 +56,26 @@ export async function readRoutingTable(partitionDir: string, stageId: string): P
 
 export function checkRoutingTable(raw: unknown, where: string): RoutingTable {
   const t = raw as Partial<RoutingTable> | null;
-  if (!t || typeof t !== 'object' || !Number.isInteger(t.numClasses) || !Number.isInteger(t.students) || !Array.isArray(t.partitions) || !Array.isArray(t.classToStudent)) {
+  if (
+    !t ||
+    typeof t !== 'object' ||
+    !Number.isInteger(t.numClasses) ||
+    !Number.isInteger(t.students) ||
+    !Array.isArray(t.partitions) ||
+    !Array.isArray(t.classToStudent)
+  ) {
     throw new Error(`${where}: not a routing table (expected numClasses, students, partitions, classToStudent)`);
   }
   if (t.partitions.length !== t.students || t.classToStudent.length !== t.numClasses) {
-    throw new Error(`${where}: ${t.partitions.length} partitions for ${t.students} students, ${t.classToStudent.length} class entries for ${t.numClasses} classes`);
+    throw new Error(
+      `${where}: ${t.partitions.length} partitions for ${t.students} students, ${t.classToStudent.length} class entries for ${t.numClasses} classes`,
+    );
   }
   t.partitions.forEach((part, k) => {
     if (!Array.isArray(part) || part.length === 0) throw new Error(`${where}: partition ${k} is empty`);
     for (const c of part) {
-      if (!Number.isInteger(c) || c < 0 || c >= t.numClasses! || t.classToStudent![c] !== k) throw new Error(`${where}: partition ${k} lists class ${c}, which classToStudent does not map to ${k}`);
+      if (!Number.isInteger(c) || c < 0 || c >= t.numClasses! || t.classToStudent![c] !== k)
+        throw new Error(`${where}: partition ${k} lists class ${c}, which classToStudent does not map to ${k}`);
     }
   });
   const total = t.partitions.reduce((a, p) => a + p.length, 0);
@@ -80,12 +96,16 @@ export interface SubsetOptions {
 export async function writeSubset(o: SubsetOptions): Promise<SubsetSummary> {
   const dataset = await openShardSet(o.datasetDir);
   const info = parseDatasetSchema(dataset.schema, `dataset ${o.datasetDir}`);
-  if (info.labels !== 'single') throw new Error(`dataset ${o.datasetDir}: multi-label partition subsets are not implemented`);
+  if (info.labels !== 'single')
+    throw new Error(`dataset ${o.datasetDir}: multi-label partition subsets are not implemented`);
   const t = o.routing;
-  if (t.numClasses !== info.numClasses) throw new Error(`routing table covers ${t.numClasses} classes but dataset ${o.datasetDir} has ${info.numClasses}`);
+  if (t.numClasses !== info.numClasses)
+    throw new Error(`routing table covers ${t.numClasses} classes but dataset ${o.datasetDir} has ${info.numClasses}`);
   const router = o.student === 'router';
   if (!router && (!Number.isInteger(o.student) || (o.student as number) < 0 || (o.student as number) >= t.students)) {
-    throw new Error(`student ${o.student} is outside 0..${t.students - 1} (the routing table has ${t.students} partitions)`);
+    throw new Error(
+      `student ${o.student} is outside 0..${t.students - 1} (the routing table has ${t.students} partitions)`,
+    );
   }
   const classMap = router ? undefined : (t.partitions[o.student as number] as number[]);
   // Global class -> label in the subset (-1 = not in it).
@@ -94,10 +114,16 @@ export async function writeSubset(o: SubsetOptions): Promise<SubsetSummary> {
   else t.classToStudent.forEach((k, g) => (relabel[g] = k));
   const numClasses = classMap ? classMap.length : t.students;
   const classNames = classMap
-    ? (info.classNames ? classMap.map((g) => info.classNames![g]!) : undefined)
+    ? info.classNames
+      ? classMap.map((g) => info.classNames![g]!)
+      : undefined
     : Array.from({ length: t.students }, (_, k) => `partition ${k}`);
   const schema = datasetSchema({
-    shape: info.shape, layout: info.layout as 'HWC', input: info.input, labels: 'single', numClasses,
+    shape: info.shape,
+    layout: info.layout as 'HWC',
+    input: info.input,
+    labels: 'single',
+    numClasses,
     ...(classNames ? { classNames } : {}),
     source: `${router ? 'router' : `student ${o.student}`} subset of ${dataset.schema.metadata['distillery.source'] ?? o.datasetDir}`,
   });
@@ -119,7 +145,8 @@ export async function writeSubset(o: SubsetOptions): Promise<SubsetSummary> {
           dropped++;
           continue;
         }
-        if (!Number.isInteger(y) || y < 0 || y >= t.numClasses) throw new Error(`dataset ${batch.file}: sample ${ids[r]} has label ${y}, outside [0, ${t.numClasses})`);
+        if (!Number.isInteger(y) || y < 0 || y >= t.numClasses)
+          throw new Error(`dataset ${batch.file}: sample ${ids[r]} has label ${y}, outside [0, ${t.numClasses})`);
         const local = relabel[y] as number;
         if (local < 0) continue;
         keep.push(r);
@@ -138,16 +165,23 @@ export async function writeSubset(o: SubsetOptions): Promise<SubsetSummary> {
       };
       writer.append(columns, keep.length);
     }
-    if (writer.rowsWritten === 0) throw new Error(`dataset ${o.datasetDir}: no rows fall in ${router ? 'any partition' : `partition ${o.student} (classes ${classMap!.join(', ')})`}`);
+    if (writer.rowsWritten === 0)
+      throw new Error(
+        `dataset ${o.datasetDir}: no rows fall in ${router ? 'any partition' : `partition ${o.student} (classes ${classMap!.join(', ')})`}`,
+      );
     await writer.close();
   } catch (error) {
     await writer.abort();
     throw error;
   }
   const summary: SubsetSummary = {
-    format: 'distillery-msd-subset', version: 1, student: o.student, numClasses,
+    format: 'distillery-msd-subset',
+    version: 1,
+    student: o.student,
+    numClasses,
     ...(classMap ? { classMap: [...classMap] } : { classToStudent: [...t.classToStudent] }),
-    rows, droppedUnlabelled: dropped,
+    rows,
+    droppedUnlabelled: dropped,
   };
   if (classMap) writeFileAtomicSync(join(o.outDir, 'class_map.json'), JSON.stringify(classMap));
   writeFileAtomicSync(join(o.outDir, 'subset.json'), `${JSON.stringify(summary, null, 1)}\n`);

@@ -9,7 +9,9 @@ import maskedPlugin from '../src/masked-plugin.js';
 import { MsdBundle } from '../src/bundle-runner.js';
 import { argmax, linearRow, makeCtx, writeLinear } from './helpers.js';
 
-const dim = 6, C = 10, K = 3;
+const dim = 6,
+  C = 10,
+  K = 3;
 
 test('masked-bundle: the single student told the partition answers argmax of its logits over that partition', async () => {
   const root = mkdtempSync(join(tmpdir(), 'msd-masked-'));
@@ -54,7 +56,11 @@ test('masked-bundle: the single student told the partition answers argmax of its
       const part = table.partitions[known[i]!]!;
       const masked = part[argmax(part.map((c) => logits[c]!))]!;
       assert.equal(told.label[i], masked, `sample ${i}: masked to partition ${known[i]}`);
-      for (const c of part) assert.ok(Math.abs(told.scores[i * C + c]! - logits[c]!) < 1e-4, `sample ${i} class ${c}: the single student's own logit`);
+      for (const c of part)
+        assert.ok(
+          Math.abs(told.scores[i * C + c]! - logits[c]!) < 1e-4,
+          `sample ${i} class ${c}: the single student's own logit`,
+        );
       if (masked !== argmax(logits)) differs++;
       // Routed: the router's argmax partition, then the masked argmax there.
       const k = argmax(linearRow(x, i, rw, rb, dim, K));
@@ -62,14 +68,20 @@ test('masked-bundle: the single student told the partition answers argmax of its
       const rpart = table.partitions[k]!;
       assert.equal(routed.label[i], rpart[argmax(rpart.map((c) => logits[c]!))]);
     }
-    assert.ok(differs > 0, 'the fixture has samples where masking changes the answer (else the test could not tell masked from unmasked)');
+    assert.ok(
+      differs > 0,
+      'the fixture has samples where masking changes the answer (else the test could not tell masked from unmasked)',
+    );
 
     // A model that does not cover every class is refused, and no manifest is written.
     mkdirSync(join(root, 'narrow'));
     writeLinear(join(root, 'narrow', 'model.onnx'), w.subarray(0, dim * 4), b.subarray(0, 4), dim, 4);
     const bad = join(root, 'bad');
     mkdirSync(bad);
-    await assert.rejects(maskedPlugin.run(makeCtx(maskedPlugin, {}, bad, { ...inputs, model: [['narrow', join(root, 'narrow')]] })), /model narrow .* outputs 4 classes, the routing table has 10/);
+    await assert.rejects(
+      maskedPlugin.run(makeCtx(maskedPlugin, {}, bad, { ...inputs, model: [['narrow', join(root, 'narrow')]] })),
+      /model narrow .* outputs 4 classes, the routing table has 10/,
+    );
     assert.ok(!existsSync(join(bad, 'manifest.json')));
   } finally {
     rmSync(root, { recursive: true, force: true });

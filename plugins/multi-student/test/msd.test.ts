@@ -13,7 +13,9 @@ import { MsdBundle, type MsdBundleManifest } from '../src/bundle-runner.js';
 import { orderStudents } from '../src/bundle.js';
 import { argmax, linearRow, makeCtx, writeDataset, writeLinear } from './helpers.js';
 
-const dim = 5, C = 10, K = 3;
+const dim = 5,
+  C = 10,
+  K = 3;
 
 function fixture(seed: number, n: number) {
   const rng = new Rng(seed);
@@ -32,7 +34,7 @@ async function readRows(dir: string) {
   return { set, rows };
 }
 
-test('partition-subset: student k keeps its partition\'s rows with local labels and class_map.json; router relabels by partition', async () => {
+test("partition-subset: student k keeps its partition's rows with local labels and class_map.json; router relabels by partition", async () => {
   const root = mkdtempSync(join(tmpdir(), 'msd-subset-'));
   try {
     const n = 120;
@@ -40,7 +42,10 @@ test('partition-subset: student k keeps its partition\'s rows with local labels 
     await writeDataset(join(root, 'data'), x, dim, labels, splits, C);
     mkdirSync(join(root, 'part'));
     writeFileSync(join(root, 'part', 'routing.json'), JSON.stringify(table));
-    const inputs = { dataset: [['data', join(root, 'data')]] as [string, string][], routing: [['part', join(root, 'part')]] as [string, string][] };
+    const inputs = {
+      dataset: [['data', join(root, 'data')]] as [string, string][],
+      routing: [['part', join(root, 'part')]] as [string, string][],
+    };
     let total = 0;
     for (let k = 0; k < K; k++) {
       const out = join(root, `s${k}`);
@@ -50,7 +55,10 @@ test('partition-subset: student k keeps its partition\'s rows with local labels 
       const { set, rows } = await readRows(out);
       const info = parseDatasetSchema(set.schema);
       assert.equal(info.numClasses, part.length);
-      assert.deepEqual(info.classNames, part.map((g) => `c${g}`));
+      assert.deepEqual(
+        info.classNames,
+        part.map((g) => `c${g}`),
+      );
       const expected = labels.map((y, i) => ({ y, i })).filter(({ y }) => y >= 0 && part.includes(y));
       assert.equal(rows.length, expected.length);
       assert.equal(result?.metrics?.rows, expected.length);
@@ -71,18 +79,27 @@ test('partition-subset: student k keeps its partition\'s rows with local labels 
     const { set, rows } = await readRows(out);
     assert.equal(parseDatasetSchema(set.schema).numClasses, K);
     const labelled = labels.map((y, i) => ({ y, i })).filter(({ y }) => y >= 0);
-    assert.deepEqual(rows.map((r) => r.id), labelled.map(({ i }) => `s${i}`));
-    assert.deepEqual(rows.map((r) => r.label), labelled.map(({ y }) => table.classToStudent[y]));
+    assert.deepEqual(
+      rows.map((r) => r.id),
+      labelled.map(({ i }) => `s${i}`),
+    );
+    assert.deepEqual(
+      rows.map((r) => r.label),
+      labelled.map(({ y }) => table.classToStudent[y]),
+    );
     // Bad student index: an error naming the range, and no shard left behind.
     const bad = join(root, 'bad');
-    await assert.rejects(subsetPlugin.run(makeCtx(subsetPlugin, { student: K }, bad, inputs)), /student 3 is outside 0\.\.2/);
+    await assert.rejects(
+      subsetPlugin.run(makeCtx(subsetPlugin, { student: K }, bad, inputs)),
+      /student 3 is outside 0\.\.2/,
+    );
     assert.deepEqual(readdirSync(bad), []);
   } finally {
     rmSync(root, { recursive: true, force: true });
   }
 });
 
-test('msd-bundle: manifest + onnxruntime end to end; routed predictions equal the chosen student\'s, standalone runner agrees', async () => {
+test("msd-bundle: manifest + onnxruntime end to end; routed predictions equal the chosen student's, standalone runner agrees", async () => {
   // Under the repository, so that the bundle's standalone runner resolves onnxruntime-node as a user's project would.
   const root = mkdtempSync(join(import.meta.dirname, 'tmp-bundle-'));
   try {
@@ -107,9 +124,15 @@ test('msd-bundle: manifest + onnxruntime end to end; routed predictions equal th
     };
     const out = join(root, 'bundle');
     const result = await bundlePlugin.run(makeCtx(bundlePlugin, {}, out, inputs));
-    assert.deepEqual(readdirSync(out).sort(), ['manifest.json', 'msd-runner.mjs', 'router.onnx', ...table.partitions.map((_, k) => `student_${k}.onnx`)].sort());
+    assert.deepEqual(
+      readdirSync(out).sort(),
+      ['manifest.json', 'msd-runner.mjs', 'router.onnx', ...table.partitions.map((_, k) => `student_${k}.onnx`)].sort(),
+    );
     const manifest = JSON.parse(readFileSync(join(out, 'manifest.json'), 'utf8')) as MsdBundleManifest;
-    assert.deepEqual(manifest.studentModels.map((s) => s.classMap), table.partitions);
+    assert.deepEqual(
+      manifest.studentModels.map((s) => s.classMap),
+      table.partitions,
+    );
     assert.deepEqual(manifest.input, { name: 'input', shape: [dim], type: 'float32' });
     const sizes = table.partitions.map((p) => dim * p.length + p.length);
     assert.equal(result?.metrics?.total_parameters, dim * K + K + sizes.reduce((a, b) => a + b, 0));
@@ -130,7 +153,11 @@ test('msd-bundle: manifest + onnxruntime end to end; routed predictions equal th
       seen.add(k);
       assert.equal(prediction.partition[i], k, `sample ${i}: routed to the router's argmax`);
       const z = linearRow(x, i, students[k]!.w, students[k]!.b, dim, table.partitions[k]!.length);
-      assert.equal(prediction.label[i], table.partitions[k]![argmax(z)], `sample ${i}: the chosen student's answer, in global ids`);
+      assert.equal(
+        prediction.label[i],
+        table.partitions[k]![argmax(z)],
+        `sample ${i}: the chosen student's answer, in global ids`,
+      );
       // Composite scores: the student's logits at its classes; softmax puts no mass elsewhere; top-1 = label.
       const row = Array.from(prediction.scores.subarray(i * C, (i + 1) * C));
       table.partitions[k]!.forEach((g, j) => assert.ok(Math.abs(row[g]! - z[j]!) < 1e-4));
@@ -144,18 +171,52 @@ test('msd-bundle: manifest + onnxruntime end to end; routed predictions equal th
     // The standalone runner inside the bundle (onnxruntime-node only) gives the same answers.
     const samples = Array.from({ length: 8 }, (_, i) => Array.from(x.subarray(i * dim, (i + 1) * dim)));
     writeFileSync(join(root, 'in.json'), JSON.stringify(samples));
-    const lines = execFileSync(process.execPath, [join(out, 'msd-runner.mjs'), out, join(root, 'in.json')], { encoding: 'utf8' }).trim().split('\n').map((l) => JSON.parse(l) as { partition: number; label: number });
-    assert.deepEqual(lines, samples.map((_, i) => ({ partition: prediction.partition[i], label: prediction.label[i] })));
+    const lines = execFileSync(process.execPath, [join(out, 'msd-runner.mjs'), out, join(root, 'in.json')], {
+      encoding: 'utf8',
+    })
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as { partition: number; label: number });
+    assert.deepEqual(
+      lines,
+      samples.map((_, i) => ({ partition: prediction.partition[i], label: prediction.label[i] })),
+    );
 
     // Errors: students in the wrong order (by fan-out suffix or by width), a router of the wrong width.
-    assert.throws(() => orderStudents([{ stage: 's@1', path: 'a' }, { stage: 's@0', path: 'b' }]), /bound at position 0 but its fan-out item names partition 1/);
-    assert.throws(() => orderStudents([{ stage: 's@k=0,size=a', path: 'a' }, { stage: 's@k=2,size=a', path: 'b' }]), /position 1 .* partition 2/);
-    const swapped = { ...inputs, students: [inputs.students[1]!, inputs.students[0]!, inputs.students[2]!].map(([, p], k) => [`x${k}`, p] as [string, string]) };
+    assert.throws(
+      () =>
+        orderStudents([
+          { stage: 's@1', path: 'a' },
+          { stage: 's@0', path: 'b' },
+        ]),
+      /bound at position 0 but its fan-out item names partition 1/,
+    );
+    assert.throws(
+      () =>
+        orderStudents([
+          { stage: 's@k=0,size=a', path: 'a' },
+          { stage: 's@k=2,size=a', path: 'b' },
+        ]),
+      /position 1 .* partition 2/,
+    );
+    const swapped = {
+      ...inputs,
+      students: [inputs.students[1]!, inputs.students[0]!, inputs.students[2]!].map(
+        ([, p], k) => [`x${k}`, p] as [string, string],
+      ),
+    };
     if (table.partitions[0]!.length !== table.partitions[1]!.length) {
-      await assert.rejects(bundlePlugin.run(makeCtx(bundlePlugin, {}, join(root, 'bad1'), swapped)), /student 0 .* outputs \d+ classes, partition 0 has/);
+      await assert.rejects(
+        bundlePlugin.run(makeCtx(bundlePlugin, {}, join(root, 'bad1'), swapped)),
+        /student 0 .* outputs \d+ classes, partition 0 has/,
+      );
     }
     const wrongRouter = { ...inputs, router: [['s0', join(root, 'student0')]] as [string, string][] };
-    if (table.partitions[0]!.length !== K) await assert.rejects(bundlePlugin.run(makeCtx(bundlePlugin, {}, join(root, 'bad2'), wrongRouter)), /outputs \d+ scores, the routing table has 3 partitions/);
+    if (table.partitions[0]!.length !== K)
+      await assert.rejects(
+        bundlePlugin.run(makeCtx(bundlePlugin, {}, join(root, 'bad2'), wrongRouter)),
+        /outputs \d+ scores, the routing table has 3 partitions/,
+      );
   } finally {
     rmSync(root, { recursive: true, force: true });
   }

@@ -67,7 +67,12 @@ export interface TrainingData {
   readFeatures: boolean;
 }
 
-export async function openTrainingData(datasetDir: string, teacherDirs: string[], split: string, options: { readFeatures?: boolean } = {}): Promise<TrainingData> {
+export async function openTrainingData(
+  datasetDir: string,
+  teacherDirs: string[],
+  split: string,
+  options: { readFeatures?: boolean } = {},
+): Promise<TrainingData> {
   const dataset = await openShardSet(datasetDir);
   const info = parseDatasetSchema(dataset.schema, datasetDir);
   const teachers: TeacherSource[] = [];
@@ -136,7 +141,11 @@ class TeacherCursor {
   private row = 0;
   private done = false;
   private readonly has: Set<string>;
-  constructor(private readonly source: TeacherSource, private readonly copy = true, private readonly features = false) {
+  constructor(
+    private readonly source: TeacherSource,
+    private readonly copy = true,
+    private readonly features = false,
+  ) {
     this.iterator = source.set.batches({ verify: 'size' });
     this.has = new Set(source.set.schema.columns.map((c) => c.name));
   }
@@ -197,7 +206,8 @@ async function* readSamples(data: TrainingData): AsyncGenerator<Sample> {
       if (input === 'pixels') for (let i = 0; i < width; i++) x[i] = src[i]! / 255;
       else x.set(src);
       const sample: Sample = { id: ids[r]!, x, label: labels ? labels[r]! : -1, teachers: [] };
-      if (labelLists) sample.labels = Int32Array.from(labelLists.values.subarray(labelLists.offsets[r]!, labelLists.offsets[r + 1]!));
+      if (labelLists)
+        sample.labels = Int32Array.from(labelLists.values.subarray(labelLists.offsets[r]!, labelLists.offsets[r + 1]!));
       for (const c of cursors) sample.teachers.push((await c.take(sample.id)) as TeacherRow | undefined);
       yield sample;
     }
@@ -208,7 +218,13 @@ async function* readSamples(data: TrainingData): AsyncGenerator<Sample> {
  * Minibatches of one epoch: samples pass through a shuffle buffer of `bufferSize` (seeded by
  * seed and epoch); the last partial batch is kept.
  */
-export async function* epochBatches(data: TrainingData, batchSize: number, bufferSize: number, seed: number, epoch: number): AsyncGenerator<Sample[]> {
+export async function* epochBatches(
+  data: TrainingData,
+  batchSize: number,
+  bufferSize: number,
+  seed: number,
+  epoch: number,
+): AsyncGenerator<Sample[]> {
   const rng = new Rng(seed * 1000003 + epoch);
   const buffer: Sample[] = [];
   let batch: Sample[] = [];
@@ -270,7 +286,13 @@ export interface AugmentConfig {
  * drawn from `rng` (the caller seeds it from the run seed and the step, so a resumed run draws the
  * same). Returns a new array; `x` is not modified.
  */
-export function augmentImages(x: Float32Array, n: number, shape: number[], config: AugmentConfig, rng: Rng): Float32Array {
+export function augmentImages(
+  x: Float32Array,
+  n: number,
+  shape: number[],
+  config: AugmentConfig,
+  rng: Rng,
+): Float32Array {
   if (shape.length !== 3) throw new Error(`augment: inputs must be images [H, W, C], got shape [${shape}]`);
   const [h, w, c] = shape as [number, number, number];
   const size = h * w * c;

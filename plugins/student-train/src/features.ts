@@ -50,18 +50,34 @@ export interface FeatureTerm {
  * the teacher outputs must hold the named feature, attention needs two maps, and the spatial sizes
  * must match or be integer multiples (pooled), else the error names both shapes.
  */
-export function createFeatureTerm(config: FeatureConfig, student: Student, teacher: { info: TeacherOutputOptions; where: string }, seed: number): FeatureTerm {
+export function createFeatureTerm(
+  config: FeatureConfig,
+  student: Student,
+  teacher: { info: TeacherOutputOptions; where: string },
+  seed: number,
+): FeatureTerm {
   const what = `feature ${config.kind} (student layer "${config.studentLayer}", teacher feature "${config.teacherFeature}")`;
-  if (!student.applyWithActivations) throw new Error(`${what}: student arch "${student.config.arch}" exposes no intermediate activations (use mlp, cnn or onnx)`);
+  if (!student.applyWithActivations)
+    throw new Error(
+      `${what}: student arch "${student.config.arch}" exposes no intermediate activations (use mlp, cnn or onnx)`,
+    );
   const stored = teacher.info.storage.features;
-  if (!stored) throw new Error(`${what}: teacher outputs ${teacher.where} store no features (set teacher-infer's featuresOutput)`);
+  if (!stored)
+    throw new Error(`${what}: teacher outputs ${teacher.where} store no features (set teacher-infer's featuresOutput)`);
   if (stored.output !== undefined && stored.output !== config.teacherFeature) {
-    throw new Error(`${what}: teacher outputs ${teacher.where} store the model output "${stored.output}", not "${config.teacherFeature}"`);
+    throw new Error(
+      `${what}: teacher outputs ${teacher.where} store the model output "${stored.output}", not "${config.teacherFeature}"`,
+    );
   }
   const teacherShape = stored.shape ?? [stored.dim];
   const layout = config.teacherLayout ?? 'nchw';
   // The teacher's per-sample map as [h, w, c], or undefined for flat features.
-  const teacherMap = teacherShape.length === 3 ? (layout === 'nchw' ? [teacherShape[1]!, teacherShape[2]!, teacherShape[0]!] : teacherShape) : undefined;
+  const teacherMap =
+    teacherShape.length === 3
+      ? layout === 'nchw'
+        ? [teacherShape[1]!, teacherShape[2]!, teacherShape[0]!]
+        : teacherShape
+      : undefined;
   // One inference-mode pass on a zero sample gives every layer's shape (no batch-norm update).
   const probe = new Map<string, number[]>();
   tf.tidy(() => {
@@ -69,13 +85,22 @@ export function createFeatureTerm(config: FeatureConfig, student: Student, teach
     for (const [name, t] of activations) probe.set(name, t.shape.slice(1));
   });
   const studentShape = probe.get(config.studentLayer);
-  if (!studentShape) throw new Error(`${what}: the student has no layer "${config.studentLayer}" (layers: ${Array.from(probe.keys()).join(', ')})`);
+  if (!studentShape)
+    throw new Error(
+      `${what}: the student has no layer "${config.studentLayer}" (layers: ${Array.from(probe.keys()).join(', ')})`,
+    );
   const studentIsMap = studentShape.length === 3;
   const params: NamedVariable[] = [];
   const maps = studentIsMap && teacherMap !== undefined;
   if (config.kind === 'attention') {
-    if (!studentIsMap) throw new Error(`${what}: attention transfer needs a conv block's map; student layer "${config.studentLayer}" is flat [${studentShape.join(', ')}]`);
-    if (!teacherMap) throw new Error(`${what}: attention transfer needs a teacher feature map [c, h, w]; ${teacher.where} stores [${teacherShape.join(', ')}]`);
+    if (!studentIsMap)
+      throw new Error(
+        `${what}: attention transfer needs a conv block's map; student layer "${config.studentLayer}" is flat [${studentShape.join(', ')}]`,
+      );
+    if (!teacherMap)
+      throw new Error(
+        `${what}: attention transfer needs a teacher feature map [c, h, w]; ${teacher.where} stores [${teacherShape.join(', ')}]`,
+      );
   }
   if (maps && config.kind !== 'rkd') {
     // Fails now, naming both shapes, rather than at the first step.
@@ -92,8 +117,18 @@ export function createFeatureTerm(config: FeatureConfig, student: Student, teach
     const rng = new Rng((seed * 2246822519 + 0x5bd1e995) >>> 0);
     const limit = Math.sqrt(6 / inDim);
     params.push(
-      { name: 'feature.regressor.weight', variable: tf.variable(tf.tensor2d(rng.uniformArray(inDim * outDim, limit), [inDim, outDim]), true, `feature.regressor.weight#${nextVariableId++}`) },
-      { name: 'feature.regressor.bias', variable: tf.variable(tf.zeros([outDim]), true, `feature.regressor.bias#${nextVariableId++}`) },
+      {
+        name: 'feature.regressor.weight',
+        variable: tf.variable(
+          tf.tensor2d(rng.uniformArray(inDim * outDim, limit), [inDim, outDim]),
+          true,
+          `feature.regressor.weight#${nextVariableId++}`,
+        ),
+      },
+      {
+        name: 'feature.regressor.bias',
+        variable: tf.variable(tf.zeros([outDim]), true, `feature.regressor.bias#${nextVariableId++}`),
+      },
     );
   }
   return {
@@ -104,7 +139,10 @@ export function createFeatureTerm(config: FeatureConfig, student: Student, teach
       rows.forEach((row, b) => {
         const f = row?.features;
         if (!f) throw new Error(`${what}: sample "${ids[b]}" has no stored teacher features in ${teacher.where}`);
-        if (f.length !== stored.dim) throw new Error(`${what}: sample "${ids[b]}" has ${f.length} feature values in ${teacher.where}, expected ${stored.dim}`);
+        if (f.length !== stored.dim)
+          throw new Error(
+            `${what}: sample "${ids[b]}" has ${f.length} feature values in ${teacher.where}, expected ${stored.dim}`,
+          );
         flat.set(f, b * stored.dim);
       });
       if ((!maps && config.kind === 'hint') || config.kind === 'rkd') return tf.tensor2d(flat, [n, stored.dim]);
@@ -113,7 +151,12 @@ export function createFeatureTerm(config: FeatureConfig, student: Student, teach
     },
     loss(activations, target) {
       const s = activations.get(config.studentLayer)!;
-      if (config.kind === 'rkd') return rkdLoss(tf.reshape(s, [s.shape[0]!, -1]), target as tf.Tensor2D, config.rkd ?? { distance: 1, angle: 2 });
+      if (config.kind === 'rkd')
+        return rkdLoss(
+          tf.reshape(s, [s.shape[0]!, -1]),
+          target as tf.Tensor2D,
+          config.rkd ?? { distance: 1, angle: 2 },
+        );
       if (config.kind === 'attention') return attentionLoss(s as tf.Tensor4D, target as tf.Tensor4D, what);
       const regressor = { weight: params[0]!.variable as tf.Tensor2D, bias: params[1]!.variable as tf.Tensor1D };
       if (!maps) return hintLoss(tf.reshape(s, [s.shape[0]!, -1]), target, regressor);

@@ -70,8 +70,13 @@ function median(values: number[]): number {
 }
 
 /** Sets every head's weights and biases from class means of the training split (see the file comment). */
-export async function imprintHeads(student: Student & Partial<Imprintable>, data: TrainingData, options: ImprintOptions = {}): Promise<ImprintSummary> {
-  if (!student.penultimate || !student.heads) throw new Error(`headInit imprint: student arch "${student.config.arch}" has no imprintable head (use mlp or kc)`);
+export async function imprintHeads(
+  student: Student & Partial<Imprintable>,
+  data: TrainingData,
+  options: ImprintOptions = {},
+): Promise<ImprintSummary> {
+  if (!student.penultimate || !student.heads)
+    throw new Error(`headInit imprint: student arch "${student.config.arch}" has no imprintable head (use mlp or kc)`);
   const numClasses = student.numClasses;
   const heads = student.heads();
   const headOf = new Int32Array(numClasses).fill(-1);
@@ -91,12 +96,14 @@ export async function imprintHeads(student: Student & Partial<Imprintable>, data
     const d = features.shape[1];
     heads.forEach((h, k) => {
       const total = totals[k]!;
-      for (let i = 0; i < samples.length; i++) for (let j = 0; j < h.width; j++) total[j] = total[j]! + f[i * d + h.offset + j]!;
+      for (let i = 0; i < samples.length; i++)
+        for (let j = 0; j < h.width; j++) total[j] = total[j]! + f[i * d + h.offset + j]!;
     });
     samples.forEach((s, i) => {
       const labels = s.labels ?? (s.label >= 0 ? [s.label] : []);
       for (const c of labels) {
-        if (!(c >= 0 && c < numClasses)) throw new Error(`headInit imprint: sample "${s.id}" has label ${c}, outside [0, ${numClasses})`);
+        if (!(c >= 0 && c < numClasses))
+          throw new Error(`headInit imprint: sample "${s.id}" has label ${c}, outside [0, ${numClasses})`);
         const h = heads[headOf[c]!]!;
         const sum = sums[headOf[c]!]!;
         const base = columnOf[c]! * h.width;

@@ -33,7 +33,8 @@ export class RowSparseAdam {
     readonly rows: number,
     readonly width: number,
   ) {
-    if (!(Number.isInteger(rows) && rows > 0 && Number.isInteger(width) && width > 0)) throw new Error(`row-sparse Adam: rows and width must be positive integers, got ${rows} x ${width}`);
+    if (!(Number.isInteger(rows) && rows > 0 && Number.isInteger(width) && width > 0))
+      throw new Error(`row-sparse Adam: rows and width must be positive integers, got ${rows} x ${width}`);
     this.m = new Float32Array(rows * width);
     this.v = new Float32Array(rows * width);
   }
@@ -44,8 +45,10 @@ export class RowSparseAdam {
    */
   apply(params: Float32Array, ids: ArrayLike<number>, grads: Float32Array, lr: number): void {
     const w = this.width;
-    if (params.length !== this.rows * w) throw new Error(`row-sparse Adam: params hold ${params.length} values, expected ${this.rows} x ${w}`);
-    if (grads.length !== ids.length * w) throw new Error(`row-sparse Adam: ${ids.length} ids need ${ids.length * w} gradient values, got ${grads.length}`);
+    if (params.length !== this.rows * w)
+      throw new Error(`row-sparse Adam: params hold ${params.length} values, expected ${this.rows} x ${w}`);
+    if (grads.length !== ids.length * w)
+      throw new Error(`row-sparse Adam: ${ids.length} ids need ${ids.length * w} gradient values, got ${grads.length}`);
     this.checkIds(ids);
     this.step += 1;
     const c = this.config;
@@ -86,7 +89,10 @@ export class RowSparseAdam {
 
   /** Restores state() and the step count. */
   load(state: { m: ArrayLike<number>; v: ArrayLike<number> }, step: number): void {
-    if (state.m.length !== this.m.length || state.v.length !== this.v.length) throw new Error(`checkpoint: row-sparse Adam moments of ${state.m.length} / ${state.v.length} values, expected ${this.m.length}`);
+    if (state.m.length !== this.m.length || state.v.length !== this.v.length)
+      throw new Error(
+        `checkpoint: row-sparse Adam moments of ${state.m.length} / ${state.v.length} values, expected ${this.m.length}`,
+      );
     this.m.set(state.m);
     this.v.set(state.v);
     this.step = step;
@@ -96,8 +102,10 @@ export class RowSparseAdam {
     const seen = new Set<number>();
     for (let i = 0; i < ids.length; i++) {
       const r = ids[i]!;
-      if (!(Number.isInteger(r) && r >= 0 && r < this.rows)) throw new Error(`row-sparse Adam: row id ${r} at position ${i} outside [0, ${this.rows})`);
-      if (seen.has(r)) throw new Error(`row-sparse Adam: row id ${r} appears twice in one step (sum its gradients first)`);
+      if (!(Number.isInteger(r) && r >= 0 && r < this.rows))
+        throw new Error(`row-sparse Adam: row id ${r} at position ${i} outside [0, ${this.rows})`);
+      if (seen.has(r))
+        throw new Error(`row-sparse Adam: row id ${r} appears twice in one step (sum its gradients first)`);
       seen.add(r);
     }
   }

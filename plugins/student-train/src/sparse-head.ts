@@ -58,7 +58,8 @@ export class SparseHead {
   ) {
     this.heads = student.heads();
     const widths = new Set(this.heads.map((h) => h.width));
-    if (widths.size !== 1) throw new Error(`headOptimizer row-sparse: the output blocks have different widths (${[...widths].join(', ')})`);
+    if (widths.size !== 1)
+      throw new Error(`headOptimizer row-sparse: the output blocks have different widths (${[...widths].join(', ')})`);
     this.width = this.heads[0]!.width;
     const c = student.numClasses;
     this.rows = new Float32Array(c * (this.width + 1));
@@ -68,7 +69,13 @@ export class SparseHead {
     this.heads.forEach((h, k) => h.classes.forEach((cls, col) => ((this.headOf[cls] = k), (this.columnOf[cls] = col))));
     const selfPaced = student.config.arch === 'kc' && student.config.selfPaced;
     this.gammas = this.heads.map((_, k) => (selfPaced ? findParam(student.params, `sc.gamma${k}`) : undefined));
-    this.stats = selfPaced ? this.heads.map(() => ({ gram: new Float64Array(this.width * this.width), wb: new Float64Array(this.width), bb: 0 })) : undefined;
+    this.stats = selfPaced
+      ? this.heads.map(() => ({
+          gram: new Float64Array(this.width * this.width),
+          wb: new Float64Array(this.width),
+          bb: 0,
+        }))
+      : undefined;
   }
 
   /** The head's tf variables (trained here, not by the dense optimiser). */
@@ -112,22 +119,31 @@ export class SparseHead {
     const w1 = this.width + 1;
     const byHead = new Map<number, number[]>();
     columns.forEach((cls, pos) => {
-      if (!(cls >= 0 && cls < this.student.numClasses)) throw new Error(`row-sparse head: column ${cls} outside [0, ${this.student.numClasses})`);
+      if (!(cls >= 0 && cls < this.student.numClasses))
+        throw new Error(`row-sparse head: column ${cls} outside [0, ${this.student.numClasses})`);
       const k = this.headOf[cls]!;
       if (!byHead.has(k)) byHead.set(k, []);
       byHead.get(k)!.push(pos);
     });
-    const parts = [...byHead.entries()].sort((a, b) => a[0] - b[0]).map(([head, positions]) => {
-      const m = positions.length;
-      const classes = Int32Array.from(positions, (p) => columns[p]!);
-      const weight = new Float32Array(this.width * m);
-      const bias = new Float32Array(m);
-      classes.forEach((cls, i) => {
-        for (let j = 0; j < this.width; j++) weight[j * m + i] = this.rows[cls * w1 + j]!;
-        bias[i] = this.rows[cls * w1 + this.width]!;
+    const parts = [...byHead.entries()]
+      .sort((a, b) => a[0] - b[0])
+      .map(([head, positions]) => {
+        const m = positions.length;
+        const classes = Int32Array.from(positions, (p) => columns[p]!);
+        const weight = new Float32Array(this.width * m);
+        const bias = new Float32Array(m);
+        classes.forEach((cls, i) => {
+          for (let j = 0; j < this.width; j++) weight[j * m + i] = this.rows[cls * w1 + j]!;
+          bias[i] = this.rows[cls * w1 + this.width]!;
+        });
+        return {
+          head,
+          positions,
+          classes,
+          weight: variableOf(tf.tensor2d(weight, [this.width, m])),
+          bias: variableOf(tf.tensor1d(bias)),
+        };
       });
-      return { head, positions, classes, weight: variableOf(tf.tensor2d(weight, [this.width, m])), bias: variableOf(tf.tensor1d(bias)) };
-    });
     return { columns, parts, variables: parts.flatMap((p) => [p.weight, p.bias]) };
   }
 
@@ -139,7 +155,10 @@ export class SparseHead {
     const n = features.shape[0];
     const outs = step.parts.map((part) => {
       const h = this.heads[part.head]!;
-      const hv = h.offset === 0 && h.width === features.shape[1] ? features : (tf.slice(features, [0, h.offset], [n, h.width]) as tf.Tensor2D);
+      const hv =
+        h.offset === 0 && h.width === features.shape[1]
+          ? features
+          : (tf.slice(features, [0, h.offset], [n, h.width]) as tf.Tensor2D);
       let z = dense(hv, part.weight as tf.Tensor2D, part.bias as tf.Tensor1D, 'linear');
       const gamma = this.gammas[part.head];
       if (gamma) {
@@ -163,7 +182,10 @@ export class SparseHead {
     const inverseT = tf.tensor1d(Int32Array.from(order), 'int32');
     return tf.customGrad((input, save) => {
       (save as tf.GradSaveFunc)([inverseT]);
-      return { value: tf.gather(input as tf.Tensor2D, permT, 1) as tf.Tensor2D, gradFunc: (dy: tf.Tensor2D, saved: tf.Tensor[]) => tf.gather(dy, saved[0]! as tf.Tensor1D, 1) };
+      return {
+        value: tf.gather(input as tf.Tensor2D, permT, 1) as tf.Tensor2D,
+        gradFunc: (dy: tf.Tensor2D, saved: tf.Tensor[]) => tf.gather(dy, saved[0]! as tf.Tensor1D, 1),
+      };
     })(joined) as tf.Tensor2D;
   }
 
@@ -193,7 +215,11 @@ export class SparseHead {
     if (this.stats) {
       for (const part of step.parts) {
         const changed = olds.filter((o) => o.head === part.head);
-        this.updateStatsBatch(part.head, changed.map((o) => o.row), changed.map((o) => this.rows.subarray(o.cls * w1, (o.cls + 1) * w1)));
+        this.updateStatsBatch(
+          part.head,
+          changed.map((o) => o.row),
+          changed.map((o) => this.rows.subarray(o.cls * w1, (o.cls + 1) * w1)),
+        );
       }
     }
     for (const v of step.variables) v.dispose();
@@ -235,7 +261,12 @@ export class SparseHead {
         pRows[r * d + j] = pr[j]!;
       }
     }
-    const delta = tf.tidy(() => tf.add(tf.matMul(tf.tensor2d(nT, [d, rows]), tf.tensor2d(dRows, [rows, d])), tf.matMul(tf.tensor2d(dT, [d, rows]), tf.tensor2d(pRows, [rows, d]))));
+    const delta = tf.tidy(() =>
+      tf.add(
+        tf.matMul(tf.tensor2d(nT, [d, rows]), tf.tensor2d(dRows, [rows, d])),
+        tf.matMul(tf.tensor2d(dT, [d, rows]), tf.tensor2d(pRows, [rows, d])),
+      ),
+    );
     const dg = delta.dataSync();
     delta.dispose();
     for (let i = 0; i < d * d; i++) s.gram[i] = s.gram[i]! + dg[i]!;

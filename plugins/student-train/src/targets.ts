@@ -12,7 +12,11 @@ export type SoftLabelSource = 'dense' | 'topk' | 'sampled';
 export type TopkPolicy = 'renormalise' | 'rest';
 
 /** Picks the storage mode to learn from: the requested one, or the richest stored. */
-export function chooseSource(info: TeacherOutputOptions, requested: SoftLabelSource | 'auto', where: string): SoftLabelSource {
+export function chooseSource(
+  info: TeacherOutputOptions,
+  requested: SoftLabelSource | 'auto',
+  where: string,
+): SoftLabelSource {
   const stored: SoftLabelSource[] = [];
   if (info.storage.dense) stored.push('dense');
   if (info.storage.topk) stored.push('topk');
@@ -21,12 +25,18 @@ export function chooseSource(info: TeacherOutputOptions, requested: SoftLabelSou
     if (stored.length === 0) throw new Error(`teacher outputs ${where}: no soft labels stored`);
     return stored[0]!;
   }
-  if (!stored.includes(requested)) throw new Error(`teacher outputs ${where}: soft labels "${requested}" not stored (have ${stored.join(', ') || 'none'})`);
+  if (!stored.includes(requested))
+    throw new Error(
+      `teacher outputs ${where}: soft labels "${requested}" not stored (have ${stored.join(', ') || 'none'})`,
+    );
   return requested;
 }
 
 /** Pads per-sample (id, p) lists into a SparseTarget. */
-export function sparseFromLists(entries: { ids: ArrayLike<number>; probs: ArrayLike<number>; tail: number }[], policy: 'zero' | 'rest'): SparseTarget {
+export function sparseFromLists(
+  entries: { ids: ArrayLike<number>; probs: ArrayLike<number>; tail: number }[],
+  policy: 'zero' | 'rest',
+): SparseTarget {
   const n = entries.length;
   const k = Math.max(1, ...entries.map((e) => e.ids.length));
   const ids = new Int32Array(n * k);
@@ -73,14 +83,17 @@ export function softTarget(
     const out = new Float32Array(rows.length * numClasses).fill(info.classMap ? -1e9 : 0);
     rows.forEach((row, b) => {
       const z = row.logits!;
-      if (z.length !== local) throw new Error(`teacher outputs ${where}: logits of width ${z.length}, expected ${local}`);
+      if (z.length !== local)
+        throw new Error(`teacher outputs ${where}: logits of width ${z.length}, expected ${local}`);
       for (let i = 0; i < local; i++) out[b * numClasses + (info.classMap ? info.classMap[i]! : i)] = z[i]!;
     });
     return { kind: 'dense', logits: tf.tensor2d(out, [rows.length, numClasses]) };
   }
   if (source === 'topk') {
     if (policy === 'rest' && Math.abs(temperature - t0) > 1e-9) {
-      throw new Error(`teacher outputs ${where}: top-k "rest" policy needs the loss temperature (${temperature}) to equal the capture temperature (${t0}); the tail cannot be re-tempered`);
+      throw new Error(
+        `teacher outputs ${where}: top-k "rest" policy needs the loss temperature (${temperature}) to equal the capture temperature (${t0}); the tail cannot be re-tempered`,
+      );
     }
     return sparseFromLists(
       rows.map((row) => {
@@ -102,7 +115,9 @@ export function softTarget(
     );
   }
   if (Math.abs(temperature - t0) > 1e-9) {
-    throw new Error(`teacher outputs ${where}: sampled soft labels were drawn at temperature ${t0}; the loss temperature must match (got ${temperature})`);
+    throw new Error(
+      `teacher outputs ${where}: sampled soft labels were drawn at temperature ${t0}; the loss temperature must match (got ${temperature})`,
+    );
   }
   return sparseFromLists(
     rows.map((row) => {
@@ -110,7 +125,8 @@ export function softTarget(
       let draws = 0;
       for (const c of counts) draws += c;
       const probs = new Float64Array(counts.length);
-      for (let j = 0; j < counts.length; j++) probs[j] = (counts[j]! / draws) * (row.sampleWeights ? row.sampleWeights[j]! : 1);
+      for (let j = 0; j < counts.length; j++)
+        probs[j] = (counts[j]! / draws) * (row.sampleWeights ? row.sampleWeights[j]! : 1);
       return { ids: row.sampleIds!, probs, tail: 0 };
     }),
     'zero',
@@ -147,33 +163,41 @@ export function kcTargetRows(
   gtMix: number,
 ): { ids: number[]; probs: number[]; tail: number }[] {
   return samples.map((s) => {
-      const v = s.label >= 0 && s.label < verticalOfClass.length ? verticalOfClass[s.label]! : -1;
-      if (v < 0) throw new Error(`knowledge concentration: sample "${s.id}" has label ${s.label}, which is in no teacher's vertical`);
-      const row = s.teachers[v];
-      const info = infos[v]!;
-      if (!row) throw new Error(`knowledge concentration: sample "${s.id}" (label ${s.label}) has no row in teacher ${info.teacherId}'s outputs, the teacher of its vertical`);
-      let ids: number[];
-      let probs: number[];
-      if (row.topkIds) {
-        ids = Array.from(row.topkIds.subarray(0, topK));
-        probs = Array.from(row.topkLogprobs!.subarray(0, topK), (lp) => Math.exp(lp));
-      } else if (row.logits) {
-        const classes = teacherClasses(info);
-        const order = Array.from(row.logits.keys()).sort((a, b) => row.logits![b]! - row.logits![a]!).slice(0, topK);
-        ids = order.map((i) => classes[i]!);
-        probs = order.map((i) => 1 / (1 + Math.exp(-row.logits![i]! / info.temperature)));
-      } else {
-        throw new Error(`knowledge concentration: teacher ${info.teacherId} stores neither top-k nor dense outputs`);
+    const v = s.label >= 0 && s.label < verticalOfClass.length ? verticalOfClass[s.label]! : -1;
+    if (v < 0)
+      throw new Error(
+        `knowledge concentration: sample "${s.id}" has label ${s.label}, which is in no teacher's vertical`,
+      );
+    const row = s.teachers[v];
+    const info = infos[v]!;
+    if (!row)
+      throw new Error(
+        `knowledge concentration: sample "${s.id}" (label ${s.label}) has no row in teacher ${info.teacherId}'s outputs, the teacher of its vertical`,
+      );
+    let ids: number[];
+    let probs: number[];
+    if (row.topkIds) {
+      ids = Array.from(row.topkIds.subarray(0, topK));
+      probs = Array.from(row.topkLogprobs!.subarray(0, topK), (lp) => Math.exp(lp));
+    } else if (row.logits) {
+      const classes = teacherClasses(info);
+      const order = Array.from(row.logits.keys())
+        .sort((a, b) => row.logits![b]! - row.logits![a]!)
+        .slice(0, topK);
+      ids = order.map((i) => classes[i]!);
+      probs = order.map((i) => 1 / (1 + Math.exp(-row.logits![i]! / info.temperature)));
+    } else {
+      throw new Error(`knowledge concentration: teacher ${info.teacherId} stores neither top-k nor dense outputs`);
+    }
+    probs = probs.map((p) => (1 - gtMix) * p);
+    if (gtMix > 0) {
+      const at = ids.indexOf(s.label);
+      if (at >= 0) probs[at]! += gtMix;
+      else {
+        ids.push(s.label);
+        probs.push(gtMix);
       }
-      probs = probs.map((p) => (1 - gtMix) * p);
-      if (gtMix > 0) {
-        const at = ids.indexOf(s.label);
-        if (at >= 0) probs[at]! += gtMix;
-        else {
-          ids.push(s.label);
-          probs.push(gtMix);
-        }
-      }
-      return { ids, probs, tail: 0 };
-    });
+    }
+    return { ids, probs, tail: 0 };
+  });
 }

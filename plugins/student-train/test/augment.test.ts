@@ -32,9 +32,15 @@ test('augmentImages: each image shifted and mirrored as drawn, zero fill, input 
     const dy = rng.int(5) - 2;
     const dx = rng.int(5) - 2;
     seen.add(`${flip}`);
-    const img = Array.from({ length: h }, (_, r) => Array.from({ length: w }, (_, col) => Array.from({ length: c }, (_, ch) => x[((i * h + r) * w + col) * c + ch]!)));
+    const img = Array.from({ length: h }, (_, r) =>
+      Array.from({ length: w }, (_, col) => Array.from({ length: c }, (_, ch) => x[((i * h + r) * w + col) * c + ch]!)),
+    );
     const want = reference(img, flip, dy, dx).flat(2);
-    assert.deepEqual(Array.from(out.subarray(i * h * w * c, (i + 1) * h * w * c)), want, `image ${i} (flip ${flip}, dy ${dy}, dx ${dx})`);
+    assert.deepEqual(
+      Array.from(out.subarray(i * h * w * c, (i + 1) * h * w * c)),
+      want,
+      `image ${i} (flip ${flip}, dy ${dy}, dx ${dx})`,
+    );
   }
   assert.equal(seen.size, 2, 'both flipped and unflipped images occur with this seed');
   // All off: identity.

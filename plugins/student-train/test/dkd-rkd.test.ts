@@ -15,7 +15,8 @@ before(async () => {
 });
 
 const rng = new Rng(21);
-const matrix = (n: number, d: number, scale = 1) => Array.from({ length: n }, () => Array.from({ length: d }, () => scale * rng.normal()));
+const matrix = (n: number, d: number, scale = 1) =>
+  Array.from({ length: n }, () => Array.from({ length: d }, () => scale * rng.normal()));
 
 function softmax(z: number[]): number[] {
   const m = Math.max(...z);
@@ -95,7 +96,8 @@ function angleTerm(s: number[][], t: number[][]): number {
     return u.reduce((a, x, m) => a + (x / nu) * (v[m]! / nv), 0);
   };
   let sum = 0;
-  for (let i = 0; i < n; i++) for (let j = 0; j < n; j++) for (let k = 0; k < n; k++) sum += huber(cos(s, i, j, k) - cos(t, i, j, k));
+  for (let i = 0; i < n; i++)
+    for (let j = 0; j < n; j++) for (let k = 0; k < n; k++) sum += huber(cos(s, i, j, k) - cos(t, i, j, k));
   return sum / n ** 3;
 }
 

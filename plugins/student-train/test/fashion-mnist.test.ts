@@ -21,7 +21,9 @@ interface EvalModel {
   metrics: { top1: number; samples: number };
 }
 
-test('pipelines/fashion-mnist.yaml runs end to end at 20 steps per model; nearest class mean matches an independent computation', { timeout: 900_000 }, async (t) => {
+test('pipelines/fashion-mnist.yaml runs end to end at 20 steps per model; nearest class mean matches an independent computation', {
+  timeout: 900_000,
+}, async (t) => {
   if (!existsSync(join(DATA, 'train-images-idx3-ubyte.gz'))) {
     t.skip(`${DATA} missing (apt-get install dataset-fashion-mnist)`);
     return;
@@ -30,7 +32,18 @@ test('pipelines/fashion-mnist.yaml runs end to end at 20 steps per model; neares
   try {
     const run = spawnSync(
       process.execPath,
-      [join(repo, 'tools/core/bin/distill.js'), 'run', join(repo, 'pipelines/fashion-mnist.yaml'), '--root', root, '--quiet', '--set', 'params.maxSteps=20', '--set', 'params.teacher.epochs=1'],
+      [
+        join(repo, 'tools/core/bin/distill.js'),
+        'run',
+        join(repo, 'pipelines/fashion-mnist.yaml'),
+        '--root',
+        root,
+        '--quiet',
+        '--set',
+        'params.maxSteps=20',
+        '--set',
+        'params.teacher.epochs=1',
+      ],
       { encoding: 'utf8', maxBuffer: 64 << 20 },
     );
     assert.equal(run.status, 0, `distill run failed:\n${run.stdout.slice(-3000)}\n${run.stderr.slice(-3000)}`);
@@ -39,25 +52,40 @@ test('pipelines/fashion-mnist.yaml runs end to end at 20 steps per model; neares
     // Seed statistics: both students' KD-minus-hard-label comparisons over the 3 seeds.
     const seeds = JSON.parse(readFileSync(join(out, 'seeds', 'report.json'), 'utf8')) as {
       seeds: string[];
-      metrics: { metric: string; comparisons: { a: string; b: string; n: number; low: number; high: number; meanDifference: number }[] }[];
+      metrics: {
+        metric: string;
+        comparisons: { a: string; b: string; n: number; low: number; high: number; meanDifference: number }[];
+      }[];
     };
     assert.equal(seeds.seeds.length, 3);
     const top1 = seeds.metrics.find((m) => m.metric === 'top-1');
     assert.ok(top1, 'top-1 aggregated');
-    for (const [a, b] of [['mlp-kd', 'mlp-ce'], ['cnn-kd', 'cnn-ce'], ['mlp-hint', 'mlp-kd']] as const) {
-      const c: { n: number; low: number; high: number; meanDifference: number } | undefined = top1.comparisons.find((x) => x.a === a && x.b === b);
+    for (const [a, b] of [
+      ['mlp-kd', 'mlp-ce'],
+      ['cnn-kd', 'cnn-ce'],
+      ['mlp-hint', 'mlp-kd'],
+    ] as const) {
+      const c: { n: number; low: number; high: number; meanDifference: number } | undefined = top1.comparisons.find(
+        (x) => x.a === a && x.b === b,
+      );
       assert.ok(c, `${a} - ${b} compared`);
       assert.equal(c.n, 3);
       assert.ok(c.low <= c.meanDifference && c.meanDifference <= c.high);
     }
 
     // The ensemble teacher and its two members, scored on the test split.
-    const teachers = JSON.parse(readFileSync(join(out, 'teachers', 'report.json'), 'utf8')) as { dataset: { split: string }; models: EvalModel[] };
+    const teachers = JSON.parse(readFileSync(join(out, 'teachers', 'report.json'), 'utf8')) as {
+      dataset: { split: string };
+      models: EvalModel[];
+    };
     assert.equal(teachers.dataset.split, 'test');
     assert.deepEqual(teachers.models.map((m) => m.name).sort(), ['teacher-ensemble', 'teacher@1', 'teacher@2']);
 
     // The tuning report scores the grid on the validation split, not the test split.
-    const tune = JSON.parse(readFileSync(join(out, 'tune-eval', 'report.json'), 'utf8')) as { dataset: { split: string }; models: EvalModel[] };
+    const tune = JSON.parse(readFileSync(join(out, 'tune-eval', 'report.json'), 'utf8')) as {
+      dataset: { split: string };
+      models: EvalModel[];
+    };
     assert.equal(tune.dataset.split, 'val');
     assert.equal(tune.models.filter((m) => m.name.startsWith('tune-cnn@')).length, 6);
 
@@ -99,11 +127,16 @@ test('pipelines/fashion-mnist.yaml runs end to end at 20 steps per model; neares
       });
       if (best === label) correct++;
     }
-    const evaluate = JSON.parse(readFileSync(join(out, 'evaluate@1', 'report.json'), 'utf8')) as { models: EvalModel[] };
+    const evaluate = JSON.parse(readFileSync(join(out, 'evaluate@1', 'report.json'), 'utf8')) as {
+      models: EvalModel[];
+    };
     const ncm = evaluate.models.find((m) => m.name === 'nearest-class-mean');
     assert.ok(ncm);
     // float32 logits vs float64 distances may flip a handful of near-ties.
-    assert.ok(Math.abs(ncm.metrics.top1 - correct / tests.length) <= 5 / tests.length, `eval ${ncm.metrics.top1} vs recomputed ${correct / tests.length}`);
+    assert.ok(
+      Math.abs(ncm.metrics.top1 - correct / tests.length) <= 5 / tests.length,
+      `eval ${ncm.metrics.top1} vs recomputed ${correct / tests.length}`,
+    );
     assert.ok(correct / tests.length > 0.6, 'nearest class mean on Fashion-MNIST pixels is far above chance');
   } finally {
     rmSync(root, { recursive: true, force: true });

@@ -42,7 +42,10 @@ test('hint on maps: a 1x1 regressor at each position, mean of squared errors (lo
     }
   }
   const want = sum / (n * h * w * ct);
-  const got = hintLoss(tf.tensor4d(s, [n, h, w, cs]), tf.tensor4d(t, [n, h, w, ct]), { weight: tf.tensor2d(W, [cs, ct]), bias: tf.tensor1d(b) });
+  const got = hintLoss(tf.tensor4d(s, [n, h, w, cs]), tf.tensor4d(t, [n, h, w, ct]), {
+    weight: tf.tensor2d(W, [cs, ct]),
+    bias: tf.tensor1d(b),
+  });
   close(got.dataSync()[0]!, want, 1e-5, 'hint (maps)');
 });
 
@@ -66,7 +69,9 @@ test('hint on flat features: a dense regressor; its bias gradient equals loops',
   const got = hintLoss(tf.tensor2d(s, [n, d]), target, { weight, bias });
   close(got.dataSync()[0]!, sum / (n * D), 1e-5, 'hint (flat)');
   // d/db_o = 2/(n D) sum_i (r_io - t_io)
-  const gb = tf.grad((bb: tf.Tensor) => hintLoss(tf.tensor2d(s, [n, d]), target, { weight, bias: bb as tf.Tensor1D }))(bias).dataSync();
+  const gb = tf
+    .grad((bb: tf.Tensor) => hintLoss(tf.tensor2d(s, [n, d]), target, { weight, bias: bb as tf.Tensor1D }))(bias)
+    .dataSync();
   for (let o = 0; o < D; o++) {
     let g = 0;
     for (let i = 0; i < n; i++) {
@@ -108,7 +113,12 @@ test('attention maps and the loss 1/2 * mean_b ||Q_s - Q_t||_2 equal loops (diff
     for (let p = 0; p < h * w; p++) d2 += (qs[b * h * w + p]! - qt[b * h * w + p]!) ** 2;
     sum += Math.sqrt(d2);
   }
-  close(attentionLoss(tf.tensor4d(s, [n, h, w, cs]), tf.tensor4d(t, [n, h, w, ct])).dataSync()[0]!, (0.5 * sum) / n, 1e-5, 'attention loss');
+  close(
+    attentionLoss(tf.tensor4d(s, [n, h, w, cs]), tf.tensor4d(t, [n, h, w, ct])).dataSync()[0]!,
+    (0.5 * sum) / n,
+    1e-5,
+    'attention loss',
+  );
 });
 
 test('attention: a student map twice the teacher size is pooled (mean energy per 2x2 block); other sizes are refused naming both shapes', () => {
@@ -121,7 +131,9 @@ test('attention: a student map twice the teacher size is pooled (mean energy per
     for (let y = 0; y < 2; y++) {
       for (let x = 0; x < 3; x++) {
         let e = 0;
-        for (let dy = 0; dy < 2; dy++) for (let dx = 0; dx < 2; dx++) for (let k = 0; k < c; k++) e += s[((b * 4 + 2 * y + dy) * 6 + 2 * x + dx) * c + k]! ** 2;
+        for (let dy = 0; dy < 2; dy++)
+          for (let dx = 0; dx < 2; dx++)
+            for (let k = 0; k < c; k++) e += s[((b * 4 + 2 * y + dy) * 6 + 2 * x + dx) * c + k]! ** 2;
         pooled[(b * 2 + y) * 3 + x] = e / 4;
       }
     }
@@ -140,14 +152,25 @@ test('attention: a student map twice the teacher size is pooled (mean energy per
     for (let p = 0; p < 6; p++) d2 += (qs[b * 6 + p]! - qt[b * 6 + p]!) ** 2;
     sum += Math.sqrt(d2);
   }
-  close(attentionLoss(tf.tensor4d(s, [n, 4, 6, c]), tf.tensor4d(t, [n, 2, 3, c])).dataSync()[0]!, (0.5 * sum) / n, 1e-5, 'pooled attention loss');
-  assert.throws(() => attentionLoss(tf.zeros([1, 3, 3, 2]) as tf.Tensor4D, tf.zeros([1, 2, 2, 4]) as tf.Tensor4D), /student map \[3, 3, 2\] \(h, w, c\) and teacher map \[2, 2, 4\] \(h, w, c\) differ in spatial size/);
+  close(
+    attentionLoss(tf.tensor4d(s, [n, 4, 6, c]), tf.tensor4d(t, [n, 2, 3, c])).dataSync()[0]!,
+    (0.5 * sum) / n,
+    1e-5,
+    'pooled attention loss',
+  );
+  assert.throws(
+    () => attentionLoss(tf.zeros([1, 3, 3, 2]) as tf.Tensor4D, tf.zeros([1, 2, 2, 4]) as tf.Tensor4D),
+    /student map \[3, 3, 2\] \(h, w, c\) and teacher map \[2, 2, 4\] \(h, w, c\) differ in spatial size/,
+  );
 });
 
 const cnn: StudentConfig = { arch: 'cnn', channels: [3, 4], kernel: 3, batchNorm: true, hidden: [5], padding: 'same' };
 
 test('applyWithActivations returns the same logits as apply and the conv/fc activations ONNX exports as extra outputs', async () => {
-  for (const [name, config, shape] of [['cnn', cnn, [8, 6, 2]], ['mlp', { arch: 'mlp', hidden: [7, 3] }, [4]]] as [string, StudentConfig, number[]][]) {
+  for (const [name, config, shape] of [
+    ['cnn', cnn, [8, 6, 2]],
+    ['mlp', { arch: 'mlp', hidden: [7, 3] }, [4]],
+  ] as [string, StudentConfig, number[]][]) {
     const student = createStudent(config, shape, 4, 5);
     const n = 3;
     const x = tf.tensor(normals(n * shape.reduce((a, b) => a * b, 1), 31), [n, ...shape]);
@@ -173,24 +196,67 @@ test('applyWithActivations returns the same logits as apply and the conv/fc acti
       assert.ok(maxDiff < 1e-4, `${name} ${layer}: max |onnx - tfjs| = ${maxDiff}`);
     }
   }
-  assert.throws(() => exportOnnx(createStudent(cnn, [8, 6, 2], 4, 5), join(root, 'bad.onnx'), {}, ['conv7']), /no layer "conv7" \(layers: conv0, conv1, fc0, fc1\)/);
+  assert.throws(
+    () => exportOnnx(createStudent(cnn, [8, 6, 2], 4, 5), join(root, 'bad.onnx'), {}, ['conv7']),
+    /no layer "conv7" \(layers: conv0, conv1, fc0, fc1\)/,
+  );
 });
 
 test('createFeatureTerm refuses bad configurations with the layer, feature and shapes named', () => {
   const student = createStudent(cnn, [8, 8, 1], 4, 1);
   const teacher = (shape: number[] | undefined, output = 'feat') => ({
     where: '/t',
-    info: { teacherId: 't', modelSha256: '', temperature: 1, activation: 'softmax' as const, numClasses: 4, storage: { dense: true, features: { dim: (shape ?? [6]).reduce((a, b) => a * b, 1), output, ...(shape ? { shape } : {}) } } },
+    info: {
+      teacherId: 't',
+      modelSha256: '',
+      temperature: 1,
+      activation: 'softmax' as const,
+      numClasses: 4,
+      storage: {
+        dense: true,
+        features: { dim: (shape ?? [6]).reduce((a, b) => a * b, 1), output, ...(shape ? { shape } : {}) },
+      },
+    },
   });
-  const config = (c: Partial<FeatureConfig>): FeatureConfig => ({ kind: 'hint', weight: 1, studentLayer: 'conv0', teacherFeature: 'feat', ...c });
-  assert.throws(() => createFeatureTerm(config({ studentLayer: 'conv9' }), student, teacher([2, 4, 4]), 0), /no layer "conv9" \(layers: conv0, conv1, fc0, fc1\)/);
-  assert.throws(() => createFeatureTerm(config({ teacherFeature: 'other' }), student, teacher([2, 4, 4]), 0), /store the model output "feat", not "other"/);
-  assert.throws(() => createFeatureTerm(config({ kind: 'attention', studentLayer: 'fc0' }), student, teacher([2, 4, 4]), 0), /needs a conv block's map; student layer "fc0" is flat \[5\]/);
-  assert.throws(() => createFeatureTerm(config({ kind: 'attention' }), student, teacher(undefined), 0), /needs a teacher feature map/);
+  const config = (c: Partial<FeatureConfig>): FeatureConfig => ({
+    kind: 'hint',
+    weight: 1,
+    studentLayer: 'conv0',
+    teacherFeature: 'feat',
+    ...c,
+  });
+  assert.throws(
+    () => createFeatureTerm(config({ studentLayer: 'conv9' }), student, teacher([2, 4, 4]), 0),
+    /no layer "conv9" \(layers: conv0, conv1, fc0, fc1\)/,
+  );
+  assert.throws(
+    () => createFeatureTerm(config({ teacherFeature: 'other' }), student, teacher([2, 4, 4]), 0),
+    /store the model output "feat", not "other"/,
+  );
+  assert.throws(
+    () => createFeatureTerm(config({ kind: 'attention', studentLayer: 'fc0' }), student, teacher([2, 4, 4]), 0),
+    /needs a conv block's map; student layer "fc0" is flat \[5\]/,
+  );
+  assert.throws(
+    () => createFeatureTerm(config({ kind: 'attention' }), student, teacher(undefined), 0),
+    /needs a teacher feature map/,
+  );
   // conv0 is [4, 4, 3]; a [c=2, 3, 3] teacher map matches neither way.
-  assert.throws(() => createFeatureTerm(config({}), student, teacher([2, 3, 3]), 0), /student map \[4, 4, 3\] \(h, w, c\) and teacher map \[3, 3, 2\] \(h, w, c\) differ in spatial size/);
+  assert.throws(
+    () => createFeatureTerm(config({}), student, teacher([2, 3, 3]), 0),
+    /student map \[4, 4, 3\] \(h, w, c\) and teacher map \[3, 3, 2\] \(h, w, c\) differ in spatial size/,
+  );
   // Valid: a 1x1 regressor 3 -> 2 on conv0, a dense one 4*4*3 -> 6 for a flat teacher.
-  assert.deepEqual(createFeatureTerm(config({}), student, teacher([2, 4, 4]), 0).params.map((p) => p.variable.shape), [[3, 2], [2]]);
-  assert.deepEqual(createFeatureTerm(config({}), student, teacher([6]), 0).params.map((p) => p.variable.shape), [[48, 6], [6]]);
-  assert.deepEqual(createFeatureTerm(config({ kind: 'attention', studentLayer: 'conv1' }), student, teacher([5, 4, 4]), 0).params, []);
+  assert.deepEqual(
+    createFeatureTerm(config({}), student, teacher([2, 4, 4]), 0).params.map((p) => p.variable.shape),
+    [[3, 2], [2]],
+  );
+  assert.deepEqual(
+    createFeatureTerm(config({}), student, teacher([6]), 0).params.map((p) => p.variable.shape),
+    [[48, 6], [6]],
+  );
+  assert.deepEqual(
+    createFeatureTerm(config({ kind: 'attention', studentLayer: 'conv1' }), student, teacher([5, 4, 4]), 0).params,
+    [],
+  );
 });

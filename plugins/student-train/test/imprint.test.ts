@@ -26,29 +26,59 @@ const makeData = () => (made ??= writeData());
 async function writeData(): Promise<{ dir: string; features: Float32Array; labels: Int32Array; splits: string[] }> {
   const rng = new Rng(7);
   const rows = 70;
-  const ids: string[] = [], splits: string[] = [], labels = new Int32Array(rows), features = new Float32Array(rows * DIM);
+  const ids: string[] = [],
+    splits: string[] = [],
+    labels = new Int32Array(rows),
+    features = new Float32Array(rows * DIM);
   for (let r = 0; r < rows; r++) {
     ids.push(`r${r}`);
     splits.push(r >= 60 ? 'test' : 'train');
     labels[r] = r < 12 ? 0 : r % 5; // unbalanced: the centre (all rows) differs from the mean of class means
-    for (let d = 0; d < DIM; d++) features[r * DIM + d] = (d === labels[r] ? 3 : 0) + 0.4 * rng.normal() + (r >= 60 ? 100 : 0);
+    for (let d = 0; d < DIM; d++)
+      features[r * DIM + d] = (d === labels[r] ? 3 : 0) + 0.4 * rng.normal() + (r >= 60 ? 100 : 0);
   }
   const dir = join(root, 'data');
-  await writeShards({ dir, schema: datasetSchema({ shape: [DIM], input: 'features', labels: 'single', numClasses: CLASSES }), rowsPerShard: 25 },
-    [{ columns: { id: ids, split: splits, label: labels, features }, rows }]);
+  await writeShards(
+    {
+      dir,
+      schema: datasetSchema({ shape: [DIM], input: 'features', labels: 'single', numClasses: CLASSES }),
+      rowsPerShard: 25,
+    },
+    [{ columns: { id: ids, split: splits, label: labels, features }, rows }],
+  );
   return { dir, features, labels, splits };
 }
 
 /** Independent reference: class means, centre over all train rows, alpha from the median norm. */
-function reference(features: Float32Array, labels: Int32Array, splits: string[], cols: number[], offset: number, width: number, margin: number) {
+function reference(
+  features: Float32Array,
+  labels: Int32Array,
+  splits: string[],
+  cols: number[],
+  offset: number,
+  width: number,
+  margin: number,
+) {
   const train = splits.map((s, r) => (s === 'train' ? r : -1)).filter((r) => r >= 0);
-  const mu = Array.from({ length: width }, (_, j) => train.reduce((a, r) => a + features[r * DIM + offset + j]!, 0) / train.length);
+  const mu = Array.from(
+    { length: width },
+    (_, j) => train.reduce((a, r) => a + features[r * DIM + offset + j]!, 0) / train.length,
+  );
   const means = cols.map((c) => {
     const rows = train.filter((r) => labels[r] === c);
-    return rows.length ? Array.from({ length: width }, (_, j) => rows.reduce((a, r) => a + features[r * DIM + offset + j]!, 0) / rows.length) : undefined;
+    return rows.length
+      ? Array.from(
+          { length: width },
+          (_, j) => rows.reduce((a, r) => a + features[r * DIM + offset + j]!, 0) / rows.length,
+        )
+      : undefined;
   });
-  const norms = means.filter((m) => m).map((m) => Math.hypot(...m!.map((v, j) => v - mu[j]!))).sort((a, b) => a - b);
-  const med = norms.length % 2 ? norms[(norms.length - 1) / 2]! : (norms[norms.length / 2 - 1]! + norms[norms.length / 2]!) / 2;
+  const norms = means
+    .filter((m) => m)
+    .map((m) => Math.hypot(...m!.map((v, j) => v - mu[j]!)))
+    .sort((a, b) => a - b);
+  const med =
+    norms.length % 2 ? norms[(norms.length - 1) / 2]! : (norms[norms.length / 2 - 1]! + norms[norms.length / 2]!) / 2;
   const alpha = margin / med;
   return means.map((m) => {
     if (!m) return undefined;
@@ -70,7 +100,10 @@ test('imprinting, mlp without hidden layers: rows are the centred, scaled class 
   ref.forEach((r, c) => {
     if (!r) {
       // No training row: prior (weight 0, bias -log C).
-      assert.deepEqual(w.map((row) => row[c]), [0, 0, 0, 0, 0]);
+      assert.deepEqual(
+        w.map((row) => row[c]),
+        [0, 0, 0, 0, 0],
+      );
       assert.ok(Math.abs(b[c]! + Math.log(CLASSES)) < 1e-6);
       return;
     }
@@ -86,24 +119,53 @@ test('imprinting, mlp without hidden layers: rows are the centred, scaled class 
 test('imprinting a KC head: each vertical reads its own feature slice; cnn is refused', async () => {
   const { dir, features, labels, splits } = await makeData();
   const data = await openTrainingData(dir, [], 'train');
-  const student = createStudent({ arch: 'kc', hidden: [], sharedWidth: 8, verticalWidth: 3, verticals: [[0, 3, 5], [1, 2, 4]], selfPaced: false }, [DIM], CLASSES, 3);
+  const student = createStudent(
+    {
+      arch: 'kc',
+      hidden: [],
+      sharedWidth: 8,
+      verticalWidth: 3,
+      verticals: [
+        [0, 3, 5],
+        [1, 2, 4],
+      ],
+      selfPaced: false,
+    },
+    [DIM],
+    CLASSES,
+    3,
+  );
   await imprintHeads(student, data, { margin: 2 });
   // Reference from the student's own features at init (the slice each vertical block reads).
   const hidden = (student as unknown as Imprintable).penultimate(tf.tensor2d(features, [70, DIM])).arraySync();
   const flat = Float32Array.from(hidden.flat());
   const width = hidden[0]!.length;
-  for (const [v, cols] of [[0, [0, 3, 5]], [1, [1, 2, 4]]] as const) {
+  for (const [v, cols] of [
+    [0, [0, 3, 5]],
+    [1, [1, 2, 4]],
+  ] as const) {
     // reference() indexes rows with stride DIM; re-pack the features with that stride per vertical.
     const packed = new Float32Array(70 * DIM);
     for (let r = 0; r < 70; r++) for (let j = 0; j < 3; j++) packed[r * DIM + j] = flat[r * width + v * 3 + j]!;
     const ref = reference(packed, labels, splits, [...cols], 0, 3, 2);
     const w = student.params.find((p) => p.name === `sc.out${v}.weight`)!.variable.arraySync() as number[][];
     ref.forEach((r, col) => {
-      if (!r) return assert.deepEqual(w.map((row) => row[col]), [0, 0, 0]);
-      r.w.forEach((x, j) => assert.ok(Math.abs(w[j]![col]! - x) < 1e-4, `vertical ${v}: w[${j}][${col}] ${w[j]![col]} vs ${x}`));
+      if (!r)
+        return assert.deepEqual(
+          w.map((row) => row[col]),
+          [0, 0, 0],
+        );
+      r.w.forEach((x, j) =>
+        assert.ok(Math.abs(w[j]![col]! - x) < 1e-4, `vertical ${v}: w[${j}][${col}] ${w[j]![col]} vs ${x}`),
+      );
     });
   }
-  const cnn = createStudent({ arch: 'cnn', channels: [2], kernel: 3, batchNorm: false, hidden: [] }, [2, 2, 1], CLASSES, 0);
+  const cnn = createStudent(
+    { arch: 'cnn', channels: [2], kernel: 3, batchNorm: false, hidden: [] },
+    [2, 2, 1],
+    CLASSES,
+    0,
+  );
   await assert.rejects(imprintHeads(cnn, data), /headInit imprint: student arch "cnn" has no imprintable head/);
 });
 
@@ -129,7 +191,9 @@ test('headInit ncm, mlp without hidden layers: the arg max is the nearest train-
     assert.equal(row.indexOf(Math.max(...row)), nearest, `probe ${i}`);
     // logit_c = ||p||^2 - ||p - m_c||^2 exactly.
     const sq = p.reduce((a, v) => a + v * v, 0);
-    dist.forEach((d, c) => assert.ok(Math.abs(row[c]! - (sq - d)) < 1e-3, `probe ${i} class ${c}: ${row[c]} vs ${sq - d}`));
+    dist.forEach((d, c) =>
+      assert.ok(Math.abs(row[c]! - (sq - d)) < 1e-3, `probe ${i} class ${c}: ${row[c]} vs ${sq - d}`),
+    );
     assert.ok(row[5]! < -1e29, 'a class without training rows never wins');
   });
 });

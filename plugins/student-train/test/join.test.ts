@@ -19,7 +19,10 @@ const CLASSES = 4;
 const DIM = 3;
 const ROWS = 50;
 // Two verticals: classes {0, 1} and {2, 3}.
-const VERTICALS = [[0, 1], [2, 3]];
+const VERTICALS = [
+  [0, 1],
+  [2, 3],
+];
 
 /** Dataset rows s0..s49 (every 5th is test), labels from a seeded stream. */
 async function makeDataset(dir: string) {
@@ -28,8 +31,14 @@ async function makeDataset(dir: string) {
   const splits = ids.map((_, r) => (r % 5 === 4 ? 'test' : 'train'));
   const labels = Int32Array.from(ids, () => rng.int(CLASSES));
   const features = Float32Array.from({ length: ROWS * DIM }, () => rng.normal());
-  await writeShards({ dir, schema: datasetSchema({ shape: [DIM], input: 'features', labels: 'single', numClasses: CLASSES }), rowsPerShard: 16 },
-    [{ columns: { id: ids, split: splits, label: labels, features }, rows: ROWS }]);
+  await writeShards(
+    {
+      dir,
+      schema: datasetSchema({ shape: [DIM], input: 'features', labels: 'single', numClasses: CLASSES }),
+      rowsPerShard: 16,
+    },
+    [{ columns: { id: ids, split: splits, label: labels, features }, rows: ROWS }],
+  );
   return { ids, splits, labels };
 }
 
@@ -39,16 +48,32 @@ async function makeDataset(dir: string) {
  */
 async function makeTeacher(dir: string, v: number, rows: number[], ids: string[]) {
   const classMap = VERTICALS[v]!;
-  await writeShards({
-    dir,
-    schema: teacherOutputSchema({ teacherId: `v${v}`, modelSha256: 'x', temperature: 1, activation: 'sigmoid', numClasses: CLASSES, classMap, storage: { dense: false, topk: { k: 1 } } }),
-    rowsPerShard: 7,
-  }, [{ columns: {
-    id: rows.map((r) => ids[r]!),
-    topk_ids: Int32Array.from(rows, () => classMap[0]!),
-    topk_logprobs: Float32Array.from(rows, (r) => Math.log(0.5 + r / 1000)),
-    topk_missing_mass: new Float32Array(rows.length),
-  }, rows: rows.length }]);
+  await writeShards(
+    {
+      dir,
+      schema: teacherOutputSchema({
+        teacherId: `v${v}`,
+        modelSha256: 'x',
+        temperature: 1,
+        activation: 'sigmoid',
+        numClasses: CLASSES,
+        classMap,
+        storage: { dense: false, topk: { k: 1 } },
+      }),
+      rowsPerShard: 7,
+    },
+    [
+      {
+        columns: {
+          id: rows.map((r) => ids[r]!),
+          topk_ids: Int32Array.from(rows, () => classMap[0]!),
+          topk_logprobs: Float32Array.from(rows, (r) => Math.log(0.5 + r / 1000)),
+          topk_missing_mass: new Float32Array(rows.length),
+        },
+        rows: rows.length,
+      },
+    ],
+  );
 }
 
 test('teacher rows joined by id: per-vertical teachers cover only their rows; order violations and partial teachers for non-kc losses are errors', async () => {
@@ -59,12 +84,18 @@ test('teacher rows joined by id: per-vertical teachers cover only their rows; or
   await makeTeacher(join(root, 't1'), 1, own(1), d.ids);
   const data = await openTrainingData(join(root, 'data'), [join(root, 't0'), join(root, 't1')], 'train');
   assert.equal(data.rows, train.length);
-  assert.deepEqual(data.teachers.map((t) => t.coveredRows), [own(0).length, own(1).length]);
+  assert.deepEqual(
+    data.teachers.map((t) => t.coveredRows),
+    [own(0).length, own(1).length],
+  );
   assert.equal(own(0).length + own(1).length, train.length);
   // Buffer 1: file order. Each sample has exactly its vertical's teacher row, with its own value.
   const samples = [];
   for await (const b of epochBatches(data, 1000, 1, 0, 0)) samples.push(...b);
-  assert.deepEqual(samples.map((s) => s.id), train.map((r) => d.ids[r]));
+  assert.deepEqual(
+    samples.map((s) => s.id),
+    train.map((r) => d.ids[r]),
+  );
   for (const s of samples) {
     const r = Number(s.id.slice(1));
     const v = VERTICALS.findIndex((cl) => cl.includes(s.label));
@@ -76,10 +107,27 @@ test('teacher rows joined by id: per-vertical teachers cover only their rows; or
   // KC trains on the per-vertical teachers (a few steps, finite loss).
   const config: TrainConfig = {
     student: { arch: 'kc', hidden: [8], sharedWidth: 8, verticalWidth: 4, verticals: [], selfPaced: false },
-    loss: { kind: 'kc', divergence: 'forward_kl', temperature: 1, alpha: 0, skew: 0.1, softLabels: 'auto', topkPolicy: 'renormalise', kcTopK: 1, kcGtMix: 0.5, sampledNegatives: 0 },
+    loss: {
+      kind: 'kc',
+      divergence: 'forward_kl',
+      temperature: 1,
+      alpha: 0,
+      skew: 0.1,
+      softLabels: 'auto',
+      topkPolicy: 'renormalise',
+      kcTopK: 1,
+      kcGtMix: 0.5,
+      sampledNegatives: 0,
+    },
     optimizer: { name: 'adam', lr: 0.01, beta1: 0.9, beta2: 0.999, eps: 1e-8, momentum: 0, weightDecay: 0 },
     schedule: { name: 'constant', warmupSteps: 0, stepSize: 1000, gamma: 0.1, minFactor: 0 },
-    epochs: 2, maxSteps: 0, batchSize: 8, shuffleBuffer: 16, clipNorm: 0, seed: 3, checkpointEvery: 0,
+    epochs: 2,
+    maxSteps: 0,
+    batchSize: 8,
+    shuffleBuffer: 16,
+    clipNorm: 0,
+    seed: 3,
+    checkpointEvery: 0,
   };
   const hooks = { log: () => {}, metric: () => {}, progress: () => {} };
   const result = await trainStudent(data, config, join(root, 'state-kc'), hooks);
@@ -88,15 +136,26 @@ test('teacher rows joined by id: per-vertical teachers cover only their rows; or
 
   // A teacher missing one of its vertical's rows: KC names the sample.
   const missing = own(0)[3]!;
-  await makeTeacher(join(root, 't0-hole'), 0, own(0).filter((r) => r !== missing), d.ids);
+  await makeTeacher(
+    join(root, 't0-hole'),
+    0,
+    own(0).filter((r) => r !== missing),
+    d.ids,
+  );
   const holed = await openTrainingData(join(root, 'data'), [join(root, 't0-hole'), join(root, 't1')], 'train');
-  await assert.rejects(trainStudent(holed, config, join(root, 'state-hole'), hooks), new RegExp(`sample "s${missing}" .*no row in teacher v0`));
+  await assert.rejects(
+    trainStudent(holed, config, join(root, 'state-hole'), hooks),
+    new RegExp(`sample "s${missing}" .*no row in teacher v0`),
+  );
 
   // Rows out of the dataset's order (or not in the split): an error naming the teacher row.
   const swapped = own(0).slice();
   [swapped[1], swapped[2]] = [swapped[2]!, swapped[1]!];
   await makeTeacher(join(root, 't0-swap'), 0, swapped, d.ids);
-  await assert.rejects(openTrainingData(join(root, 'data'), [join(root, 't0-swap')], 'train'), new RegExp(`row 2 \\(sample "s${swapped[2]}"\\) matches no dataset row in order`));
+  await assert.rejects(
+    openTrainingData(join(root, 'data'), [join(root, 't0-swap')], 'train'),
+    new RegExp(`row 2 \\(sample "s${swapped[2]}"\\) matches no dataset row in order`),
+  );
   // Rows of another split, in the dataset's order, are passed over (teacher-infer over the whole dataset).
   const testRow = d.ids.findIndex((_, r) => d.splits[r] === 'test');
   const before = own(0).filter((r) => r < testRow);
@@ -105,13 +164,23 @@ test('teacher rows joined by id: per-vertical teachers cover only their rows; or
   assert.equal(withTest.teachers[0]!.coveredRows, before.length);
   // ... but a row of another split out of order is an error naming it.
   await makeTeacher(join(root, 't0-test-late'), 0, [testRow, ...before.slice(0, 1)], d.ids);
-  await assert.rejects(openTrainingData(join(root, 'data'), [join(root, 't0-test-late')], 'train'), /matches no dataset row in order/);
+  await assert.rejects(
+    openTrainingData(join(root, 'data'), [join(root, 't0-test-late')], 'train'),
+    /matches no dataset row in order/,
+  );
 
   // A non-kc loss needs every row.
   const single = await openTrainingData(join(root, 'data'), [join(root, 't0')], 'train');
   await assert.rejects(
-    trainStudent(single, { ...config, student: { arch: 'mlp', hidden: [4] }, loss: { ...config.loss, kind: 'sigmoid_kd' } }, join(root, 'state-kd'), hooks),
-    new RegExp(`cover ${own(0).length} of the ${train.length} train rows; loss "sigmoid_kd" needs a teacher row for every row`),
+    trainStudent(
+      single,
+      { ...config, student: { arch: 'mlp', hidden: [4] }, loss: { ...config.loss, kind: 'sigmoid_kd' } },
+      join(root, 'state-kd'),
+      hooks,
+    ),
+    new RegExp(
+      `cover ${own(0).length} of the ${train.length} train rows; loss "sigmoid_kd" needs a teacher row for every row`,
+    ),
   );
 });
 
@@ -125,19 +194,54 @@ test('sigmoid losses start at the class prior: every logit log(1/C), so the firs
   const expected = CLASSES * Math.log(1 + 1 / CLASSES) + Math.log(CLASSES);
   const base: TrainConfig = {
     student: { arch: 'mlp', hidden: [8] },
-    loss: { kind: 'sigmoid_ce', divergence: 'forward_kl', temperature: 1, alpha: 0, skew: 0.1, softLabels: 'auto', topkPolicy: 'renormalise', kcTopK: 1, kcGtMix: 1, sampledNegatives: 0 },
+    loss: {
+      kind: 'sigmoid_ce',
+      divergence: 'forward_kl',
+      temperature: 1,
+      alpha: 0,
+      skew: 0.1,
+      softLabels: 'auto',
+      topkPolicy: 'renormalise',
+      kcTopK: 1,
+      kcGtMix: 1,
+      sampledNegatives: 0,
+    },
     optimizer: { name: 'adam', lr: 0.01, beta1: 0.9, beta2: 0.999, eps: 1e-8, momentum: 0, weightDecay: 0 },
     schedule: { name: 'constant', warmupSteps: 0, stepSize: 1000, gamma: 0.1, minFactor: 0 },
-    epochs: 1, maxSteps: 1, batchSize: 8, shuffleBuffer: 16, clipNorm: 0, seed: 3, checkpointEvery: 0,
+    epochs: 1,
+    maxSteps: 1,
+    batchSize: 8,
+    shuffleBuffer: 16,
+    clipNorm: 0,
+    seed: 3,
+    checkpointEvery: 0,
   };
   for (const [name, config] of [
     ['mlp sigmoid_ce', base],
-    ['kc self-paced, gtMix 1', { ...base, student: { arch: 'kc', hidden: [8], sharedWidth: 8, verticalWidth: 4, verticals: [], selfPaced: true }, loss: { ...base.loss, kind: 'kc' } }],
-    ['kc sampled negatives (exact: R >= C)', { ...base, student: { arch: 'kc', hidden: [8], sharedWidth: 8, verticalWidth: 4, verticals: [], selfPaced: true }, loss: { ...base.loss, kind: 'kc', sampledNegatives: 10 } }],
+    [
+      'kc self-paced, gtMix 1',
+      {
+        ...base,
+        student: { arch: 'kc', hidden: [8], sharedWidth: 8, verticalWidth: 4, verticals: [], selfPaced: true },
+        loss: { ...base.loss, kind: 'kc' },
+      },
+    ],
+    [
+      'kc sampled negatives (exact: R >= C)',
+      {
+        ...base,
+        student: { arch: 'kc', hidden: [8], sharedWidth: 8, verticalWidth: 4, verticals: [], selfPaced: true },
+        loss: { ...base.loss, kind: 'kc', sampledNegatives: 10 },
+      },
+    ],
   ] as [string, TrainConfig][]) {
     const losses: number[] = [];
     const input = config.loss.kind === 'kc' ? data : await openTrainingData(join(root, 'data-prior'), [], 'train');
-    await trainStudent(input, config, join(root, `state-prior-${name}`), { log: () => {}, metric: (n, v) => n === 'loss' && losses.push(v), progress: () => {} });
+    await trainStudent(input, config, join(root, `state-prior-${name}`), {
+      log: () => {},
+      metric: (n, v) => n === 'loss' && losses.push(v),
+      progress: () => {},
+    });
     assert.ok(Math.abs(losses[0]! - expected) < 1e-4, `${name}: first loss ${losses[0]}, expected ${expected}`);
   }
 });

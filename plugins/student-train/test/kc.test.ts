@@ -11,14 +11,22 @@ before(async () => {
 });
 
 const info = (classMap: number[]): TeacherOutputOptions => ({
-  teacherId: 't', modelSha256: '', temperature: 1, activation: 'sigmoid', numClasses: 5, classMap, storage: { dense: false, topk: { k: 2 } },
+  teacherId: 't',
+  modelSha256: '',
+  temperature: 1,
+  activation: 'sigmoid',
+  numClasses: 5,
+  classMap,
+  storage: { dense: false, topk: { k: 2 } },
 });
 
-test('KC targets: the label\'s vertical teacher, top-K kept, ground truth mixed in', async () => {
+test("KC targets: the label's vertical teacher, top-K kept, ground truth mixed in", async () => {
   // Vertical 0 = classes {0, 3}, vertical 1 = {1, 2, 4}.
   const verticalOfClass = Int32Array.from([0, 1, 1, 0, 1]);
   const sample = (id: string, label: number): Sample => ({
-    id, x: new Float32Array(1), label,
+    id,
+    x: new Float32Array(1),
+    label,
     teachers: [
       { topkIds: Int32Array.from([3, 0]), topkLogprobs: Float32Array.from([Math.log(0.8), Math.log(0.3)]) },
       { topkIds: Int32Array.from([4, 2]), topkLogprobs: Float32Array.from([Math.log(0.6), Math.log(0.1)]) },
@@ -35,16 +43,36 @@ test('KC targets: the label\'s vertical teacher, top-K kept, ground truth mixed 
   // b (label 1): teacher 1, 0.75 * [0.6, 0.1] on [4, 2], label 1 appended with 0.25.
   assert.deepEqual(ids[1], [4, 2, 1]);
   assert.ok([0.45, 0.075, 0.25].every((v, i) => Math.abs(probs[1]![i]! - v) < 1e-6));
-  assert.throws(() => kcTarget([sample('c', 7)], [info([0, 3]), info([1, 2, 4])], verticalOfClass, 2, 0), /sample "c" has label 7/);
+  assert.throws(
+    () => kcTarget([sample('c', 7)], [info([0, 3]), info([1, 2, 4])], verticalOfClass, 2, 0),
+    /sample "c" has label 7/,
+  );
 });
 
 test('KC student: SC parameter count s_b*s1 + s1*s2*M + s2*N (+ biases, + M scales); gammas start near sqrt(N_v)', () => {
-  const verticals = [[0, 1, 2, 3], [4, 5, 6, 7, 8, 9, 10, 11, 12]];
-  const s = createStudent({ arch: 'kc', hidden: [], sharedWidth: 8, verticalWidth: 3, verticals, selfPaced: true }, [10], 13, 0);
+  const verticals = [
+    [0, 1, 2, 3],
+    [4, 5, 6, 7, 8, 9, 10, 11, 12],
+  ];
+  const s = createStudent(
+    { arch: 'kc', hidden: [], sharedWidth: 8, verticalWidth: 3, verticals, selfPaced: true },
+    [10],
+    13,
+    0,
+  );
   const weights = 10 * 8 + 8 * 3 * 2 + 3 * 13;
   const biases = 8 + 3 * 2 + 13;
   assert.equal(parameterCount(s), weights + biases + 2);
   const gammas = s.params.filter((p) => p.name.startsWith('sc.gamma')).map((p) => p.variable.dataSync()[0]!);
   assert.ok(Math.abs(gammas[0]! - 2) < 0.01 && Math.abs(gammas[1]! - 3) < 0.01, `${gammas}`);
-  assert.throws(() => createStudent({ arch: 'kc', hidden: [], sharedWidth: 2, verticalWidth: 2, verticals: [[0], [0, 1]], selfPaced: false }, [3], 2, 0), /class 0 is in verticals 0 and 1/);
+  assert.throws(
+    () =>
+      createStudent(
+        { arch: 'kc', hidden: [], sharedWidth: 2, verticalWidth: 2, verticals: [[0], [0, 1]], selfPaced: false },
+        [3],
+        2,
+        0,
+      ),
+    /class 0 is in verticals 0 and 1/,
+  );
 });

@@ -26,29 +26,93 @@ function referenceConv(x: tf.Tensor4D, w: tf.Tensor4D, b: tf.Tensor1D, g: ConvGe
   const [kh, kw, ciG, co] = w.shape;
   const [dh, dw] = g.dilations;
   const coG = co / g.groups;
-  const grid = tf.pad(tf.reshape(w, [kh, 1, kw, 1, ciG, co]), [[0, 0], [0, dh - 1], [0, 0], [0, dw - 1], [0, 0], [0, 0]]);
-  const dilated = tf.slice(tf.reshape(grid, [kh * dh, kw * dw, ciG, co]), [0, 0, 0, 0], [(kh - 1) * dh + 1, (kw - 1) * dw + 1, ciG, co]) as tf.Tensor4D;
+  const grid = tf.pad(tf.reshape(w, [kh, 1, kw, 1, ciG, co]), [
+    [0, 0],
+    [0, dh - 1],
+    [0, 0],
+    [0, dw - 1],
+    [0, 0],
+    [0, 0],
+  ]);
+  const dilated = tf.slice(
+    tf.reshape(grid, [kh * dh, kw * dw, ciG, co]),
+    [0, 0, 0, 0],
+    [(kh - 1) * dh + 1, (kw - 1) * dw + 1, ciG, co],
+  ) as tf.Tensor4D;
   const [pt, pl, pb, pr] = g.pads;
   const parts = Array.from({ length: g.groups }, (_, i) =>
     tf.conv2d(
       tf.slice(x, [0, 0, 0, i * ciG], [-1, -1, -1, ciG]) as tf.Tensor4D,
       tf.slice(dilated, [0, 0, 0, i * coG], [-1, -1, -1, coG]) as tf.Tensor4D,
       g.strides,
-      [[0, 0], [pt, pb], [pl, pr], [0, 0]],
+      [
+        [0, 0],
+        [pt, pb],
+        [pl, pr],
+        [0, 0],
+      ],
     ),
   );
   return tf.add(tf.concat(parts, 3), b) as tf.Tensor4D;
 }
 
 const CONVS: { name: string; g: ConvGeometry; k: [number, number]; ci: number; co: number }[] = [
-  { name: 'stride 1, same (tools/core fast path)', g: { groups: 1, strides: [1, 1], dilations: [1, 1], pads: [1, 1, 1, 1] }, k: [3, 3], ci: 3, co: 4 },
-  { name: 'groups 2', g: { groups: 2, strides: [1, 1], dilations: [1, 1], pads: [1, 1, 1, 1] }, k: [3, 3], ci: 4, co: 6 },
-  { name: 'depthwise (groups = channels)', g: { groups: 3, strides: [1, 1], dilations: [1, 1], pads: [0, 0, 0, 0] }, k: [3, 3], ci: 3, co: 3 },
-  { name: 'stride 2, asymmetric pads', g: { groups: 1, strides: [2, 2], dilations: [1, 1], pads: [1, 1, 0, 0] }, k: [3, 3], ci: 4, co: 3 },
-  { name: 'strides 2 x 1, rectangular kernel', g: { groups: 1, strides: [2, 1], dilations: [1, 1], pads: [0, 2, 1, 0] }, k: [3, 2], ci: 3, co: 2 },
-  { name: 'stride 3 (rows left over)', g: { groups: 1, strides: [3, 3], dilations: [1, 1], pads: [0, 0, 0, 0] }, k: [2, 2], ci: 2, co: 2 },
-  { name: 'dilation 2', g: { groups: 1, strides: [1, 1], dilations: [2, 2], pads: [1, 1, 1, 1] }, k: [2, 2], ci: 4, co: 3 },
-  { name: 'stride 2 and dilation 2', g: { groups: 1, strides: [2, 2], dilations: [2, 2], pads: [1, 1, 1, 1] }, k: [3, 3], ci: 2, co: 2 },
+  {
+    name: 'stride 1, same (tools/core fast path)',
+    g: { groups: 1, strides: [1, 1], dilations: [1, 1], pads: [1, 1, 1, 1] },
+    k: [3, 3],
+    ci: 3,
+    co: 4,
+  },
+  {
+    name: 'groups 2',
+    g: { groups: 2, strides: [1, 1], dilations: [1, 1], pads: [1, 1, 1, 1] },
+    k: [3, 3],
+    ci: 4,
+    co: 6,
+  },
+  {
+    name: 'depthwise (groups = channels)',
+    g: { groups: 3, strides: [1, 1], dilations: [1, 1], pads: [0, 0, 0, 0] },
+    k: [3, 3],
+    ci: 3,
+    co: 3,
+  },
+  {
+    name: 'stride 2, asymmetric pads',
+    g: { groups: 1, strides: [2, 2], dilations: [1, 1], pads: [1, 1, 0, 0] },
+    k: [3, 3],
+    ci: 4,
+    co: 3,
+  },
+  {
+    name: 'strides 2 x 1, rectangular kernel',
+    g: { groups: 1, strides: [2, 1], dilations: [1, 1], pads: [0, 2, 1, 0] },
+    k: [3, 2],
+    ci: 3,
+    co: 2,
+  },
+  {
+    name: 'stride 3 (rows left over)',
+    g: { groups: 1, strides: [3, 3], dilations: [1, 1], pads: [0, 0, 0, 0] },
+    k: [2, 2],
+    ci: 2,
+    co: 2,
+  },
+  {
+    name: 'dilation 2',
+    g: { groups: 1, strides: [1, 1], dilations: [2, 2], pads: [1, 1, 1, 1] },
+    k: [2, 2],
+    ci: 4,
+    co: 3,
+  },
+  {
+    name: 'stride 2 and dilation 2',
+    g: { groups: 1, strides: [2, 2], dilations: [2, 2], pads: [1, 1, 1, 1] },
+    k: [3, 3],
+    ci: 2,
+    co: 2,
+  },
 ];
 
 for (const c of CONVS) {
@@ -61,7 +125,9 @@ for (const c of CONVS) {
     assert.ok(maxDiff(ours, ref) < 1e-4);
     const r = tf.randomNormal(ref.shape, 0, 1, 'float32', 4);
     const grads = (f: typeof convNhwc | typeof referenceConv) =>
-      tf.grads((xs, ws, bs) => tf.sum(tf.mul(f(xs as tf.Tensor4D, ws as tf.Tensor4D, bs as tf.Tensor1D, c.g, true), r)))([x, w, b]);
+      tf.grads((xs, ws, bs) =>
+        tf.sum(tf.mul(f(xs as tf.Tensor4D, ws as tf.Tensor4D, bs as tf.Tensor1D, c.g, true), r)),
+      )([x, w, b]);
     const [gx, gw, gb] = grads(convNhwc);
     const [rx, rw, rb] = grads(referenceConv);
     assert.ok(maxDiff(gx!, rx!) < 1e-4, 'input gradient');
@@ -71,19 +137,53 @@ for (const c of CONVS) {
 }
 
 const POOLS: { name: string; kind: 'max' | 'avg'; p: PoolGeometry }[] = [
-  { name: 'MaxPool 2x2 stride 2 (tools/core maxPool2x2)', kind: 'max', p: { kernel: [2, 2], strides: [2, 2], pads: [0, 0, 0, 0], countIncludePad: false } },
-  { name: 'MaxPool 3x3 stride 2 pads 1', kind: 'max', p: { kernel: [3, 3], strides: [2, 2], pads: [1, 1, 1, 1], countIncludePad: false } },
-  { name: 'MaxPool 3x2 stride 1', kind: 'max', p: { kernel: [3, 2], strides: [1, 1], pads: [0, 0, 0, 0], countIncludePad: false } },
-  { name: 'AveragePool 3x3 stride 1 pads 1, padding not counted', kind: 'avg', p: { kernel: [3, 3], strides: [1, 1], pads: [1, 1, 1, 1], countIncludePad: false } },
-  { name: 'AveragePool 3x3 stride 2 pads 1, padding counted', kind: 'avg', p: { kernel: [3, 3], strides: [2, 2], pads: [1, 1, 1, 1], countIncludePad: true } },
+  {
+    name: 'MaxPool 2x2 stride 2 (tools/core maxPool2x2)',
+    kind: 'max',
+    p: { kernel: [2, 2], strides: [2, 2], pads: [0, 0, 0, 0], countIncludePad: false },
+  },
+  {
+    name: 'MaxPool 3x3 stride 2 pads 1',
+    kind: 'max',
+    p: { kernel: [3, 3], strides: [2, 2], pads: [1, 1, 1, 1], countIncludePad: false },
+  },
+  {
+    name: 'MaxPool 3x2 stride 1',
+    kind: 'max',
+    p: { kernel: [3, 2], strides: [1, 1], pads: [0, 0, 0, 0], countIncludePad: false },
+  },
+  {
+    name: 'AveragePool 3x3 stride 1 pads 1, padding not counted',
+    kind: 'avg',
+    p: { kernel: [3, 3], strides: [1, 1], pads: [1, 1, 1, 1], countIncludePad: false },
+  },
+  {
+    name: 'AveragePool 3x3 stride 2 pads 1, padding counted',
+    kind: 'avg',
+    p: { kernel: [3, 3], strides: [2, 2], pads: [1, 1, 1, 1], countIncludePad: true },
+  },
 ];
 
 /** Pooling written out: the window's max, or its sum over the covered (or all) cells. */
 function referencePool(x: tf.Tensor4D, kind: 'max' | 'avg', p: PoolGeometry): tf.Tensor4D {
   const [n, h, w, c] = x.shape;
   const [pt, pl, pb, pr] = p.pads;
-  const padded = tf.pad(x, [[0, 0], [pt, pb], [pl, pr], [0, 0]], kind === 'max' ? -1e30 : 0);
-  const ones = tf.pad(tf.ones([1, h, w, 1]), [[0, 0], [pt, pb], [pl, pr], [0, 0]]);
+  const padded = tf.pad(
+    x,
+    [
+      [0, 0],
+      [pt, pb],
+      [pl, pr],
+      [0, 0],
+    ],
+    kind === 'max' ? -1e30 : 0,
+  );
+  const ones = tf.pad(tf.ones([1, h, w, 1]), [
+    [0, 0],
+    [pt, pb],
+    [pl, pr],
+    [0, 0],
+  ]);
   const ho = Math.floor((h + pt + pb - p.kernel[0]) / p.strides[0]) + 1;
   const wo = Math.floor((w + pl + pr - p.kernel[1]) / p.strides[1]) + 1;
   const rows: tf.Tensor[] = [];
@@ -94,7 +194,9 @@ function referencePool(x: tf.Tensor4D, kind: 'max' | 'avg', p: PoolGeometry): tf
       const window = tf.slice(padded, begin, [n, p.kernel[0], p.kernel[1], c]);
       if (kind === 'max') cols.push(tf.max(window, [1, 2]));
       else {
-        const cells = p.countIncludePad ? p.kernel[0] * p.kernel[1] : tf.sum(tf.slice(ones, begin, [1, p.kernel[0], p.kernel[1], 1])).dataSync()[0]!;
+        const cells = p.countIncludePad
+          ? p.kernel[0] * p.kernel[1]
+          : tf.sum(tf.slice(ones, begin, [1, p.kernel[0], p.kernel[1], 1])).dataSync()[0]!;
         cols.push(tf.div(tf.sum(window, [1, 2]), cells));
       }
     }

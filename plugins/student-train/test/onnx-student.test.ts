@@ -37,21 +37,67 @@ function cnnModel(opset = 17): OnnxModel {
   b.input('x', 'float32', ['batch', C, H, W]);
   // conv a: 3x3, pads 1, groups 2 (2 -> 4 channels)
   b.initializer('a.w', normal(4 * 1 * 9, 0.5), [4, 1, 3, 3]).initializer('a.b', normal(4, 0.1), [4]);
-  b.node('Conv', ['x', 'a.w', 'a.b'], ['a'], { kernel_shape: { ints: [3, 3] }, pads: { ints: [1, 1, 1, 1] }, group: { i: 2 } }, { name: 'conv_a' });
-  b.initializer('bn.s', Float32Array.from({ length: 4 }, () => 1 + 0.2 * rng.normal()), [4]).initializer('bn.b', normal(4, 0.1), [4]);
-  b.initializer('bn.m', normal(4, 0.1), [4]).initializer('bn.v', Float32Array.from({ length: 4 }, () => 0.5 + rng.next()), [4]);
-  b.node('BatchNormalization', ['a', 'bn.s', 'bn.b', 'bn.m', 'bn.v'], ['a.bn'], { epsilon: { f: 1e-5 }, momentum: { f: 0.9 } }, { name: 'bn' });
+  b.node(
+    'Conv',
+    ['x', 'a.w', 'a.b'],
+    ['a'],
+    { kernel_shape: { ints: [3, 3] }, pads: { ints: [1, 1, 1, 1] }, group: { i: 2 } },
+    { name: 'conv_a' },
+  );
+  b.initializer(
+    'bn.s',
+    Float32Array.from({ length: 4 }, () => 1 + 0.2 * rng.normal()),
+    [4],
+  ).initializer('bn.b', normal(4, 0.1), [4]);
+  b.initializer('bn.m', normal(4, 0.1), [4]).initializer(
+    'bn.v',
+    Float32Array.from({ length: 4 }, () => 0.5 + rng.next()),
+    [4],
+  );
+  b.node(
+    'BatchNormalization',
+    ['a', 'bn.s', 'bn.b', 'bn.m', 'bn.v'],
+    ['a.bn'],
+    { epsilon: { f: 1e-5 }, momentum: { f: 0.9 } },
+    { name: 'bn' },
+  );
   b.node('LeakyRelu', ['a.bn'], ['a.act'], { alpha: { f: 0.1 } });
   // branch 1: strided conv with asymmetric pads; branch 2: dilated conv; both [batch, 3, 4, 4]
   b.initializer('s.w', normal(3 * 4 * 9, 0.3), [3, 4, 3, 3]);
-  b.node('Conv', ['a.act', 's.w'], ['s'], { kernel_shape: { ints: [3, 3] }, pads: { ints: [1, 1, 0, 0] }, strides: { ints: [2, 2] } }, { name: 'conv_strided' });
+  b.node(
+    'Conv',
+    ['a.act', 's.w'],
+    ['s'],
+    { kernel_shape: { ints: [3, 3] }, pads: { ints: [1, 1, 0, 0] }, strides: { ints: [2, 2] } },
+    { name: 'conv_strided' },
+  );
   b.initializer('d.w', normal(3 * 4 * 4, 0.3), [3, 4, 2, 2]).initializer('d.b', normal(3, 0.1), [3]);
-  b.node('Conv', ['a.act', 'd.w', 'd.b'], ['d.full'], { kernel_shape: { ints: [2, 2] }, dilations: { ints: [2, 2] }, pads: { ints: [1, 1, 1, 1] } }, { name: 'conv_dilated' });
-  b.node('MaxPool', ['d.full'], ['d'], { kernel_shape: { ints: [3, 3] }, strides: { ints: [2, 2] }, pads: { ints: [1, 1, 1, 1] } });
+  b.node(
+    'Conv',
+    ['a.act', 'd.w', 'd.b'],
+    ['d.full'],
+    { kernel_shape: { ints: [2, 2] }, dilations: { ints: [2, 2] }, pads: { ints: [1, 1, 1, 1] } },
+    { name: 'conv_dilated' },
+  );
+  b.node('MaxPool', ['d.full'], ['d'], {
+    kernel_shape: { ints: [3, 3] },
+    strides: { ints: [2, 2] },
+    pads: { ints: [1, 1, 1, 1] },
+  });
   b.node('Concat', ['s', 'd'], ['cat'], { axis: { i: 1 } });
   b.node('Tanh', ['cat'], ['cat.t']);
-  b.node('AveragePool', ['cat.t'], ['avg'], { kernel_shape: { ints: [3, 3] }, strides: { ints: [1, 1] }, pads: { ints: [1, 1, 1, 1] } });
-  b.node('MaxPool', ['avg'], ['pool'], { kernel_shape: { ints: [2, 2] }, strides: { ints: [2, 2] } }, { name: 'pool2' });
+  b.node('AveragePool', ['cat.t'], ['avg'], {
+    kernel_shape: { ints: [3, 3] },
+    strides: { ints: [1, 1] },
+    pads: { ints: [1, 1, 1, 1] },
+  });
+  b.node(
+    'MaxPool',
+    ['avg'],
+    ['pool'],
+    { kernel_shape: { ints: [2, 2] }, strides: { ints: [2, 2] } },
+    { name: 'pool2' },
+  );
   b.node('GlobalAveragePool', ['cat.t'], ['gap']);
   // flatten as PyTorch's x.view(x.size(0), -1): Shape -> Gather -> Unsqueeze -> Concat -> Reshape
   b.node('Shape', ['pool'], ['pool.shape']);
@@ -59,7 +105,9 @@ function cnnModel(opset = 17): OnnxModel {
   b.node('Gather', ['pool.shape', 'zero'], ['batch'], { axis: { i: 0 } });
   b.initializer('axes0', new BigInt64Array([0n]), [1]);
   b.node('Unsqueeze', ['batch', 'axes0'], ['batch1']);
-  b.node('Constant', [], ['minus1'], { value: { t: { name: 'minus1', dataType: 'int64', dims: [1], data: new BigInt64Array([-1n]) } } });
+  b.node('Constant', [], ['minus1'], {
+    value: { t: { name: 'minus1', dataType: 'int64', dims: [1], data: new BigInt64Array([-1n]) } },
+  });
   b.node('Concat', ['batch1', 'minus1'], ['flat.shape'], { axis: { i: 0 } });
   b.node('Reshape', ['pool', 'flat.shape'], ['flat1']); // [batch, 24]
   b.node('Flatten', ['gap'], ['flat2'], { axis: { i: 1 } }); // [batch, 6]
@@ -77,21 +125,31 @@ function mlpModel(): OnnxModel {
   const b = new GraphBuilder('mlp', { opset: 17 });
   b.input('x', 'float32', ['batch', d]);
   b.initializer('w0', normal(d * 16, 0.1), [d, 16]).initializer('b0', normal(16, 0.1), [16]);
-  b.node('MatMul', ['x', 'w0'], ['h0.mm']).node('Add', ['h0.mm', 'b0'], ['h0.pre']).node('Relu', ['h0.pre'], ['h0'], {}, { name: 'relu0' });
+  b.node('MatMul', ['x', 'w0'], ['h0.mm'])
+    .node('Add', ['h0.mm', 'b0'], ['h0.pre'])
+    .node('Relu', ['h0.pre'], ['h0'], {}, { name: 'relu0' });
   b.initializer('scale', normal(16, 0.5), [16]).initializer('shift', normal(16, 0.1), [16]);
   b.node('Mul', ['h0', 'scale'], ['h1.m']).node('Sub', ['h1.m', 'shift'], ['h1.s']);
   b.initializer('two', new Float32Array([2]), []);
   b.node('Div', ['h1.s', 'two'], ['h1.d']);
   // GELU as PyTorch exports it below opset 20: x * 0.5 * (1 + erf(x / sqrt 2))
-  b.initializer('sqrt2', new Float32Array([Math.SQRT2]), []).initializer('one', new Float32Array([1]), []).initializer('half', new Float32Array([0.5]), []);
-  b.node('Div', ['h1.d', 'sqrt2'], ['g.a']).node('Erf', ['g.a'], ['g.e']).node('Add', ['g.e', 'one'], ['g.p']).node('Mul', ['h1.d', 'g.p'], ['g.m']).node('Mul', ['g.m', 'half'], ['h1']);
+  b.initializer('sqrt2', new Float32Array([Math.SQRT2]), [])
+    .initializer('one', new Float32Array([1]), [])
+    .initializer('half', new Float32Array([0.5]), []);
+  b.node('Div', ['h1.d', 'sqrt2'], ['g.a'])
+    .node('Erf', ['g.a'], ['g.e'])
+    .node('Add', ['g.e', 'one'], ['g.p'])
+    .node('Mul', ['h1.d', 'g.p'], ['g.m'])
+    .node('Mul', ['g.m', 'half'], ['h1']);
   b.node('Sigmoid', ['h1'], ['h1.sig']).node('Identity', ['h1.sig'], ['h1.id']);
   b.initializer('w2', normal(16 * 12, 0.3), [16, 12]).initializer('b2', normal(12, 0.1), [12]);
   b.node('Gemm', ['h1.id', 'w2', 'b2'], ['h2'], { alpha: { f: 0.8 }, beta: { f: 1.2 } });
   b.node('Softmax', ['h2'], ['h2.sm'], { axis: { i: 1 } });
   b.initializer('w3', normal(12 * CLASSES, 1), [12, CLASSES]).initializer('b3', normal(CLASSES, 0.1), [CLASSES]);
   b.node('Gemm', ['h2.sm', 'w3', 'b3'], ['h3']);
-  b.node('Transpose', ['h3'], ['h3.t'], { perm: { ints: [1, 0] } }).node('Transpose', ['h3.t'], ['h3.tt'], { perm: { ints: [1, 0] } });
+  b.node('Transpose', ['h3'], ['h3.t'], { perm: { ints: [1, 0] } }).node('Transpose', ['h3.t'], ['h3.tt'], {
+    perm: { ints: [1, 0] },
+  });
   b.node('LogSoftmax', ['h3.tt'], ['logits'], { axis: { i: -1 } });
   b.output('logits', 'float32', ['batch', CLASSES]);
   return b.build();
@@ -105,15 +163,29 @@ function geluModel(): OnnxModel {
   b.node('Flatten', ['x'], ['flat']);
   b.initializer('w', normal(CLASSES * d, 0.1), [CLASSES, d]).initializer('b', normal(CLASSES, 0.1), [CLASSES]);
   b.node('Gemm', ['flat', 'w', 'b'], ['h'], { transB: { i: 1 } });
-  b.initializer('s', Float32Array.from({ length: CLASSES }, () => 1 + 0.1 * rng.normal()), [CLASSES]).initializer('o', normal(CLASSES, 0.1), [CLASSES]);
-  b.initializer('m', normal(CLASSES, 0.1), [CLASSES]).initializer('v', Float32Array.from({ length: CLASSES }, () => 0.5 + rng.next()), [CLASSES]);
+  b.initializer(
+    's',
+    Float32Array.from({ length: CLASSES }, () => 1 + 0.1 * rng.normal()),
+    [CLASSES],
+  ).initializer('o', normal(CLASSES, 0.1), [CLASSES]);
+  b.initializer('m', normal(CLASSES, 0.1), [CLASSES]).initializer(
+    'v',
+    Float32Array.from({ length: CLASSES }, () => 0.5 + rng.next()),
+    [CLASSES],
+  );
   b.node('BatchNormalization', ['h', 's', 'o', 'm', 'v'], ['h.bn']);
-  b.node('Gelu', ['h.bn'], ['g']).node('Gelu', ['h.bn'], ['g.tanh'], { approximate: { s: 'tanh' } }).node('Add', ['g', 'g.tanh'], ['logits']);
+  b.node('Gelu', ['h.bn'], ['g'])
+    .node('Gelu', ['h.bn'], ['g.tanh'], { approximate: { s: 'tanh' } })
+    .node('Add', ['g', 'g.tanh'], ['logits']);
   b.output('logits', 'float32', ['batch', CLASSES]);
   return b.build();
 }
 
-const MODELS: [string, () => OnnxModel][] = [['cnn', () => cnnModel()], ['mlp', mlpModel], ['gelu', geluModel]];
+const MODELS: [string, () => OnnxModel][] = [
+  ['cnn', () => cnnModel()],
+  ['mlp', mlpModel],
+  ['gelu', geluModel],
+];
 
 function importModel(name: string, model: OnnxModel, options: { reinit?: boolean } = {}): Student {
   const path = join(root, `${name}.onnx`);
@@ -125,13 +197,21 @@ function importModel(name: string, model: OnnxModel, options: { reinit?: boolean
 function batch(n: number): { hwc: Float32Array; nchw: Float32Array } {
   const hwc = normal(n * H * W * C);
   const nchw = new Float32Array(hwc.length);
-  for (let s = 0; s < n; s++) for (let y = 0; y < H; y++) for (let x = 0; x < W; x++) for (let c = 0; c < C; c++) {
-    nchw[((s * C + c) * H + y) * W + x] = hwc[((s * H + y) * W + x) * C + c]!;
-  }
+  for (let s = 0; s < n; s++)
+    for (let y = 0; y < H; y++)
+      for (let x = 0; x < W; x++)
+        for (let c = 0; c < C; c++) {
+          nchw[((s * C + c) * H + y) * W + x] = hwc[((s * H + y) * W + x) * C + c]!;
+        }
   return { hwc, nchw };
 }
 
-async function ortLogits(path: string, model: OnnxModel, data: { hwc: Float32Array; nchw: Float32Array }, n: number): Promise<Float32Array> {
+async function ortLogits(
+  path: string,
+  model: OnnxModel,
+  data: { hwc: Float32Array; nchw: Float32Array },
+  n: number,
+): Promise<Float32Array> {
   const session = await ort.InferenceSession.create(path);
   const dims = (model.graph.inputs[0]!.shape ?? []).slice(1) as number[];
   const x = dims.length === 3 && dims[0] === C ? data.nchw : data.hwc;
@@ -181,7 +261,10 @@ for (const [name, make] of MODELS) {
     const minus = loss().dataSync()[0]!;
     shift(1);
     const numeric = (plus - minus) / (2 * eps);
-    assert.ok(Math.abs(analytic - numeric) <= tolerance * Math.max(1, Math.abs(numeric)), `analytic ${analytic}, finite differences ${numeric}`);
+    assert.ok(
+      Math.abs(analytic - numeric) <= tolerance * Math.max(1, Math.abs(numeric)),
+      `analytic ${analytic}, finite differences ${numeric}`,
+    );
     // Each parameter on its own too (a wrong gradient of one tensor could hide in the sum).
     vars.forEach((v, i) => {
       const one = tf.sum(tf.mul(grads[v.name]!, direction[i]!)).dataSync()[0]!;
@@ -192,7 +275,10 @@ for (const [name, make] of MODELS) {
       const m = loss().dataSync()[0]!;
       step(1);
       const num = (p - m) / (2 * eps);
-      assert.ok(Math.abs(one - num) <= tolerance * Math.max(1, Math.abs(num)), `${student.params[i]!.name}: analytic ${one}, finite differences ${num}`);
+      assert.ok(
+        Math.abs(one - num) <= tolerance * Math.max(1, Math.abs(num)),
+        `${student.params[i]!.name}: analytic ${one}, finite differences ${num}`,
+      );
     });
   });
 }
@@ -204,29 +290,50 @@ test('export after training: same nodes, inputs, outputs and opset; trained init
   const data = batch(n);
   const x = tf.tensor(data.hwc, [n, H, W, C]);
   const opt = tf.train.sgd(0.05);
-  for (let i = 0; i < 3; i++) opt.minimize(() => tf.mean(tf.square(student.apply(x, true, i))) as tf.Scalar, false, student.params.map((p) => p.variable));
+  for (let i = 0; i < 3; i++)
+    opt.minimize(
+      () => tf.mean(tf.square(student.apply(x, true, i))) as tf.Scalar,
+      false,
+      student.params.map((p) => p.variable),
+    );
   const path = join(root, 'trained-out.onnx');
   exportOnnx(student, path, { 'distillery.seed': '5' });
   const { readModelFile } = await import('@distillery/runtime/onnx');
   const out = await readModelFile(path);
-  assert.deepEqual(out.graph.nodes.map((nd) => [nd.opType, nd.inputs, nd.outputs]), model.graph.nodes.map((nd) => [nd.opType, nd.inputs, nd.outputs]));
+  assert.deepEqual(
+    out.graph.nodes.map((nd) => [nd.opType, nd.inputs, nd.outputs]),
+    model.graph.nodes.map((nd) => [nd.opType, nd.inputs, nd.outputs]),
+  );
   assert.deepEqual(out.graph.inputs, model.graph.inputs);
   assert.deepEqual(out.graph.outputs, model.graph.outputs);
   assert.deepEqual(out.opsetImports, model.opsetImports);
   assert.equal(out.metadata['distillery.arch'], 'onnx');
   const before = new Map(model.graph.initializers.map((t) => [t.name, t.data as Float32Array]));
-  const changed = out.graph.initializers.filter((t) => t.dataType === 'float32' && maxAbsDiff(t.data as Float32Array, before.get(t.name)!) > 0).map((t) => t.name);
-  for (const name of ['a.w', 's.w', 'd.w', 'fc.w', 'bn.s', 'bn.m', 'bn.v']) assert.ok(changed.includes(name), `${name} trained (changed: ${changed.join(', ')})`);
+  const changed = out.graph.initializers
+    .filter((t) => t.dataType === 'float32' && maxAbsDiff(t.data as Float32Array, before.get(t.name)!) > 0)
+    .map((t) => t.name);
+  for (const name of ['a.w', 's.w', 'd.w', 'fc.w', 'bn.s', 'bn.m', 'bn.v'])
+    assert.ok(changed.includes(name), `${name} trained (changed: ${changed.join(', ')})`);
   const want = tf.tidy(() => student.apply(x, false).dataSync());
   const got = await ortLogits(path, out, data, n);
   assert.ok(maxAbsDiff(got, want) < 1e-4, `max |onnxruntime - tfjs| = ${maxAbsDiff(got, want)}`);
-  const checker = spawnSync('/usr/bin/python3', ['-c', 'import onnx, sys; onnx.checker.check_model(onnx.load(sys.argv[1]), full_check=True)', path], { encoding: 'utf8' });
-  if (checker.error || /No module named/.test(checker.stderr)) console.log('# onnx.checker not run: python3 onnx is not installed');
+  const checker = spawnSync(
+    '/usr/bin/python3',
+    ['-c', 'import onnx, sys; onnx.checker.check_model(onnx.load(sys.argv[1]), full_check=True)', path],
+    { encoding: 'utf8' },
+  );
+  if (checker.error || /No module named/.test(checker.stderr))
+    console.log('# onnx.checker not run: python3 onnx is not installed');
   else assert.equal(checker.status, 0, `onnx.checker: ${checker.stderr}`);
 });
 
 test('a graph exported by student-train imports and computes the same logits (built-in CNN with batch norm)', () => {
-  const builtin = createStudent({ arch: 'cnn', channels: [3, 4], kernel: 3, batchNorm: true, hidden: [6], padding: 'same' }, [H, W, C], CLASSES, 2);
+  const builtin = createStudent(
+    { arch: 'cnn', channels: [3, 4], kernel: 3, batchNorm: true, hidden: [6], padding: 'same' },
+    [H, W, C],
+    CLASSES,
+    2,
+  );
   const path = join(root, 'builtin.onnx');
   exportOnnx(builtin, path);
   const imported = createStudent({ arch: 'onnx', model: path, reinit: false }, [H, W, C], CLASSES, 2);
@@ -250,7 +357,8 @@ test('activations by ONNX node or value name, maps as NHWC', () => {
 test('reinit: fresh seeded weights (He-uniform within the fan-in limit, zero biases, unit batch-norm scales); same seed, same weights', () => {
   const a = importModel('reinit-a', cnnModel(), { reinit: true });
   const b = importModel('reinit-b', cnnModel(), { reinit: true });
-  const value = (s: Student, name: string) => Array.from([...s.params, ...s.buffers].find((p) => p.name === name)!.variable.dataSync());
+  const value = (s: Student, name: string) =>
+    Array.from([...s.params, ...s.buffers].find((p) => p.name === name)!.variable.dataSync());
   assert.deepEqual(value(a, 'a.w'), value(b, 'a.w'));
   assert.ok(value(a, 'a.w').every((v) => Math.abs(v) <= Math.sqrt(6 / 9)));
   assert.ok(value(a, 'a.b').every((v) => v === 0));
@@ -270,6 +378,12 @@ test('an unsupported op fails before training, naming the node and its op type',
 
 test('a model whose classes or input size differ from the dataset is refused with both named', () => {
   writeModelFile(join(root, 'cnn.onnx'), cnnModel());
-  assert.throws(() => createStudent({ arch: 'onnx', model: join(root, 'cnn.onnx'), reinit: false }, [H, W, C], CLASSES + 1, 0), /5 classes, the dataset 6/);
-  assert.throws(() => createStudent({ arch: 'onnx', model: join(root, 'cnn.onnx'), reinit: false }, [H, W, 3], CLASSES, 0), /per-sample shape \[2,8,8\], the dataset \[8,8,3\]/);
+  assert.throws(
+    () => createStudent({ arch: 'onnx', model: join(root, 'cnn.onnx'), reinit: false }, [H, W, C], CLASSES + 1, 0),
+    /5 classes, the dataset 6/,
+  );
+  assert.throws(
+    () => createStudent({ arch: 'onnx', model: join(root, 'cnn.onnx'), reinit: false }, [H, W, 3], CLASSES, 0),
+    /per-sample shape \[2,8,8\], the dataset \[8,8,3\]/,
+  );
 });

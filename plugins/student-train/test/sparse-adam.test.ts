@@ -82,10 +82,15 @@ test('row-sparse Adam: a row first touched at step t gets m = (1-b1) g, v = (1-b
   sparse.apply(params, [0], new Float32Array([0.25, 0.25]), 0.1);
   sparse.apply(params, [2], new Float32Array([2, -1]), 0.1); // row 2's first gradient, at t = 3
   const t = 3;
-  for (const [j, g] of [[0, 2], [1, -1]] as const) {
+  for (const [j, g] of [
+    [0, 2],
+    [1, -1],
+  ] as const) {
     const m = (1 - config.beta1) * g;
     const v = (1 - config.beta2) * g * g;
-    const expected = [5, 6][j]! - (0.1 / (1 - config.beta1 ** t)) * (m / (Math.sqrt(v) / Math.sqrt(1 - config.beta2 ** t) + config.eps));
+    const expected =
+      [5, 6][j]! -
+      (0.1 / (1 - config.beta1 ** t)) * (m / (Math.sqrt(v) / Math.sqrt(1 - config.beta2 ** t) + config.eps));
     assert.ok(Math.abs(params[4 + j]! - expected) < 1e-6, `row 2 col ${j}: ${params[4 + j]} vs ${expected}`);
     assert.ok(Math.abs(sparse.m[4 + j]! - m) < 1e-7);
   }

@@ -28,8 +28,14 @@ const ROWS = 96;
 /** Gaussian clusters: class c has mean 2*e_c; the "teacher" is the softmax of 2*x[:4]. */
 async function makeData(dir: string, poison = false): Promise<{ dataset: string; teacher: string }> {
   const rng = new Rng(42);
-  const ids: string[] = [], splits: string[] = [], labels = new Int32Array(ROWS), features = new Float32Array(ROWS * DIM);
-  const logits = new Float32Array(ROWS * CLASSES), topIds = new Int32Array(ROWS * 2), topLp = new Float32Array(ROWS * 2), missing = new Float32Array(ROWS);
+  const ids: string[] = [],
+    splits: string[] = [],
+    labels = new Int32Array(ROWS),
+    features = new Float32Array(ROWS * DIM);
+  const logits = new Float32Array(ROWS * CLASSES),
+    topIds = new Int32Array(ROWS * 2),
+    topLp = new Float32Array(ROWS * 2),
+    missing = new Float32Array(ROWS);
   for (let r = 0; r < ROWS; r++) {
     ids.push(`s${r}`);
     splits.push(r < 80 ? 'train' : 'test');
@@ -38,15 +44,24 @@ async function makeData(dir: string, poison = false): Promise<{ dataset: string;
     if (poison && r === 5) features[r * DIM] = NaN;
     const z = Array.from({ length: CLASSES }, (_, c) => 2 * features[r * DIM + c]!);
     z.forEach((v, c) => (logits[r * CLASSES + c] = v));
-    const m = Math.max(...z), lse = m + Math.log(z.reduce((a, v) => a + Math.exp(v - m), 0));
+    const m = Math.max(...z),
+      lse = m + Math.log(z.reduce((a, v) => a + Math.exp(v - m), 0));
     const order = [0, 1, 2, 3].sort((a, b) => z[b]! - z[a]!);
-    topIds[r * 2] = order[0]!; topIds[r * 2 + 1] = order[1]!;
-    topLp[r * 2] = z[order[0]!]! - lse; topLp[r * 2 + 1] = z[order[1]!]! - lse;
+    topIds[r * 2] = order[0]!;
+    topIds[r * 2 + 1] = order[1]!;
+    topLp[r * 2] = z[order[0]!]! - lse;
+    topLp[r * 2 + 1] = z[order[1]!]! - lse;
     missing[r] = Math.max(0, 1 - Math.exp(topLp[r * 2]!) - Math.exp(topLp[r * 2 + 1]!));
   }
   const dataset = join(dir, 'dataset');
-  await writeShards({ dir: dataset, schema: datasetSchema({ shape: [DIM], input: 'features', labels: 'single', numClasses: CLASSES }), rowsPerShard: 40 },
-    [{ columns: { id: ids, split: splits, label: labels, features }, rows: ROWS }]);
+  await writeShards(
+    {
+      dir: dataset,
+      schema: datasetSchema({ shape: [DIM], input: 'features', labels: 'single', numClasses: CLASSES }),
+      rowsPerShard: 40,
+    },
+    [{ columns: { id: ids, split: splits, label: labels, features }, rows: ROWS }],
+  );
   const teacher = join(dir, 'teacher');
   const trainIdx = ids.map((_, i) => i).filter((i) => splits[i] === 'train');
   const pick = <T extends Float32Array | Int32Array>(a: T, w: number): T => {
@@ -54,27 +69,68 @@ async function makeData(dir: string, poison = false): Promise<{ dataset: string;
     trainIdx.forEach((i, j) => out.set(a.subarray(i * w, (i + 1) * w), j * w));
     return out;
   };
-  await writeShards({
-    dir: teacher,
-    schema: teacherOutputSchema({ teacherId: 't', modelSha256: 'x', temperature: 1, activation: 'softmax', numClasses: CLASSES, storage: { dense: true, topk: { k: 2 } } }),
-    rowsPerShard: 30,
-  }, [{ columns: { id: trainIdx.map((i) => ids[i]!), logits: pick(logits, CLASSES), topk_ids: pick(topIds, 2), topk_logprobs: pick(topLp, 2), topk_missing_mass: pick(missing, 1) }, rows: trainIdx.length }]);
+  await writeShards(
+    {
+      dir: teacher,
+      schema: teacherOutputSchema({
+        teacherId: 't',
+        modelSha256: 'x',
+        temperature: 1,
+        activation: 'softmax',
+        numClasses: CLASSES,
+        storage: { dense: true, topk: { k: 2 } },
+      }),
+      rowsPerShard: 30,
+    },
+    [
+      {
+        columns: {
+          id: trainIdx.map((i) => ids[i]!),
+          logits: pick(logits, CLASSES),
+          topk_ids: pick(topIds, 2),
+          topk_logprobs: pick(topLp, 2),
+          topk_missing_mass: pick(missing, 1),
+        },
+        rows: trainIdx.length,
+      },
+    ],
+  );
   return { dataset, teacher };
 }
 
-function makeCtx(params: Record<string, unknown>, inputs: Record<string, string[]>, name: string, controller = new AbortController(), onProgress?: (done: number) => void) {
+function makeCtx(
+  params: Record<string, unknown>,
+  inputs: Record<string, string[]>,
+  name: string,
+  controller = new AbortController(),
+  onProgress?: (done: number) => void,
+) {
   const outDir = join(root, name, 'out');
   const stateDir = join(root, name, 'state');
   rmSync(outDir, { recursive: true, force: true });
-  const { ctx, record } = makeTestContext(plugin, studentParams(params), { outDir, stateDir, pipelineDir: root, inputs, stageId: name, signal: controller.signal });
+  const { ctx, record } = makeTestContext(plugin, studentParams(params), {
+    outDir,
+    stateDir,
+    pipelineDir: root,
+    inputs,
+    stageId: name,
+    signal: controller.signal,
+  });
   const progress = ctx.progress;
-  const withProgress = { ...ctx, progress: (done: number, total?: number, unit?: string) => (progress(done, total, unit), onProgress?.(done)) };
+  const withProgress = {
+    ...ctx,
+    progress: (done: number, total?: number, unit?: string) => (progress(done, total, unit), onProgress?.(done)),
+  };
   return { ctx: withProgress, metrics: record.metrics, outDir, stateDir };
 }
 
 test('ce on hard labels learns (loss falls) and writes model.onnx that predicts like the data', async () => {
   const d = await makeData(join(root, 'd1'));
-  const { ctx, metrics, outDir } = makeCtx({ loss: 'ce', epochs: 6, batchSize: 16, lr: 0.01, seed: 1 }, { dataset: [d.dataset] }, 'ce');
+  const { ctx, metrics, outDir } = makeCtx(
+    { loss: 'ce', epochs: 6, batchSize: 16, lr: 0.01, seed: 1 },
+    { dataset: [d.dataset] },
+    'ce',
+  );
   await plugin.run(ctx as never);
   const losses = metrics.filter((m) => m.name === 'loss').map((m) => m.value);
   assert.equal(losses.length, 30);
@@ -88,11 +144,27 @@ test('ce on hard labels learns (loss falls) and writes model.onnx that predicts 
     assert.equal(row.indexOf(Math.max(...row)), c);
   }
   // training.json holds the per-step history the eval report plots: the same losses, terms and lr.
-  const history = (JSON.parse(readFileSync(join(outDir, 'training.json'), 'utf8')) as { lossHistory: { step: number; loss: number; lr: number; terms: Record<string, number> }[] }).lossHistory;
-  assert.deepEqual(history.map((p) => p.loss), losses);
-  assert.deepEqual(history.map((p) => p.step), metrics.filter((m) => m.name === 'loss').map((m) => m.step));
-  assert.deepEqual(history.map((p) => p.lr), metrics.filter((m) => m.name === 'lr').map((m) => m.value));
-  assert.deepEqual(history.map((p) => p.terms.hard), metrics.filter((m) => m.name === 'loss/hard').map((m) => m.value));
+  const history = (
+    JSON.parse(readFileSync(join(outDir, 'training.json'), 'utf8')) as {
+      lossHistory: { step: number; loss: number; lr: number; terms: Record<string, number> }[];
+    }
+  ).lossHistory;
+  assert.deepEqual(
+    history.map((p) => p.loss),
+    losses,
+  );
+  assert.deepEqual(
+    history.map((p) => p.step),
+    metrics.filter((m) => m.name === 'loss').map((m) => m.step),
+  );
+  assert.deepEqual(
+    history.map((p) => p.lr),
+    metrics.filter((m) => m.name === 'lr').map((m) => m.value),
+  );
+  assert.deepEqual(
+    history.map((p) => p.terms.hard),
+    metrics.filter((m) => m.name === 'loss/hard').map((m) => m.value),
+  );
 });
 
 test('headInit imprint: the stage model classifies the cluster centres before any real training; prior does not', async () => {
@@ -101,7 +173,8 @@ test('headInit imprint: the stage model classifies the cluster centres before an
   for (let c = 0; c < CLASSES; c++) centres[c * DIM + c] = 2;
   const correct = async (outDir: string) => {
     const session = await ort.InferenceSession.create(join(outDir, 'model.onnx'));
-    const out = (await session.run({ input: new ort.Tensor('float32', centres, [CLASSES, DIM]) })).logits!.data as Float32Array;
+    const out = (await session.run({ input: new ort.Tensor('float32', centres, [CLASSES, DIM]) })).logits!
+      .data as Float32Array;
     let n = 0;
     for (let c = 0; c < CLASSES; c++) {
       const row = Array.from(out.subarray(c * CLASSES, (c + 1) * CLASSES));
@@ -125,7 +198,18 @@ test('headInit imprint: the stage model classifies the cluster centres before an
 
 test('kd from top-k (rest) and dense: same seed gives the same model; a killed run resumes to the same result', async () => {
   const d = await makeData(join(root, 'd2'));
-  const params = { loss: 'kd', softLabels: 'topk', topkPolicy: 'rest', alpha: 0.5, maxSteps: 9, epochs: 3, batchSize: 16, checkpointEvery: 2, seed: 7, shuffleBuffer: 32 };
+  const params = {
+    loss: 'kd',
+    softLabels: 'topk',
+    topkPolicy: 'rest',
+    alpha: 0.5,
+    maxSteps: 9,
+    epochs: 3,
+    batchSize: 16,
+    checkpointEvery: 2,
+    seed: 7,
+    shuffleBuffer: 32,
+  };
   const a = makeCtx(params, { dataset: [d.dataset], teacher: [d.teacher] }, 'kdA');
   await plugin.run(a.ctx as never);
   const b = makeCtx(params, { dataset: [d.dataset], teacher: [d.teacher] }, 'kdB');
@@ -134,14 +218,24 @@ test('kd from top-k (rest) and dense: same seed gives the same model; a killed r
   assert.ok(model(a.outDir).equals(model(b.outDir)), 'same seed, same bytes');
   // Kill after 5 steps (checkpoint at step 4), then rerun with the same state directory.
   const controller = new AbortController();
-  const c = makeCtx(params, { dataset: [d.dataset], teacher: [d.teacher] }, 'kdC', controller, (done) => done === 5 && controller.abort());
+  const c = makeCtx(
+    params,
+    { dataset: [d.dataset], teacher: [d.teacher] },
+    'kdC',
+    controller,
+    (done) => done === 5 && controller.abort(),
+  );
   await assert.rejects(plugin.run(c.ctx as never), /aborted at step 5/);
   const c2 = makeCtx(params, { dataset: [d.dataset], teacher: [d.teacher] }, 'kdC');
   const result = await plugin.run(c2.ctx as never);
   assert.equal(JSON.parse(readFileSync(join(c2.outDir, 'training.json'), 'utf8')).resumedFrom, 4);
   assert.equal(result?.metrics?.steps, 9);
   assert.ok(model(a.outDir).equals(model(c2.outDir)), 'resumed run equals the uninterrupted one');
-  const dense = makeCtx({ ...params, softLabels: 'dense', divergence: 'js', temperature: 2 }, { dataset: [d.dataset], teacher: [d.teacher] }, 'kdDense');
+  const dense = makeCtx(
+    { ...params, softLabels: 'dense', divergence: 'js', temperature: 2 },
+    { dataset: [d.dataset], teacher: [d.teacher] },
+    'kdDense',
+  );
   await plugin.run(dense.ctx as never);
   assert.ok(dense.metrics.some((m) => m.name === 'loss/soft'));
 });
@@ -157,10 +251,36 @@ const configs: [string, StudentConfig, number[]][] = [
   ['cnn', { arch: 'cnn', channels: [3, 5], kernel: 3, batchNorm: true, hidden: [7] }, [8, 6, 2]],
   ['cnn-nobn', { arch: 'cnn', channels: [4], kernel: 5, batchNorm: false, hidden: [] }, [6, 6, 1]],
   // Valid padding with odd sizes: 12x11 -> conv 10x9 -> pool 5x4 (last column dropped) -> conv 3x2 -> pool 1x1.
-  ['cnn-valid-dropout', { arch: 'cnn', channels: [3, 4], kernel: 3, batchNorm: false, hidden: [6], padding: 'valid', dropout: 0.5 }, [12, 11, 1]],
-  ['cnn-valid-bn', { arch: 'cnn', channels: [2, 3], kernel: 3, batchNorm: true, hidden: [], padding: 'valid' }, [13, 12, 2]],
-  ['kc', { arch: 'kc', hidden: [9], sharedWidth: 8, verticalWidth: 3, verticals: [[4, 0], [1, 5, 2], [3]], selfPaced: true }, [5]],
-  ['kc-plain', { arch: 'kc', hidden: [], sharedWidth: 6, verticalWidth: 2, verticals: [[0, 1, 2], [3, 4, 5]], selfPaced: false }, [4]],
+  [
+    'cnn-valid-dropout',
+    { arch: 'cnn', channels: [3, 4], kernel: 3, batchNorm: false, hidden: [6], padding: 'valid', dropout: 0.5 },
+    [12, 11, 1],
+  ],
+  [
+    'cnn-valid-bn',
+    { arch: 'cnn', channels: [2, 3], kernel: 3, batchNorm: true, hidden: [], padding: 'valid' },
+    [13, 12, 2],
+  ],
+  [
+    'kc',
+    { arch: 'kc', hidden: [9], sharedWidth: 8, verticalWidth: 3, verticals: [[4, 0], [1, 5, 2], [3]], selfPaced: true },
+    [5],
+  ],
+  [
+    'kc-plain',
+    {
+      arch: 'kc',
+      hidden: [],
+      sharedWidth: 6,
+      verticalWidth: 2,
+      verticals: [
+        [0, 1, 2],
+        [3, 4, 5],
+      ],
+      selfPaced: false,
+    },
+    [4],
+  ],
 ];
 for (const [name, config, shape] of configs) {
   test(`ONNX export of ${name} matches tfjs within 1e-4 in onnxruntime-node`, async () => {
@@ -173,7 +293,11 @@ for (const [name, config, shape] of configs) {
     // A few training steps first so batch-norm running stats and weights are not at their init.
     const opt = tf.train.sgd(0.05);
     for (let i = 0; i < 3; i++) {
-      opt.minimize(() => tf.mean(tf.square(student.apply(tf.tensor(xData, [n, ...shape]), true))) as tf.Scalar, false, student.params.map((p) => p.variable));
+      opt.minimize(
+        () => tf.mean(tf.square(student.apply(tf.tensor(xData, [n, ...shape]), true))) as tf.Scalar,
+        false,
+        student.params.map((p) => p.variable),
+      );
     }
     const want = student.apply(tf.tensor(xData, [n, ...shape]), false).dataSync();
     const path = join(root, `${name}.onnx`);
@@ -186,7 +310,11 @@ for (const [name, config, shape] of configs) {
     for (let i = 0; i < want.length; i++) maxDiff = Math.max(maxDiff, Math.abs(g[i]! - want[i]!));
     assert.ok(maxDiff < 1e-4, `max |onnx - tfjs| = ${maxDiff}`);
     // The reference checker (Debian python3-onnx, installed by .ci/run) accepts the graph.
-    const checker = spawnSync('/usr/bin/python3', ['-c', 'import onnx, sys; onnx.checker.check_model(onnx.load(sys.argv[1]), full_check=True)', path], { encoding: 'utf8' });
+    const checker = spawnSync(
+      '/usr/bin/python3',
+      ['-c', 'import onnx, sys; onnx.checker.check_model(onnx.load(sys.argv[1]), full_check=True)', path],
+      { encoding: 'utf8' },
+    );
     if (checker.error || /No module named/.test(checker.stderr)) {
       console.log(`# onnx.checker not run for ${name}: python3-onnx is not installed`);
     } else {
@@ -197,13 +325,25 @@ for (const [name, config, shape] of configs) {
 
 test('validationSplit: top-1 on the held-out rows after every epoch, the last equal to the exported model on those rows', async () => {
   const d = await makeData(join(root, 'dval'));
-  const { ctx, metrics, outDir } = makeCtx({ loss: 'ce', epochs: 3, batchSize: 16, lr: 0.01, seed: 2, validationSplit: 'test' }, { dataset: [d.dataset] }, 'val');
+  const { ctx, metrics, outDir } = makeCtx(
+    { loss: 'ce', epochs: 3, batchSize: 16, lr: 0.01, seed: 2, validationSplit: 'test' },
+    { dataset: [d.dataset] },
+    'val',
+  );
   await plugin.run(ctx as never);
   const val = metrics.filter((m) => m.name === 'val/top1');
   // 80 train rows, batch 16: 5 steps per epoch.
-  assert.deepEqual(val.map((m) => m.step), [5, 10, 15]);
-  const training = JSON.parse(readFileSync(join(outDir, 'training.json'), 'utf8')) as { validation: { step: number; metric: string; value: number }[] };
-  assert.deepEqual(training.validation.map((v) => [v.step, v.metric, v.value]), val.map((m) => [m.step, 'top1', m.value]));
+  assert.deepEqual(
+    val.map((m) => m.step),
+    [5, 10, 15],
+  );
+  const training = JSON.parse(readFileSync(join(outDir, 'training.json'), 'utf8')) as {
+    validation: { step: number; metric: string; value: number }[];
+  };
+  assert.deepEqual(
+    training.validation.map((v) => [v.step, v.metric, v.value]),
+    val.map((m) => [m.step, 'top1', m.value]),
+  );
   // Independent check of the last score: onnxruntime on model.onnx over the 16 test rows.
   const rng = new Rng(42);
   const xs = new Float32Array(16 * DIM);
@@ -224,6 +364,10 @@ test('validationSplit: top-1 on the held-out rows after every epoch, the last eq
     if (row.indexOf(Math.max(...row)) === label) correct++;
   });
   assert.equal(val[val.length - 1]!.value, correct / 16);
-  const { ctx: bad } = makeCtx({ loss: 'ce', epochs: 1, validationSplit: 'train' }, { dataset: [d.dataset] }, 'val-bad');
+  const { ctx: bad } = makeCtx(
+    { loss: 'ce', epochs: 1, validationSplit: 'train' },
+    { dataset: [d.dataset] },
+    'val-bad',
+  );
   await assert.rejects(plugin.run(bad as never), /validationSplit "train" is the training split/);
 });

@@ -9,9 +9,20 @@ import type { OnnxModel } from '@distillery/runtime/onnx';
 
 const params = Type.Object(
   {
-    weights: Type.Optional(Type.Array(Type.Number({ minimum: 0 }), { minItems: 2, description: 'Weight of each member in input order (normalised to sum 1); default equal' })),
-    output: Type.Optional(Type.String({ minLength: 1, description: "Each member's logits output; default its first output" })),
-    passThrough: Type.Array(Type.String({ minLength: 1 }), { default: [], description: "Outputs of the first member kept as extra outputs under their own names (e.g. features for a hint loss)" }),
+    weights: Type.Optional(
+      Type.Array(Type.Number({ minimum: 0 }), {
+        minItems: 2,
+        description: 'Weight of each member in input order (normalised to sum 1); default equal',
+      }),
+    ),
+    output: Type.Optional(
+      Type.String({ minLength: 1, description: "Each member's logits output; default its first output" }),
+    ),
+    passThrough: Type.Array(Type.String({ minLength: 1 }), {
+      default: [],
+      description:
+        'Outputs of the first member kept as extra outputs under their own names (e.g. features for a hint loss)',
+    }),
   },
   { additionalProperties: false },
 );
@@ -27,12 +38,20 @@ export default definePlugin({
     const { readModelFile, writeModelFile } = await import('@distillery/runtime/onnx');
     const { ensembleModels } = await import('./ensemble.js');
     const inputs = ctx.inputs.models ?? [];
-    if (inputs.length < 2) throw new Error(`stage ${ctx.stageId}: bind the input "models" to at least 2 model stages (e.g. models: teacher for every teacher@<seed>), got ${inputs.length}`);
+    if (inputs.length < 2)
+      throw new Error(
+        `stage ${ctx.stageId}: bind the input "models" to at least 2 model stages (e.g. models: teacher for every teacher@<seed>), got ${inputs.length}`,
+      );
     const members = [];
-    for (const input of inputs) members.push({ label: input.stage, model: await readModelFile(join(input.path, 'model.onnx')) });
+    for (const input of inputs)
+      members.push({ label: input.stage, model: await readModelFile(join(input.path, 'model.onnx')) });
     let model: OnnxModel;
     try {
-      model = ensembleModels(members, { ...(ctx.params.weights ? { weights: ctx.params.weights } : {}), ...(ctx.params.output ? { output: ctx.params.output } : {}), passThrough: ctx.params.passThrough });
+      model = ensembleModels(members, {
+        ...(ctx.params.weights ? { weights: ctx.params.weights } : {}),
+        ...(ctx.params.output ? { output: ctx.params.output } : {}),
+        passThrough: ctx.params.passThrough,
+      });
     } catch (error) {
       throw new Error(`stage ${ctx.stageId}: ${(error as Error).message}`);
     }

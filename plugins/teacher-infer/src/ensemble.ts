@@ -40,9 +40,17 @@ function prefixedGraph(graph: OnnxGraph, prefix: string, ownInput: string, input
   const nodes: OnnxNode[] = graph.nodes.map((node) => {
     for (const [key, value] of Object.entries(node.attributes)) {
       // A subgraph may read outer values by name; renaming inside it is not worth the risk here.
-      if ('g' in value || 'graphs' in value) throw new Error(`node ${node.name} (${node.opType}) has a subgraph attribute "${key}", which ensembles do not support`);
+      if ('g' in value || 'graphs' in value)
+        throw new Error(
+          `node ${node.name} (${node.opType}) has a subgraph attribute "${key}", which ensembles do not support`,
+        );
     }
-    return { ...node, name: `${prefix}${node.name}`, inputs: node.inputs.map(rename), outputs: node.outputs.map(rename) };
+    return {
+      ...node,
+      name: `${prefix}${node.name}`,
+      inputs: node.inputs.map(rename),
+      outputs: node.outputs.map(rename),
+    };
   });
   return {
     name: graph.name,
@@ -63,8 +71,10 @@ function prefixedGraph(graph: OnnxGraph, prefix: string, ownInput: string, input
 export function ensembleModels(members: EnsembleMember[], options: EnsembleOptions = {}): OnnxModel {
   if (members.length < 2) throw new Error(`an ensemble needs at least 2 models, got ${members.length}`);
   const weights = options.weights ?? members.map(() => 1);
-  if (weights.length !== members.length) throw new Error(`weights has ${weights.length} entries for ${members.length} models`);
-  if (weights.some((w) => !Number.isFinite(w) || w < 0)) throw new Error(`weights must be finite and non-negative, got [${weights.join(', ')}]`);
+  if (weights.length !== members.length)
+    throw new Error(`weights has ${weights.length} entries for ${members.length} models`);
+  if (weights.some((w) => !Number.isFinite(w) || w < 0))
+    throw new Error(`weights must be finite and non-negative, got [${weights.join(', ')}]`);
   const total = weights.reduce((a, b) => a + b, 0);
   if (!(total > 0)) throw new Error('weights sum to 0');
 
@@ -72,27 +82,49 @@ export function ensembleModels(members: EnsembleMember[], options: EnsembleOptio
   const inputOf = (m: EnsembleMember): OnnxValueInfo => {
     const initializers = new Set(m.model.graph.initializers.map((t) => t.name));
     const inputs = m.model.graph.inputs.filter((i) => !initializers.has(i.name));
-    if (inputs.length !== 1) throw new Error(`model ${m.label}: an ensemble member needs exactly one graph input, found ${inputs.length} (${inputs.map((i) => i.name).join(', ')})`);
+    if (inputs.length !== 1)
+      throw new Error(
+        `model ${m.label}: an ensemble member needs exactly one graph input, found ${inputs.length} (${inputs.map((i) => i.name).join(', ')})`,
+      );
     return inputs[0]!;
   };
   const outputOf = (m: EnsembleMember): OnnxValueInfo => {
     const outputs = m.model.graph.outputs;
     const found = options.output ? outputs.find((o) => o.name === options.output) : outputs[0];
-    if (!found) throw new Error(`model ${m.label}: no output ${options.output ? `named "${options.output}" (outputs: ${outputs.map((o) => o.name).join(', ')})` : ''}`);
+    if (!found)
+      throw new Error(
+        `model ${m.label}: no output ${options.output ? `named "${options.output}" (outputs: ${outputs.map((o) => o.name).join(', ')})` : ''}`,
+      );
     return found;
   };
   const input = inputOf(first);
   const logits = outputOf(first);
   const opset = defaultOpset(first.model);
   const domains = new Map<string, number>();
-  const graph: OnnxGraph = { name: 'ensemble', nodes: [], inputs: [input], outputs: [], initializers: [], valueInfo: [] };
+  const graph: OnnxGraph = {
+    name: 'ensemble',
+    nodes: [],
+    inputs: [input],
+    outputs: [],
+    initializers: [],
+    valueInfo: [],
+  };
   const memberLogits: string[] = [];
   members.forEach((m, i) => {
     const own = inputOf(m);
-    if (!sameShape(own, input)) throw new Error(`model ${m.label}: input ${own.name} ${own.elemType}[${own.shape}] differs from ${first.label}'s ${input.elemType}[${input.shape}]`);
+    if (!sameShape(own, input))
+      throw new Error(
+        `model ${m.label}: input ${own.name} ${own.elemType}[${own.shape}] differs from ${first.label}'s ${input.elemType}[${input.shape}]`,
+      );
     const out = outputOf(m);
-    if (!sameShape(out, logits)) throw new Error(`model ${m.label}: output ${out.name} ${out.elemType}[${out.shape}] differs from ${first.label}'s ${logits.elemType}[${logits.shape}]`);
-    if (defaultOpset(m.model) !== opset) throw new Error(`model ${m.label}: opset ${defaultOpset(m.model)} differs from ${first.label}'s ${opset}; export the members with one opset`);
+    if (!sameShape(out, logits))
+      throw new Error(
+        `model ${m.label}: output ${out.name} ${out.elemType}[${out.shape}] differs from ${first.label}'s ${logits.elemType}[${logits.shape}]`,
+      );
+    if (defaultOpset(m.model) !== opset)
+      throw new Error(
+        `model ${m.label}: opset ${defaultOpset(m.model)} differs from ${first.label}'s ${opset}; export the members with one opset`,
+      );
     for (const o of m.model.opsetImports) domains.set(o.domain, Math.max(domains.get(o.domain) ?? 0, o.version));
     const part = prefixedGraph(m.model.graph, `m${i}/`, own.name, input.name);
     graph.nodes.push(...part.nodes);
@@ -104,16 +136,40 @@ export function ensembleModels(members: EnsembleMember[], options: EnsembleOptio
   const scaled = memberLogits.map((name, i) => {
     const w = `ensemble/weight${i}`;
     graph.initializers.push({ name: w, dataType: 'float32', dims: [], data: Float32Array.of(weights[i]! / total) });
-    graph.nodes.push({ name: `ensemble/scale${i}`, opType: 'Mul', domain: '', inputs: [name, w], outputs: [`${name}/weighted`], attributes: {} });
+    graph.nodes.push({
+      name: `ensemble/scale${i}`,
+      opType: 'Mul',
+      domain: '',
+      inputs: [name, w],
+      outputs: [`${name}/weighted`],
+      attributes: {},
+    });
     return `${name}/weighted`;
   });
-  graph.nodes.push({ name: 'ensemble/sum', opType: 'Sum', domain: '', inputs: scaled, outputs: [logits.name], attributes: {} });
+  graph.nodes.push({
+    name: 'ensemble/sum',
+    opType: 'Sum',
+    domain: '',
+    inputs: scaled,
+    outputs: [logits.name],
+    attributes: {},
+  });
   graph.outputs.push(logits);
   for (const name of options.passThrough ?? []) {
     const kept = first.model.graph.outputs.find((o) => o.name === name);
-    if (!kept) throw new Error(`model ${first.label}: passThrough output "${name}" is not one of its outputs (${first.model.graph.outputs.map((o) => o.name).join(', ')})`);
+    if (!kept)
+      throw new Error(
+        `model ${first.label}: passThrough output "${name}" is not one of its outputs (${first.model.graph.outputs.map((o) => o.name).join(', ')})`,
+      );
     if (name === logits.name) throw new Error(`passThrough output "${name}" is the logits output`);
-    graph.nodes.push({ name: `ensemble/pass/${name}`, opType: 'Identity', domain: '', inputs: [`m0/${name}`], outputs: [name], attributes: {} });
+    graph.nodes.push({
+      name: `ensemble/pass/${name}`,
+      opType: 'Identity',
+      domain: '',
+      inputs: [`m0/${name}`],
+      outputs: [name],
+      attributes: {},
+    });
     graph.outputs.push(kept);
   }
   return {

@@ -6,10 +6,23 @@
  * Any error aborts the shard writer, which deletes every shard it wrote.
  */
 import { hashFileContent } from '@distillery/core/plugin';
-import { ThreadedSession, type InputTransformOutcome, type ThreadRunResult, type ThreadValueMetadata } from '@distillery/runtime/onnx/session-thread';
 import {
-  ShardWriter, openShardSet, parseDatasetSchema, teacherOutputSchema,
-  type ColumnValues, type DatasetInfo, type NumericArray, type ShardBatch, type ShardManifest, type StorageSpec,
+  ThreadedSession,
+  type InputTransformOutcome,
+  type ThreadRunResult,
+  type ThreadValueMetadata,
+} from '@distillery/runtime/onnx/session-thread';
+import {
+  ShardWriter,
+  openShardSet,
+  parseDatasetSchema,
+  teacherOutputSchema,
+  type ColumnValues,
+  type DatasetInfo,
+  type NumericArray,
+  type ShardBatch,
+  type ShardManifest,
+  type StorageSpec,
 } from '@distillery/runtime/shards';
 import type { PixelInputTransform } from '@distillery/runtime/onnx/input-transform';
 import type { ProviderOutcome } from '@distillery/runtime/onnx/execution-provider';
@@ -104,7 +117,8 @@ export function checkClassMap(classMap: number[], numClasses: number, localClass
   }
   const seen = new Set<number>();
   classMap.forEach((g, j) => {
-    if (!Number.isInteger(g) || g < 0 || g >= numClasses) throw new Error(`classMap[${j}] = ${g} is out of range of the global label space [0, ${numClasses})`);
+    if (!Number.isInteger(g) || g < 0 || g >= numClasses)
+      throw new Error(`classMap[${j}] = ${g} is out of range of the global label space [0, ${numClasses})`);
     if (seen.has(g)) throw new Error(`classMap[${j}] = ${g} is a duplicate global id`);
     seen.add(g);
   });
@@ -113,11 +127,13 @@ export function checkClassMap(classMap: number[], numClasses: number, localClass
 
 /** Checks restrictTo: distinct output columns of the teacher; returns it as Int32Array. */
 export function checkRestriction(restrictTo: number[], localClasses: number, hasClassMap: boolean): Int32Array {
-  if (hasClassMap) throw new Error('restrictTo and classMap cannot be combined: restrictTo defines the output label space itself');
+  if (hasClassMap)
+    throw new Error('restrictTo and classMap cannot be combined: restrictTo defines the output label space itself');
   if (restrictTo.length === 0) throw new Error('restrictTo is empty');
   const seen = new Set<number>();
   restrictTo.forEach((col, j) => {
-    if (!Number.isInteger(col) || col < 0 || col >= localClasses) throw new Error(`restrictTo[${j}] = ${col} is not an output column of the teacher (it has ${localClasses})`);
+    if (!Number.isInteger(col) || col < 0 || col >= localClasses)
+      throw new Error(`restrictTo[${j}] = ${col} is not an output column of the teacher (it has ${localClasses})`);
     if (seen.has(col)) throw new Error(`restrictTo[${j}] = ${col} is a duplicate`);
     seen.add(col);
   });
@@ -149,14 +165,21 @@ interface ModelIo {
 
 function checkModelIo(session: ThreadedSession, o: ExtractOptions, data: DatasetInfo): ModelIo {
   const where = `ONNX model ${o.modelPath}`;
-  const inputName = session.inputTransform.applied ? session.inputTransform.input : o.inputName ?? session.inputNames[0];
+  const inputName = session.inputTransform.applied
+    ? session.inputTransform.input
+    : (o.inputName ?? session.inputNames[0]);
   const input = session.inputMetadata.find((m) => m.name === inputName);
-  if (!inputName || !input) throw new Error(`${where}: no input ${JSON.stringify(o.inputName)} (inputs: ${session.inputNames.join(', ')})`);
-  if (session.inputNames.length > 1 && !o.inputName) throw new Error(`${where}: several inputs (${session.inputNames.join(', ')}); set params.input`);
+  if (!inputName || !input)
+    throw new Error(`${where}: no input ${JSON.stringify(o.inputName)} (inputs: ${session.inputNames.join(', ')})`);
+  if (session.inputNames.length > 1 && !o.inputName)
+    throw new Error(`${where}: several inputs (${session.inputNames.join(', ')}); set params.input`);
   if (!input.isTensor || (input.type !== 'float32' && input.type !== 'uint8')) {
-    throw new Error(`${where}: input ${inputName} has dtype ${input.isTensor ? input.type : 'non-tensor'}; teacher-infer feeds float32 (or uint8 pixels)`);
+    throw new Error(
+      `${where}: input ${inputName} has dtype ${input.isTensor ? input.type : 'non-tensor'}; teacher-infer feeds float32 (or uint8 pixels)`,
+    );
   }
-  if (input.type === 'uint8' && data.input !== 'pixels') throw new Error(`${where}: input ${inputName} is uint8 but the dataset holds float32 features`);
+  if (input.type === 'uint8' && data.input !== 'pixels')
+    throw new Error(`${where}: input ${inputName} is uint8 but the dataset holds float32 features`);
   const dims = dimsOf(input)!;
   const sampleDims = dims.slice(1);
   if (dims.length < 2 || !sampleDims.every(isFixed)) {
@@ -164,29 +187,47 @@ function checkModelIo(session: ThreadedSession, o: ExtractOptions, data: Dataset
   }
   const perSample = sampleDims.reduce((a, b) => a * b, 1);
   if (perSample !== data.width) {
-    throw new Error(`${where}: input ${inputName} expects shape [${dims.join(', ')}] (${perSample} values per sample) but the dataset's samples have shape [${data.shape.join(', ')}] (${data.width} values)`);
+    throw new Error(
+      `${where}: input ${inputName} expects shape [${dims.join(', ')}] (${perSample} values per sample) but the dataset's samples have shape [${data.shape.join(', ')}] (${data.width} values)`,
+    );
   }
   const outputName = o.outputName ?? session.outputNames[0]!;
   const output = session.outputMetadata.find((m) => m.name === outputName);
-  if (!output || !output.isTensor) throw new Error(`${where}: no tensor output ${outputName} (outputs: ${session.outputNames.join(', ')})`);
+  if (!output || !output.isTensor)
+    throw new Error(`${where}: no tensor output ${outputName} (outputs: ${session.outputNames.join(', ')})`);
   const outDims = dimsOf(output)!;
   const localClasses = outDims[outDims.length - 1];
-  if (outDims.length !== 2 || !isFixed(localClasses)) throw new Error(`${where}: output ${outputName} has shape [${outDims.join(', ')}]; need [batch, classes]`);
-  if (output.type !== 'float32') throw new Error(`${where}: output ${outputName} has dtype ${output.type}, need float32`);
+  if (outDims.length !== 2 || !isFixed(localClasses))
+    throw new Error(`${where}: output ${outputName} has shape [${outDims.join(', ')}]; need [batch, classes]`);
+  if (output.type !== 'float32')
+    throw new Error(`${where}: output ${outputName} has dtype ${output.type}, need float32`);
   let featureDim: number | undefined;
   let featureShape: number[] | undefined;
   if (o.featuresOutput) {
     const f = session.outputMetadata.find((m) => m.name === o.featuresOutput);
-    if (!f || !f.isTensor) throw new Error(`${where}: no tensor output ${o.featuresOutput} for features (outputs: ${session.outputNames.join(', ')})`);
+    if (!f || !f.isTensor)
+      throw new Error(
+        `${where}: no tensor output ${o.featuresOutput} for features (outputs: ${session.outputNames.join(', ')})`,
+      );
     const fd = dimsOf(f)!.slice(1);
-    if (!fd.every(isFixed) || f.type !== 'float32') throw new Error(`${where}: features output ${o.featuresOutput} must be float32 [batch, fixed dims], got ${f.type} [${dimsOf(f)!.join(', ')}]`);
+    if (!fd.every(isFixed) || f.type !== 'float32')
+      throw new Error(
+        `${where}: features output ${o.featuresOutput} must be float32 [batch, fixed dims], got ${f.type} [${dimsOf(f)!.join(', ')}]`,
+      );
     featureDim = fd.reduce((a, b) => a * b, 1);
     featureShape = fd as number[];
   }
   const batchDim = dims[0];
   return {
-    inputName, outputName, featuresOutput: o.featuresOutput, fixedBatch: isFixed(batchDim) ? batchDim : undefined,
-    sampleDims: sampleDims as number[], inputType: input.type, localClasses, featureDim, featureShape,
+    inputName,
+    outputName,
+    featuresOutput: o.featuresOutput,
+    fixedBatch: isFixed(batchDim) ? batchDim : undefined,
+    sampleDims: sampleDims as number[],
+    inputType: input.type,
+    localClasses,
+    featureDim,
+    featureShape,
   };
 }
 
@@ -217,9 +258,16 @@ interface InputPrep {
 
 function inputPrep(o: ExtractOptions, data: DatasetInfo): InputPrep {
   const width = data.width;
-  const channels = data.layout === 'HWC' && data.shape.length === 3 ? data.shape[2]! : data.layout === 'CHW' && data.shape.length === 3 ? data.shape[0]! : 1;
-  if (o.mean.length > 0 && o.mean.length !== channels && o.mean.length !== 1) throw new Error(`mean has ${o.mean.length} values for ${channels} channels`);
-  if (o.std.length > 0 && o.std.length !== channels && o.std.length !== 1) throw new Error(`std has ${o.std.length} values for ${channels} channels`);
+  const channels =
+    data.layout === 'HWC' && data.shape.length === 3
+      ? data.shape[2]!
+      : data.layout === 'CHW' && data.shape.length === 3
+        ? data.shape[0]!
+        : 1;
+  if (o.mean.length > 0 && o.mean.length !== channels && o.mean.length !== 1)
+    throw new Error(`mean has ${o.mean.length} values for ${channels} channels`);
+  if (o.std.length > 0 && o.std.length !== channels && o.std.length !== 1)
+    throw new Error(`std has ${o.std.length} values for ${channels} channels`);
   const channelMul = new Float32Array(channels);
   const channelAdd = new Float32Array(channels);
   for (let ch = 0; ch < channels; ch++) {
@@ -231,7 +279,11 @@ function inputPrep(o: ExtractOptions, data: DatasetInfo): InputPrep {
     channelAdd[ch] = -mean / std;
   }
   return {
-    width, channels, spatial: width / channels, channelMul, channelAdd,
+    width,
+    channels,
+    spatial: width / channels,
+    channelMul,
+    channelAdd,
     transpose: o.inputLayout === 'CHW' && data.layout === 'HWC' && channels > 1,
     uniform: channelMul.every((v) => v === channelMul[0]) && channelAdd.every((v) => v === channelAdd[0]),
     identity: channelMul.every((v) => v === 1) && channelAdd.every((v) => v === 0),
@@ -254,13 +306,19 @@ function pixelTransformFor(o: ExtractOptions, data: DatasetInfo, prep: InputPrep
 export async function extractTeacherOutputs(o: ExtractOptions): Promise<ExtractResult> {
   const t0 = performance.now();
   if (!(o.temperature > 0)) throw new Error(`temperature must be > 0, got ${o.temperature}`);
-  if (o.sampled && o.activation !== 'softmax') throw new Error('sampled storage needs a softmax teacher (sigmoid outputs are not one distribution)');
+  if (o.sampled && o.activation !== 'softmax')
+    throw new Error('sampled storage needs a softmax teacher (sigmoid outputs are not one distribution)');
   const dataset = await openShardSet(o.datasetDir);
   const data = parseDatasetSchema(dataset.schema, `dataset ${o.datasetDir}`);
   const prep = inputPrep(o, data);
   // Start-up work overlaps: the worker loads the model while this thread hashes it and reads
   // the first dataset shard.
-  const opening = ThreadedSession.open(o.modelPath, { threads: o.threads, gpus: o.gpus, warn: o.warn, pixelTransform: pixelTransformFor(o, data, prep) });
+  const opening = ThreadedSession.open(o.modelPath, {
+    threads: o.threads,
+    gpus: o.gpus,
+    warn: o.warn,
+    pixelTransform: pixelTransformFor(o, data, prep),
+  });
   opening.catch(() => {}); // awaited below
   const source = dataset.batches({ reuseBuffers: true, verify: o.verifyInput ?? 'sha256' });
   const first = source.next();
@@ -269,37 +327,84 @@ export async function extractTeacherOutputs(o: ExtractOptions): Promise<ExtractR
   try {
     modelSha256 = await hashFileContent(o.modelPath);
   } catch (error) {
-    await opening.then((s) => s.release(), () => {});
+    await opening.then(
+      (s) => s.release(),
+      () => {},
+    );
     throw new Error(`ONNX model ${o.modelPath}: cannot read (${(error as Error).message})`);
   }
   const session = await opening;
   try {
     const io = checkModelIo(session, o, data);
-    const restrict = o.restrictTo ? checkRestriction(o.restrictTo, io.localClasses, o.classMap !== undefined) : undefined;
+    const restrict = o.restrictTo
+      ? checkRestriction(o.restrictTo, io.localClasses, o.classMap !== undefined)
+      : undefined;
     const outClasses = restrict ? restrict.length : io.localClasses;
     const numClasses = o.numClasses ?? (o.classMap ? Math.max(...o.classMap) + 1 : outClasses);
     const classMap = o.classMap ? checkClassMap(o.classMap, numClasses, io.localClasses) : undefined;
-    if (!classMap && numClasses !== outClasses) throw new Error(`numClasses ${numClasses} differs from the teacher's ${outClasses} outputs${restrict ? ' after restrictTo' : ''}; give a classMap`);
-    if (o.onlyClassMapRows && !classMap) throw new Error('onlyClassMapRows needs a classMap (the global ids whose rows to keep)');
-    if (o.topk && (!Number.isInteger(o.topk.k) || o.topk.k < 1 || o.topk.k > outClasses)) throw new Error(`topk.k = ${o.topk.k} must be in [1, ${outClasses}]`);
-    if (o.sampled && (!Number.isInteger(o.sampled.draws) || o.sampled.draws < 1 || o.sampled.draws > 65535)) throw new Error(`sampled.draws = ${o.sampled.draws} must be in [1, 65535]`);
-    if (!o.dense && !o.topk && !o.sampled && !io.featureDim) throw new Error('no storage mode selected (dense, topk, sampled or features)');
+    if (!classMap && numClasses !== outClasses)
+      throw new Error(
+        `numClasses ${numClasses} differs from the teacher's ${outClasses} outputs${restrict ? ' after restrictTo' : ''}; give a classMap`,
+      );
+    if (o.onlyClassMapRows && !classMap)
+      throw new Error('onlyClassMapRows needs a classMap (the global ids whose rows to keep)');
+    if (o.topk && (!Number.isInteger(o.topk.k) || o.topk.k < 1 || o.topk.k > outClasses))
+      throw new Error(`topk.k = ${o.topk.k} must be in [1, ${outClasses}]`);
+    if (o.sampled && (!Number.isInteger(o.sampled.draws) || o.sampled.draws < 1 || o.sampled.draws > 65535))
+      throw new Error(`sampled.draws = ${o.sampled.draws} must be in [1, 65535]`);
+    if (!o.dense && !o.topk && !o.sampled && !io.featureDim)
+      throw new Error('no storage mode selected (dense, topk, sampled or features)');
     const storage: StorageSpec = { dense: o.dense };
     if (o.topk) storage.topk = { k: o.topk.k };
     if (o.sampled) storage.sampled = { ...o.sampled };
     if (io.featureDim) storage.features = { dim: io.featureDim, output: io.featuresOutput!, shape: io.featureShape! };
-    const schema = teacherOutputSchema({ teacherId: o.teacherId, modelSha256, temperature: o.temperature, activation: o.activation, numClasses, classMap: o.classMap, storage });
+    const schema = teacherOutputSchema({
+      teacherId: o.teacherId,
+      modelSha256,
+      temperature: o.temperature,
+      activation: o.activation,
+      numClasses,
+      classMap: o.classMap,
+      storage,
+    });
     if (restrict) schema.metadata['distillery.restricted_to'] = JSON.stringify(Array.from(restrict));
     // Record batches of ~1 MiB: small rows (dense logits of 10 classes) are coalesced, since every
     // record batch has a fixed encoding cost on the JS thread.
-    const rowBytes = 16 + (o.dense ? outClasses * 4 : 0) + (o.topk ? o.topk.k * 8 + 4 : 0) + (o.sampled ? Math.min(o.sampled.draws, outClasses) * 8 : 0) + (io.featureDim ?? 0) * 4;
+    const rowBytes =
+      16 +
+      (o.dense ? outClasses * 4 : 0) +
+      (o.topk ? o.topk.k * 8 + 4 : 0) +
+      (o.sampled ? Math.min(o.sampled.draws, outClasses) * 8 : 0) +
+      (io.featureDim ?? 0) * 4;
     const minBatchRows = Math.max(1, Math.min(o.rowsPerShard, Math.floor((1 << 20) / rowBytes)));
     const writer = await ShardWriter.create({ dir: o.outDir, schema, rowsPerShard: o.rowsPerShard, minBatchRows });
     try {
-      const samples = await runBatches(session, io, o, data, prep, withFirst(first, source), dataset.totalRows, classMap, restrict, writer);
+      const samples = await runBatches(
+        session,
+        io,
+        o,
+        data,
+        prep,
+        withFirst(first, source),
+        dataset.totalRows,
+        classMap,
+        restrict,
+        writer,
+      );
       const manifest = await writer.close();
-      const pixelTransform = data.input !== 'pixels' ? undefined : o.pixelTransformIn === 'js' ? { applied: false as const, reason: 'pixelTransform: js' } : session.inputTransform;
-      return { samples, seconds: (performance.now() - t0) / 1000, manifest, executionProvider: session.executionProvider, ...(pixelTransform ? { pixelTransform } : {}) };
+      const pixelTransform =
+        data.input !== 'pixels'
+          ? undefined
+          : o.pixelTransformIn === 'js'
+            ? { applied: false as const, reason: 'pixelTransform: js' }
+            : session.inputTransform;
+      return {
+        samples,
+        seconds: (performance.now() - t0) / 1000,
+        manifest,
+        executionProvider: session.executionProvider,
+        ...(pixelTransform ? { pixelTransform } : {}),
+      };
     } catch (error) {
       await writer.abort();
       throw error;
@@ -325,11 +430,24 @@ async function* withFirst<T>(first: Promise<IteratorResult<T>>, rest: AsyncGener
  * extraction's main cost). uint8 pixels with one transform for all channels go through a 256-entry
  * table instead. `rawCopy`: samples reach the model unchanged (fill is a plain copy).
  */
-function sampleFiller(prep: InputPrep, data: DatasetInfo, useUint8: boolean, transpose: boolean): { fill: (dst: Float32Array | Uint8Array, row: number, src: NumericArray, srcStart: number) => void; rawCopy: boolean } {
+function sampleFiller(
+  prep: InputPrep,
+  data: DatasetInfo,
+  useUint8: boolean,
+  transpose: boolean,
+): {
+  fill: (dst: Float32Array | Uint8Array, row: number, src: NumericArray, srcStart: number) => void;
+  rawCopy: boolean;
+} {
   const { width, channels, spatial, channelMul, channelAdd, uniform, identity } = prep;
   // uint8 models get the raw pixels (transposed when asked); float models the transformed values.
-  const lut = !useUint8 && uniform && data.input === 'pixels' ? Float32Array.from({ length: 256 }, (_, v) => v * channelMul[0]! + channelAdd[0]!) : undefined;
-  const [transposeMul, transposeAdd] = useUint8 ? [new Float32Array(channels).fill(1), new Float32Array(channels)] : [channelMul, channelAdd];
+  const lut =
+    !useUint8 && uniform && data.input === 'pixels'
+      ? Float32Array.from({ length: 256 }, (_, v) => v * channelMul[0]! + channelAdd[0]!)
+      : undefined;
+  const [transposeMul, transposeAdd] = useUint8
+    ? [new Float32Array(channels).fill(1), new Float32Array(channels)]
+    : [channelMul, channelAdd];
   const fill = (dst: Float32Array | Uint8Array, row: number, src: NumericArray, srcStart: number) => {
     const base = row * width;
     if (lut && !transpose && src instanceof Uint8Array) {
@@ -337,30 +455,45 @@ function sampleFiller(prep: InputPrep, data: DatasetInfo, useUint8: boolean, tra
       return;
     }
     if (transpose) {
-      for (let p = 0; p < spatial; p++) for (let ch = 0; ch < channels; ch++) {
-        dst[base + ch * spatial + p] = src[srcStart + p * channels + ch]! * transposeMul[ch]! + transposeAdd[ch]!;
-      }
+      for (let p = 0; p < spatial; p++)
+        for (let ch = 0; ch < channels; ch++) {
+          dst[base + ch * spatial + p] = src[srcStart + p * channels + ch]! * transposeMul[ch]! + transposeAdd[ch]!;
+        }
       return;
     }
     dst.set(src.subarray(srcStart, srcStart + width), base);
     if (useUint8 || identity) return;
     const out = dst as Float32Array;
     if (uniform) affineInPlace(out, base, width, 1, channelMul[0]!, channelAdd[0]!);
-    else if (data.layout === 'CHW') for (let ch = 0; ch < channels; ch++) affineInPlace(out, base + ch * spatial, spatial, 1, channelMul[ch]!, channelAdd[ch]!);
-    else for (let ch = 0; ch < channels; ch++) affineInPlace(out, base + ch, spatial, channels, channelMul[ch]!, channelAdd[ch]!);
+    else if (data.layout === 'CHW')
+      for (let ch = 0; ch < channels; ch++)
+        affineInPlace(out, base + ch * spatial, spatial, 1, channelMul[ch]!, channelAdd[ch]!);
+    else
+      for (let ch = 0; ch < channels; ch++)
+        affineInPlace(out, base + ch, spatial, channels, channelMul[ch]!, channelAdd[ch]!);
   };
   return { fill, rawCopy: !transpose && (useUint8 || identity) };
 }
 
 /** The shard columns of one finished batch: logits as stored (dense, top-k, sampled) and features. */
-function teacherOutputColumns(b: PendingBatch, out: ThreadRunResult['outputs'], io: ModelIo, o: ExtractOptions, classMap: Int32Array | undefined, restrict: Int32Array | undefined): Record<string, ColumnValues> {
+function teacherOutputColumns(
+  b: PendingBatch,
+  out: ThreadRunResult['outputs'],
+  io: ModelIo,
+  o: ExtractOptions,
+  classMap: Int32Array | undefined,
+  restrict: Int32Array | undefined,
+): Record<string, ColumnValues> {
   const n = b.rows;
   const logitsTensor = out[io.outputName]!;
   const full = (logitsTensor.data as Float32Array).subarray(0, n * io.localClasses);
   const logits = restrict ? gatherColumns(full, n, io.localClasses, restrict) : full;
   const c = restrict ? restrict.length : io.localClasses;
   const bad = firstNonFiniteRow(logits, c);
-  if (bad >= 0) throw new Error(`teacher ${o.teacherId}: non-finite output (NaN or Inf) for sample ${b.ids[bad]} (model ${o.modelPath})`);
+  if (bad >= 0)
+    throw new Error(
+      `teacher ${o.teacherId}: non-finite output (NaN or Inf) for sample ${b.ids[bad]} (model ${o.modelPath})`,
+    );
   const columns: Record<string, ColumnValues> = { id: b.ids };
   if (o.dense) columns.logits = logits;
   if (o.topk) {
@@ -378,7 +511,10 @@ function teacherOutputColumns(b: PendingBatch, out: ThreadRunResult['outputs'], 
   if (io.featuresOutput) {
     const f = (out[io.featuresOutput]!.data as Float32Array).subarray(0, n * io.featureDim!);
     const badF = firstNonFiniteRow(f, io.featureDim!);
-    if (badF >= 0) throw new Error(`teacher ${o.teacherId}: non-finite features (NaN or Inf) for sample ${b.ids[badF]} (model ${o.modelPath})`);
+    if (badF >= 0)
+      throw new Error(
+        `teacher ${o.teacherId}: non-finite features (NaN or Inf) for sample ${b.ids[badF]} (model ${o.modelPath})`,
+      );
     columns.features = f;
   }
   return columns;
@@ -406,7 +542,14 @@ class BatchQueue {
     private readonly finish: (b: PendingBatch, result: ThreadRunResult) => void,
   ) {
     const useUint8 = io.inputType === 'uint8';
-    this.free = Array.from({ length: depth }, (): PendingBatch => ({ input: useUint8 ? new Uint8Array(batchSize * width) : new Float32Array(batchSize * width), ids: [], rows: 0 }));
+    this.free = Array.from(
+      { length: depth },
+      (): PendingBatch => ({
+        input: useUint8 ? new Uint8Array(batchSize * width) : new Float32Array(batchSize * width),
+        ids: [],
+        rows: 0,
+      }),
+    );
     this.current = this.free.pop()!;
   }
 
@@ -417,7 +560,10 @@ class BatchQueue {
     const n = io.fixedBatch ?? b.rows; // fixed-batch models get the zero-padded full batch
     const input = b.input.subarray(0, n * this.width);
     const fetches = io.featuresOutput ? [io.outputName, io.featuresOutput] : [io.outputName];
-    const result = await this.session.run({ [io.inputName]: { type: useUint8 ? 'uint8' : 'float32', data: input, dims: [n, ...io.sampleDims] } }, fetches);
+    const result = await this.session.run(
+      { [io.inputName]: { type: useUint8 ? 'uint8' : 'float32', data: input, dims: [n, ...io.sampleDims] } },
+      fetches,
+    );
     const back = result.inputs[io.inputName]!.data;
     b.input = useUint8 ? new Uint8Array(back.buffer as ArrayBuffer) : new Float32Array(back.buffer as ArrayBuffer);
     return result;
@@ -455,14 +601,28 @@ class BatchQueue {
  * `writer`. Returns the number of samples written.
  */
 async function runBatches(
-  session: ThreadedSession, io: ModelIo, o: ExtractOptions, data: DatasetInfo, prep: InputPrep,
-  source: AsyncGenerator<ShardBatch>, totalRows: number, classMap: Int32Array | undefined, restrict: Int32Array | undefined, writer: ShardWriter,
+  session: ThreadedSession,
+  io: ModelIo,
+  o: ExtractOptions,
+  data: DatasetInfo,
+  prep: InputPrep,
+  source: AsyncGenerator<ShardBatch>,
+  totalRows: number,
+  classMap: Int32Array | undefined,
+  restrict: Int32Array | undefined,
+  writer: ShardWriter,
 ): Promise<number> {
   const batchSize = io.fixedBatch ?? o.batchSize;
-  if (io.fixedBatch && o.batchSize !== io.fixedBatch) o.warn?.(`model has a fixed batch size ${io.fixedBatch}; using it instead of ${o.batchSize}`);
+  if (io.fixedBatch && o.batchSize !== io.fixedBatch)
+    o.warn?.(`model has a fixed batch size ${io.fixedBatch}; using it instead of ${o.batchSize}`);
   const width = prep.width;
   // The model transposes and normalises itself when the pixel transform was moved into it.
-  const { fill, rawCopy } = sampleFiller(prep, data, io.inputType === 'uint8', prep.transpose && !session.inputTransform.applied);
+  const { fill, rawCopy } = sampleFiller(
+    prep,
+    data,
+    io.inputType === 'uint8',
+    prep.transpose && !session.inputTransform.applied,
+  );
   const total = o.split || o.onlyClassMapRows ? -1 : totalRows;
   const keepClass = o.onlyClassMapRows && classMap ? new Set(classMap) : undefined;
   let done = 0;
@@ -481,7 +641,7 @@ async function runBatches(
       const labelLists = keepClass && data.labels === 'multi' ? batch.list('labels') : undefined;
       if (rawCopy && !splits && !keepClass) {
         // Every row is kept and copied as is: one copy per run of rows instead of one per row.
-        for (let r = 0; r < batch.numRows;) {
+        for (let r = 0; r < batch.numRows; ) {
           const current = queue.current;
           const take = Math.min(batchSize - current.rows, batch.numRows - r);
           current.input.set(values.subarray(r * width, (r + take) * width), current.rows * width);
@@ -497,7 +657,9 @@ async function runBatches(
         if (keepClass) {
           let keep = false;
           if (labels) keep = keepClass.has(labels[r]!);
-          else for (let j = labelLists!.offsets[r]!; j < labelLists!.offsets[r + 1]! && !keep; j++) keep = keepClass.has(labelLists!.values[j]!);
+          else
+            for (let j = labelLists!.offsets[r]!; j < labelLists!.offsets[r + 1]! && !keep; j++)
+              keep = keepClass.has(labelLists!.values[j]!);
           if (!keep) continue;
         }
         const current = queue.current;

@@ -89,7 +89,15 @@ export interface TopKRows {
  * softmax: logprob = z/T - logsumexp(z/T), missing = 1 - sum exp(kept) (>= 0);
  * sigmoid: logprob = log sigmoid(z/T), missing = sum of sigmoid(z/T) over the classes not kept.
  */
-export function topKRows(logits: Float32Array, n: number, c: number, k: number, temperature: number, activation: 'softmax' | 'sigmoid', classMap: Int32Array | undefined): TopKRows {
+export function topKRows(
+  logits: Float32Array,
+  n: number,
+  c: number,
+  k: number,
+  temperature: number,
+  activation: 'softmax' | 'sigmoid',
+  classMap: Int32Array | undefined,
+): TopKRows {
   const ids = new Int32Array(n * k);
   const logprobs = new Float32Array(n * k);
   const missingMass = new Float32Array(n);
@@ -147,7 +155,17 @@ export interface SampledRows {
  * t = softmax(z/T), so q = softmax(tau z / T). Stored as distinct global ids ascending with counts;
  * with tau != 1 also t_i / q_i. Each row's generator is seeded from (seed, sample id).
  */
-export function sampledRows(logits: Float32Array, n: number, c: number, sampleIds: readonly string[], draws: number, tau: number, seed: number, temperature: number, classMap: Int32Array | undefined): SampledRows {
+export function sampledRows(
+  logits: Float32Array,
+  n: number,
+  c: number,
+  sampleIds: readonly string[],
+  draws: number,
+  tau: number,
+  seed: number,
+  temperature: number,
+  classMap: Int32Array | undefined,
+): SampledRows {
   const offsets = new Int32Array(n + 1);
   const ids = new Int32Array(n * Math.min(draws, c));
   const counts = new Uint16Array(ids.length);
@@ -197,13 +215,27 @@ export function sampledRows(logits: Float32Array, n: number, c: number, sampleId
     if (classMap) sortRowByIds(ids, counts, weights, rowStart, pos, tau !== 1);
     offsets[r + 1] = pos;
   }
-  return { offsets, ids: ids.subarray(0, pos), counts: counts.subarray(0, pos), weights: weights.subarray(0, tau === 1 ? 0 : pos) };
+  return {
+    offsets,
+    ids: ids.subarray(0, pos),
+    counts: counts.subarray(0, pos),
+    weights: weights.subarray(0, tau === 1 ? 0 : pos),
+  };
 }
 
-function sortRowByIds(ids: Int32Array, counts: Uint16Array, weights: Float32Array, a: number, b: number, hasWeights: boolean): void {
+function sortRowByIds(
+  ids: Int32Array,
+  counts: Uint16Array,
+  weights: Float32Array,
+  a: number,
+  b: number,
+  hasWeights: boolean,
+): void {
   // Rows hold at most `draws` entries: insertion sort is fine.
   for (let i = a + 1; i < b; i++) {
-    const id = ids[i]!, ct = counts[i]!, w = hasWeights ? weights[i]! : 0;
+    const id = ids[i]!,
+      ct = counts[i]!,
+      w = hasWeights ? weights[i]! : 0;
     let j = i - 1;
     while (j >= a && ids[j]! > id) {
       ids[j + 1] = ids[j]!;

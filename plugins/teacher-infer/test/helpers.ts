@@ -1,4 +1,3 @@
-
 import type { TSchema, Static } from '@sinclair/typebox';
 import { makeTestContext, type PluginDefinition, type StageContext, type TestContextRecord } from '@distillery/core';
 import { ShardWriter, datasetSchema } from '@distillery/runtime/shards';
@@ -14,16 +13,43 @@ export function rng(seed: number): () => number {
 export type { TestContextRecord as CtxRecord } from '@distillery/core';
 
 /** A StageContext like the runner's (core's makeTestContext); inputs name one directory each. */
-export function makeCtx<S extends TSchema>(plugin: PluginDefinition<S>, raw: Record<string, unknown>, dirs: { outDir: string; pipelineDir: string; inputs?: Record<string, string>; gpus?: number[] }): { ctx: StageContext<Static<S>>; record: TestContextRecord } {
-  return makeTestContext(plugin, raw, { outDir: dirs.outDir, pipelineDir: dirs.pipelineDir, inputs: dirs.inputs ?? {}, ...(dirs.gpus ? { gpus: dirs.gpus } : {}) });
+export function makeCtx<S extends TSchema>(
+  plugin: PluginDefinition<S>,
+  raw: Record<string, unknown>,
+  dirs: { outDir: string; pipelineDir: string; inputs?: Record<string, string>; gpus?: number[] },
+): { ctx: StageContext<Static<S>>; record: TestContextRecord } {
+  return makeTestContext(plugin, raw, {
+    outDir: dirs.outDir,
+    pipelineDir: dirs.pipelineDir,
+    inputs: dirs.inputs ?? {},
+    ...(dirs.gpus ? { gpus: dirs.gpus } : {}),
+  });
 }
 
 /** Writes a float-features dataset: n samples of dim values, ids "s<i>", split alternating train/test. */
-export async function writeFeatureDataset(dir: string, features: Float32Array, dim: number, numClasses: number, rowsPerShard = 64): Promise<string[]> {
+export async function writeFeatureDataset(
+  dir: string,
+  features: Float32Array,
+  dim: number,
+  numClasses: number,
+  rowsPerShard = 64,
+): Promise<string[]> {
   const n = features.length / dim;
   const ids = Array.from({ length: n }, (_, i) => `s${i}`);
-  const writer = await ShardWriter.create({ dir, schema: datasetSchema({ shape: [dim], input: 'features', labels: 'single', numClasses }), rowsPerShard });
-  writer.append({ id: ids, split: ids.map((_, i) => (i % 2 ? 'test' : 'train')), label: Int32Array.from(ids, (_, i) => i % numClasses), features }, n);
+  const writer = await ShardWriter.create({
+    dir,
+    schema: datasetSchema({ shape: [dim], input: 'features', labels: 'single', numClasses }),
+    rowsPerShard,
+  });
+  writer.append(
+    {
+      id: ids,
+      split: ids.map((_, i) => (i % 2 ? 'test' : 'train')),
+      label: Int32Array.from(ids, (_, i) => i % numClasses),
+      features,
+    },
+    n,
+  );
   await writer.close();
   return ids;
 }
@@ -43,13 +69,20 @@ export function writeLinearTeacher(path: string, w: Float32Array, b: Float32Arra
 }
 
 /** Reference logits in float64. */
-export function linearLogits(x: Float32Array, w: Float32Array, b: Float32Array, dim: number, classes: number): Float64Array {
+export function linearLogits(
+  x: Float32Array,
+  w: Float32Array,
+  b: Float32Array,
+  dim: number,
+  classes: number,
+): Float64Array {
   const n = x.length / dim;
   const out = new Float64Array(n * classes);
-  for (let i = 0; i < n; i++) for (let c = 0; c < classes; c++) {
-    let s = b[c]!;
-    for (let k = 0; k < dim; k++) s += x[i * dim + k]! * w[k * classes + c]!;
-    out[i * classes + c] = s;
-  }
+  for (let i = 0; i < n; i++)
+    for (let c = 0; c < classes; c++) {
+      let s = b[c]!;
+      for (let k = 0; k < dim; k++) s += x[i * dim + k]! * w[k * classes + c]!;
+      out[i * classes + c] = s;
+    }
   return out;
 }

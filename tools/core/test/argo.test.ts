@@ -30,7 +30,7 @@ const SNAPSHOTS = join(repoRoot, 'tools', 'core', 'test', 'argo-snapshots');
 const SCHEMA = join(repoRoot, 'tools', 'core', 'test', 'vendor', 'argo-workflows', 'schema.json');
 const DISTILL = join(repoRoot, 'tools', 'core', 'bin', 'distill.js');
 
-let validateSchema: ((value: unknown) => boolean) & { errors?: unknown } | undefined;
+let validateSchema: (((value: unknown) => boolean) & { errors?: unknown }) | undefined;
 /** Argo's JSON Schema, compiled as its README says: without `$schema`, strict mode off. */
 function schemaErrors(workflow: unknown): string[] {
   if (!validateSchema) {
@@ -41,7 +41,9 @@ function schemaErrors(workflow: unknown): string[] {
   }
   const ok = validateSchema(JSON.parse(JSON.stringify(workflow)));
   if (ok) return [];
-  return ((validateSchema.errors ?? []) as Array<{ instancePath: string; message?: string }>).map((e) => `${e.instancePath} ${e.message ?? ''}`);
+  return ((validateSchema.errors ?? []) as Array<{ instancePath: string; message?: string }>).map(
+    (e) => `${e.instancePath} ${e.message ?? ''}`,
+  );
 }
 
 function assertValid(workflow: Workflow): void {
@@ -58,7 +60,11 @@ function matchSnapshot(name: string, text: string): void {
     return;
   }
   assert.ok(existsSync(file), `snapshot ${file} is missing; run the test with UPDATE_SNAPSHOTS=1 and review it`);
-  assert.equal(text, readFileSync(file, 'utf8'), `manifest differs from ${file} (UPDATE_SNAPSHOTS=1 rewrites it after review)`);
+  assert.equal(
+    text,
+    readFileSync(file, 'utf8'),
+    `manifest differs from ${file} (UPDATE_SNAPSHOTS=1 rewrites it after review)`,
+  );
 }
 
 const STORE = 's3://distill-artifacts/eft?endpoint=http://minio.storage:9000&forcePathStyle=true';
@@ -150,19 +156,42 @@ describe('argo export', () => {
     assert.deepEqual(tasks.get('teach')?.dependencies, ['prepare-data']);
     assert.deepEqual(tasks.get('student')?.dependencies, ['teach']);
     assert.deepEqual(tasks.get('report')?.dependencies, ['student']);
-    const template = (name: string) => workflow.spec.templates.find((t) => t.name === name) as Workflow['spec']['templates'][number];
+    const template = (name: string) =>
+      workflow.spec.templates.find((t) => t.name === name) as Workflow['spec']['templates'][number];
     const teach = template('teach');
-    const container = teach.container as { args: string[]; env: Array<{ name: string; value: string }>; resources: { limits: Record<string, string>; requests: Record<string, string> }; envFrom: unknown; image: string };
+    const container = teach.container as {
+      args: string[];
+      env: Array<{ name: string; value: string }>;
+      resources: { limits: Record<string, string>; requests: Record<string, string> };
+      envFrom: unknown;
+      image: string;
+    };
     assert.deepEqual(container.resources.limits, { cpu: '4', memory: '16384Mi', 'nvidia.com/gpu': '1' });
     assert.deepEqual(container.resources.requests, { cpu: '4', memory: '16384Mi' });
-    assert.deepEqual(container.args, ['stage', 'run', 'pipelines/sample.yaml', '{{inputs.parameters.stage}}', '--store', STORE, '--set', 'params.seed=3']);
+    assert.deepEqual(container.args, [
+      'stage',
+      'run',
+      'pipelines/sample.yaml',
+      '{{inputs.parameters.stage}}',
+      '--store',
+      STORE,
+      '--set',
+      'params.seed=3',
+    ]);
     assert.deepEqual(container.env, [{ name: 'DISTILL_STORE', value: STORE }]);
     assert.deepEqual(container.envFrom, [{ secretRef: { name: 'distill-store-credentials' } }]);
     assert.deepEqual(teach.nodeSelector, { pool: 'batch', accelerator: 'h100' });
     assert.equal(teach.tolerations?.length, 2);
-    assert.deepEqual(teach.retryStrategy, { limit: '5', retryPolicy: 'OnError', backoff: { duration: '1m', factor: '2' } }, 'IntOrString fields written as strings');
+    assert.deepEqual(
+      teach.retryStrategy,
+      { limit: '5', retryPolicy: 'OnError', backoff: { duration: '1m', factor: '2' } },
+      'IntOrString fields written as strings',
+    );
     assert.deepEqual(template('prepare-data').nodeSelector, { pool: 'batch' }, 'CPU stages get no GPU placement');
-    assert.deepEqual((template('prepare-data').container as { resources: unknown }).resources, { requests: { cpu: '2', memory: '4096Mi' }, limits: { cpu: '2', memory: '4096Mi' } });
+    assert.deepEqual((template('prepare-data').container as { resources: unknown }).resources, {
+      requests: { cpu: '2', memory: '4096Mi' },
+      limits: { cpu: '2', memory: '4096Mi' },
+    });
     assert.deepEqual(template('report').nodeSelector, { pool: 'small' }, 'per-stage settings override');
     assert.equal(workflow.metadata.generateName, 'sample-pipeline-');
     assert.equal(workflow.spec.parallelism, 8);
@@ -193,23 +222,50 @@ stages:
     const storeDir = tempDir('argo-store');
     const { stdout, stderr } = await promisify(execFile)(
       process.execPath,
-      [DISTILL, 'export', 'argo', join(dir, 'pipeline.yaml'), '--root', dir, '--store', storeDir, '--pipeline-path', 'p.yaml'],
+      [
+        DISTILL,
+        'export',
+        'argo',
+        join(dir, 'pipeline.yaml'),
+        '--root',
+        dir,
+        '--store',
+        storeDir,
+        '--pipeline-path',
+        'p.yaml',
+      ],
       { env: { ...process.env, DISTILL_STORE: '' } },
     );
     const workflow = parseYaml(stdout) as Workflow;
     assertValid(workflow);
     const tasks = workflow.spec.templates.find((t) => t.dag)?.dag?.tasks ?? [];
-    assert.deepEqual(tasks.map((t) => [t.name, t.dependencies, t.arguments.parameters[0]?.value]), [['c', undefined, 'c']]);
+    assert.deepEqual(
+      tasks.map((t) => [t.name, t.dependencies, t.arguments.parameters[0]?.value]),
+      [['c', undefined, 'c']],
+    );
     assert.match(stderr, /published 3 cached stage output\(s\)/);
     const store = openContentStore(storeDir);
     for (const id of ['a@x', 'a@y', 'b']) {
       const key = first.stage(id).key as string;
       assert.equal(await store.has(key), true, `${id} is in the store for the task that reads it`);
     }
-    const none = await promisify(execFile)(process.execPath, [DISTILL, 'export', 'argo', join(dir, 'pipeline.yaml'), '--root', dir, '--store', storeDir, '--no-push'], {});
+    const none = await promisify(execFile)(
+      process.execPath,
+      [DISTILL, 'export', 'argo', join(dir, 'pipeline.yaml'), '--root', dir, '--store', storeDir, '--no-push'],
+      {},
+    );
     assert.notEqual(none.stdout, '');
     await runYaml(dir, yaml('two'));
-    const nothing = await promisify(execFile)(process.execPath, [DISTILL, 'export', 'argo', join(dir, 'pipeline.yaml'), '--root', dir, '--store', storeDir]);
+    const nothing = await promisify(execFile)(process.execPath, [
+      DISTILL,
+      'export',
+      'argo',
+      join(dir, 'pipeline.yaml'),
+      '--root',
+      dir,
+      '--store',
+      storeDir,
+    ]);
     assert.equal(nothing.stdout, '');
     assert.match(nothing.stderr, /all 4 stages are cached; nothing to export/);
   });
@@ -228,30 +284,47 @@ stages:
     (dag.tasks[2] as { template: string }).template = 'no-such-template';
     assert.deepEqual(schemaErrors(broken), [], 'the schema alone accepts these');
     const problems = checkWorkflow(broken);
-    assert.ok(problems.some((p) => /depends on "no-such-task", which is not a task/.test(p)), problems.join('\n'));
-    assert.ok(problems.some((p) => /uses template "no-such-template", which does not exist/.test(p)), problems.join('\n'));
+    assert.ok(
+      problems.some((p) => /depends on "no-such-task", which is not a task/.test(p)),
+      problems.join('\n'),
+    );
+    assert.ok(
+      problems.some((p) => /uses template "no-such-template", which does not exist/.test(p)),
+      problems.join('\n'),
+    );
     const cyclic = structuredClone(good);
     const tasks = cyclic.spec.templates[0]?.dag?.tasks ?? [];
     (tasks[0] as { dependencies?: string[] }).dependencies = [tasks[3]?.name as string];
     assert.ok(checkWorkflow(cyclic).some((p) => /dependency cycle/.test(p)));
-    const numeric = structuredClone(good) as unknown as { spec: { templates: Array<{ container?: { resources?: { limits: Record<string, unknown> } } }> } };
-    const limits = numeric.spec.templates.find((t) => t.container?.resources?.limits['nvidia.com/gpu'])?.container?.resources?.limits;
+    const numeric = structuredClone(good) as unknown as {
+      spec: { templates: Array<{ container?: { resources?: { limits: Record<string, unknown> } } }> };
+    };
+    const limits = numeric.spec.templates.find((t) => t.container?.resources?.limits['nvidia.com/gpu'])?.container
+      ?.resources?.limits;
     assert.ok(limits);
     limits['nvidia.com/gpu'] = 1;
-    assert.ok(schemaErrors(numeric).some((e) => e.includes('nvidia.com~1gpu') && e.includes('string')), 'a number is not a quantity');
+    assert.ok(
+      schemaErrors(numeric).some((e) => e.includes('nvidia.com~1gpu') && e.includes('string')),
+      'a number is not a quantity',
+    );
   });
 
   test('bad settings.argo keys are named', async () => {
-    assert.throws(() => readArgoSettings({ argo: { nodeselector: {}, parallelism: 0 } }, 'p.yaml'), (error: Error) => {
-      assert.match(error.message, /settings\.argo: must NOT have additional properties "nodeselector"/);
-      assert.match(error.message, /settings\.argo\.parallelism: must be >= 1/);
-      return true;
-    });
+    assert.throws(
+      () => readArgoSettings({ argo: { nodeselector: {}, parallelism: 0 } }, 'p.yaml'),
+      (error: Error) => {
+        assert.match(error.message, /settings\.argo: must NOT have additional properties "nodeselector"/);
+        assert.match(error.message, /settings\.argo\.parallelism: must be >= 1/);
+        return true;
+      },
+    );
   });
 
   for (const name of ['tiny', 'eft-100k']) {
     const file = join(repoRoot, 'pipelines', `${name}.yaml`);
-    test(`snapshot of pipelines/${name}.yaml`, { skip: existsSync(file) ? false : `pipelines/${name}.yaml does not exist yet` }, async (t) => {
+    test(`snapshot of pipelines/${name}.yaml`, {
+      skip: existsSync(file) ? false : `pipelines/${name}.yaml does not exist yet`,
+    }, async (t) => {
       const registry = await new ModuleRegistry(workspaceRoot()).init();
       const pipeline = await loadPipeline(file, { registry });
       // A fresh root: every stage is stale, so the snapshot does not depend on this checkout's cache.
@@ -287,12 +360,32 @@ describe('argo export of stage limits', () => {
     );
     const pipeline = await load(file);
     const plan = await planPipeline(new Workspace(dir), pipeline);
-    const workflow = buildArgoWorkflow(pipeline, plan, { image: 'img:1', store: STORE, pipelinePath: 'p.yaml', settings: readArgoSettings(pipeline.settings, file) });
+    const workflow = buildArgoWorkflow(pipeline, plan, {
+      image: 'img:1',
+      store: STORE,
+      pipelinePath: 'p.yaml',
+      settings: readArgoSettings(pipeline.settings, file),
+    });
     assertValid(workflow);
-    const template = (name: string) => workflow.spec.templates.find((t) => t.name === name) as Workflow['spec']['templates'][number] & { activeDeadlineSeconds?: string };
+    const template = (name: string) =>
+      workflow.spec.templates.find((t) => t.name === name) as Workflow['spec']['templates'][number] & {
+        activeDeadlineSeconds?: string;
+      };
     assert.equal(template('slow').activeDeadlineSeconds, '600');
-    assert.deepEqual(template('slow').retryStrategy, { limit: '2', retryPolicy: 'Always', backoff: { duration: '30s', factor: '2', maxDuration: '30m' } });
-    assert.equal(template('plain').activeDeadlineSeconds, '7200', 'without a stage timeout the workflow setting applies');
-    assert.deepEqual(template('plain').retryStrategy, { limit: '3', retryPolicy: 'OnError', backoff: { duration: '30s', factor: '2', maxDuration: '30m' } });
+    assert.deepEqual(template('slow').retryStrategy, {
+      limit: '2',
+      retryPolicy: 'Always',
+      backoff: { duration: '30s', factor: '2', maxDuration: '30m' },
+    });
+    assert.equal(
+      template('plain').activeDeadlineSeconds,
+      '7200',
+      'without a stage timeout the workflow setting applies',
+    );
+    assert.deepEqual(template('plain').retryStrategy, {
+      limit: '3',
+      retryPolicy: 'OnError',
+      backoff: { duration: '30s', factor: '2', maxDuration: '30m' },
+    });
   });
 });

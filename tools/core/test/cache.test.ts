@@ -12,7 +12,20 @@ import { cacheKey, explainKeyChange, type KeyParts } from '../src/cache/key.js';
 import { LocalStore } from '../src/cache/store.js';
 import { planPipeline } from '../src/runner/plan.js';
 import { Workspace } from '../src/runner/workspace.js';
-import { CONCAT, cacheEntryCount, concatStage, executed, listTree, load, makeProject, output, pipelineYaml, runApi, statuses, writeText } from './helpers.js';
+import {
+  CONCAT,
+  cacheEntryCount,
+  concatStage,
+  executed,
+  listTree,
+  load,
+  makeProject,
+  output,
+  pipelineYaml,
+  runApi,
+  statuses,
+  writeText,
+} from './helpers.js';
 
 /** a -> b -> c, and d (independent, reads a path param). Returns paths. */
 function chainProject(): { root: string; file: string; journal: string } {
@@ -197,7 +210,11 @@ test('HashCache in runs: a big path-param file is hashed once, and again only wh
   const root = makeProject('distill-hash2-');
   const journal = join(root, 'journal.txt');
   const big = writeText(root, 'data/big.bin', 'x'.repeat(3_000_000));
-  const file = writeText(root, 'p.yaml', pipelineYaml([concatStage('a', { text: 'A', journal, file: 'data/big.bin' })]));
+  const file = writeText(
+    root,
+    'p.yaml',
+    pipelineYaml([concatStage('a', { text: 'A', journal, file: 'data/big.bin' })]),
+  );
   // Spy on HashCache.remember: it is called exactly when a file's content is (re-)read and hashed.
   const hashed: string[] = [];
   const original = HashCache.prototype.remember;
@@ -224,8 +241,24 @@ test('HashCache in runs: a big path-param file is hashed once, and again only wh
 });
 
 test('cache keys: canonical (key order does not matter), and every part counts', () => {
-  const parts: KeyParts = { plugin: 'p', version: '1', code: 'c', params: { a: 1, b: { x: [1, 2] } }, paths: {}, inputs: { x: ['t1'] }, after: [] };
-  const reordered: KeyParts = { after: [], inputs: { x: ['t1'] }, paths: {}, params: { b: { x: [1, 2] }, a: 1 }, code: 'c', version: '1', plugin: 'p' };
+  const parts: KeyParts = {
+    plugin: 'p',
+    version: '1',
+    code: 'c',
+    params: { a: 1, b: { x: [1, 2] } },
+    paths: {},
+    inputs: { x: ['t1'] },
+    after: [],
+  };
+  const reordered: KeyParts = {
+    after: [],
+    inputs: { x: ['t1'] },
+    paths: {},
+    params: { b: { x: [1, 2] }, a: 1 },
+    code: 'c',
+    version: '1',
+    plugin: 'p',
+  };
   assert.equal(cacheKey(parts), cacheKey(reordered));
   const variants: Array<Partial<KeyParts>> = [
     { plugin: 'q' },

@@ -7,13 +7,32 @@ import assert from 'node:assert/strict';
 import { copyFileSync, existsSync, mkdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Workspace } from '../src/runner/workspace.js';
-import { CONCAT, cacheEntryCount, concatStage, executed, listTree, makeProject, output, pipelineYaml, runCli, writeText } from './helpers.js';
+import {
+  CONCAT,
+  cacheEntryCount,
+  concatStage,
+  executed,
+  listTree,
+  makeProject,
+  output,
+  pipelineYaml,
+  runCli,
+  writeText,
+} from './helpers.js';
 
 interface RunDoc {
   runId: string;
   pipeline: string;
   status: string;
-  stages: Array<{ id: string; status: string; durationMs: number; key: string | null; reason?: string; error?: string; metrics: Record<string, number> }>;
+  stages: Array<{
+    id: string;
+    status: string;
+    durationMs: number;
+    key: string | null;
+    reason?: string;
+    error?: string;
+    metrics: Record<string, number>;
+  }>;
 }
 interface PlanDoc {
   pipeline: string;
@@ -22,7 +41,14 @@ interface PlanDoc {
 interface StatusDoc {
   pipeline: string;
   lastRun: string | null;
-  stages: Array<{ id: string; status: string; durationMs: number; key: string | null; upToDate: boolean; reason?: string }>;
+  stages: Array<{
+    id: string;
+    status: string;
+    durationMs: number;
+    key: string | null;
+    upToDate: boolean;
+    reason?: string;
+  }>;
 }
 
 /** a -> b -> c. */
@@ -90,7 +116,14 @@ test('run --json: one document with id, status, durationMs and key per stage; ex
   assert.equal(doc.pipeline, 'p');
   assert.equal(doc.status, 'ok');
   assert.match(doc.runId, /^\d{8}T\d{9}-\d+-\w+$/);
-  assert.deepEqual(doc.stages.map((s) => [s.id, s.status]), [['a', 'ran'], ['b', 'ran'], ['c', 'ran']]);
+  assert.deepEqual(
+    doc.stages.map((s) => [s.id, s.status]),
+    [
+      ['a', 'ran'],
+      ['b', 'ran'],
+      ['c', 'ran'],
+    ],
+  );
   for (const s of doc.stages) {
     assert.equal(typeof s.durationMs, 'number');
     assert.ok(s.durationMs > 0);
@@ -99,7 +132,10 @@ test('run --json: one document with id, status, durationMs and key per stage; ex
   }
   // The plugin's metric: length of "A+B" is 3.
   assert.equal(doc.stages[1]?.metrics.length, 3);
-  assert.equal(doc.stages[0]?.key, (JSON.parse((await cli(['plan', 'p.yaml', '--json'])).stdout) as PlanDoc).stages[0]?.key);
+  assert.equal(
+    doc.stages[0]?.key,
+    (JSON.parse((await cli(['plan', 'p.yaml', '--json'])).stdout) as PlanDoc).stages[0]?.key,
+  );
   firstKeys = doc.stages.map((s) => s.key);
   // Progress goes to stderr (plain lines when not a TTY), with a summary line.
   assert.match(r.stderr, /▶ a \(test-concat; never ran\)/);
@@ -115,8 +151,18 @@ test('a second run --json: everything cached with the same keys', async () => {
   assert.equal(r.code, 0, r.stderr);
   assert.equal(r.stderr, '', '--quiet prints nothing on stderr');
   const doc = JSON.parse(r.stdout) as RunDoc;
-  assert.deepEqual(doc.stages.map((s) => [s.id, s.status, s.durationMs]), [['a', 'cached', 0], ['b', 'cached', 0], ['c', 'cached', 0]]);
-  assert.deepEqual(doc.stages.map((s) => s.key), firstKeys);
+  assert.deepEqual(
+    doc.stages.map((s) => [s.id, s.status, s.durationMs]),
+    [
+      ['a', 'cached', 0],
+      ['b', 'cached', 0],
+      ['c', 'cached', 0],
+    ],
+  );
+  assert.deepEqual(
+    doc.stages.map((s) => s.key),
+    firstKeys,
+  );
   assert.deepEqual(executed(P.journal).sort(), ['a', 'b', 'c']);
 });
 
@@ -125,26 +171,35 @@ test('status --json after a run, and with a changed parameter', async () => {
   const doc = JSON.parse(r.stdout) as StatusDoc;
   assert.ok(doc.lastRun);
   // The last run served everything from the cache.
-  assert.deepEqual(doc.stages.map((s) => [s.id, s.status, s.upToDate, s.key]), [
-    ['a', 'cached', true, firstKeys[0]],
-    ['b', 'cached', true, firstKeys[1]],
-    ['c', 'cached', true, firstKeys[2]],
-  ]);
+  assert.deepEqual(
+    doc.stages.map((s) => [s.id, s.status, s.upToDate, s.key]),
+    [
+      ['a', 'cached', true, firstKeys[0]],
+      ['b', 'cached', true, firstKeys[1]],
+      ['c', 'cached', true, firstKeys[2]],
+    ],
+  );
   const changed = JSON.parse((await cli(['status', 'p.yaml', '--json', '--set', 'b.repeat=2'])).stdout) as StatusDoc;
-  assert.deepEqual(changed.stages.map((s) => [s.id, s.upToDate, s.reason ?? null]), [
-    ['a', true, null],
-    ['b', false, 'param repeat: 1 -> 2'],
-    ['c', false, 'upstream will run: b'],
-  ]);
+  assert.deepEqual(
+    changed.stages.map((s) => [s.id, s.upToDate, s.reason ?? null]),
+    [
+      ['a', true, null],
+      ['b', false, 'param repeat: 1 -> 2'],
+      ['c', false, 'upstream will run: b'],
+    ],
+  );
 });
 
 test('plan --json and why after a parameter change', async () => {
   const plan = JSON.parse((await cli(['plan', 'p.yaml', '--json', '--set', 'b.text=X'])).stdout) as PlanDoc;
-  assert.deepEqual(plan.stages.map((s) => [s.id, s.status, s.reason]), [
-    ['a', 'cached', 'up to date'],
-    ['b', 'run', 'param text: "B" -> "X"'],
-    ['c', 'run', 'upstream will run: b'],
-  ]);
+  assert.deepEqual(
+    plan.stages.map((s) => [s.id, s.status, s.reason]),
+    [
+      ['a', 'cached', 'up to date'],
+      ['b', 'run', 'param text: "B" -> "X"'],
+      ['c', 'run', 'upstream will run: b'],
+    ],
+  );
   const why = await cli(['why', 'p.yaml', 'c', '--set', 'b.text=X']);
   assert.equal(why.code, 0, why.stderr);
   assert.equal(why.stdout, 'c: will run: upstream will run: b\n  b: will run: param text: "B" -> "X"\n');
@@ -163,14 +218,21 @@ test('why names a plugin code change and a path param change', async () => {
   const plugin = join(root, 'plugins', 'mine.js');
   copyFileSync(CONCAT, plugin);
   writeText(root, 'data.txt', 'v1');
-  const file = writeText(root, 'p.yaml', pipelineYaml([concatStage('a', { text: 'A', file: 'data.txt' }, { plugin: './plugins/mine.js' })]));
+  const file = writeText(
+    root,
+    'p.yaml',
+    pipelineYaml([concatStage('a', { text: 'A', file: 'data.txt' }, { plugin: './plugins/mine.js' })]),
+  );
   const first = await runCli(['run', file, '--quiet'], { cwd: root });
   assert.equal(first.code, 0, first.stderr);
   writeFileSync(plugin, `${readFileSync(plugin, 'utf8')}\n// a change\n`);
   writeText(root, 'data.txt', 'v2');
   const why = await runCli(['why', file, 'a'], { cwd: root });
   assert.equal(why.code, 0, why.stderr);
-  assert.match(why.stdout, /^a: will run: plugin code changed \([0-9a-f]{12}\S* -> [0-9a-f]{12}\S*\); content of path param file changed\n$/);
+  assert.match(
+    why.stdout,
+    /^a: will run: plugin code changed \([0-9a-f]{12}\S* -> [0-9a-f]{12}\S*\); content of path param file changed\n$/,
+  );
 });
 
 test('exit code 1 when a stage fails, with the stderr tail in the error', async () => {
@@ -178,7 +240,14 @@ test('exit code 1 when a stage fails, with the stderr tail in the error', async 
   assert.equal(r.code, 1);
   const doc = JSON.parse(r.stdout) as RunDoc;
   assert.equal(doc.status, 'failed');
-  assert.deepEqual(doc.stages.map((s) => [s.id, s.status]), [['a', 'cached'], ['b', 'failed'], ['c', 'skipped']]);
+  assert.deepEqual(
+    doc.stages.map((s) => [s.id, s.status]),
+    [
+      ['a', 'cached'],
+      ['b', 'failed'],
+      ['c', 'skipped'],
+    ],
+  );
   assert.match(doc.stages[1]?.error ?? '', /killed by SIGKILL/);
   assert.equal(doc.stages[2]?.reason, 'upstream failed: b');
   assert.match(r.stderr, /✗ b failed after/);
@@ -189,18 +258,29 @@ test('exit code 1 when a stage fails, with the stderr tail in the error', async 
 });
 
 test('exit code 2 for an invalid pipeline: located errors on stderr, nothing run', async () => {
-  writeText(P.root, 'bad.yaml', `stages:\n  a:\n    plugn: ${CONCAT}\n  b:\n    plugin: ${CONCAT}\n    needs: [nope]\n`);
+  writeText(
+    P.root,
+    'bad.yaml',
+    `stages:\n  a:\n    plugn: ${CONCAT}\n  b:\n    plugin: ${CONCAT}\n    needs: [nope]\n`,
+  );
   const before = executed(P.journal).length;
   const r = await cli(['run', 'bad.yaml']);
   assert.equal(r.code, 2);
   assert.equal(r.stdout, '');
-  assert.match(r.stderr, /^bad\.yaml:3:5: error: unknown key "plugn" in stage "a" \(did you mean "plugin"\?\)\n {2}3 \| {5}plugn: /m);
+  assert.match(
+    r.stderr,
+    /^bad\.yaml:3:5: error: unknown key "plugn" in stage "a" \(did you mean "plugin"\?\)\n {2}3 \| {5}plugn: /m,
+  );
   // Every problem in one report: the dangling need of another stage too.
   assert.match(r.stderr, /^bad\.yaml:6:13: error: stage "b" refers to unknown stage "nope"$/m);
   assert.match(r.stderr, /\n2 error\(s\); nothing was run\n$/);
   assert.equal(executed(P.journal).length, before);
   // Fixed plugin key, the dangling need is still reported.
-  writeText(P.root, 'bad.yaml', `stages:\n  a:\n    plugin: ${CONCAT}\n  b:\n    plugin: ${CONCAT}\n    needs: [nope]\n`);
+  writeText(
+    P.root,
+    'bad.yaml',
+    `stages:\n  a:\n    plugin: ${CONCAT}\n  b:\n    plugin: ${CONCAT}\n    needs: [nope]\n`,
+  );
   const r2 = await cli(['plan', 'bad.yaml']);
   assert.equal(r2.code, 2);
   assert.match(r2.stderr, /^bad\.yaml:6:13: error: stage "b" refers to unknown stage "nope"$/m);
@@ -212,7 +292,10 @@ test('exit code 2 for an invalid pipeline: located errors on stderr, nothing run
   assert.match(unknownStage.stderr, /unknown stage "zz"/);
   const badSet = await cli(['run', 'p.yaml', '--set', 'b.repeat=many']);
   assert.equal(badSet.code, 2);
-  assert.match(badSet.stderr, /"repeat" in parameters of stage "b" \(plugin test-concat\) must be integer, got string "many" \(set by --set b\.repeat=many\)/);
+  assert.match(
+    badSet.stderr,
+    /"repeat" in parameters of stage "b" \(plugin test-concat\) must be integer, got string "many" \(set by --set b\.repeat=many\)/,
+  );
 });
 
 test('dag: Mermaid and DOT', async () => {
@@ -256,7 +339,11 @@ test('gc removes unreferenced objects, trees and tmp; keeps what entries referen
   const objectsBefore = listTree(ws.store.objectsDir);
   // Garbage: an object and a tree no entry references, and a dead run's scratch directory.
   writeText(ws.store.objectsDir, `ff/${'e'.repeat(62)}`, 'orphan bytes');
-  writeText(ws.store.treesDir, `${'d'.repeat(64)}.json`, JSON.stringify({ files: [{ path: 'x', hash: `ff${'e'.repeat(62)}`, size: 12 }] }));
+  writeText(
+    ws.store.treesDir,
+    `${'d'.repeat(64)}.json`,
+    JSON.stringify({ files: [{ path: 'x', hash: `ff${'e'.repeat(62)}`, size: 12 }] }),
+  );
   writeText(ws.store.tmpDir, 'deadbeef-1234/out/partial.bin', 'partial');
   const dry = await cli(['gc', '--root', P.root, '--dry-run', '--json']);
   assert.equal(dry.code, 0, dry.stderr);
@@ -270,7 +357,10 @@ test('gc removes unreferenced objects, trees and tmp; keeps what entries referen
   // Everything still served from the cache.
   const before = executed(P.journal).length;
   const r = JSON.parse((await cli(['run', 'p.yaml', '--json', '--quiet'])).stdout) as RunDoc;
-  assert.deepEqual(r.stages.map((s) => s.status), ['cached', 'cached', 'cached']);
+  assert.deepEqual(
+    r.stages.map((s) => s.status),
+    ['cached', 'cached', 'cached'],
+  );
   assert.equal(executed(P.journal).length, before);
 });
 
@@ -285,6 +375,9 @@ test('gc --workspace drops entries the latest runs do not use (the run-cache is 
   assert.ok(result.objects >= 1);
   const before = executed(P.journal).length;
   const again = JSON.parse((await cli(['run', 'p.yaml', '--json', '--quiet', '--set', 'c.text=V'])).stdout) as RunDoc;
-  assert.deepEqual(again.stages.map((s) => s.status), ['cached', 'cached', 'ran']);
+  assert.deepEqual(
+    again.stages.map((s) => s.status),
+    ['cached', 'cached', 'ran'],
+  );
   assert.deepEqual(executed(P.journal).slice(before), ['c']);
 });

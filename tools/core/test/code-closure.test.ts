@@ -30,15 +30,35 @@ function makeWorkspace(): string {
   const root = mkdtempSync(join(tmpdir(), 'distill-closure-'));
   const scope = join(root, 'node_modules', '@distillery');
   const runtime = join(scope, 'runtime');
-  put(join(runtime, 'package.json'), JSON.stringify({ name: '@distillery/runtime', type: 'module', exports: { './rng': './dist/src/rng.js', './tfjs': './dist/src/tfjs.js' } }));
+  put(
+    join(runtime, 'package.json'),
+    JSON.stringify({
+      name: '@distillery/runtime',
+      type: 'module',
+      exports: { './rng': './dist/src/rng.js', './tfjs': './dist/src/tfjs.js' },
+    }),
+  );
   put(join(runtime, 'dist/src/rng.js'), 'export const rng = 1;\n');
   put(join(runtime, 'dist/src/helper.js'), 'export const helper = 1;\n');
   put(join(runtime, 'dist/src/worker.js'), '// worker\n');
-  put(join(runtime, 'dist/src/tfjs.js'), "import { helper } from './helper.js';\nexport const worker = new URL('./worker.js', import.meta.url);\nexport const tfjs = helper;\n");
+  put(
+    join(runtime, 'dist/src/tfjs.js'),
+    "import { helper } from './helper.js';\nexport const worker = new URL('./worker.js', import.meta.url);\nexport const tfjs = helper;\n",
+  );
   put(join(runtime, 'dist/src/unused.js'), 'export const unused = 1;\n');
-  for (const [pkg, name, spec] of [['plugin-a', 'uses-tfjs', '@distillery/runtime/tfjs'], ['plugin-b', 'uses-rng', '@distillery/runtime/rng']] as const) {
+  for (const [pkg, name, spec] of [
+    ['plugin-a', 'uses-tfjs', '@distillery/runtime/tfjs'],
+    ['plugin-b', 'uses-rng', '@distillery/runtime/rng'],
+  ] as const) {
     const dir = join(scope, pkg);
-    put(join(dir, 'package.json'), JSON.stringify({ name: `@distillery/${pkg}`, type: 'module', distillery: { plugins: { [name]: './dist/src/plugin.js' } } }));
+    put(
+      join(dir, 'package.json'),
+      JSON.stringify({
+        name: `@distillery/${pkg}`,
+        type: 'module',
+        distillery: { plugins: { [name]: './dist/src/plugin.js' } },
+      }),
+    );
     put(join(dir, 'dist/src/plugin.js'), pluginModule(name, [spec]));
   }
   return root;
@@ -57,14 +77,17 @@ async function codeHashes(root: string): Promise<Record<string, string>> {
 }
 
 test('import specifiers: static, re-export, dynamic, side-effect and worker URLs', () => {
-  const text = "import a from './a.js';\nexport { b } from \"@distillery/x/b\";\nconst c = await import('./c.js');\nimport './d.js';\nnew Worker(new URL('./e.js', import.meta.url));\n";
+  const text =
+    "import a from './a.js';\nexport { b } from \"@distillery/x/b\";\nconst c = await import('./c.js');\nimport './d.js';\nnew Worker(new URL('./e.js', import.meta.url));\n";
   assert.deepEqual(importSpecifiers(text).sort(), ['./a.js', './c.js', './d.js', './e.js', '@distillery/x/b']);
 });
 
 test('code paths: the plugin package plus the workspace modules it imports, transitively', () => {
   const root = makeWorkspace();
   const scope = join(root, 'node_modules', '@distillery');
-  const paths = pluginCodePaths(join(scope, 'plugin-a', 'dist', 'src', 'plugin.js')).map((p) => p.slice(p.indexOf('@distillery')));
+  const paths = pluginCodePaths(join(scope, 'plugin-a', 'dist', 'src', 'plugin.js')).map((p) =>
+    p.slice(p.indexOf('@distillery')),
+  );
   assert.deepEqual(paths, [
     '@distillery/plugin-a/dist/src',
     '@distillery/runtime/dist/src/helper.js',
@@ -99,11 +122,19 @@ test('this workspace: eft-data runs the runtime RNG but no tfjs or onnx code; st
   const runtimeFiles = async (name: string): Promise<string[]> => {
     const plugin = await registry.resolve(name, root);
     assert.ok(plugin, `plugin ${name}`);
-    return plugin.codePaths.filter((p) => p.includes(`${join('tools', 'runtime')}`)).map((p) => p.slice(p.indexOf('dist')));
+    return plugin.codePaths
+      .filter((p) => p.includes(`${join('tools', 'runtime')}`))
+      .map((p) => p.slice(p.indexOf('dist')));
   };
   const eft = await runtimeFiles('eft-generate');
   assert.ok(eft.includes(join('dist', 'src', 'rng.js')), `eft-generate imports the runtime RNG: ${eft.join(', ')}`);
-  assert.ok(!eft.some((p) => p.includes('tfjs') || p.includes('onnx')), `eft-generate runs no tfjs/onnx code: ${eft.join(', ')}`);
+  assert.ok(
+    !eft.some((p) => p.includes('tfjs') || p.includes('onnx')),
+    `eft-generate runs no tfjs/onnx code: ${eft.join(', ')}`,
+  );
   const student = await runtimeFiles('student-train');
-  assert.ok(student.some((p) => p.includes('tfjs')), 'student-train runs the runtime tfjs helpers');
+  assert.ok(
+    student.some((p) => p.includes('tfjs')),
+    'student-train runs the runtime tfjs helpers',
+  );
 });

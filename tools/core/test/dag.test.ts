@@ -17,7 +17,9 @@ test('the SVG has one node per stage instance and one edge per dependency', asyn
   );
   const svg = await renderDagSvg(await load(file));
   assert.match(svg, /^<\?xml[\s\S]*<svg [\s\S]*<\/svg>\s*$/);
-  const nodes = [...svg.matchAll(/<g id="node\d+" class="node">[\s\S]*?<\/g>/g)].map((m) => /<text[^>]*>([^<]*)<\/text>/.exec(m[0])?.[1]);
+  const nodes = [...svg.matchAll(/<g id="node\d+" class="node">[\s\S]*?<\/g>/g)].map(
+    (m) => /<text[^>]*>([^<]*)<\/text>/.exec(m[0])?.[1],
+  );
   assert.deepEqual(nodes.sort(), ['a', 'b', 'c']);
   assert.equal([...svg.matchAll(/class="edge"/g)].length, 3);
   const cli = await runCli(['dag', file, '--format', 'svg'], { cwd: root });

@@ -21,12 +21,20 @@ export async function load(file: string, overrides: string[] = []): Promise<Pipe
   return loadPipeline(file, { registry, overrides });
 }
 
-export async function runYaml(dir: string, yaml: string, options: Partial<RunOptions> = {}): Promise<{ record: RunRecord; ws: Workspace; pipeline: Pipeline; stage(id: string): StageRecord }> {
+export async function runYaml(
+  dir: string,
+  yaml: string,
+  options: Partial<RunOptions> = {},
+): Promise<{ record: RunRecord; ws: Workspace; pipeline: Pipeline; stage(id: string): StageRecord }> {
   const file = join(dir, 'pipeline.yaml');
   writeFileSync(file, yaml);
   const pipeline = await load(file);
   const ws = new Workspace(dir);
-  const record = await runPipeline(ws, pipeline, { machine: { cpus: 4, gpus: [], memoryMiB: 16_384 }, progress: silent, ...options });
+  const record = await runPipeline(ws, pipeline, {
+    machine: { cpus: 4, gpus: [], memoryMiB: 16_384 },
+    progress: silent,
+    ...options,
+  });
   return {
     record,
     ws,

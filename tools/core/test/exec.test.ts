@@ -6,7 +6,8 @@ import { describe, test } from 'node:test';
 import { CONCAT, runYaml } from './exec-helpers.js';
 import { tempDir } from './remote-helpers.js';
 
-const out = (dir: string, stage: string, file: string): string => readFileSync(join(dir, 'out', 'pipeline', stage, file), 'utf8');
+const out = (dir: string, stage: string, file: string): string =>
+  readFileSync(join(dir, 'out', 'pipeline', stage, file), 'utf8');
 
 describe('exec plugin', () => {
   test('inputs, params (env, file, args), argv commands and metrics reach the command', async () => {
@@ -99,7 +100,10 @@ stages:
 `,
     );
     assert.equal(record.status, 'failed');
-    assert.match(stage('bad').error ?? '', /wrote 1 file\(s\) in \$DISTILL_OUT that are not declared outputs: extra\/debug\.log/);
+    assert.match(
+      stage('bad').error ?? '',
+      /wrote 1 file\(s\) in \$DISTILL_OUT that are not declared outputs: extra\/debug\.log/,
+    );
     assert.equal(ws.store.readEntry(stage('bad').key as string), undefined);
     assert.equal(existsSync(join(dir, 'out', 'pipeline', 'bad')), false);
   });
@@ -133,7 +137,10 @@ stages:
 `,
     );
     assert.equal(record.status, 'failed');
-    assert.match(stage('stray').error ?? '', new RegExp(`wrote outside its declared outputs: ${join(dir, 'model.bin')} \\(created\\)`));
+    assert.match(
+      stage('stray').error ?? '',
+      new RegExp(`wrote outside its declared outputs: ${join(dir, 'model.bin')} \\(created\\)`),
+    );
     assert.match(stage('clobber').error ?? '', new RegExp(`${join(dir, 'keep.txt')} \\(modified\\)`));
     assert.equal(stage('pycache').status, 'ran', 'tool caches such as __pycache__ are not stray writes');
   });
@@ -201,10 +208,15 @@ stages:${gpuStage('g1')}${gpuStage('g2')}${gpuStage('g3')}
       return { id, gpu: gpu as string, start: Number(start), end: Number(end) };
     });
     for (const r of runs) assert.ok(['0', '1'].includes(r.gpu), `${r.id} got ${r.gpu}`);
-    for (const a of runs) for (const b of runs) {
-      if (a.id < b.id && a.start < b.end && b.start < a.end) assert.notEqual(a.gpu, b.gpu, `${a.id} and ${b.id} ran at once on GPU ${a.gpu}`);
-    }
-    assert.ok(runs.some((a) => runs.some((b) => a.id < b.id && a.start < b.end && b.start < a.end)), 'two GPU stages overlapped');
+    for (const a of runs)
+      for (const b of runs) {
+        if (a.id < b.id && a.start < b.end && b.start < a.end)
+          assert.notEqual(a.gpu, b.gpu, `${a.id} and ${b.id} ran at once on GPU ${a.gpu}`);
+      }
+    assert.ok(
+      runs.some((a) => runs.some((b) => a.id < b.id && a.start < b.end && b.start < a.end)),
+      'two GPU stages overlapped',
+    );
     assert.equal(out(dir, 'cpu', 'gpu.txt'), '[]');
     assert.equal(out(dir, 'pair', 'gpu.txt'), '0,1');
     assert.equal(readdirSync(join(dir, 'out', 'pipeline')).length, 5);
@@ -241,9 +253,15 @@ stages:${gpuStage('g1')}${gpuStage('g2')}${gpuStage('g3')}
       const second = await runYaml(dir, yaml);
       assert.equal(second.stage('use').status, 'cached');
       delete process.env.DISTILL_TEST_SECRET;
-      const missing = await runYaml(dir, yaml.replace('DISTILL_TEST_SECRET]', 'DISTILL_TEST_SECRET, DISTILL_TEST_ABSENT]'));
+      const missing = await runYaml(
+        dir,
+        yaml.replace('DISTILL_TEST_SECRET]', 'DISTILL_TEST_SECRET, DISTILL_TEST_ABSENT]'),
+      );
       assert.equal(missing.stage('use').status, 'failed');
-      assert.match(missing.stage('use').error ?? '', /secretEnv DISTILL_TEST_SECRET, DISTILL_TEST_ABSENT are not set in distill's environment/);
+      assert.match(
+        missing.stage('use').error ?? '',
+        /secretEnv DISTILL_TEST_SECRET, DISTILL_TEST_ABSENT are not set in distill's environment/,
+      );
     } finally {
       delete process.env.DISTILL_TEST_SECRET;
     }
@@ -252,7 +270,10 @@ stages:${gpuStage('g1')}${gpuStage('g2')}${gpuStage('g3')}
   test('bad params are refused when the pipeline loads', async () => {
     const dir = tempDir('exec-bad');
     await assert.rejects(
-      runYaml(dir, `stages:\n  x:\n    plugin: exec\n    with:\n      command: 'true'\n      outputs: [/abs]\n  y:\n    plugin: exec\n    with:\n      command: 'true'\n      deps: [missing.txt]\n`),
+      runYaml(
+        dir,
+        `stages:\n  x:\n    plugin: exec\n    with:\n      command: 'true'\n      outputs: [/abs]\n  y:\n    plugin: exec\n    with:\n      command: 'true'\n      deps: [missing.txt]\n`,
+      ),
       (error: Error) => {
         assert.match(error.message, /outputs/);
         assert.match(error.message, /missing\.txt/);
@@ -267,6 +288,12 @@ test('pipelines/exec-example.yaml loads: exec stages mixed with built-in plugins
   const { ModuleRegistry, workspaceRoot } = await import('../src/plugin/registry.js');
   const file = join(workspaceRoot(), 'pipelines', 'exec-example.yaml');
   const pipeline = await loadPipeline(file, { registry: await new ModuleRegistry(workspaceRoot()).init() });
-  assert.deepEqual(pipeline.stages.map((s) => `${s.id}:${s.plugin.name}`), ['data:dataset', 'data-summary:exec', 'student:student-train', 'report:exec']);
-  assert.deepEqual(pipeline.byId.get('data-summary')?.pathParams.map((p) => p.absolute), [join(workspaceRoot(), 'pipelines', 'scripts', 'summarise.mjs')]);
+  assert.deepEqual(
+    pipeline.stages.map((s) => `${s.id}:${s.plugin.name}`),
+    ['data:dataset', 'data-summary:exec', 'student:student-train', 'report:exec'],
+  );
+  assert.deepEqual(
+    pipeline.byId.get('data-summary')?.pathParams.map((p) => p.absolute),
+    [join(workspaceRoot(), 'pipelines', 'scripts', 'summarise.mjs')],
+  );
 });

@@ -96,7 +96,11 @@ export async function runApi(
 ): Promise<RunRecord> {
   const pipeline = await load(file, options.set ?? []);
   const ws = new Workspace(root);
-  return runPipeline(ws, pipeline, { machine: { cpus: 2, gpus: [], memoryMiB: 1024 }, progress: new RecordingProgress(), ...options });
+  return runPipeline(ws, pipeline, {
+    machine: { cpus: 2, gpus: [], memoryMiB: 1024 },
+    progress: new RecordingProgress(),
+    ...options,
+  });
 }
 
 /** Status of each stage of a run record, by id. */
@@ -112,7 +116,10 @@ export interface CliResult {
 }
 
 /** Starts `distill <args>` in `cwd` as the leader of its own process group (so tests can kill the group). */
-export function startCli(args: string[], options: { cwd: string; env?: Record<string, string> }): ChildProcess & { result: Promise<CliResult> } {
+export function startCli(
+  args: string[],
+  options: { cwd: string; env?: Record<string, string> },
+): ChildProcess & { result: Promise<CliResult> } {
   const child = spawn(process.execPath, [DISTILL_BIN, ...args], {
     cwd: options.cwd,
     env: { ...process.env, CI: 'true', DISTILL_FAKE_GPUS: '', ...options.env },
@@ -131,7 +138,10 @@ export function startCli(args: string[], options: { cwd: string; env?: Record<st
 }
 
 /** Runs `distill <args>` to completion (killed after `timeoutMs`). */
-export async function runCli(args: string[], options: { cwd: string; env?: Record<string, string>; timeoutMs?: number }): Promise<CliResult> {
+export async function runCli(
+  args: string[],
+  options: { cwd: string; env?: Record<string, string>; timeoutMs?: number },
+): Promise<CliResult> {
   const child = startCli(args, options);
   const timer = setTimeout(() => {
     if (child.pid) process.kill(-child.pid, 'SIGKILL');
@@ -166,7 +176,14 @@ export function readJournal(file: string): JournalLine[] {
         const t = Number(f[3]);
         return { event: f[0], stage: f[1] ?? '', pid: Number(f[2]), start: t, end: t, cuda: f[4] ?? '' };
       }
-      return { event: 'done', stage: f[0] ?? '', pid: Number(f[1]), start: Number(f[2]), end: Number(f[3]), cuda: f[4] ?? '' };
+      return {
+        event: 'done',
+        stage: f[0] ?? '',
+        pid: Number(f[1]),
+        start: Number(f[2]),
+        end: Number(f[3]),
+        cuda: f[4] ?? '',
+      };
     });
 }
 
@@ -211,7 +228,16 @@ export function cacheEntryCount(root: string): number {
 }
 
 /** YAML for a stage of the concat plugin: `stage(name, {text: 'A'}, {inputs: 'x: a'})`. */
-export function concatStage(name: string, params: Record<string, unknown>, extra: { inputs?: Record<string, string | string[]>; needs?: string[]; resources?: Record<string, unknown>; plugin?: string } = {}): string {
+export function concatStage(
+  name: string,
+  params: Record<string, unknown>,
+  extra: {
+    inputs?: Record<string, string | string[]>;
+    needs?: string[];
+    resources?: Record<string, unknown>;
+    plugin?: string;
+  } = {},
+): string {
   const lines = [`  ${name}:`, `    plugin: ${extra.plugin ?? CONCAT}`];
   if (extra.inputs) lines.push(`    inputs: ${JSON.stringify(extra.inputs)}`);
   if (extra.needs) lines.push(`    needs: ${JSON.stringify(extra.needs)}`);

@@ -11,7 +11,16 @@ import { colorEnabled, formatTable } from '../src/cli/table.js';
 import { concatStage, makeProject, pipelineYaml, runCli, writeText } from './helpers.js';
 
 interface RunsDoc {
-  runs: Array<{ runId: string; pipeline: string; status: string; ran: number; cached: number; failed: number; changedParams: string[]; metrics: Record<string, number | null> }>;
+  runs: Array<{
+    runId: string;
+    pipeline: string;
+    status: string;
+    ran: number;
+    cached: number;
+    failed: number;
+    changedParams: string[];
+    metrics: Record<string, number | null>;
+  }>;
 }
 interface DiffDoc {
   a: string;
@@ -23,8 +32,13 @@ interface DiffDoc {
 /** A project in a git repository: a -> b; b's metric "length" is the length of "A+<b.text>". */
 function project(): { root: string; file: string } {
   const root = makeProject('distill-history-');
-  const file = writeText(root, 'p.yaml', pipelineYaml([concatStage('a', { text: 'A' }), concatStage('b', { text: 'B' }, { inputs: { x: 'a' } })]));
-  const git = (...args: string[]) => execFileSync('git', ['-c', 'user.name=t', '-c', 'user.email=t@t', ...args], { cwd: root, stdio: 'pipe' });
+  const file = writeText(
+    root,
+    'p.yaml',
+    pipelineYaml([concatStage('a', { text: 'A' }), concatStage('b', { text: 'B' }, { inputs: { x: 'a' } })]),
+  );
+  const git = (...args: string[]) =>
+    execFileSync('git', ['-c', 'user.name=t', '-c', 'user.email=t@t', ...args], { cwd: root, stdio: 'pipe' });
   git('init', '-q');
   git('add', 'p.yaml');
   git('commit', '-qm', 'pipeline');
@@ -38,7 +52,10 @@ test('run writes a lock file; runs lists the history with changed params; diffs 
   const cli = (args: string[]) => runCli(args, { cwd: root });
   assert.equal((await cli(['run', file, '--quiet'])).code, 0);
   const lockPath = join(root, 'locks', 'p.lock.json');
-  const lock = json<{ pipeline: string; stages: Record<string, { key: string; params: { text: string }; metrics: Record<string, number> }> }>(readFileSync(lockPath, 'utf8'));
+  const lock = json<{
+    pipeline: string;
+    stages: Record<string, { key: string; params: { text: string }; metrics: Record<string, number> }>;
+  }>(readFileSync(lockPath, 'utf8'));
   assert.equal(lock.pipeline, 'p');
   assert.deepEqual(Object.keys(lock.stages), ['a', 'b']);
   assert.equal(lock.stages.b?.params.text, 'B');
@@ -58,7 +75,10 @@ test('run writes a lock file; runs lists the history with changed params; diffs 
   assert.deepEqual(last?.changedParams, ['b.text="BBBB"']);
   assert.deepEqual(middle?.changedParams, []);
   assert.deepEqual(first?.changedParams, []);
-  assert.deepEqual(runs.runs.map((r) => r.metrics['b.length']), ['A+BBBB'.length, 3, 3]);
+  assert.deepEqual(
+    runs.runs.map((r) => r.metrics['b.length']),
+    ['A+BBBB'.length, 3, 3],
+  );
   // The text table: every row's columns start where the header's do.
   const table = (await cli(['runs', 'p.yaml', '--metric', 'b.length'])).stdout.trimEnd().split('\n');
   assert.equal(table.length, 4);
@@ -69,18 +89,26 @@ test('run writes a lock file; runs lists the history with changed params; diffs 
   const metrics = json<DiffDoc>((await cli(['metrics', 'diff', '--json'])).stdout);
   assert.equal(metrics.b, last?.runId);
   assert.equal(metrics.a, middle?.runId);
-  assert.deepEqual(metrics.metrics?.find((m) => m.name === 'b.length'), { name: 'b.length', a: 3, b: 6 });
+  assert.deepEqual(
+    metrics.metrics?.find((m) => m.name === 'b.length'),
+    { name: 'b.length', a: 3, b: 6 },
+  );
   assert.ok(!metrics.metrics?.some((m) => m.name === 'a.length'), 'unchanged metrics are left out');
   const params = json<DiffDoc>((await cli(['params', 'diff', '--json'])).stdout);
   assert.deepEqual(params.params, [{ name: 'b.text', a: '"B"', b: '"BBBB"' }]);
   // Explicit runs by unique prefix, reversed.
-  const reversed = json<DiffDoc>((await cli(['params', 'diff', last?.runId.slice(0, 22) ?? '', first?.runId ?? '', '--json'])).stdout);
+  const reversed = json<DiffDoc>(
+    (await cli(['params', 'diff', last?.runId.slice(0, 22) ?? '', first?.runId ?? '', '--json'])).stdout,
+  );
   assert.deepEqual(reversed.params, [{ name: 'b.text', a: '"BBBB"', b: '"B"' }]);
 
   // Across commits: HEAD's committed lock file against the last run; then against the working lock.
   const sinceCommit = json<DiffDoc>((await cli(['metrics', 'diff', 'HEAD', '--json'])).stdout);
   assert.equal(sinceCommit.a, 'HEAD:locks/p.lock.json');
-  assert.deepEqual(sinceCommit.metrics?.find((m) => m.name === 'b.length'), { name: 'b.length', a: 3, b: 6 });
+  assert.deepEqual(
+    sinceCommit.metrics?.find((m) => m.name === 'b.length'),
+    { name: 'b.length', a: 3, b: 6 },
+  );
   const lockVsHead = json<DiffDoc>((await cli(['params', 'diff', 'HEAD', 'lock', '--pipeline', 'p', '--json'])).stdout);
   assert.deepEqual(lockVsHead.params, [{ name: 'b.text', a: '"B"', b: '"BBBB"' }]);
   const bad = await cli(['metrics', 'diff', 'no-such-rev']);
@@ -94,11 +122,21 @@ test('tables align whatever the cell widths; colour only on a TTY without NO_COL
     ['x', { text: '12.5', style: 'green' as const }],
   ];
   const plain = formatTable(['run', 'value'], rows).trimEnd().split('\n');
-  assert.deepEqual(plain, ['run                            value', 'a-very-long-run-id-0123456789      1', 'x                               12.5']);
+  assert.deepEqual(plain, [
+    'run                            value',
+    'a-very-long-run-id-0123456789      1',
+    'x                               12.5',
+  ]);
   const coloured = formatTable(['run', 'value'], rows, { color: true });
   assert.match(coloured, /\u001b\[32m12\.5\u001b\[39m/);
   // Stripped of colour codes, the layout is the same.
-  assert.deepEqual(coloured.replace(/\u001b\[\d+m/g, '').trimEnd().split('\n'), plain);
+  assert.deepEqual(
+    coloured
+      .replace(/\u001b\[\d+m/g, '')
+      .trimEnd()
+      .split('\n'),
+    plain,
+  );
   assert.equal(colorEnabled({ isTTY: true }, {}), true);
   assert.equal(colorEnabled({ isTTY: true }, { NO_COLOR: '1' }), false);
   assert.equal(colorEnabled({ isTTY: false }, {}), false);

@@ -5,12 +5,32 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { chmodSync, existsSync, readdirSync, readFileSync, statSync, truncateSync, unlinkSync, utimesSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  existsSync,
+  readdirSync,
+  readFileSync,
+  statSync,
+  truncateSync,
+  unlinkSync,
+  utimesSync,
+  writeFileSync,
+} from 'node:fs';
 import { join } from 'node:path';
 import { sha256 } from '../src/cache/hash.js';
 import { LocalStore, linkTypesFromEnv } from '../src/cache/store.js';
 import { Workspace } from '../src/runner/workspace.js';
-import { concatStage, executed, makeProject, output, pipelineYaml, runApi, runCli, statuses, writeText } from './helpers.js';
+import {
+  concatStage,
+  executed,
+  makeProject,
+  output,
+  pipelineYaml,
+  runApi,
+  runCli,
+  statuses,
+  writeText,
+} from './helpers.js';
 
 function project(): { root: string; file: string; journal: string } {
   const root = makeProject('distill-integrity-');
@@ -18,7 +38,10 @@ function project(): { root: string; file: string; journal: string } {
   const file = writeText(
     root,
     'p.yaml',
-    pipelineYaml([concatStage('a', { text: 'A', journal, bytes: 4096 }), concatStage('b', { text: 'B', journal }, { inputs: { x: 'a' } })]),
+    pipelineYaml([
+      concatStage('a', { text: 'A', journal, bytes: 4096 }),
+      concatStage('b', { text: 'B', journal }, { inputs: { x: 'a' } }),
+    ]),
   );
   return { root, file, journal };
 }
@@ -144,7 +167,16 @@ test('a store without a hash cache still checks sizes', async () => {
   const store = new LocalStore(join(dir, '.distill'));
   writeText(dir, 'o/x.txt', 'hello');
   const { hash, manifest } = await store.ingest(join(dir, 'o'), new (await import('../src/cache/hash.js')).HashCache());
-  await store.writeEntry({ key: 'k'.repeat(64), stage: 's', plugin: 'p', tree: hash, parts: { plugin: 'p', version: '1', code: '', params: {}, paths: {}, inputs: {}, after: [] }, metrics: {}, durationMs: 0, createdAt: '' });
+  await store.writeEntry({
+    key: 'k'.repeat(64),
+    stage: 's',
+    plugin: 'p',
+    tree: hash,
+    parts: { plugin: 'p', version: '1', code: '', params: {}, paths: {}, inputs: {}, after: [] },
+    metrics: {},
+    durationMs: 0,
+    createdAt: '',
+  });
   assert.ok(store.readEntry('k'.repeat(64)));
   const object = store.objectPath(manifest.files[0]?.hash ?? '');
   chmodSync(object, 0o644);

@@ -56,7 +56,10 @@ test('unknown key far from any valid key lists the valid keys', async () => {
   const d = await loadErrors(fixture(`stages:\n  a:\n    plugin: ${CONCAT}\n    zzzzzzzz: 1\n`));
   assert.equal(d.length, 1);
   assert.equal(`${d[0]?.line}:${d[0]?.column}`, '4:5');
-  assert.match(d[0]?.message ?? '', /^unknown key "zzzzzzzz" in stage "a"; valid keys: plugin, description, foreach, matrix, inputs, needs, resources, timeout, retries, with$/);
+  assert.match(
+    d[0]?.message ?? '',
+    /^unknown key "zzzzzzzz" in stage "a"; valid keys: plugin, description, foreach, matrix, inputs, needs, resources, timeout, retries, with$/,
+  );
 });
 
 test('unknown key in a stage and in resources, with suggestions, located at the key', async () => {
@@ -97,7 +100,9 @@ test('wrong types are located at the value', async () => {
 
 test('unknown plugin suggests the closest plugin name', async () => {
   const d = await loadErrors(fixture('stages:\n  a:\n    plugin: test-concta\n'));
-  assert.deepEqual(located(d), ['3:13 unknown plugin "test-concta" in stage "a" (did you mean "test-concat"?); available: ...']);
+  assert.deepEqual(located(d), [
+    '3:13 unknown plugin "test-concta" in stage "a" (did you mean "test-concat"?); available: ...',
+  ]);
   const available = (/; available: (.*)$/.exec(d[0]?.message ?? '')?.[1] ?? '').split(', ');
   assert.ok(available.includes('test-concat') && available.includes('test-marker'), available.join());
   assert.deepEqual(available, [...available].sort(), 'listed in order');
@@ -225,9 +230,18 @@ test('plugin parameter errors are located under with:, by the same mechanism', a
 });
 
 test('a wrong parameter in one fan-out instance names that instance', async () => {
-  const text = ['stages:', '  f:', `    plugin: ${CONCAT}`, '    foreach: [1, x]', '    with: { repeat: "${{ item }}" }', ''].join('\n');
+  const text = [
+    'stages:',
+    '  f:',
+    `    plugin: ${CONCAT}`,
+    '    foreach: [1, x]',
+    '    with: { repeat: "${{ item }}" }',
+    '',
+  ].join('\n');
   const d = await loadErrors(fixture(text));
-  assert.deepEqual(located(d), ['5:21 "repeat" in parameters of stage "f@x" (plugin test-concat) must be integer, got string "x"']);
+  assert.deepEqual(located(d), [
+    '5:21 "repeat" in parameters of stage "f@x" (plugin test-concat) must be integer, got string "x"',
+  ]);
 });
 
 test('--set errors: malformed, unknown stage, wrong type', async () => {
@@ -239,8 +253,14 @@ test('--set errors: malformed, unknown stage, wrong type', async () => {
     [
       [0, '--set oops: expected <stage>.<param>=<value> or params.<name>=<value>'],
       [0, '--set alpah.text=x: unknown stage "alpah" (did you mean "alpha"?)'],
-      [0, '"repeat" in parameters of stage "alpha" (plugin test-concat) must be integer, got string "abc" (set by --set alpha.repeat=abc)'],
-      [0, 'unknown key "colour" in parameters of stage "alpha" (plugin test-concat); valid keys: text, repeat, sleepMs, fail, crash, file, journal, bytes (set by --set alpha.colour=red)'],
+      [
+        0,
+        '"repeat" in parameters of stage "alpha" (plugin test-concat) must be integer, got string "abc" (set by --set alpha.repeat=abc)',
+      ],
+      [
+        0,
+        'unknown key "colour" in parameters of stage "alpha" (plugin test-concat); valid keys: text, repeat, sleepMs, fail, crash, file, journal, bytes (set by --set alpha.colour=red)',
+      ],
     ].sort(),
   );
 });
@@ -249,7 +269,9 @@ test('a path parameter naming a missing file', async () => {
   const text = `stages:\n  a:\n    plugin: ${CONCAT}\n    with:\n      file: data/missing.txt\n`;
   const file = fixture(text);
   const d = await loadErrors(file);
-  assert.deepEqual(located(d), [`5:13 path "data/missing.txt" (parameter file) does not exist: ${join(project, 'data', 'missing.txt')}`]);
+  assert.deepEqual(located(d), [
+    `5:13 path "data/missing.txt" (parameter file) does not exist: ${join(project, 'data', 'missing.txt')}`,
+  ]);
 });
 
 test('several errors in several stages are reported together, in file order', async () => {
@@ -299,10 +321,22 @@ test('fan-out: foreach and matrix instance ids, item substitution, group referen
     p.stages.map((s) => s.id),
     ['infer@bird', 'infer@cat', 'student@k=1,t=x', 'student@k=1,t=y', 'student@k=2,t=x', 'student@k=2,t=y', 'pick'],
   );
-  assert.deepEqual(p.groups.get('student'), ['student@k=1,t=x', 'student@k=1,t=y', 'student@k=2,t=x', 'student@k=2,t=y']);
+  assert.deepEqual(p.groups.get('student'), [
+    'student@k=1,t=x',
+    'student@k=1,t=y',
+    'student@k=2,t=x',
+    'student@k=2,t=y',
+  ]);
   assert.equal(p.byId.get('infer@cat')?.params.text, 't-cat');
   // A scalar that is exactly one expression keeps the value's type (repeat is an integer).
-  assert.deepEqual(p.byId.get('student@k=2,t=y')?.params, { text: 'y', repeat: 2, sleepMs: 0, fail: false, crash: false, bytes: 0 });
+  assert.deepEqual(p.byId.get('student@k=2,t=y')?.params, {
+    text: 'y',
+    repeat: 2,
+    sleepMs: 0,
+    fail: false,
+    crash: false,
+    bytes: 0,
+  });
   assert.deepEqual(p.byId.get('student@k=1,t=x')?.inputs, { teacher: ['infer@bird', 'infer@cat'] });
   assert.deepEqual(p.byId.get('pick')?.inputs, { s: ['student@k=2,t=x', 'infer@cat'] });
   assert.deepEqual(p.byId.get('pick')?.upstream, ['infer@cat', 'student@k=2,t=x']);
@@ -320,7 +354,8 @@ test('topological order: dependencies first, ties in file order', async () => {
   const p = await load(fixture(text));
   const order = p.stages.map((s) => s.id);
   assert.deepEqual(order, ['a', 'z', 'c', 'b', 'report']);
-  for (const s of p.stages) for (const up of s.upstream) assert.ok(order.indexOf(up) < order.indexOf(s.id), `${up} before ${s.id}`);
+  for (const s of p.stages)
+    for (const up of s.upstream) assert.ok(order.indexOf(up) < order.indexOf(s.id), `${up} before ${s.id}`);
 });
 
 test('params file, ${{ params.x }}, --set of params and of stage params, resources', async () => {
@@ -352,7 +387,10 @@ test('params file, ${{ params.x }}, --set of params and of stage params, resourc
 
 test('a path parameter resolves against the pipeline directory', async () => {
   writeText(project, 'sub/input.txt', 'hello');
-  writeFileSync(join(project, 'sub', 'p.yaml'), `stages:\n  a:\n    plugin: ${CONCAT}\n    with: { file: input.txt }\n`);
+  writeFileSync(
+    join(project, 'sub', 'p.yaml'),
+    `stages:\n  a:\n    plugin: ${CONCAT}\n    with: { file: input.txt }\n`,
+  );
   const p = await load(join(project, 'sub', 'p.yaml'));
   assert.deepEqual(p.byId.get('a')?.pathParams, [{ pointer: 'file', absolute: join(project, 'sub', 'input.txt') }]);
   // The cache key sees the path as written (relative), not the absolute path.
@@ -405,22 +443,39 @@ test('every problem in one report: a resources type error, a parameter error and
   assert.equal(messages.length, 4, messages.join('\n'));
   assert.match(messages[0] ?? '', /^4 "resources\.cpus" in stage "a" must be integer, got string "many"$/);
   assert.match(messages.find((m) => m.startsWith('12 ')) ?? '', /"timeout" in stage "c" has the wrong type or form/);
-  assert.match(messages.find((m) => m.startsWith('8 ')) ?? '', /"repeat" in parameters of stage "b" \(plugin test-concat\) must be integer, got string "zero"/);
+  assert.match(
+    messages.find((m) => m.startsWith('8 ')) ?? '',
+    /"repeat" in parameters of stage "b" \(plugin test-concat\) must be integer, got string "zero"/,
+  );
   assert.match(messages.find((m) => m.startsWith('11 ')) ?? '', /stage "c" refers to unknown stage "nowhere"/);
 });
 
 test('timeout and retries: durations in seconds or with units; kept on each instance', async () => {
-  const file = fixture(`stages:\n  a:\n    plugin: ${CONCAT}\n    foreach: [x, y]\n    timeout: 1h30m\n    retries: 2\n  b:\n    plugin: ${CONCAT}\n    timeout: 2.5\n`);
+  const file = fixture(
+    `stages:\n  a:\n    plugin: ${CONCAT}\n    foreach: [x, y]\n    timeout: 1h30m\n    retries: 2\n  b:\n    plugin: ${CONCAT}\n    timeout: 2.5\n`,
+  );
   const pipeline = await load(file);
-  assert.deepEqual(pipeline.stages.map((s) => [s.id, s.timeoutMs, s.retries]), [['a@x', 5_400_000, 2], ['a@y', 5_400_000, 2], ['b', 2500, 0]]);
+  assert.deepEqual(
+    pipeline.stages.map((s) => [s.id, s.timeoutMs, s.retries]),
+    [
+      ['a@x', 5_400_000, 2],
+      ['a@y', 5_400_000, 2],
+      ['b', 2500, 0],
+    ],
+  );
 });
 
 test('--set params.x on a pipeline without a params file, or naming no param, is an error', async () => {
   const bare = fixture(`stages:\n  a:\n    plugin: ${CONCAT}\n`);
   const none = await loadErrors(bare, ['params.lr=1']);
-  assert.equal(none[0]?.message, '--set params.lr=1: the pipeline has no params file (add `params: params.yaml` to it)');
+  assert.equal(
+    none[0]?.message,
+    '--set params.lr=1: the pipeline has no params file (add `params: params.yaml` to it)',
+  );
   writeText(project, 'params.yaml', 'train: { lr: 0.1 }\n');
-  const withParams = fixture(`params: params.yaml\nstages:\n  a:\n    plugin: ${CONCAT}\n    with: { text: 'lr=\${{ params.train.lr }}' }\n`);
+  const withParams = fixture(
+    `params: params.yaml\nstages:\n  a:\n    plugin: ${CONCAT}\n    with: { text: 'lr=\${{ params.train.lr }}' }\n`,
+  );
   const typo = await loadErrors(withParams, ['params.train.lt=1']);
   assert.equal(typo[0]?.message, '--set params.train.lt=1: no "lt" in params.train (did you mean "lr"?); it has: lr');
   const ok = await load(withParams, ['params.train.lr=0.5']);
@@ -434,6 +489,12 @@ test('a binary file given as a pipeline: one clear error, no raw control bytes',
   assert.equal(d.length, 1);
   assert.match(d[0]?.message ?? '', /not a text file/);
   // Control bytes that reach a message through a YAML error are escaped when formatted.
-  const text = formatDiagnostic({ file: 'x.yaml', line: 1, column: 1, message: 'bad \u001b[2J', excerpt: '  1 | \u001b]0;title\u0007' });
+  const text = formatDiagnostic({
+    file: 'x.yaml',
+    line: 1,
+    column: 1,
+    message: 'bad \u001b[2J',
+    excerpt: '  1 | \u001b]0;title\u0007',
+  });
   assert.equal(text, 'x.yaml:1:1: error: bad \\x1b[2J\n  1 | \\x1b]0;title\\x07');
 });

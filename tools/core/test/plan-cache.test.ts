@@ -24,13 +24,20 @@ test('plan cache: hit while nothing changed; a changed pipeline, params file, pl
   const plugin = join(root, 'plugin.js');
   writeFileSync(plugin, `export { default } from ${JSON.stringify(CONCAT)};\n`);
   writeText(root, 'params.yaml', 'greeting: hi\n');
-  const file = writeText(root, 'p.yaml', `params: params.yaml\nstages:\n  a:\n    plugin: ${plugin}\n    with: { text: "\${{ params.greeting }}" }\n`);
+  const file = writeText(
+    root,
+    'p.yaml',
+    `params: params.yaml\nstages:\n  a:\n    plugin: ${plugin}\n    with: { text: "\${{ params.greeting }}" }\n`,
+  );
   const cache = new PlanCache(join(root, '.distill', 'plans'), root);
   assert.equal(cache.read(file, []), undefined, 'empty cache');
   const loaded = await loadAndCache(cache, file);
   const hit = cache.read(file, []);
   assert.ok(hit, 'hit');
-  assert.deepEqual(hit.stages.map((s) => [s.id, s.params, s.plugin.name, s.plugin.definition.version, s.resources]), loaded.stages.map((s) => [s.id, s.params, s.plugin.name, s.plugin.definition.version, s.resources]));
+  assert.deepEqual(
+    hit.stages.map((s) => [s.id, s.params, s.plugin.name, s.plugin.definition.version, s.resources]),
+    loaded.stages.map((s) => [s.id, s.params, s.plugin.name, s.plugin.definition.version, s.resources]),
+  );
   assert.deepEqual([...hit.groups], [...loaded.groups]);
   assert.equal(cache.read(file, ['a.text=x']), undefined, 'other --set: another entry');
 
@@ -45,6 +52,12 @@ test('plan cache: hit while nothing changed; a changed pipeline, params file, pl
 
   bump(file, readFileSync(file, 'utf8').replace('a:', 'b:'));
   assert.equal(cache.read(file, []), undefined, 'pipeline file changed');
-  assert.deepEqual((await loadAndCache(cache, file)).stages.map((s) => s.id), ['b']);
-  assert.deepEqual(cache.read(file, [])?.stages.map((s) => s.id), ['b']);
+  assert.deepEqual(
+    (await loadAndCache(cache, file)).stages.map((s) => s.id),
+    ['b'],
+  );
+  assert.deepEqual(
+    cache.read(file, [])?.stages.map((s) => s.id),
+    ['b'],
+  );
 });

@@ -5,7 +5,10 @@ import { ProgressView } from '../src/runner/progress.js';
 /** A non-TTY stream that keeps what is written. */
 function capture(): { stream: NodeJS.WriteStream; lines: string[] } {
   const lines: string[] = [];
-  return { lines, stream: { isTTY: false, write: (s: string) => (lines.push(s.trimEnd()), true) } as unknown as NodeJS.WriteStream };
+  return {
+    lines,
+    stream: { isTTY: false, write: (s: string) => (lines.push(s.trimEnd()), true) } as unknown as NodeJS.WriteStream,
+  };
 }
 
 test('progress: rate and ETA from the reported counts; a new unit (a new phase) restarts the rate', () => {

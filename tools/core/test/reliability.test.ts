@@ -8,7 +8,20 @@ import { existsSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { runYaml, silent } from './exec-helpers.js';
 import {
-  BUSY, MARKER, RecordingProgress, cacheEntryCount, concatStage, executed, makeProject, pipelineYaml, runApi, runCli, startCli, statuses, waitFor, writeText,
+  BUSY,
+  MARKER,
+  RecordingProgress,
+  cacheEntryCount,
+  concatStage,
+  executed,
+  makeProject,
+  pipelineYaml,
+  runApi,
+  runCli,
+  startCli,
+  statuses,
+  waitFor,
+  writeText,
 } from './helpers.js';
 
 function marker(name: string, params: Record<string, unknown>, extra: Parameters<typeof concatStage>[2] = {}): string {
@@ -17,7 +30,9 @@ function marker(name: string, params: Record<string, unknown>, extra: Parameters
 
 /** A stage snippet with extra stage-level keys (timeout, retries). */
 function withKeys(snippet: string, keys: Record<string, unknown>): string {
-  return `${snippet}\n${Object.entries(keys).map(([k, v]) => `    ${k}: ${JSON.stringify(v)}`).join('\n')}`;
+  return `${snippet}\n${Object.entries(keys)
+    .map(([k, v]) => `    ${k}: ${JSON.stringify(v)}`)
+    .join('\n')}`;
 }
 
 describe('time limits, retries and stalls', { concurrency: 2 }, () => {
@@ -27,7 +42,10 @@ describe('time limits, retries and stalls', { concurrency: 2 }, () => {
     const file = writeText(
       root,
       'p.yaml',
-      pipelineYaml([withKeys(concatStage('hang', { pidFile: join(root, 'pid'), busyMs: 1e9 }, { plugin: BUSY }), { timeout: '1s' }), concatStage('after', { text: 'x', journal }, { inputs: { x: 'hang' } })]),
+      pipelineYaml([
+        withKeys(concatStage('hang', { pidFile: join(root, 'pid'), busyMs: 1e9 }, { plugin: BUSY }), { timeout: '1s' }),
+        concatStage('after', { text: 'x', journal }, { inputs: { x: 'hang' } }),
+      ]),
     );
     const progress = new RecordingProgress();
     const started = Date.now();
@@ -46,7 +64,13 @@ describe('time limits, retries and stalls', { concurrency: 2 }, () => {
 
   test('the CLI summary names the timed-out stage; exit 1', async () => {
     const root = makeProject('distill-timeout-cli-');
-    writeText(root, 'p.yaml', pipelineYaml([withKeys(marker('slow', { journal: join(root, 'j'), waitFile: join(root, 'never') }), { timeout: 1 })]));
+    writeText(
+      root,
+      'p.yaml',
+      pipelineYaml([
+        withKeys(marker('slow', { journal: join(root, 'j'), waitFile: join(root, 'never') }), { timeout: 1 }),
+      ]),
+    );
     const r = await runCli(['run', 'p.yaml'], { cwd: root });
     assert.equal(r.code, 1, r.stderr);
     assert.match(r.stderr, /\n {2}✗ slow TIMED OUT: timed out after 1\.0s/);
@@ -54,7 +78,13 @@ describe('time limits, retries and stalls', { concurrency: 2 }, () => {
 
   test('a silent stage gets a stall warning naming it, its pid and its log', async () => {
     const root = makeProject('distill-stall-');
-    const file = writeText(root, 'p.yaml', pipelineYaml([withKeys(marker('quiet', { journal: join(root, 'j'), waitFile: join(root, 'go') }), { timeout: '20s' })]));
+    const file = writeText(
+      root,
+      'p.yaml',
+      pipelineYaml([
+        withKeys(marker('quiet', { journal: join(root, 'j'), waitFile: join(root, 'go') }), { timeout: '20s' }),
+      ]),
+    );
     const progress = new RecordingProgress();
     const run = runApi(root, file, { progress, stallAfterMs: 300 });
     await waitFor(() => progress.lines.some((l) => l.includes('no progress or log output')), 5000, 'a stall warning');
@@ -62,7 +92,10 @@ describe('time limits, retries and stalls', { concurrency: 2 }, () => {
     const record = await run;
     assert.equal(record.status, 'ok', JSON.stringify(record.stages));
     const warning = progress.lines.find((l) => l.includes('no progress or log output')) ?? '';
-    assert.match(warning, /^⚠ quiet: no progress or log output for \d+ms \(pid \d+; it is stopped at its timeout of 20\.0s; log: .*quiet\.log\)$/);
+    assert.match(
+      warning,
+      /^⚠ quiet: no progress or log output for \d+ms \(pid \d+; it is stopped at its timeout of 20\.0s; log: .*quiet\.log\)$/,
+    );
     assert.ok((record.stages[0]?.stalls ?? 0) >= 1);
   });
 
@@ -87,19 +120,37 @@ describe('time limits, retries and stalls', { concurrency: 2 }, () => {
     assert.equal(stage('flaky').attempts, 2);
     assert.equal(stage('broken').status, 'failed');
     assert.equal(stage('broken').attempts, 2);
-    assert.ok(progress.lines.some((l) => /^↻ flaky attempt 1 of 3 failed \(exited with code 1/.test(l)), progress.lines.join('\n'));
+    assert.ok(
+      progress.lines.some((l) => /^↻ flaky attempt 1 of 3 failed \(exited with code 1/.test(l)),
+      progress.lines.join('\n'),
+    );
   });
 });
 
 describe('machine fit and target stages', { concurrency: 1 }, () => {
   test('cpus larger than the machine: runs with what there is, with a warning', async () => {
     const root = makeProject('distill-clamp-');
-    const file = writeText(root, 'p.yaml', pipelineYaml([marker('wide', { text: '1', journal: join(root, 'j') }, { resources: { cpus: 8 } }), marker('wide2', { text: '2', journal: join(root, 'j') }, { resources: { cpus: 8 } })]));
+    const file = writeText(
+      root,
+      'p.yaml',
+      pipelineYaml([
+        marker('wide', { text: '1', journal: join(root, 'j') }, { resources: { cpus: 8 } }),
+        marker('wide2', { text: '2', journal: join(root, 'j') }, { resources: { cpus: 8 } }),
+      ]),
+    );
     const progress = new RecordingProgress();
     const record = await runApi(root, file, { machine: { cpus: 1, gpus: [], memoryMiB: 1024 }, progress });
     assert.equal(record.status, 'ok');
-    assert.deepEqual(record.stages.map((s) => s.devices?.cpus), [1, 1]);
-    assert.ok(progress.lines.includes('⚠ stages wide, wide2 ask for 8 CPUs; this machine has 1: running with 1 (resources.minCpus makes it a requirement)'), progress.lines.join('\n'));
+    assert.deepEqual(
+      record.stages.map((s) => s.devices?.cpus),
+      [1, 1],
+    );
+    assert.ok(
+      progress.lines.includes(
+        '⚠ stages wide, wide2 ask for 8 CPUs; this machine has 1: running with 1 (resources.minCpus makes it a requirement)',
+      ),
+      progress.lines.join('\n'),
+    );
   });
 
   test('run <pipeline> <stage>: only that stage and its stale ancestors run; later targets reuse them', async () => {
@@ -122,7 +173,12 @@ describe('machine fit and target stages', { concurrency: 1 }, () => {
     const cli = await runCli(['run', 'p.yaml', 'c', '--json', '--quiet'], { cwd: root });
     assert.equal(cli.code, 0, cli.stderr);
     const doc = JSON.parse(cli.stdout) as { stages: Array<{ id: string; status: string }> };
-    assert.deepEqual(Object.fromEntries(doc.stages.map((s) => [s.id, s.status])), { a: 'cached', b: 'cached', c: 'ran', d: 'skipped' });
+    assert.deepEqual(Object.fromEntries(doc.stages.map((s) => [s.id, s.status])), {
+      a: 'cached',
+      b: 'cached',
+      c: 'ran',
+      d: 'skipped',
+    });
     const unknown = await runCli(['run', 'p.yaml', 'zz'], { cwd: root });
     assert.equal(unknown.code, 2);
     assert.match(unknown.stderr, /unknown stage "zz"/);
@@ -142,7 +198,10 @@ test('run <pipeline> <stage> --store: pulls only what that run needs', async () 
   const full = await runApi(publisher, writeText(publisher, 'p.yaml', yaml), { remote: openRemoteStore(store) });
   assert.equal(full.status, 'ok');
   const consumer = makeProject('distill-consumer-');
-  const record = await runApi(consumer, writeText(consumer, 'p.yaml', yaml), { remote: openRemoteStore(store), targets: new Set(['b']) });
+  const record = await runApi(consumer, writeText(consumer, 'p.yaml', yaml), {
+    remote: openRemoteStore(store),
+    targets: new Set(['b']),
+  });
   assert.deepEqual(statuses(record), { a: 'cached', b: 'cached', c: 'skipped', d: 'skipped' });
   assert.equal(cacheEntryCount(consumer), 2, 'only the entries of a and b were pulled');
   assert.ok(!existsSync(join(consumer, 'out', 'p', 'd')));
@@ -188,7 +247,10 @@ describe('gc beside a run in flight', () => {
     assert.match(gc2.stdout, /kept: latest run of p without --set/);
     const before = executed(journal).length;
     const again = await runCli(['run', 'p.yaml', '--json', '--quiet'], { cwd: root });
-    assert.deepEqual((JSON.parse(again.stdout) as { stages: Array<{ status: string }> }).stages.map((s) => s.status), ['cached', 'cached', 'cached']);
+    assert.deepEqual(
+      (JSON.parse(again.stdout) as { stages: Array<{ status: string }> }).stages.map((s) => s.status),
+      ['cached', 'cached', 'cached'],
+    );
     assert.equal(executed(journal).length, before);
     assert.ok(silent);
   });
@@ -197,7 +259,11 @@ describe('gc beside a run in flight', () => {
 describe('command line hygiene', () => {
   test('a closed stdout (status | true) ends quietly: no EPIPE stack trace, exit 0', async () => {
     const root = makeProject('distill-epipe-');
-    writeText(root, 'p.yaml', pipelineYaml(Array.from({ length: 40 }, (_, i) => concatStage(`s${i}`, { text: String(i) }))));
+    writeText(
+      root,
+      'p.yaml',
+      pipelineYaml(Array.from({ length: 40 }, (_, i) => concatStage(`s${i}`, { text: String(i) }))),
+    );
     const { execFile } = await import('node:child_process');
     const { promisify } = await import('node:util');
     const { DISTILL_BIN } = await import('./helpers.js');

@@ -28,7 +28,12 @@ export function pseudoRandomBytes(length: number, seed: number): Buffer {
 }
 
 /** Puts a stage output holding `files` into `store` with a cache entry; returns its key and tree hash. */
-export async function addEntry(store: LocalStore, files: Record<string, Buffer | string>, seed: number, exec: string[] = []): Promise<{ key: string; tree: string }> {
+export async function addEntry(
+  store: LocalStore,
+  files: Record<string, Buffer | string>,
+  seed: number,
+  exec: string[] = [],
+): Promise<{ key: string; tree: string }> {
   mkdirSync(store.tmpDir, { recursive: true });
   const dir = mkdtempSync(join(store.tmpDir, 'fixture-'));
   for (const [rel, content] of Object.entries(files)) {
@@ -37,9 +42,26 @@ export async function addEntry(store: LocalStore, files: Record<string, Buffer |
     writeFileSync(path, content, { mode: exec.includes(rel) ? 0o755 : 0o644 });
   }
   const { hash } = await store.ingest(dir, new HashCache());
-  const parts: KeyParts = { plugin: 'fixture', version: '1', code: 'code', params: { seed }, paths: {}, inputs: {}, after: [] };
+  const parts: KeyParts = {
+    plugin: 'fixture',
+    version: '1',
+    code: 'code',
+    params: { seed },
+    paths: {},
+    inputs: {},
+    after: [],
+  };
   const key = cacheKey(parts);
-  await store.writeEntry({ key, stage: `fixture-${seed}`, plugin: 'fixture', tree: hash, parts, metrics: { seed }, durationMs: 1, createdAt: new Date(0).toISOString() });
+  await store.writeEntry({
+    key,
+    stage: `fixture-${seed}`,
+    plugin: 'fixture',
+    tree: hash,
+    parts,
+    metrics: { seed },
+    durationMs: 1,
+    createdAt: new Date(0).toISOString(),
+  });
   return { key, tree: hash };
 }
 
@@ -55,7 +77,13 @@ export interface S3Fixture {
 export async function startS3(): Promise<S3Fixture> {
   const dir = tempDir('s3rver');
   const bucket = 'distill-test';
-  const server = new S3rver({ address: '127.0.0.1', port: 0, silent: true, directory: dir, configureBuckets: [{ name: bucket, configs: [] }] });
+  const server = new S3rver({
+    address: '127.0.0.1',
+    port: 0,
+    silent: true,
+    directory: dir,
+    configureBuckets: [{ name: bucket, configs: [] }],
+  });
   const { port } = await server.run();
   process.env.AWS_ACCESS_KEY_ID = 'S3RVER';
   process.env.AWS_SECRET_ACCESS_KEY = 'S3RVER';
@@ -64,7 +92,8 @@ export async function startS3(): Promise<S3Fixture> {
     port,
     bucket,
     dir,
-    url: (prefix, extra = '') => `s3://${bucket}/${prefix}?endpoint=http://127.0.0.1:${port}&region=us-east-1&forcePathStyle=true${extra}`,
+    url: (prefix, extra = '') =>
+      `s3://${bucket}/${prefix}?endpoint=http://127.0.0.1:${port}&region=us-east-1&forcePathStyle=true${extra}`,
     close: () => server.close(),
   };
 }
@@ -73,7 +102,10 @@ export async function startS3(): Promise<S3Fixture> {
  * A TCP proxy on loopback that forwards to `targetPort` but cuts every connection once the client
  * has sent more than `cutAfterBytes`: an upload interrupted by the network, deterministically.
  */
-export async function startCuttingProxy(targetPort: number, cutAfterBytes: number): Promise<{ port: number; cuts: () => number; close(): Promise<void> }> {
+export async function startCuttingProxy(
+  targetPort: number,
+  cutAfterBytes: number,
+): Promise<{ port: number; cuts: () => number; close(): Promise<void> }> {
   let cuts = 0;
   const sockets = new Set<Socket>();
   const server: Server = createServer((client) => {

@@ -6,9 +6,24 @@ import assert from 'node:assert/strict';
 import { existsSync, readdirSync, readFileSync, statSync, truncateSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { DeleteObjectCommand, HeadObjectCommand, ListObjectsV2Command, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import {
+  DeleteObjectCommand,
+  HeadObjectCommand,
+  ListObjectsV2Command,
+  PutObjectCommand,
+  S3Client,
+} from '@aws-sdk/client-s3';
 import { LocalStore } from '../src/cache/store.js';
-import { ContentRemoteStore, DirectoryBackend, IntegrityError, openContentStore, openRemoteStore, parseS3Url, remoteKeys, type ObjectBackend } from '../src/remote/index.js';
+import {
+  ContentRemoteStore,
+  DirectoryBackend,
+  IntegrityError,
+  openContentStore,
+  openRemoteStore,
+  parseS3Url,
+  remoteKeys,
+  type ObjectBackend,
+} from '../src/remote/index.js';
 import { addEntry, pseudoRandomBytes, startCuttingProxy, startS3, tempDir, type S3Fixture } from './remote-helpers.js';
 
 function listAll(dir: string): string[] {
@@ -24,7 +39,15 @@ describe('store URLs', () => {
     assert.equal(plain.describe(), 'file:///mnt/shared/x');
     assert.equal(openContentStore('file:///mnt/shared/x').describe(), 'file:///mnt/shared/x');
     const s3 = parseS3Url('s3://bucket/a/b/?endpoint=http://127.0.0.1:9000&region=eu-west-1&partSizeMiB=8');
-    assert.deepEqual(s3, { bucket: 'bucket', prefix: 'a/b', endpoint: 'http://127.0.0.1:9000', region: 'eu-west-1', forcePathStyle: true, partSize: 8 * 1024 * 1024, queueSize: 4 });
+    assert.deepEqual(s3, {
+      bucket: 'bucket',
+      prefix: 'a/b',
+      endpoint: 'http://127.0.0.1:9000',
+      region: 'eu-west-1',
+      forcePathStyle: true,
+      partSize: 8 * 1024 * 1024,
+      queueSize: 4,
+    });
     assert.equal(parseS3Url('s3://bucket?region=us-east-1').forcePathStyle, false);
     assert.equal(openRemoteStore('s3://bucket/p?region=x').describe(), 's3://bucket/p');
   });
@@ -42,7 +65,12 @@ describe('directory store', () => {
     const b = new LocalStore(join(tempDir('b'), '.distill'));
     const remote = openContentStore(tempDir('shared'));
     const blob = pseudoRandomBytes(300_000, 7);
-    const { key, tree } = await addEntry(a, { 'model/weights.bin': blob, 'run.sh': '#!/bin/sh\necho hi\n', 'same.txt': 'x', 'same2.txt': 'x' }, 1, ['run.sh']);
+    const { key, tree } = await addEntry(
+      a,
+      { 'model/weights.bin': blob, 'run.sh': '#!/bin/sh\necho hi\n', 'same.txt': 'x', 'same2.txt': 'x' },
+      1,
+      ['run.sh'],
+    );
     assert.equal(await remote.pull(key, b), false, 'nothing published yet');
     await remote.push(key, a);
     await remote.push(key, a); // idempotent
@@ -68,7 +96,9 @@ describe('directory store', () => {
     const blob = pseudoRandomBytes(50_000, 3);
     const { key } = await addEntry(a, { 'data.bin': blob, 'ok.txt': 'fine' }, 2);
     await remote.push(key, a);
-    const hash = readdirSync(join(root, 'objects'), { recursive: true, withFileTypes: true }).find((e) => e.isFile() && statSync(join(e.parentPath, e.name)).size === blob.length);
+    const hash = readdirSync(join(root, 'objects'), { recursive: true, withFileTypes: true }).find(
+      (e) => e.isFile() && statSync(join(e.parentPath, e.name)).size === blob.length,
+    );
     assert.ok(hash);
     const objectFile = join(hash.parentPath, hash.name);
     const tampered = Buffer.from(blob);
@@ -81,7 +111,10 @@ describe('directory store', () => {
       return true;
     });
     assert.equal(b.readEntry(key), undefined);
-    assert.ok(!listAll(b.objectsDir).some((p) => statSync(p).size === blob.length), 'the bad object is not in the local store');
+    assert.ok(
+      !listAll(b.objectsDir).some((p) => statSync(p).size === blob.length),
+      'the bad object is not in the local store',
+    );
     assert.deepEqual(listAll(b.tmpDir), [], 'no temporary files left');
   });
 
@@ -94,9 +127,15 @@ describe('directory store', () => {
     await remote.push(key, a);
     const objectFile = join(root, ...remoteKeys.object(a.readTree(tree)?.files[0]?.hash as string).split('/'));
     truncateSync(objectFile, 10_000);
-    await assert.rejects(remote.pull(key, new LocalStore(tempDir('b'))), /data\.bin|objects\/.*: object is truncated \(10000 of 40000 bytes\)/);
+    await assert.rejects(
+      remote.pull(key, new LocalStore(tempDir('b'))),
+      /data\.bin|objects\/.*: object is truncated \(10000 of 40000 bytes\)/,
+    );
     writeFileSync(objectFile, Buffer.concat([blob, Buffer.from('extra')]));
-    await assert.rejects(remote.pull(key, new LocalStore(tempDir('b'))), /object is longer than the 40000 bytes its tree records/);
+    await assert.rejects(
+      remote.pull(key, new LocalStore(tempDir('b'))),
+      /object is longer than the 40000 bytes its tree records/,
+    );
     writeFileSync(objectFile, blob);
     assert.equal(await remote.pull(key, new LocalStore(tempDir('b'))), true, 'restored object is accepted');
     const treeFile = join(root, ...remoteKeys.tree(tree).split('/'));
@@ -115,7 +154,15 @@ describe('directory store', () => {
     const a = new LocalStore(join(tempDir('a'), '.distill'));
     const root = tempDir('shared');
     const healthy = new DirectoryBackend(root);
-    const { key } = await addEntry(a, { 'one.bin': pseudoRandomBytes(20_000, 1), 'two.bin': pseudoRandomBytes(20_000, 2), 'three.bin': pseudoRandomBytes(20_000, 3) }, 4);
+    const { key } = await addEntry(
+      a,
+      {
+        'one.bin': pseudoRandomBytes(20_000, 1),
+        'two.bin': pseudoRandomBytes(20_000, 2),
+        'three.bin': pseudoRandomBytes(20_000, 3),
+      },
+      4,
+    );
     // The connection drops during the second object.
     let uploads = 0;
     const flaky: ObjectBackend = Object.assign(Object.create(healthy) as DirectoryBackend, {
@@ -127,7 +174,11 @@ describe('directory store', () => {
     await assert.rejects(new ContentRemoteStore(flaky).push(key, a), /connection reset/);
     const reader = new ContentRemoteStore(healthy);
     assert.equal(await reader.has(key), false);
-    assert.equal(await reader.pull(key, new LocalStore(tempDir('b'))), false, 'no entry: the reader runs the stage instead');
+    assert.equal(
+      await reader.pull(key, new LocalStore(tempDir('b'))),
+      false,
+      'no entry: the reader runs the stage instead',
+    );
     assert.ok(!existsSync(join(root, 'cache')), 'the commit point was never written');
     await reader.push(key, a);
     const b = new LocalStore(tempDir('b'));
@@ -141,7 +192,13 @@ describe('S3 store (s3rver on loopback)', () => {
   let client: S3Client;
   before(async () => {
     s3 = await startS3();
-    client = new S3Client({ endpoint: `http://127.0.0.1:${s3.port}`, region: 'us-east-1', forcePathStyle: true, requestChecksumCalculation: 'WHEN_REQUIRED', responseChecksumValidation: 'WHEN_REQUIRED' });
+    client = new S3Client({
+      endpoint: `http://127.0.0.1:${s3.port}`,
+      region: 'us-east-1',
+      forcePathStyle: true,
+      requestChecksumCalculation: 'WHEN_REQUIRED',
+      responseChecksumValidation: 'WHEN_REQUIRED',
+    });
   });
   after(async () => {
     client?.destroy();
@@ -162,7 +219,10 @@ describe('S3 store (s3rver on loopback)', () => {
     assert.equal(await remote.pull(key, b), false);
     await remote.push(key, a);
     const keys = await keysUnder('rt/');
-    assert.ok(keys.includes(`rt/${remoteKeys.entry(key)}`) && keys.includes(`rt/${remoteKeys.tree(tree)}`), keys.join(' '));
+    assert.ok(
+      keys.includes(`rt/${remoteKeys.entry(key)}`) && keys.includes(`rt/${remoteKeys.tree(tree)}`),
+      keys.join(' '),
+    );
     assert.equal(keys.filter((k) => k.startsWith('rt/objects/')).length, 2);
     assert.equal(await remote.pull(key, b), true);
     const dest = join(tempDir('mat'), 'out');
@@ -190,7 +250,10 @@ describe('S3 store (s3rver on loopback)', () => {
     assert.equal(b.readEntry(key), undefined);
     assert.equal(existsSync(b.objectPath(objectHash)), false);
     await client.send(new PutObjectCommand({ Bucket: s3.bucket, Key: objectKey, Body: blob.subarray(0, 4096) }));
-    await assert.rejects(remote.pull(key, b), new RegExp(`s3://${s3.bucket}/${objectKey}: object is truncated \\(4096 of 100000 bytes\\)`));
+    await assert.rejects(
+      remote.pull(key, b),
+      new RegExp(`s3://${s3.bucket}/${objectKey}: object is truncated \\(4096 of 100000 bytes\\)`),
+    );
     // Publishing again replaces the wrong-sized object, after which the entry is served.
     const entryKey = `bad/${remoteKeys.entry(key)}`;
     await client.send(new DeleteObjectCommand({ Bucket: s3.bucket, Key: entryKey }));
@@ -204,7 +267,9 @@ describe('S3 store (s3rver on loopback)', () => {
     const { key, tree } = await addEntry(a, { 'big.bin': big, 'meta.json': '{"a":1}' }, 20);
     const proxy = await startCuttingProxy(s3.port, 1024 * 1024);
     try {
-      const viaProxy = openContentStore(`s3://${s3.bucket}/cut?endpoint=http://127.0.0.1:${proxy.port}&region=us-east-1&forcePathStyle=true&partSizeMiB=5`);
+      const viaProxy = openContentStore(
+        `s3://${s3.bucket}/cut?endpoint=http://127.0.0.1:${proxy.port}&region=us-east-1&forcePathStyle=true&partSizeMiB=5`,
+      );
       await assert.rejects(viaProxy.push(key, a), (error: Error) => {
         assert.match(error.message, /objects\/.*: upload failed/);
         return true;
@@ -218,7 +283,9 @@ describe('S3 store (s3rver on loopback)', () => {
     const keys = await keysUnder('cut/');
     assert.ok(!keys.some((k) => k.startsWith('cut/cache/')), `no cache entry after the cut: ${keys.join(' ')}`);
     assert.ok(!keys.includes(`cut/${remoteKeys.object(bigHash)}`), 'no partial object is visible');
-    await assert.rejects(client.send(new HeadObjectCommand({ Bucket: s3.bucket, Key: `cut/${remoteKeys.entry(key)}` })));
+    await assert.rejects(
+      client.send(new HeadObjectCommand({ Bucket: s3.bucket, Key: `cut/${remoteKeys.entry(key)}` })),
+    );
     assert.equal(await direct.pull(key, new LocalStore(tempDir('b'))), false);
     await direct.push(key, a);
     const b = new LocalStore(tempDir('b'));

@@ -12,8 +12,24 @@ import { detectResources } from '../src/runner/devices.js';
 import { readRunRecords, writeRunRecord, type RunRecord } from '../src/runner/record.js';
 import { Workspace } from '../src/runner/workspace.js';
 import {
-  BUSY, MARKER, RecordingProgress, cacheEntryCount, concatStage, executed, listTree, makeProject, output, pipelineYaml,
-  readJournal, runApi, runCli, startCli, statuses, waitFor, writeText, type JournalLine,
+  BUSY,
+  MARKER,
+  RecordingProgress,
+  cacheEntryCount,
+  concatStage,
+  executed,
+  listTree,
+  makeProject,
+  output,
+  pipelineYaml,
+  readJournal,
+  runApi,
+  runCli,
+  startCli,
+  statuses,
+  waitFor,
+  writeText,
+  type JournalLine,
 } from './helpers.js';
 
 /** A marker-plugin stage. */
@@ -37,7 +53,9 @@ function intervals(lines: JournalLine[]): Array<{ stage: string; start: number; 
 
 /** Largest number of intervals in progress at one time. */
 function maxOverlap(spans: Array<{ start: number; end: number }>): number {
-  const events = spans.flatMap((s) => [[s.start, 1] as const, [s.end, -1] as const]).sort((a, b) => a[0] - b[0] || a[1] - b[1]);
+  const events = spans
+    .flatMap((s) => [[s.start, 1] as const, [s.end, -1] as const])
+    .sort((a, b) => a[0] - b[0] || a[1] - b[1]);
   let now = 0;
   let max = 0;
   for (const [, d] of events) max = Math.max(max, (now += d));
@@ -95,7 +113,11 @@ describe('runner', { concurrency: 2 }, () => {
     const file = writeText(
       root,
       'p.yaml',
-      pipelineYaml([concatStage('a', { text: 'A', journal }), concatStage('b', { text: 'B', journal, crash: true }, { inputs: { x: 'a' } }), concatStage('c', { text: 'C', journal }, { inputs: { x: 'b' } })]),
+      pipelineYaml([
+        concatStage('a', { text: 'A', journal }),
+        concatStage('b', { text: 'B', journal, crash: true }, { inputs: { x: 'a' } }),
+        concatStage('c', { text: 'C', journal }, { inputs: { x: 'b' } }),
+      ]),
     );
     const record = await runApi(root, file);
     assert.deepEqual(statuses(record), { a: 'ran', b: 'failed', c: 'skipped' });
@@ -115,7 +137,10 @@ describe('runner', { concurrency: 2 }, () => {
     const stage = record.stages[0];
     assert.equal(stage?.status, 'ran');
     // concat reports loss = 1/i at steps 1..5.
-    assert.deepEqual(stage?.series?.loss, [1, 2, 3, 4, 5].map((i) => [i, 1 / i]));
+    assert.deepEqual(
+      stage?.series?.loss,
+      [1, 2, 3, 4, 5].map((i) => [i, 1 / i]),
+    );
     assert.deepEqual(stage?.metrics, { loss: 0.2, length: 1 });
     assert.deepEqual(progress.progressCalls.at(-1), ['m', 5, 5], 'the final progress is delivered');
   });
@@ -123,14 +148,21 @@ describe('runner', { concurrency: 2 }, () => {
   test('SIGINT to the runner alone stops a stage that blocks its event loop: no orphan, exit 130, nothing cached', async () => {
     const root = makeProject('distill-int-');
     const pidFile = join(root, 'busy.pid');
-    const file = writeText(root, 'p.yaml', `stages:\n  spin:\n    plugin: ${BUSY}\n    with: { pidFile: ${JSON.stringify(pidFile)}, busyMs: 60000 }\n`);
+    const file = writeText(
+      root,
+      'p.yaml',
+      `stages:\n  spin:\n    plugin: ${BUSY}\n    with: { pidFile: ${JSON.stringify(pidFile)}, busyMs: 60000 }\n`,
+    );
     const cli = startCli(['run', file, '--json', '--quiet'], { cwd: root });
     await waitFor(() => existsSync(pidFile), 20_000, 'the busy stage to start');
     const workerPid = Number(readFileSync(pidFile, 'utf8'));
     process.kill(cli.pid as number, 'SIGINT'); // the runner only, not its process group
     const result = await cli.result;
     assert.equal(result.code, 130, result.stderr);
-    assert.ok(!processAlive(workerPid), 'the stage process was killed (SIGTERM cannot reach a blocked loop: SIGKILL after the grace period)');
+    assert.ok(
+      !processAlive(workerPid),
+      'the stage process was killed (SIGTERM cannot reach a blocked loop: SIGKILL after the grace period)',
+    );
     const doc = JSON.parse(result.stdout) as { status: string; stages: Array<{ id: string; status: string }> };
     assert.equal(doc.status, 'interrupted');
     assert.equal(doc.stages[0]?.status, 'failed');
@@ -151,7 +183,11 @@ describe('runner', { concurrency: 2 }, () => {
       ]),
     );
     const first = startCli(['run', file, '--cpus', '2'], { cwd: root });
-    await waitFor(() => readJournal(journal).some((l) => l.event === 'start' && l.stage === 'b'), 20_000, 'stage b to start');
+    await waitFor(
+      () => readJournal(journal).some((l) => l.event === 'start' && l.stage === 'b'),
+      20_000,
+      'stage b to start',
+    );
     process.kill(-(first.pid as number), 'SIGKILL');
     const killed = await first.result;
     assert.equal(killed.signal, 'SIGKILL');
@@ -170,7 +206,8 @@ describe('runner', { concurrency: 2 }, () => {
     assert.equal(output(root, 'p', 'c'), 'A+B+C');
     // Every cache entry is complete; gc then clears what the killed run left in tmp.
     const ws = new Workspace(root);
-    for (const f of listTree(ws.store.cacheDir)) assert.ok(ws.store.readEntry(f.split('/')[1]?.replace('.json', '') ?? ''), f);
+    for (const f of listTree(ws.store.cacheDir))
+      assert.ok(ws.store.readEntry(f.split('/')[1]?.replace('.json', '') ?? ''), f);
     const gc = await runCli(['gc', '--root', root, '--json'], { cwd: root });
     assert.equal(gc.code, 0, gc.stderr);
     assertNoOrphanState(root);
@@ -202,7 +239,11 @@ describe('runner', { concurrency: 2 }, () => {
     const [r1, r2] = await Promise.all([one.result, two.result]);
     assert.equal(r1.code, 0, r1.stderr);
     assert.equal(r2.code, 0, r2.stderr);
-    const byRun = [r1, r2].map((r) => Object.fromEntries((JSON.parse(r.stdout) as { stages: Array<{ id: string; status: string }> }).stages.map((s) => [s.id, s.status])));
+    const byRun = [r1, r2].map((r) =>
+      Object.fromEntries(
+        (JSON.parse(r.stdout) as { stages: Array<{ id: string; status: string }> }).stages.map((s) => [s.id, s.status]),
+      ),
+    );
     for (const id of ['a', 'b', 'c']) {
       assert.deepEqual([byRun[0]?.[id], byRun[1]?.[id]].sort(), ['cached', 'ran'], `${id} ran in exactly one run`);
     }
@@ -211,7 +252,8 @@ describe('runner', { concurrency: 2 }, () => {
     assert.equal(output(root, 'p', 'b'), 'A+B');
     // Every entry is complete: its tree and every object are in the store.
     const ws = new Workspace(root);
-    for (const f of listTree(ws.store.cacheDir)) assert.ok(ws.store.readEntry(f.split('/')[1]?.replace('.json', '') ?? ''), f);
+    for (const f of listTree(ws.store.cacheDir))
+      assert.ok(ws.store.readEntry(f.split('/')[1]?.replace('.json', '') ?? ''), f);
     const again = await runApi(root, file);
     assert.deepEqual(statuses(again), { a: 'cached', b: 'cached', c: 'cached' });
     assertNoOrphanState(root);
@@ -220,7 +262,11 @@ describe('runner', { concurrency: 2 }, () => {
   test('0 GPUs: a stage asking for 1 fails the plan with a clear message; nothing runs', async () => {
     const root = makeProject('distill-gpu0-');
     const journal = join(root, 'journal.txt');
-    const file = writeText(root, 'p.yaml', pipelineYaml([marker('cpu', { journal }), marker('train', { journal }, { resources: { gpus: 1 } })]));
+    const file = writeText(
+      root,
+      'p.yaml',
+      pipelineYaml([marker('cpu', { journal }), marker('train', { journal }, { resources: { gpus: 1 } })]),
+    );
     await assert.rejects(runApi(root, file, { machine: { cpus: 2, gpus: [], memoryMiB: 1024 } }), (error: Error) => {
       assert.match(error.message, /stage train needs 1 GPU\(s\) but this machine has 0/);
       return true;
@@ -236,45 +282,74 @@ describe('runner', { concurrency: 2 }, () => {
   test('1 GPU: two 1-GPU stages run one after the other, each with CUDA_VISIBLE_DEVICES=0', async () => {
     const root = makeProject('distill-gpu1-');
     const journal = join(root, 'journal.txt');
-    const file = writeText(root, 'p.yaml', pipelineYaml([
+    const file = writeText(
+      root,
+      'p.yaml',
+      pipelineYaml([
         // Distinct texts: stages with equal params share one cache key (resources are not part of it).
         marker('g', { text: 'g', journal, sleepMs: 300 }, { resources: { gpus: 1 } }),
         marker('h', { text: 'h', journal, sleepMs: 300 }, { resources: { gpus: 1 } }),
         marker('cpu', { text: 'cpu', journal, sleepMs: 300 }),
-      ]));
+      ]),
+    );
     const record = await runApi(root, file, { machine: { cpus: 4, gpus: [0], memoryMiB: 1024 } });
     assert.deepEqual(statuses(record), { g: 'ran', h: 'ran', cpu: 'ran' });
     const spans = intervals(readJournal(journal));
     const gpu = spans.filter((s) => s.stage !== 'cpu');
     assert.equal(gpu.length, 2);
     assert.equal(maxOverlap(gpu), 1, 'the GPU stages did not overlap');
-    assert.deepEqual(gpu.map((s) => s.cuda), ['0', '0']);
+    assert.deepEqual(
+      gpu.map((s) => s.cuda),
+      ['0', '0'],
+    );
     assert.equal(spans.find((s) => s.stage === 'cpu')?.cuda, '', 'a CPU stage sees no GPU');
     assert.deepEqual(record.stages.find((s) => s.id === 'g')?.devices, { cpus: 1, gpus: [0] });
   });
 
-  test('--pin-cpus: concurrent 1-CPU stages are bound to distinct cores (taskset), recorded in the run record', { skip: process.platform !== 'linux' || availableParallelism() < 2 }, async () => {
+  test('--pin-cpus: concurrent 1-CPU stages are bound to distinct cores (taskset), recorded in the run record', {
+    skip: process.platform !== 'linux' || availableParallelism() < 2,
+  }, async () => {
     const root = makeProject('distill-pin-');
     const journal = join(root, 'journal.txt');
     const affinity = join(root, 'affinity.txt');
-    const file = writeText(root, 'p.yaml', pipelineYaml([
+    const file = writeText(
+      root,
+      'p.yaml',
+      pipelineYaml([
         marker('a', { text: 'a', journal, sleepMs: 400, affinityOut: affinity }),
         marker('b', { text: 'b', journal, sleepMs: 400, affinityOut: affinity }),
-      ]));
+      ]),
+    );
     const record = await runApi(root, file, { machine: { cpus: 2, gpus: [], memoryMiB: 1024 }, pinCpus: true });
     assert.deepEqual(statuses(record), { a: 'ran', b: 'ran' });
     // Both fit at once, so both were given cores in the same scheduling pass (whatever their start-up time).
-    const bound = Object.fromEntries(readFileSync(affinity, 'utf8').trim().split('\n').map((l) => l.split(' ') as [string, string]));
+    const bound = Object.fromEntries(
+      readFileSync(affinity, 'utf8')
+        .trim()
+        .split('\n')
+        .map((l) => l.split(' ') as [string, string]),
+    );
     const cores = ['a', 'b'].map((id) => record.stages.find((s) => s.id === id)?.devices?.cores);
-    assert.deepEqual(cores.map((c) => c?.length), [1, 1]);
+    assert.deepEqual(
+      cores.map((c) => c?.length),
+      [1, 1],
+    );
     assert.notEqual(cores[0]![0], cores[1]![0], 'distinct cores');
-    assert.deepEqual([bound.a, bound.b], cores.map((c) => String(c![0])), 'each process is bound to the core the record names');
+    assert.deepEqual(
+      [bound.a, bound.b],
+      cores.map((c) => String(c![0])),
+      'each process is bound to the core the record names',
+    );
     // Without the option nothing is bound.
     const free = join(root, 'free.txt');
     const f2 = writeText(root, 'q.yaml', pipelineYaml([marker('c', { text: 'c', journal, affinityOut: free })]));
     const r2 = await runApi(root, f2, { machine: { cpus: 2, gpus: [], memoryMiB: 1024 } });
     assert.equal(r2.stages[0]!.devices?.cores, undefined);
-    assert.notEqual(readFileSync(free, 'utf8').trim().split(' ')[1], String(cores[0]![0]), 'an unbound stage may use every core');
+    assert.notEqual(
+      readFileSync(free, 'utf8').trim().split(' ')[1],
+      String(cores[0]![0]),
+      'an unbound stage may use every core',
+    );
   });
 
   test('4 GPUs: four 1-GPU stages get distinct devices; a 2-GPU stage gets two', async () => {
@@ -299,7 +374,8 @@ describe('runner', { concurrency: 2 }, () => {
     const j1 = join(root, 'j1.txt');
     const j2 = join(root, 'j2.txt');
     // Long sleeps only where an overlap must be observed.
-    const stages = (journal: string, sleepMs: number): string[] => ['a', 'b', 'c'].map((n) => marker(n, { text: n, journal, sleepMs }));
+    const stages = (journal: string, sleepMs: number): string[] =>
+      ['a', 'b', 'c'].map((n) => marker(n, { text: n, journal, sleepMs }));
     const f1 = writeText(root, 'one.yaml', pipelineYaml(stages(j1, 100)));
     const f2 = writeText(root, 'two.yaml', pipelineYaml(stages(j2, 1000)));
     await runApi(root, f1, { machine: { cpus: 1, gpus: [], memoryMiB: 1024 } });
@@ -316,7 +392,14 @@ describe('runner', { concurrency: 2 }, () => {
   test('a stage needing more CPUs (minCpus) or memory than the machine has fails the plan', async () => {
     const root = makeProject('distill-big-');
     const journal = join(root, 'journal.txt');
-    const file = writeText(root, 'p.yaml', pipelineYaml([marker('wide', { journal }, { resources: { cpus: 8, minCpus: 8 } }), marker('fat', { journal }, { resources: { memory: '2GiB' } })]));
+    const file = writeText(
+      root,
+      'p.yaml',
+      pipelineYaml([
+        marker('wide', { journal }, { resources: { cpus: 8, minCpus: 8 } }),
+        marker('fat', { journal }, { resources: { memory: '2GiB' } }),
+      ]),
+    );
     await assert.rejects(runApi(root, file, { machine: { cpus: 2, gpus: [], memoryMiB: 1024 } }), (error: Error) => {
       assert.match(error.message, /stage wide needs at least 8 CPUs \(resources\.minCpus\) but this machine has 2/);
       assert.match(error.message, /stage fat needs 2048 MiB of memory but this machine has 1024 MiB/);
@@ -352,7 +435,14 @@ describe('runner', { concurrency: 2 }, () => {
   test('run records are read newest first, also for runs started within the same second', () => {
     const root = makeProject('distill-records-');
     const runs = join(root, '.distill', 'runs');
-    const record = (runId: string, startedAt: string): RunRecord => ({ runId, pipeline: 'p', file: 'p.yaml', startedAt, status: 'ok', stages: [] });
+    const record = (runId: string, startedAt: string): RunRecord => ({
+      runId,
+      pipeline: 'p',
+      file: 'p.yaml',
+      startedAt,
+      status: 'ok',
+      stages: [],
+    });
     // Same second; the later run happens to have the smaller pid.
     writeRunRecord(runs, record('20250101T000000-900-aaaa', '2025-01-01T00:00:00.100Z'));
     writeRunRecord(runs, record('20250101T000000-100-bbbb', '2025-01-01T00:00:00.700Z'));

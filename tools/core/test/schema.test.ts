@@ -19,11 +19,16 @@ test('schema/pipeline.schema.json is what `distill schema` generates (run it aft
 });
 
 test('the published schema accepts every pipelines/*.yaml and rejects a typo in plugin params', async () => {
-  const schema = JSON.parse(readFileSync(join(root, 'schema', 'pipeline.schema.json'), 'utf8')) as Record<string, unknown>;
+  const schema = JSON.parse(readFileSync(join(root, 'schema', 'pipeline.schema.json'), 'utf8')) as Record<
+    string,
+    unknown
+  >;
   delete schema.$schema;
   const ajv = new Ajv({ strict: false, allErrors: true });
   const validate = ajv.compile(schema);
-  const files = readdirSync(join(root, 'pipelines')).filter((f) => f.endsWith('.yaml') && /^stages:/m.test(readFileSync(join(root, 'pipelines', f), 'utf8')));
+  const files = readdirSync(join(root, 'pipelines')).filter(
+    (f) => f.endsWith('.yaml') && /^stages:/m.test(readFileSync(join(root, 'pipelines', f), 'utf8')),
+  );
   assert.ok(files.length > 0);
   for (const file of files) {
     const doc = parse(readFileSync(join(root, 'pipelines', file), 'utf8')) as Record<string, unknown>;

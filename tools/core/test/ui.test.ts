@@ -14,10 +14,23 @@ import { join } from 'node:path';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { startUiServer, type UiServer } from '../src/ui/server.js';
 import { Workspace } from '../src/runner/workspace.js';
-import { concatStage, load, MARKER, makeProject, pipelineYaml, readJournal, runCli, startCli, waitFor, writeText } from './helpers.js';
+import {
+  concatStage,
+  load,
+  MARKER,
+  makeProject,
+  pipelineYaml,
+  readJournal,
+  runCli,
+  startCli,
+  waitFor,
+  writeText,
+} from './helpers.js';
 
 const CHROMIUM = process.env.DISTILL_CHROMIUM ?? '/usr/bin/chromium';
-const noBrowser = existsSync(CHROMIUM) ? false : `no browser at ${CHROMIUM} (apt-get install chromium, or set DISTILL_CHROMIUM): the UI browser test is skipped`;
+const noBrowser = existsSync(CHROMIUM)
+  ? false
+  : `no browser at ${CHROMIUM} (apt-get install chromium, or set DISTILL_CHROMIUM): the UI browser test is skipped`;
 if (noBrowser) process.stdout.write(`# ${noBrowser}\n`);
 
 /** The text of every element matching `selector`. */
@@ -25,11 +38,16 @@ const texts = (page: Page, selector: string): Promise<string[]> => page.locator(
 
 /** Vertices of each line drawn in the curve panel (vega's SVG: one path "M x,y L x,y ..." per series). */
 async function curvePoints(page: Page): Promise<number[]> {
-  const paths = await page.locator('#curve g.mark-line path').evaluateAll((els) => els.map((e) => e.getAttribute('d') ?? ''));
+  const paths = await page
+    .locator('#curve g.mark-line path')
+    .evaluateAll((els) => els.map((e) => e.getAttribute('d') ?? ''));
   return paths.map((d) => (d.match(/[ML]/g) ?? []).length);
 }
 
-test('distill ui: live DAG status, stage details, runs table, overlaid curves, run diff', { skip: noBrowser, timeout: 180_000 }, async () => {
+test('distill ui: live DAG status, stage details, runs table, overlaid curves, run diff', {
+  skip: noBrowser,
+  timeout: 180_000,
+}, async () => {
   const root = makeProject('distill-ui-');
   const journal = join(root, 'journal.txt');
   const release = join(root, 'release');
@@ -58,7 +76,11 @@ test('distill ui: live DAG status, stage details, runs table, overlaid curves, r
     ui = await startUiServer({ ws: new Workspace(root), load: (f) => load(f), host: '127.0.0.1', port: 0 });
     assert.match(ui.url, /^http:\/\/127\.0\.0\.1:\d+\/$/);
     const first = startCli(['run', file, '--quiet', '--json'], { cwd: root });
-    await waitFor(() => readJournal(journal).some((l) => l.event === 'start' && l.stage === 'b'), 30_000, 'stage b to start');
+    await waitFor(
+      () => readJournal(journal).some((l) => l.event === 'start' && l.stage === 'b'),
+      30_000,
+      'stage b to start',
+    );
 
     browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: ['--no-sandbox'] });
     const page = await browser.newPage({ viewport: { width: 1300, height: 900 } });
@@ -72,12 +94,12 @@ test('distill ui: live DAG status, stage details, runs table, overlaid curves, r
     await page.waitForSelector(`${node('b')}[data-status="running"]`, { timeout: 15_000 });
     assert.equal(await page.getAttribute(node('a'), 'data-status'), 'ran');
     assert.equal(await page.getAttribute(node('c'), 'data-status'), 'pending');
-    assert.match(await page.textContent('#run-status') ?? '', /running/);
+    assert.match((await page.textContent('#run-status')) ?? '', /running/);
     await page.click(node('b'));
     await page.waitForSelector('#stage-title:text("b")');
-    assert.match(await page.textContent('[data-fact="key"]') ?? '', /^[0-9a-f]{64}$/);
+    assert.match((await page.textContent('[data-fact="key"]')) ?? '', /^[0-9a-f]{64}$/);
     assert.equal(await page.textContent('[data-fact="reason"]'), 'never ran');
-    assert.match(await page.textContent('#stage-params') ?? '', /"text": "B"/);
+    assert.match((await page.textContent('#stage-params')) ?? '', /"text": "B"/);
 
     // Released: the page catches up by itself (polling), b and c ran.
     writeText(root, 'release', '');
@@ -109,14 +131,20 @@ test('distill ui: live DAG status, stage details, runs table, overlaid curves, r
     await page.waitForSelector('#curve g.mark-line path', { timeout: 15_000 });
     await page.selectOption('#curve-stage', 'a');
     await page.selectOption('#curve-metric', 'loss');
-    await page.waitForFunction("document.querySelectorAll('#curve g.mark-line path').length === 2", undefined, { timeout: 10_000 });
+    await page.waitForFunction("document.querySelectorAll('#curve g.mark-line path').length === 2", undefined, {
+      timeout: 10_000,
+    });
     assert.deepEqual(await curvePoints(page), [5, 5]);
     assert.equal(await page.getAttribute('#curve', 'data-points'), '10');
 
     // Reports: the report stage's plot, served from out/, loads as an image; its Markdown shows.
     await page.click('nav button[data-view="reports"]');
     await page.waitForSelector('#reports .report[data-stage="report"] img', { timeout: 10_000 });
-    await page.waitForFunction("(() => { const img = document.querySelector('#reports img'); return img && img.complete && img.naturalWidth === 40; })()", undefined, { timeout: 10_000 });
+    await page.waitForFunction(
+      "(() => { const img = document.querySelector('#reports img'); return img && img.complete && img.naturalWidth === 40; })()",
+      undefined,
+      { timeout: 10_000 },
+    );
     await page.waitForSelector('#reports pre.markdown:has-text("all good")', { timeout: 10_000 });
 
     // Diff: previous run (A) against the last (B).
@@ -124,7 +152,11 @@ test('distill ui: live DAG status, stage details, runs table, overlaid curves, r
     await page.waitForSelector('#diff-metrics tr[data-name="c.length"]', { timeout: 10_000 });
     assert.deepEqual(await texts(page, '#diff-metrics tr[data-name="c.length"] td'), ['c.length', '5', '6', '+1']);
     assert.deepEqual(await texts(page, '#diff-params tr[data-name="c.text"] td'), ['c.text', '"C"', '"CC"']);
-    assert.equal(await page.locator('#diff-metrics tr[data-name="a.length"]').count(), 0, 'unchanged metrics are not listed');
+    assert.equal(
+      await page.locator('#diff-metrics tr[data-name="a.length"]').count(),
+      0,
+      'unchanged metrics are not listed',
+    );
     assert.deepEqual(errors, []);
   } finally {
     await browser?.close();

@@ -6,7 +6,17 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { concatStage, MARKER, makeProject, pipelineYaml, readJournal, runCli, startCli, waitFor, writeText } from './helpers.js';
+import {
+  concatStage,
+  MARKER,
+  makeProject,
+  pipelineYaml,
+  readJournal,
+  runCli,
+  startCli,
+  waitFor,
+  writeText,
+} from './helpers.js';
 
 interface PlanDoc {
   stages: Array<{ id: string; status: string; reason: string; key: string | null }>;
@@ -36,7 +46,10 @@ test('why explains a stage reached by several paths once', async () => {
   assert.equal(why.code, 0, why.stderr);
   const lines = why.stdout.trimEnd().split('\n');
   assert.equal(lines.filter((l) => l.trim().startsWith('a: ')).length, 1, why.stdout);
-  assert.deepEqual(lines.map((l) => l.trim().split(':')[0]), ['d', 'b', 'a', 'c']);
+  assert.deepEqual(
+    lines.map((l) => l.trim().split(':')[0]),
+    ['d', 'b', 'a', 'c'],
+  );
   assert.match(why.stdout, /a: will run: param text: "A" -> "Z"/);
 });
 
@@ -58,16 +71,27 @@ test('a stage retried after a failure, or rebuilt after its cache entry went, is
   const bKey = okDoc.stages.find((s) => s.id === 'b')?.key as string;
   rmSync(join(root, '.distill', 'cache', bKey.slice(0, 2), `${bKey}.json`), { force: true });
   const after = JSON.parse((await runCli(['plan', file, '--json'], { cwd: root })).stdout) as PlanDoc;
-  assert.equal(after.stages.find((s) => s.id === 'b')?.reason, `rebuilding: its output of run ${okDoc.runId} is no longer in the cache`);
+  assert.equal(
+    after.stages.find((s) => s.id === 'b')?.reason,
+    `rebuilding: its output of run ${okDoc.runId} is no longer in the cache`,
+  );
 });
 
 test('a stage whose run was killed while it ran is resumed, not "never ran"', async () => {
   const root = makeProject('distill-why-kill-');
   const journal = join(root, 'journal.txt');
   const release = join(root, 'release');
-  const file = writeText(root, 'k.yaml', pipelineYaml([concatStage('a', { text: 'A', journal, waitFile: release }, { plugin: MARKER })]));
+  const file = writeText(
+    root,
+    'k.yaml',
+    pipelineYaml([concatStage('a', { text: 'A', journal, waitFile: release }, { plugin: MARKER })]),
+  );
   const first = startCli(['run', file, '--json'], { cwd: root });
-  await waitFor(() => readJournal(journal).some((l) => l.event === 'start' && l.stage === 'a'), 20_000, 'stage a to start');
+  await waitFor(
+    () => readJournal(journal).some((l) => l.event === 'start' && l.stage === 'a'),
+    20_000,
+    'stage a to start',
+  );
   process.kill(-(first.pid as number), 'SIGKILL');
   await first.result;
   const plan = JSON.parse((await runCli(['plan', file, '--json'], { cwd: root })).stdout) as PlanDoc;

@@ -3,11 +3,21 @@
 /* global vega, vegaLite */
 
 const $ = (sel) => document.querySelector(sel);
-const state = { file: null, name: null, runs: [], metricNames: [], picked: new Set(), selectedStage: null, lastRun: null, lastRunStatus: null };
+const state = {
+  file: null,
+  name: null,
+  runs: [],
+  metricNames: [],
+  picked: new Set(),
+  selectedStage: null,
+  lastRun: null,
+  lastRunStatus: null,
+};
 
 async function api(path, params = {}) {
   const url = new URL(path, location.origin);
-  for (const [k, v] of Object.entries(params)) if (v !== undefined && v !== null && v !== '') url.searchParams.set(k, v);
+  for (const [k, v] of Object.entries(params))
+    if (v !== undefined && v !== null && v !== '') url.searchParams.set(k, v);
   const res = await fetch(url);
   if (!res.ok) throw new Error(`${path}: ${(await res.text()).trim()}`);
   return (res.headers.get('content-type') || '').includes('json') ? res.json() : res.text();
@@ -24,8 +34,22 @@ const el = (tag, attrs = {}, ...children) => {
   return node;
 };
 
-const fmt = (v) => (v === null || v === undefined ? '-' : typeof v === 'number' ? (Number.isInteger(v) ? String(v) : v.toFixed(4)) : String(v));
-const duration = (ms) => (ms === null || ms === undefined ? '-' : ms < 1000 ? `${ms}ms` : ms < 60000 ? `${(ms / 1000).toFixed(1)}s` : `${Math.floor(ms / 60000)}m${String(Math.round((ms % 60000) / 1000)).padStart(2, '0')}s`);
+const fmt = (v) =>
+  v === null || v === undefined
+    ? '-'
+    : typeof v === 'number'
+      ? Number.isInteger(v)
+        ? String(v)
+        : v.toFixed(4)
+      : String(v);
+const duration = (ms) =>
+  ms === null || ms === undefined
+    ? '-'
+    : ms < 1000
+      ? `${ms}ms`
+      : ms < 60000
+        ? `${(ms / 1000).toFixed(1)}s`
+        : `${Math.floor(ms / 60000)}m${String(Math.round((ms % 60000) / 1000)).padStart(2, '0')}s`;
 
 // ---- views -------------------------------------------------------------------------------
 /** A failed request (e.g. a diff with one run only) is shown in the header, not thrown away. */
@@ -72,7 +96,8 @@ async function refreshStatus() {
     else delete g.dataset.progress;
     // The node's third line (laid out wide enough by the server) holds the status.
     const label = [...g.querySelectorAll('text')].at(-1);
-    if (label) label.textContent = `${stage.status}${p ? ` ${p.done}/${p.total ?? '?'}${p.unit ? ` ${p.unit}` : ''}` : ''}`;
+    if (label)
+      label.textContent = `${stage.status}${p ? ` ${p.done}/${p.total ?? '?'}${p.unit ? ` ${p.unit}` : ''}` : ''}`;
   }
   $('#run-status').textContent = s.runId ? `last run ${s.runId}: ${s.runStatus}` : 'no runs yet';
   $('#run-status').className = `status-${s.runStatus}`;
@@ -101,15 +126,23 @@ async function renderStage(id, withLog) {
   const add = (k, v) => v !== undefined && facts.append(el('dt', {}, k), el('dd', { 'data-fact': k }, v));
   add('plugin', stage.plugin);
   add('status', stage.status);
-  add('duration', stage.durationMs !== undefined && stage.status !== 'running' ? duration(stage.durationMs) : undefined);
-  add('progress', stage.progress ? `${stage.progress.done}/${stage.progress.total ?? '?'} ${stage.progress.unit ?? ''}` : undefined);
+  add(
+    'duration',
+    stage.durationMs !== undefined && stage.status !== 'running' ? duration(stage.durationMs) : undefined,
+  );
+  add(
+    'progress',
+    stage.progress ? `${stage.progress.done}/${stage.progress.total ?? '?'} ${stage.progress.unit ?? ''}` : undefined,
+  );
   add('key', stage.key);
   add('reason', stage.reason);
   add('error', stage.error);
   add('upstream', stage.upstream.join(', ') || '-');
   $('#stage-params').textContent = JSON.stringify(stage.params, null, 2);
   if (withLog || stage.status === 'running') {
-    $('#stage-log').textContent = stage.hasLog ? await api('/api/log', { run: statusView.runId, stage: id }).catch((e) => e.message) : '(no log in the latest run: the stage did not execute)';
+    $('#stage-log').textContent = stage.hasLog
+      ? await api('/api/log', { run: statusView.runId, stage: id }).catch((e) => e.message)
+      : '(no log in the latest run: the stage did not execute)';
   }
 }
 
@@ -125,8 +158,27 @@ async function loadRuns() {
 function renderRuns() {
   const status = $('#filter-status').value;
   const text = $('#filter-text').value.trim().toLowerCase();
-  const rows = state.runs.filter((r) => (!status || r.status === status) && (!text || r.runId.toLowerCase().includes(text) || r.changedParams.join(' ').toLowerCase().includes(text)));
-  const head = el('tr', {}, el('th', {}, ''), ...['run', 'date (UTC)', 'status', 'duration', 'ran', 'cached', 'failed', ...state.metricNames, 'changed params'].map((h) => el('th', {}, h)));
+  const rows = state.runs.filter(
+    (r) =>
+      (!status || r.status === status) &&
+      (!text || r.runId.toLowerCase().includes(text) || r.changedParams.join(' ').toLowerCase().includes(text)),
+  );
+  const head = el(
+    'tr',
+    {},
+    el('th', {}, ''),
+    ...[
+      'run',
+      'date (UTC)',
+      'status',
+      'duration',
+      'ran',
+      'cached',
+      'failed',
+      ...state.metricNames,
+      'changed params',
+    ].map((h) => el('th', {}, h)),
+  );
   const body = rows.map((r) => {
     const pick = el('input', { type: 'checkbox', class: 'pick' });
     pick.checked = state.picked.has(r.runId);
@@ -161,7 +213,10 @@ function chosenRuns() {
 
 function fillRunSelects() {
   const [b, a] = chosenRuns().length >= 2 ? chosenRuns().slice(0, 2) : [state.runs[0]?.runId, state.runs[1]?.runId];
-  for (const [sel, value] of [[$('#diff-a'), a], [$('#diff-b'), b]]) {
+  for (const [sel, value] of [
+    [$('#diff-a'), a],
+    [$('#diff-b'), b],
+  ]) {
     sel.replaceChildren(...state.runs.map((r) => el('option', { value: r.runId }, r.runId)));
     if (value) sel.value = value;
   }
@@ -180,7 +235,11 @@ async function drawCurves() {
   stageSel.replaceChildren(...stages.map((s) => el('option', { value: s }, s)));
   if (keepStage) stageSel.value = keepStage;
   const metrics = names[stageSel.value] ?? [];
-  const keepMetric = metrics.includes(metricSel.value) ? metricSel.value : metrics.includes('loss') ? 'loss' : metrics[0];
+  const keepMetric = metrics.includes(metricSel.value)
+    ? metricSel.value
+    : metrics.includes('loss')
+      ? 'loss'
+      : metrics[0];
   metricSel.replaceChildren(...metrics.map((m) => el('option', { value: m }, m)));
   if (keepMetric) metricSel.value = keepMetric;
   if (!stageSel.value || !metricSel.value) {
@@ -196,10 +255,18 @@ async function drawCurves() {
     height: 320,
     data: { values },
     mark: { type: 'line', point: false },
-    encoding: { x: { field: 'step', type: 'quantitative' }, y: { field: 'value', type: 'quantitative', title: metricSel.value }, color: { field: 'run', type: 'nominal' } },
+    encoding: {
+      x: { field: 'step', type: 'quantitative' },
+      y: { field: 'value', type: 'quantitative', title: metricSel.value },
+      color: { field: 'run', type: 'nominal' },
+    },
   };
   $('#curve').replaceChildren();
-  const view = new vega.View(vega.parse(vegaLite.compile(spec).spec), { renderer: 'svg', container: '#curve', hover: true });
+  const view = new vega.View(vega.parse(vegaLite.compile(spec).spec), {
+    renderer: 'svg',
+    container: '#curve',
+    hover: true,
+  });
   await view.runAsync();
   $('#curve').dataset.points = String(values.length);
 }
@@ -215,8 +282,17 @@ async function loadReports() {
   box.replaceChildren(
     ...reports.map((r) => {
       const md = el('pre', { class: 'markdown' });
-      if (r.markdown) void api(r.markdown).then((t) => (md.textContent = t)).catch(showError);
-      return el('div', { class: 'report', 'data-stage': r.stage }, el('h2', {}, r.stage), ...r.plots.map((p) => el('img', { src: p, alt: p.split('/').pop() })), md);
+      if (r.markdown)
+        void api(r.markdown)
+          .then((t) => (md.textContent = t))
+          .catch(showError);
+      return el(
+        'div',
+        { class: 'report', 'data-stage': r.stage },
+        el('h2', {}, r.stage),
+        ...r.plots.map((p) => el('img', { src: p, alt: p.split('/').pop() })),
+        md,
+      );
     }),
   );
 }
@@ -239,7 +315,17 @@ async function loadDiff() {
         el('td', {}, r.name),
         el('td', { class: 'a num' }, fmt(r.a)),
         el('td', { class: 'b num' }, fmt(r.b)),
-        ...(numeric ? [el('td', { class: 'change num' }, typeof r.a === 'number' && typeof r.b === 'number' ? `${r.b - r.a >= 0 ? '+' : ''}${fmt(r.b - r.a)}` : '-')] : []),
+        ...(numeric
+          ? [
+              el(
+                'td',
+                { class: 'change num' },
+                typeof r.a === 'number' && typeof r.b === 'number'
+                  ? `${r.b - r.a >= 0 ? '+' : ''}${fmt(r.b - r.a)}`
+                  : '-',
+              ),
+            ]
+          : []),
       ),
     ),
   ];

@@ -17,7 +17,11 @@ interface TargetConfiguration {
 interface CreateNodesResult {
   projects: Record<string, { name: string; root: string; targets: Record<string, TargetConfiguration> }>;
 }
-type CreateNodesFunction = (files: readonly string[], options: unknown, context: { workspaceRoot: string }) => Promise<Array<readonly [string, CreateNodesResult]>>;
+type CreateNodesFunction = (
+  files: readonly string[],
+  options: unknown,
+  context: { workspaceRoot: string },
+) => Promise<Array<readonly [string, CreateNodesResult]>>;
 
 export const PIPELINE_PROJECT = 'pipeline';
 
@@ -29,7 +33,10 @@ export function pipelineTarget(file: string): [string, TargetConfiguration] {
       command: `node tools/core/bin/distill.js run ${file}`,
       options: { cwd: '{workspaceRoot}' },
       cache: false,
-      metadata: { description: `Run ${file} with distill (incremental: only stale stages execute)`, technologies: ['distillery'] },
+      metadata: {
+        description: `Run ${file} with distill (incremental: only stale stages execute)`,
+        technologies: ['distillery'],
+      },
     },
   ];
 }
@@ -46,6 +53,11 @@ export const createNodesV2: readonly [string, CreateNodesFunction] = [
       .filter((file) => isPipelineFile(join(context.workspaceRoot, file)))
       .map((file) => {
         const [name, target] = pipelineTarget(file);
-        return [file, { projects: { [dirname(file)]: { name: PIPELINE_PROJECT, root: dirname(file), targets: { [name]: target } } } }] as const;
+        return [
+          file,
+          {
+            projects: { [dirname(file)]: { name: PIPELINE_PROJECT, root: dirname(file), targets: { [name]: target } } },
+          },
+        ] as const;
       }),
 ];

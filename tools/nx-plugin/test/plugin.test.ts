@@ -14,8 +14,15 @@ test('every pipelines/*.yaml becomes a target of the pipeline project; params fi
     writeFileSync(join(root, 'pipelines', 'big.params.yaml'), 'lr: 0.1\n');
     const [glob, create] = createNodesV2;
     assert.equal(glob, 'pipelines/*.{yaml,yml}');
-    const results = await create(['pipelines/tiny.yaml', 'pipelines/big.yml', 'pipelines/big.params.yaml'], {}, { workspaceRoot: root });
-    assert.deepEqual(results.map(([file]) => file), ['pipelines/tiny.yaml', 'pipelines/big.yml']);
+    const results = await create(
+      ['pipelines/tiny.yaml', 'pipelines/big.yml', 'pipelines/big.params.yaml'],
+      {},
+      { workspaceRoot: root },
+    );
+    assert.deepEqual(
+      results.map(([file]) => file),
+      ['pipelines/tiny.yaml', 'pipelines/big.yml'],
+    );
     const targets = Object.assign({}, ...results.map(([, r]) => r.projects.pipelines?.targets));
     assert.deepEqual(Object.keys(targets).sort(), ['big', 'tiny']);
     assert.equal(results[0]?.[1].projects.pipelines?.name, PIPELINE_PROJECT);

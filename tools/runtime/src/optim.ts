@@ -99,7 +99,10 @@ export function adamConfig(lr: number, beta1 = 0.9, beta2 = 0.999, eps = 1e-8): 
  * loss value. tf.variableGrads keys gradients by variable name; the optimiser by parameter name.
  */
 export function minimiseStep(opt: Optimizer, params: NamedVariable[], loss: () => tf.Scalar): number {
-  const { value, grads } = tf.variableGrads(loss, params.map((p) => p.variable));
+  const { value, grads } = tf.variableGrads(
+    loss,
+    params.map((p) => p.variable),
+  );
   const lossValue = value.dataSync()[0]!;
   value.dispose();
   const byParam: Record<string, tf.Tensor> = {};
@@ -189,7 +192,8 @@ export class Optimizer {
       const labels = this.config.name === 'adam' ? ['m', 'v'] : ['momentum'];
       slots.forEach((s, i) => {
         const data = state[`${name}/${labels[i]}`];
-        if (!data || data.length !== s.size) throw new Error(`checkpoint: optimizer state ${name}/${labels[i]} missing or wrong size`);
+        if (!data || data.length !== s.size)
+          throw new Error(`checkpoint: optimizer state ${name}/${labels[i]} missing or wrong size`);
         s.assign(tf.tensor(data, s.shape));
       });
     }

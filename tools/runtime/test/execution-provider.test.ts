@@ -6,8 +6,17 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { GraphBuilder, encodeModel, writeModelFile } from '../src/onnx/index.js';
 import {
-  CUDA_PROVIDER_FILES, GPU_PROVIDER_MARKER, describeProvider, diagnoseCudaProvider, dlopenError, executionProviders,
-  missingLibraryInLoadError, onnxruntimeNodeInstall, openWithProvider, requestedProvider, sameRelease,
+  CUDA_PROVIDER_FILES,
+  GPU_PROVIDER_MARKER,
+  describeProvider,
+  diagnoseCudaProvider,
+  dlopenError,
+  executionProviders,
+  missingLibraryInLoadError,
+  onnxruntimeNodeInstall,
+  openWithProvider,
+  requestedProvider,
+  sameRelease,
 } from '../src/onnx/execution-provider.js';
 import { ThreadedSession } from '../src/onnx/session-thread.js';
 
@@ -35,8 +44,11 @@ test('requestedProvider: CPU without GPUs; CUDA on the ordinal of the assigned G
   assert.deepEqual(requestedProvider([3], '1, 3'), { name: 'cuda', deviceId: 1, physicalGpu: 3 });
   const hidden = requestedProvider([3], '0,1');
   assert.equal(hidden.name, 'cpu');
-  assert.match(hidden.name === 'cpu' ? hidden.reason ?? '' : '', /GPU 3 .*CUDA_VISIBLE_DEVICES="0,1"/);
-  assert.deepEqual(executionProviders({ name: 'cuda', deviceId: 1, physicalGpu: 3 }), [{ name: 'cuda', deviceId: 1 }, 'cpu']);
+  assert.match(hidden.name === 'cpu' ? (hidden.reason ?? '') : '', /GPU 3 .*CUDA_VISIBLE_DEVICES="0,1"/);
+  assert.deepEqual(executionProviders({ name: 'cuda', deviceId: 1, physicalGpu: 3 }), [
+    { name: 'cuda', deviceId: 1 },
+    'cpu',
+  ]);
   assert.deepEqual(executionProviders({ name: 'cpu' }), ['cpu']);
   assert.equal(describeProvider({ name: 'cuda', deviceId: 0, physicalGpu: 2 }), 'cuda (device 0 = GPU 2)');
   assert.ok(sameRelease('1.29.0', '1.29.1') && !sameRelease('1.29.0', '1.30.0'));
@@ -48,7 +60,9 @@ test('missingLibraryInLoadError names the library in real dynamic-loader errors'
     const { binDir } = onnxruntimeNodeInstall();
     // onnxruntime's binding alone in a folder: the loader cannot find the libonnxruntime.so.1 it needs.
     copyFileSync(join(binDir, 'onnxruntime_binding.node'), join(dir, 'binding-alone.so'));
-    const errors = inFreshProcess(`return [m.dlopenError(${JSON.stringify(join(dir, 'libabsent_x.so.3'))}), m.dlopenError(${JSON.stringify(join(dir, 'binding-alone.so'))}), m.dlopenError(${JSON.stringify(join(binDir, 'libonnxruntime.so.1'))})];`) as (string | null)[];
+    const errors = inFreshProcess(
+      `return [m.dlopenError(${JSON.stringify(join(dir, 'libabsent_x.so.3'))}), m.dlopenError(${JSON.stringify(join(dir, 'binding-alone.so'))}), m.dlopenError(${JSON.stringify(join(binDir, 'libonnxruntime.so.1'))})];`,
+    ) as (string | null)[];
     assert.equal(missingLibraryInLoadError(errors[0]!), 'libabsent_x.so.3');
     assert.equal(missingLibraryInLoadError(errors[1]!), 'libonnxruntime.so.1', errors[1]!);
     assert.equal(errors[2], null, 'a library that loads gives no error');
@@ -63,16 +77,27 @@ test('diagnoseCudaProvider names the missing provider file, a release mismatch, 
   const dir = mkdtempSync(join(tmpdir(), 'ep-'));
   try {
     const install = { version: '1.30.0', binDir: dir };
-    assert.match(diagnoseCudaProvider(install), /libonnxruntime_providers_shared\.so is not installed next to onnxruntime-node's binding .*npm run gpu:setup/);
+    assert.match(
+      diagnoseCudaProvider(install),
+      /libonnxruntime_providers_shared\.so is not installed next to onnxruntime-node's binding .*npm run gpu:setup/,
+    );
     writeFileSync(join(dir, CUDA_PROVIDER_FILES[0]), '');
     assert.match(diagnoseCudaProvider(install), /libonnxruntime_providers_cuda\.so is not installed/);
     // Stand-ins that fail as a provider missing a CUDA library does: a real library whose dependency is absent.
     const { binDir } = onnxruntimeNodeInstall();
     for (const file of CUDA_PROVIDER_FILES) copyFileSync(join(binDir, 'onnxruntime_binding.node'), join(dir, file));
-    writeFileSync(join(dir, GPU_PROVIDER_MARKER), JSON.stringify({ package: 'p', packageVersion: '0.4.9', onnxruntimeVersion: '1.29.0' }));
+    writeFileSync(
+      join(dir, GPU_PROVIDER_MARKER),
+      JSON.stringify({ package: 'p', packageVersion: '0.4.9', onnxruntimeVersion: '1.29.0' }),
+    );
     assert.match(diagnoseCudaProvider(install), /built for onnxruntime 1\.29\.0 but onnxruntime-node is 1\.30\.0/);
-    const cause = inFreshProcess(`return m.diagnoseCudaProvider({ version: '1.29.0', binDir: ${JSON.stringify(dir)} });`) as string;
-    assert.match(cause, /^libonnxruntime\.so\.1 cannot be found \(needed by libonnxruntime_providers_shared\.so\); put the folder .* on LD_LIBRARY_PATH/);
+    const cause = inFreshProcess(
+      `return m.diagnoseCudaProvider({ version: '1.29.0', binDir: ${JSON.stringify(dir)} });`,
+    ) as string;
+    assert.match(
+      cause,
+      /^libonnxruntime\.so\.1 cannot be found \(needed by libonnxruntime_providers_shared\.so\); put the folder .* on LD_LIBRARY_PATH/,
+    );
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
@@ -80,7 +105,13 @@ test('diagnoseCudaProvider names the missing provider file, a release mismatch, 
 
 test('openWithProvider: a CUDA request on this machine falls back to a working CPU session, with the reason', async () => {
   const ort = await import('onnxruntime-node');
-  const bytes = encodeModel(new GraphBuilder('relu', { opset: 13 }).input('x', 'float32', ['N', 2]).node('Relu', ['x'], ['y']).output('y', 'float32', ['N', 2]).build());
+  const bytes = encodeModel(
+    new GraphBuilder('relu', { opset: 13 })
+      .input('x', 'float32', ['N', 2])
+      .node('Relu', ['x'], ['y'])
+      .output('y', 'float32', ['N', 2])
+      .build(),
+  );
   const asked: string[] = [];
   const opened = await openWithProvider(
     requestedProvider([0], undefined),
@@ -93,7 +124,10 @@ test('openWithProvider: a CUDA request on this machine falls back to a working C
   // onnxruntime-node without the provider libraries (as installed by npm ci) cannot load CUDA.
   assert.deepEqual(asked, ['[{"name":"cuda","deviceId":0},"cpu"]', '["cpu"]']);
   assert.equal(opened.provider.name, 'cpu');
-  assert.match(opened.warning ?? '', /CUDA execution provider unavailable on GPU 0 .*libonnxruntime_providers_shared\.so is not installed.*Running on CPU/);
+  assert.match(
+    opened.warning ?? '',
+    /CUDA execution provider unavailable on GPU 0 .*libonnxruntime_providers_shared\.so is not installed.*Running on CPU/,
+  );
   const out = await opened.session.run({ x: new ort.Tensor('float32', Float32Array.from([-1, 2]), [1, 2]) });
   assert.deepEqual(Array.from(out.y!.data as Float32Array), [0, 2]);
   await opened.session.release();
@@ -104,7 +138,14 @@ test('ThreadedSession with a GPU assigned: falls back to CPU with a warning nami
   const saved = process.env.CUDA_VISIBLE_DEVICES;
   try {
     const model = join(dir, 'm.onnx');
-    writeModelFile(model, new GraphBuilder('neg', { opset: 13 }).input('x', 'float32', ['N', 3]).node('Neg', ['x'], ['y']).output('y', 'float32', ['N', 3]).build());
+    writeModelFile(
+      model,
+      new GraphBuilder('neg', { opset: 13 })
+        .input('x', 'float32', ['N', 3])
+        .node('Neg', ['x'], ['y'])
+        .output('y', 'float32', ['N', 3])
+        .build(),
+    );
     const warnings: string[] = [];
     process.env.CUDA_VISIBLE_DEVICES = '5';
     const session = await ThreadedSession.open(model, { threads: 1, gpus: [5], warn: (m) => warnings.push(m) });
@@ -114,7 +155,10 @@ test('ThreadedSession with a GPU assigned: falls back to CPU with a warning nami
       assert.equal(warnings.length, 1);
       assert.match(warnings[0]!, /CUDA execution provider unavailable on GPU 5/);
       assert.match(describeProvider(session.executionProvider), /^cpu \(CUDA unavailable: /);
-      const { outputs } = await session.run({ x: { type: 'float32', data: Float32Array.from([1, -2, 3]), dims: [1, 3] } }, ['y']);
+      const { outputs } = await session.run(
+        { x: { type: 'float32', data: Float32Array.from([1, -2, 3]), dims: [1, 3] } },
+        ['y'],
+      );
       assert.deepEqual(Array.from(outputs.y!.data as Float32Array), [-1, 2, -3]);
     } finally {
       await session.release();

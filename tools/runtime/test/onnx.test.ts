@@ -14,7 +14,16 @@ function rng(seed: number): () => number {
 const randn = (r: () => number, n: number) => Float32Array.from({ length: n }, () => r() * 2 - 1);
 
 /** Reference in float64: y = relu(alpha * x @ W^T + beta * b) for W [out, in]. */
-function gemmRelu(x: Float32Array, w: Float32Array, b: Float32Array, n: number, inDim: number, outDim: number, alpha: number, beta: number): Float64Array {
+function gemmRelu(
+  x: Float32Array,
+  w: Float32Array,
+  b: Float32Array,
+  n: number,
+  inDim: number,
+  outDim: number,
+  alpha: number,
+  beta: number,
+): Float64Array {
   const y = new Float64Array(n * outDim);
   for (let i = 0; i < n; i++) {
     for (let o = 0; o < outDim; o++) {
@@ -41,8 +50,14 @@ function softmaxRows(z: Float64Array, n: number, c: number): Float64Array {
 test('onnx: Gemm(transB, alpha, beta) -> Relu -> MatMul -> Softmax runs in onnxruntime-node with the expected values', async () => {
   const ort = await import('onnxruntime-node');
   const r = rng(7);
-  const n = 5, inDim = 4, hidden = 6, classes = 3;
-  const w1 = randn(r, hidden * inDim), b1 = randn(r, hidden), w2 = randn(r, hidden * classes), x = randn(r, n * inDim);
+  const n = 5,
+    inDim = 4,
+    hidden = 6,
+    classes = 3;
+  const w1 = randn(r, hidden * inDim),
+    b1 = randn(r, hidden),
+    w2 = randn(r, hidden * classes),
+    x = randn(r, n * inDim);
   const model = new GraphBuilder('mlp', { opset: 17 })
     .input('x', 'float32', ['batch', inDim])
     .initializer('w1', w1, [hidden, inDim])
@@ -61,11 +76,12 @@ test('onnx: Gemm(transB, alpha, beta) -> Relu -> MatMul -> Softmax runs in onnxr
   const out = await session.run({ x: new ort.Tensor('float32', x, [n, inDim]) });
   const h = gemmRelu(x, w1, b1, n, inDim, hidden, 0.5, 2);
   const logits = new Float64Array(n * classes);
-  for (let i = 0; i < n; i++) for (let c = 0; c < classes; c++) {
-    let s = 0;
-    for (let k = 0; k < hidden; k++) s += h[i * hidden + k]! * w2[k * classes + c]!;
-    logits[i * classes + c] = s;
-  }
+  for (let i = 0; i < n; i++)
+    for (let c = 0; c < classes; c++) {
+      let s = 0;
+      for (let k = 0; k < hidden; k++) s += h[i * hidden + k]! * w2[k * classes + c]!;
+      logits[i * classes + c] = s;
+    }
   const probs = softmaxRows(logits, n, classes);
   const gotLogits = out.logits!.data as Float32Array;
   const gotProbs = out.probs!.data as Float32Array;
@@ -90,12 +106,24 @@ test('onnx: Sigmoid and int64 Reshape constant; decode(encode(m)) keeps graph, a
   assert.deepEqual(decoded.opsetImports, [{ domain: '', version: 17 }]);
   assert.deepEqual(decoded.metadata, { teacher: 'demo' });
   assert.deepEqual(decoded.graph.inputs, [{ name: 'x', elemType: 'float32', shape: [2, 3] }]);
-  assert.deepEqual(decoded.graph.nodes.map((nd) => nd.opType), ['Reshape', 'Sigmoid']);
+  assert.deepEqual(
+    decoded.graph.nodes.map((nd) => nd.opType),
+    ['Reshape', 'Sigmoid'],
+  );
   assert.deepEqual(Array.from(decoded.graph.initializers[0]!.data as BigInt64Array), [3n, 2n]);
   // Attributes of every kind survive the round trip.
-  const attrs = new GraphBuilder('a').input('x', 'float32', [1]).node('Identity', ['x'], ['y'], {
-    f: { f: 0.25 }, i: { i: -3 }, s: { s: 'héllo' }, fs: { floats: [1.5, -2] }, is: { ints: [1, 2, 3] }, ss: { strings: ['a', 'b'] },
-  }).output('y', 'float32', [1]).build();
+  const attrs = new GraphBuilder('a')
+    .input('x', 'float32', [1])
+    .node('Identity', ['x'], ['y'], {
+      f: { f: 0.25 },
+      i: { i: -3 },
+      s: { s: 'héllo' },
+      fs: { floats: [1.5, -2] },
+      is: { ints: [1, 2, 3] },
+      ss: { strings: ['a', 'b'] },
+    })
+    .output('y', 'float32', [1])
+    .build();
   assert.deepEqual(decodeModel(encodeModel(attrs)).graph.nodes[0]!.attributes, attrs.graph.nodes[0]!.attributes);
 
   const session = await ort.InferenceSession.create(encodeModel(decoded));
@@ -107,12 +135,25 @@ test('onnx: Sigmoid and int64 Reshape constant; decode(encode(m)) keeps graph, a
 });
 
 test('onnx: builder catches undefined values and size mismatches; files are written atomically and bad files are named', async () => {
-  assert.throws(() => new GraphBuilder('g').input('x', 'float32', [1]).node('Relu', ['nope'], ['y']), /node Relu_0 \(Relu\) reads undefined value nope/);
-  assert.throws(() => new GraphBuilder('g').initializer('w', new Float32Array(5), [2, 3]), /initializer w has 5 values/);
-  assert.throws(() => new GraphBuilder('g').input('x', 'float32', [1]).output('z', 'float32', [1]), /output z is never produced/);
+  assert.throws(
+    () => new GraphBuilder('g').input('x', 'float32', [1]).node('Relu', ['nope'], ['y']),
+    /node Relu_0 \(Relu\) reads undefined value nope/,
+  );
+  assert.throws(
+    () => new GraphBuilder('g').initializer('w', new Float32Array(5), [2, 3]),
+    /initializer w has 5 values/,
+  );
+  assert.throws(
+    () => new GraphBuilder('g').input('x', 'float32', [1]).output('z', 'float32', [1]),
+    /output z is never produced/,
+  );
   const dir = mkdtempSync(join(tmpdir(), 'onnx-'));
   try {
-    const model = new GraphBuilder('g').input('x', 'float32', [1]).node('Relu', ['x'], ['y']).output('y', 'float32', [1]).build();
+    const model = new GraphBuilder('g')
+      .input('x', 'float32', [1])
+      .node('Relu', ['x'], ['y'])
+      .output('y', 'float32', [1])
+      .build();
     const path = join(dir, 'm.onnx');
     writeModelFile(path, model);
     assert.deepEqual(readdirSync(dir), ['m.onnx']);

@@ -9,12 +9,18 @@ import { ThreadedSession } from '../src/onnx/session-thread.js';
 
 /** y = x @ W + b, relu(y) as a second output; W [4, 3]. */
 function linearModel(path: string, w: Float32Array, b: Float32Array): void {
-  writeModelFile(path, new GraphBuilder('lin', { opset: 13 })
-    .input('x', 'float32', ['N', 4])
-    .initializer('W', w, [4, 3]).initializer('b', b, [3])
-    .node('Gemm', ['x', 'W', 'b'], ['y']).node('Relu', ['y'], ['r'])
-    .output('y', 'float32', ['N', 3]).output('r', 'float32', ['N', 3])
-    .build());
+  writeModelFile(
+    path,
+    new GraphBuilder('lin', { opset: 13 })
+      .input('x', 'float32', ['N', 4])
+      .initializer('W', w, [4, 3])
+      .initializer('b', b, [3])
+      .node('Gemm', ['x', 'W', 'b'], ['y'])
+      .node('Relu', ['y'], ['r'])
+      .output('y', 'float32', ['N', 3])
+      .output('r', 'float32', ['N', 3])
+      .build(),
+  );
 }
 
 test('ThreadedSession: outputs as computed here, inputs handed back, queued runs in order, errors named', async () => {
@@ -33,7 +39,9 @@ test('ThreadedSession: outputs as computed here, inputs handed back, queued runs
       // Several runs in flight at once: each answer belongs to its own input.
       const inputs = [2, 5, 1].map((n) => Float32Array.from({ length: n * 4 }, () => rng.next() * 4 - 2));
       const copies = inputs.map((x) => x.slice());
-      const results = await Promise.all(inputs.map((x) => session.run({ x: { type: 'float32', data: x, dims: [x.length / 4, 4] } }, ['y', 'r'])));
+      const results = await Promise.all(
+        inputs.map((x) => session.run({ x: { type: 'float32', data: x, dims: [x.length / 4, 4] } }, ['y', 'r'])),
+      );
       assert.equal(inputs[0]!.length, 0, 'the input buffer was transferred to the worker');
       results.forEach((res, k) => {
         const x = copies[k]!;
@@ -50,9 +58,15 @@ test('ThreadedSession: outputs as computed here, inputs handed back, queued runs
         }
       });
       // A wrong input width is rejected with onnxruntime's message; the session stays usable.
-      await assert.rejects(session.run({ x: { type: 'float32', data: new Float32Array(6), dims: [2, 3] } }, ['y']), /dim|shape|Got/i);
+      await assert.rejects(
+        session.run({ x: { type: 'float32', data: new Float32Array(6), dims: [2, 3] } }, ['y']),
+        /dim|shape|Got/i,
+      );
       const again = await session.run({ x: { type: 'float32', data: new Float32Array(4), dims: [1, 4] } }, ['y']);
-      assert.deepEqual(Array.from(again.outputs.y!.data as Float32Array, (v) => Math.round(v * 1e5) / 1e5), Array.from(b, (v) => Math.round(v * 1e5) / 1e5));
+      assert.deepEqual(
+        Array.from(again.outputs.y!.data as Float32Array, (v) => Math.round(v * 1e5) / 1e5),
+        Array.from(b, (v) => Math.round(v * 1e5) / 1e5),
+      );
     } finally {
       await session.release();
     }

@@ -6,8 +6,14 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Rng } from '../src/rng.js';
 import {
-  ShardWriter, datasetSchema, openShardSet, parseDatasetSchema, parseTeacherSchema, teacherOutputSchema,
-  type ColumnValues, type ShardSchema,
+  ShardWriter,
+  datasetSchema,
+  openShardSet,
+  parseDatasetSchema,
+  parseTeacherSchema,
+  teacherOutputSchema,
+  type ColumnValues,
+  type ShardSchema,
 } from '../src/shards/index.js';
 
 /** Seeded uniform [0, 1) stream (the project's Rng), so fixtures are reproducible. */
@@ -28,7 +34,12 @@ const schema: ShardSchema = {
 
 /** Row r of the fixture, computed independently of the writer. */
 function expectedRow(r: number): { id: string; label: number; vec: number[]; tags: number[] } {
-  return { id: `s-${r}-é`, label: r * 7 - 3, vec: [r, r + 0.5, -r], tags: Array.from({ length: r % 4 }, (_, j) => (r + j) % 65536) };
+  return {
+    id: `s-${r}-é`,
+    label: r * 7 - 3,
+    vec: [r, r + 0.5, -r],
+    tags: Array.from({ length: r % 4 }, (_, j) => (r + j) % 65536),
+  };
 }
 
 function columnsFor(a: number, b: number): Record<string, ColumnValues> {
@@ -71,13 +82,19 @@ test('shards round trip: values, shard sizes, manifest hashes, order across shar
     await writeFixture(join(dir, 'set'), 1003, 100, 1);
     const set = await openShardSet(join(dir, 'set'));
     assert.equal(set.totalRows, 1003);
-    assert.deepEqual(set.manifest.shards.map((s) => s.rows), [100, 100, 100, 100, 100, 100, 100, 100, 100, 100, 3]);
+    assert.deepEqual(
+      set.manifest.shards.map((s) => s.rows),
+      [100, 100, 100, 100, 100, 100, 100, 100, 100, 100, 3],
+    );
     for (const s of set.manifest.shards) {
       const bytes = readFileSync(join(dir, 'set', s.file));
       assert.equal(bytes.byteLength, s.bytes);
       assert.equal(createHash('sha256').update(bytes).digest('hex'), s.sha256);
     }
-    assert.deepEqual(readdirSync(join(dir, 'set')).filter((f) => f.endsWith('.tmp')), []);
+    assert.deepEqual(
+      readdirSync(join(dir, 'set')).filter((f) => f.endsWith('.tmp')),
+      [],
+    );
     assert.equal(set.schema.metadata.note, 'héllo');
     let r = 0;
     for await (const row of set.rows()) {
@@ -124,20 +141,35 @@ test('shards: truncated or corrupt shard gives an error naming the file', async 
     const original = readFileSync(victim);
 
     truncateSync(victim, original.byteLength - 10);
-    await assert.rejects(async () => { for await (const _ of (await openShardSet(set)).batches()) void _; }, (e: Error) => e.message.includes(victim) && /truncated/.test(e.message));
+    await assert.rejects(
+      async () => {
+        for await (const _ of (await openShardSet(set)).batches()) void _;
+      },
+      (e: Error) => e.message.includes(victim) && /truncated/.test(e.message),
+    );
 
     const flipped = Buffer.from(original);
     const mid = Math.floor(flipped.byteLength / 2);
     flipped[mid] = flipped[mid]! ^ 0xff;
     writeFileSync(victim, flipped);
-    await assert.rejects(async () => { for await (const _ of (await openShardSet(set)).batches()) void _; }, (e: Error) => e.message.includes(victim) && /corrupt/.test(e.message));
+    await assert.rejects(
+      async () => {
+        for await (const _ of (await openShardSet(set)).batches()) void _;
+      },
+      (e: Error) => e.message.includes(victim) && /corrupt/.test(e.message),
+    );
 
     // Without the hash check a truncated file (manifest bytes patched to match) still fails on the Arrow footer.
     writeFileSync(victim, original.subarray(0, original.byteLength - 10));
     const manifest = JSON.parse(readFileSync(join(set, 'manifest.json'), 'utf8'));
     manifest.shards[1].bytes = original.byteLength - 10;
     writeFileSync(join(set, 'manifest.json'), JSON.stringify(manifest));
-    await assert.rejects(async () => { for await (const _ of (await openShardSet(set)).batches({ verify: 'size' })) void _; }, (e: Error) => e.message.includes(victim));
+    await assert.rejects(
+      async () => {
+        for await (const _ of (await openShardSet(set)).batches({ verify: 'size' })) void _;
+      },
+      (e: Error) => e.message.includes(victim),
+    );
 
     await assert.rejects(openShardSet(join(dir, 'nope')), /no manifest.json/);
   } finally {
@@ -152,7 +184,10 @@ test('shards: abort removes every file, bad appends are rejected naming the colu
     writer.append(columnsFor(0, 120), 120);
     assert.ok(readdirSync(dir).length > 0);
     assert.throws(() => writer.append({ ...columnsFor(0, 2), vec: new Float32Array(5) }, 2), /column vec/);
-    assert.throws(() => writer.append({ ...columnsFor(0, 2), label: new Float32Array(2) }, 2), /column label: expected Int32Array/);
+    assert.throws(
+      () => writer.append({ ...columnsFor(0, 2), label: new Float32Array(2) }, 2),
+      /column label: expected Int32Array/,
+    );
     await writer.abort();
     assert.deepEqual(readdirSync(dir), []);
   } finally {
@@ -163,9 +198,23 @@ test('shards: abort removes every file, bad appends are rejected naming the colu
 test('shards: dataset and teacher schemas round trip through file metadata', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'shards-'));
   try {
-    const ds = datasetSchema({ shape: [2, 2, 1], input: 'pixels', labels: 'single', numClasses: 3, classNames: ['a', 'b', 'c'] });
+    const ds = datasetSchema({
+      shape: [2, 2, 1],
+      input: 'pixels',
+      labels: 'single',
+      numClasses: 3,
+      classNames: ['a', 'b', 'c'],
+    });
     const w = await ShardWriter.create({ dir: join(dir, 'ds'), schema: ds, rowsPerShard: 10 });
-    w.append({ id: ['x', 'y'], split: ['train', 'test'], label: Int32Array.from([2, -1]), pixels: Uint8Array.from([1, 2, 3, 4, 5, 6, 7, 8]) }, 2);
+    w.append(
+      {
+        id: ['x', 'y'],
+        split: ['train', 'test'],
+        label: Int32Array.from([2, -1]),
+        pixels: Uint8Array.from([1, 2, 3, 4, 5, 6, 7, 8]),
+      },
+      2,
+    );
     await w.close();
     const set = await openShardSet(join(dir, 'ds'));
     const info = parseDatasetSchema(set.schema);
@@ -180,10 +229,28 @@ test('shards: dataset and teacher schemas round trip through file metadata', asy
     assert.equal(rows[1]!.split, 'test');
 
     const ts = teacherOutputSchema({
-      teacherId: 't1', modelSha256: 'ab', temperature: 2, activation: 'sigmoid', numClasses: 10, classMap: [3, 4, 9],
+      teacherId: 't1',
+      modelSha256: 'ab',
+      temperature: 2,
+      activation: 'sigmoid',
+      numClasses: 10,
+      classMap: [3, 4, 9],
       storage: { dense: true, topk: { k: 2 }, sampled: { draws: 8, tau: 0.5, seed: 1 }, features: { dim: 4 } },
     });
-    assert.deepEqual(ts.columns.map((c) => c.name), ['id', 'logits', 'topk_ids', 'topk_logprobs', 'topk_missing_mass', 'sample_ids', 'sample_counts', 'sample_weights', 'features']);
+    assert.deepEqual(
+      ts.columns.map((c) => c.name),
+      [
+        'id',
+        'logits',
+        'topk_ids',
+        'topk_logprobs',
+        'topk_missing_mass',
+        'sample_ids',
+        'sample_counts',
+        'sample_weights',
+        'features',
+      ],
+    );
     assert.equal(ts.columns[1]!.width, 3);
     const parsed = parseTeacherSchema(ts);
     assert.deepEqual(parsed.classMap, [3, 4, 9]);

@@ -21,7 +21,8 @@ function close(a: tf.Tensor, b: tf.Tensor, tol: number, what: string): void {
   const x = a.dataSync();
   const y = b.dataSync();
   assert.equal(x.length, y.length, `${what}: sizes`);
-  for (let i = 0; i < x.length; i++) assert.ok(Math.abs(x[i]! - y[i]!) <= tol * (1 + Math.abs(y[i]!)), `${what}[${i}]: ${x[i]} vs ${y[i]}`);
+  for (let i = 0; i < x.length; i++)
+    assert.ok(Math.abs(x[i]! - y[i]!) <= tol * (1 + Math.abs(y[i]!)), `${what}[${i}]: ${x[i]} vs ${y[i]}`);
 }
 
 test('denseColumns: values and gradients equal the dense layer restricted to the columns (plain autodiff reference)', () => {
@@ -32,10 +33,18 @@ test('denseColumns: values and gradients equal the dense layer restricted to the
   const cols = [7, 2, 4]; // unsorted on purpose
   const probe = tf.tensor2d(seeded(n * cols.length, 4), [n, cols.length]);
   const f = (xx: tf.Tensor, ww: tf.Tensor, bb: tf.Tensor) =>
-    tf.sum(tf.mul(denseColumns(xx as tf.Tensor2D, ww as tf.Tensor2D, bb as tf.Tensor1D, tf.tensor1d(cols, 'int32')), probe));
+    tf.sum(
+      tf.mul(denseColumns(xx as tf.Tensor2D, ww as tf.Tensor2D, bb as tf.Tensor1D, tf.tensor1d(cols, 'int32')), probe),
+    );
   // Reference: full logits, columns picked by a one-hot selection matrix (differentiable everywhere).
-  const select = tf.tensor2d(Float32Array.from({ length: outDim * cols.length }, (_, i) => (cols[i % cols.length] === Math.floor(i / cols.length) ? 1 : 0)), [outDim, cols.length]);
-  const ref = (xx: tf.Tensor, ww: tf.Tensor, bb: tf.Tensor) => tf.sum(tf.mul(tf.matMul(tf.add(tf.matMul(xx as tf.Tensor2D, ww as tf.Tensor2D), bb), select), probe));
+  const select = tf.tensor2d(
+    Float32Array.from({ length: outDim * cols.length }, (_, i) =>
+      cols[i % cols.length] === Math.floor(i / cols.length) ? 1 : 0,
+    ),
+    [outDim, cols.length],
+  );
+  const ref = (xx: tf.Tensor, ww: tf.Tensor, bb: tf.Tensor) =>
+    tf.sum(tf.mul(tf.matMul(tf.add(tf.matMul(xx as tf.Tensor2D, ww as tf.Tensor2D), bb), select), probe));
   close(f(x, w, b), ref(x, w, b), 1e-5, 'value');
   const g1 = tf.grads(f)([x, w, b]);
   const g2 = tf.grads(ref)([x, w, b]);
@@ -51,8 +60,10 @@ test('rowNormsSquared: ||x W + b||^2 per row from the Gram matrix, values and gr
   const w = tf.tensor2d(seeded(inDim * outDim, 6), [inDim, outDim]);
   const b = tf.tensor1d(seeded(outDim, 7));
   const probe = tf.tensor1d(seeded(n, 8));
-  const f = (xx: tf.Tensor, ww: tf.Tensor, bb: tf.Tensor) => tf.sum(tf.mul(rowNormsSquared(xx as tf.Tensor2D, ww as tf.Tensor2D, bb as tf.Tensor1D), probe));
-  const ref = (xx: tf.Tensor, ww: tf.Tensor, bb: tf.Tensor) => tf.sum(tf.mul(tf.sum(tf.square(tf.add(tf.matMul(xx as tf.Tensor2D, ww as tf.Tensor2D), bb)), 1), probe));
+  const f = (xx: tf.Tensor, ww: tf.Tensor, bb: tf.Tensor) =>
+    tf.sum(tf.mul(rowNormsSquared(xx as tf.Tensor2D, ww as tf.Tensor2D, bb as tf.Tensor1D), probe));
+  const ref = (xx: tf.Tensor, ww: tf.Tensor, bb: tf.Tensor) =>
+    tf.sum(tf.mul(tf.sum(tf.square(tf.add(tf.matMul(xx as tf.Tensor2D, ww as tf.Tensor2D), bb)), 1), probe));
   // Hand check of one row: the norm of x_0 W + b computed in float64 here.
   const xs = x.arraySync() as number[][];
   const ws = w.arraySync() as number[][];

@@ -21,7 +21,8 @@ test('threaded wasm: 6 fresh processes starting at once all become ready and com
     const x = b.tf.tensor2d([[1, 2], [3, 4]]);
     console.log(b.name, b.threads, b.tf.sum(b.tf.matMul(x, x)).dataSync()[0]);
     process.exit(0);`;
-  const run = (): Promise<{ stdout: string }> => promisify(execFile)(process.execPath, ['--input-type=module', '-e', script], { timeout: 60_000 });
+  const run = (): Promise<{ stdout: string }> =>
+    promisify(execFile)(process.execPath, ['--input-type=module', '-e', script], { timeout: 60_000 });
   const results = await Promise.allSettled(Array.from({ length: 6 }, run));
   for (const r of results) {
     assert.equal(r.status, 'fulfilled', r.status === 'rejected' ? String((r.reason as Error).message) : '');

@@ -13,7 +13,12 @@
  * Any other op throws "not implemented" rather than undercount.
  */
 import { readModelFile, type OnnxModel, type OnnxAttribute } from '@distillery/runtime/onnx';
-import { diagnoseCudaProvider, onnxruntimeNodeInstall, openWithProvider, requestedProvider } from '@distillery/runtime/onnx/execution-provider';
+import {
+  diagnoseCudaProvider,
+  onnxruntimeNodeInstall,
+  openWithProvider,
+  requestedProvider,
+} from '@distillery/runtime/onnx/execution-provider';
 
 /** Parameter and FLOP count of one model for given input shapes. */
 export interface ModelCost {
@@ -23,7 +28,26 @@ export interface ModelCost {
 }
 
 const FLOAT_TYPES = new Set(['float32', 'float16', 'float64', 'bfloat16']);
-const ELEMENTWISE = new Set(['Add', 'Sub', 'Mul', 'Div', 'Relu', 'Sigmoid', 'Tanh', 'LeakyRelu', 'Clip', 'Exp', 'Erf', 'Sqrt', 'Pow', 'HardSigmoid', 'HardSwish', 'Neg', 'Max', 'Min']);
+const ELEMENTWISE = new Set([
+  'Add',
+  'Sub',
+  'Mul',
+  'Div',
+  'Relu',
+  'Sigmoid',
+  'Tanh',
+  'LeakyRelu',
+  'Clip',
+  'Exp',
+  'Erf',
+  'Sqrt',
+  'Pow',
+  'HardSigmoid',
+  'HardSwish',
+  'Neg',
+  'Max',
+  'Min',
+]);
 const FREE = new Set(['Identity', 'Dropout', 'Flatten', 'Reshape']);
 
 function attrInts(attrs: Record<string, OnnxAttribute>, name: string): number[] | undefined {
@@ -127,8 +151,11 @@ export function modelCost(model: OnnxModel, inputShapes: Record<string, number[]
     } else if (op === 'ReduceSum' || op === 'ReduceMean') {
       // Axes from the second input (opset 13+) or the attribute (older opsets); none = all axes.
       const axesData = node.inputs[1] ? initData.get(node.inputs[1]) : undefined;
-      if (node.inputs[1] && !axesData) throw new Error(`node ${node.name} (${op}): FLOP counting not implemented for non-constant axes`);
-      const axes = (axesData ? Array.from(axesData, Number) : attrInts(node.attributes, 'axes') ?? x.map((_, i) => i)).map((a) => (a < 0 ? a + x.length : a));
+      if (node.inputs[1] && !axesData)
+        throw new Error(`node ${node.name} (${op}): FLOP counting not implemented for non-constant axes`);
+      const axes = (
+        axesData ? Array.from(axesData, Number) : (attrInts(node.attributes, 'axes') ?? x.map((_, i) => i))
+      ).map((a) => (a < 0 ? a + x.length : a));
       const keep = attrInt(node.attributes, 'keepdims', 1);
       out = keep ? x.map((d, i) => (axes.includes(i) ? 1 : d)) : x.filter((_, i) => !axes.includes(i));
       f = prod(x);
@@ -141,8 +168,13 @@ export function modelCost(model: OnnxModel, inputShapes: Record<string, number[]
       out = [...x];
       out[a] = ins.reduce((sum, s) => sum + (s ? s[a]! : 0), 0);
     } else if (op === 'Slice') {
-      const [starts, ends, axesIn, stepsIn] = [1, 2, 3, 4].map((k) => (node.inputs[k] ? initData.get(node.inputs[k]) : undefined));
-      if (!starts || !ends || (node.inputs[3] && !axesIn) || (node.inputs[4] && !stepsIn)) throw new Error(`node ${node.name} (Slice): FLOP counting not implemented for non-constant starts/ends/axes/steps`);
+      const [starts, ends, axesIn, stepsIn] = [1, 2, 3, 4].map((k) =>
+        node.inputs[k] ? initData.get(node.inputs[k]) : undefined,
+      );
+      if (!starts || !ends || (node.inputs[3] && !axesIn) || (node.inputs[4] && !stepsIn))
+        throw new Error(
+          `node ${node.name} (Slice): FLOP counting not implemented for non-constant starts/ends/axes/steps`,
+        );
       const st = Array.from(starts, Number);
       const en = Array.from(ends, Number);
       const axes = axesIn ? Array.from(axesIn, Number) : st.map((_, i) => i);
@@ -159,7 +191,8 @@ export function modelCost(model: OnnxModel, inputShapes: Record<string, number[]
       });
     } else if (op === 'Gather') {
       const indices = ins[1];
-      if (!indices) throw new Error(`node ${node.name} (Gather): FLOP counting not implemented for indices of unknown shape`);
+      if (!indices)
+        throw new Error(`node ${node.name} (Gather): FLOP counting not implemented for indices of unknown shape`);
       const axis = attrInt(node.attributes, 'axis', 0);
       const a = axis < 0 ? axis + x.length : axis;
       out = [...x.slice(0, a), ...indices, ...x.slice(a + 1)];
@@ -170,7 +203,8 @@ export function modelCost(model: OnnxModel, inputShapes: Record<string, number[]
         out = [prod(x.slice(0, a)), prod(x.slice(a))];
       } else if (op === 'Reshape') {
         const target = initData.get(node.inputs[1]!);
-        if (!target) throw new Error(`node ${node.name} (Reshape): FLOP counting not implemented for a non-constant shape`);
+        if (!target)
+          throw new Error(`node ${node.name} (Reshape): FLOP counting not implemented for a non-constant shape`);
         const t = Array.from(target, (v) => Number(v));
         const known = t.map((v, i) => (v === 0 ? x[i]! : v));
         const minus = known.indexOf(-1);
@@ -217,11 +251,21 @@ export interface LatencyOptions {
 }
 
 /** Times `modelPath` on seeded random input of `shape` (first dim = batch; float32, or uint8 pixels for a uint8 input). */
-export async function measureLatency(modelPath: string, shape: number[], options: LatencyOptions = {}): Promise<LatencyStats> {
+export async function measureLatency(
+  modelPath: string,
+  shape: number[],
+  options: LatencyOptions = {},
+): Promise<LatencyStats> {
   const ort = await import('onnxruntime-node');
   const opened = await openWithProvider(
     requestedProvider(options.gpus ?? [], process.env.CUDA_VISIBLE_DEVICES),
-    (executionProviders) => ort.InferenceSession.create(modelPath, { intraOpNumThreads: options.intraOpNumThreads ?? 1, interOpNumThreads: 1, graphOptimizationLevel: 'all', executionProviders }),
+    (executionProviders) =>
+      ort.InferenceSession.create(modelPath, {
+        intraOpNumThreads: options.intraOpNumThreads ?? 1,
+        interOpNumThreads: 1,
+        graphOptimizationLevel: 'all',
+        executionProviders,
+      }),
     () => diagnoseCudaProvider(onnxruntimeNodeInstall()),
   );
   if (opened.warning) options.warn?.(opened.warning);
@@ -235,8 +279,16 @@ export async function measureLatency(modelPath: string, shape: number[], options
     const meta = session.inputMetadata[0];
     const uint8 = meta !== undefined && meta.isTensor && meta.type === 'uint8';
     const tensor = uint8
-      ? new ort.Tensor('uint8', Uint8Array.from({ length: prod(shape) }, () => Math.floor(next() * 256)), shape)
-      : new ort.Tensor('float32', Float32Array.from({ length: prod(shape) }, () => next() - 0.5), shape);
+      ? new ort.Tensor(
+          'uint8',
+          Uint8Array.from({ length: prod(shape) }, () => Math.floor(next() * 256)),
+          shape,
+        )
+      : new ort.Tensor(
+          'float32',
+          Float32Array.from({ length: prod(shape) }, () => next() - 0.5),
+          shape,
+        );
     const feeds = { [session.inputNames[0]!]: tensor };
     for (let i = 0; i < (options.warmup ?? 5); i++) await session.run(feeds);
     const iterations = options.iterations ?? 50;
@@ -250,7 +302,14 @@ export async function measureLatency(modelPath: string, shape: number[], options
     // Nearest-rank percentiles.
     const pct = (p: number) => sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)]!;
     const mean = times.reduce((a, b) => a + b, 0) / times.length;
-    return { p50Ms: pct(50), p95Ms: pct(95), throughput: (shape[0]! * 1000) / mean, batch: shape[0]!, iterations, provider: opened.provider.name };
+    return {
+      p50Ms: pct(50),
+      p95Ms: pct(95),
+      throughput: (shape[0]! * 1000) / mean,
+      batch: shape[0]!,
+      iterations,
+      provider: opened.provider.name,
+    };
   } finally {
     await session.release();
   }

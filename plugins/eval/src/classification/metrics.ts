@@ -33,7 +33,8 @@ function checkShape(scores: ScoreMatrix, labels: ArrayLike<number>): void {
   if (labels.length !== scores.rows) throw new Error(`${labels.length} labels for ${scores.rows} score rows`);
   for (let i = 0; i < labels.length; i++) {
     const y = labels[i]!;
-    if (!Number.isInteger(y) || y < 0 || y >= scores.cols) throw new Error(`sample ${i}: label ${y} outside [0, ${scores.cols})`);
+    if (!Number.isInteger(y) || y < 0 || y >= scores.cols)
+      throw new Error(`sample ${i}: label ${y} outside [0, ${scores.cols})`);
   }
 }
 
@@ -77,7 +78,12 @@ export function perClassAccuracy(scores: ScoreMatrix, labels: ArrayLike<number>)
 }
 
 /** Top-1 accuracy over the samples of each vertical (`classVertical[c]` = vertical index of class c). */
-export function perVerticalAccuracy(scores: ScoreMatrix, labels: ArrayLike<number>, classVertical: ArrayLike<number>, verticals: number): (number | null)[] {
+export function perVerticalAccuracy(
+  scores: ScoreMatrix,
+  labels: ArrayLike<number>,
+  classVertical: ArrayLike<number>,
+  verticals: number,
+): (number | null)[] {
   checkShape(scores, labels);
   const total = new Float64Array(verticals);
   const hit = new Float64Array(verticals);
@@ -132,7 +138,10 @@ export function meanPerVerticalAP(
   const perClass: (number | null)[] = new Array(cols).fill(null);
   for (let c = 0; c < cols; c++) {
     const set = samplesOf[classVertical[c]!]!;
-    perClass[c] = averagePrecision(set.map((i) => scores.data[i * cols + c]!), set.map((i) => labels[i] === c));
+    perClass[c] = averagePrecision(
+      set.map((i) => scores.data[i * cols + c]!),
+      set.map((i) => labels[i] === c),
+    );
   }
   const perVertical = Array.from({ length: verticals }, (_, v) => {
     let sum = 0;
@@ -146,13 +155,18 @@ export function meanPerVerticalAP(
     return count === 0 ? null : sum / count;
   });
   const present = perVertical.filter((v): v is number => v !== null);
-  return { mpvap: present.length ? present.reduce((a, b) => a + b, 0) / present.length : Number.NaN, perVertical, perClass };
+  return {
+    mpvap: present.length ? present.reduce((a, b) => a + b, 0) / present.length : Number.NaN,
+    perVertical,
+    perClass,
+  };
 }
 
 /** OpenImages-style multi-label mAP; `targets` is N x C with 1 / 0 / -1 (unverified, ignored). */
 export function multiLabelMAP(scores: ScoreMatrix, targets: Int8Array): { mAP: number; perClass: (number | null)[] } {
   const { rows, cols } = scores;
-  if (targets.length !== rows * cols) throw new Error(`targets hold ${targets.length} values, expected ${rows} x ${cols}`);
+  if (targets.length !== rows * cols)
+    throw new Error(`targets hold ${targets.length} values, expected ${rows} x ${cols}`);
   const perClass: (number | null)[] = [];
   for (let c = 0; c < cols; c++) {
     const s: number[] = [];
@@ -172,11 +186,17 @@ export function multiLabelMAP(scores: ScoreMatrix, targets: Int8Array): { mAP: n
 /** Fraction of samples where student and teacher predict the same class (top-1). */
 export function teacherAgreement(student: ScoreMatrix, teacher: ScoreMatrix): number {
   if (student.rows !== teacher.rows || student.cols !== teacher.cols) {
-    throw new Error(`student scores are ${student.rows} x ${student.cols}, teacher scores ${teacher.rows} x ${teacher.cols}`);
+    throw new Error(
+      `student scores are ${student.rows} x ${student.cols}, teacher scores ${teacher.rows} x ${teacher.cols}`,
+    );
   }
   let same = 0;
   for (let i = 0; i < student.rows; i++) {
-    if (argmaxRow(student.data, i * student.cols, student.cols) === argmaxRow(teacher.data, i * teacher.cols, teacher.cols)) same++;
+    if (
+      argmaxRow(student.data, i * student.cols, student.cols) ===
+      argmaxRow(teacher.data, i * teacher.cols, teacher.cols)
+    )
+      same++;
   }
   return same / student.rows;
 }

@@ -94,7 +94,10 @@ export class StreamingClassificationMetrics {
 
   constructor(private readonly o: StreamingOptions) {
     const c = o.numClasses;
-    if (o.apScore === 'sigmoid' && o.probabilities) throw new Error('apScore "sigmoid" ranks logits: the model outputs are probabilities (outputs: probabilities); use apScore softmax');
+    if (o.apScore === 'sigmoid' && o.probabilities)
+      throw new Error(
+        'apScore "sigmoid" ranks logits: the model outputs are probabilities (outputs: probabilities); use apScore softmax',
+      );
     this.topkHits = new Float64Array(o.topk.length);
     this.classTotal = new Float64Array(c);
     this.classHit = new Float64Array(c);
@@ -103,7 +106,8 @@ export class StreamingClassificationMetrics {
     this.binConf = new Float64Array(o.eceBins);
     if (o.verticals) {
       const v = o.verticals.names.length;
-      if (o.verticals.classToVertical.length !== c) throw new Error(`vertical map covers ${o.verticals.classToVertical.length} classes, the model has ${c}`);
+      if (o.verticals.classToVertical.length !== c)
+        throw new Error(`vertical map covers ${o.verticals.classToVertical.length} classes, the model has ${c}`);
       this.verticalTotal = new Float64Array(v);
       this.verticalHit = new Float64Array(v);
       this.verticalClasses = Array.from({ length: v }, () => []);
@@ -127,7 +131,9 @@ export class StreamingClassificationMetrics {
       const pred = argmaxRow(scores, off, c);
       top1[i] = pred;
       const rank = rankOf(scores, off, c, y);
-      this.o.topk.forEach((k, j) => { if (rank < k) this.topkHits[j]!++; });
+      this.o.topk.forEach((k, j) => {
+        if (rank < k) this.topkHits[j]!++;
+      });
       this.classTotal[y]!++;
       if (pred === y) this.classHit[y]!++;
       // Probabilities of the row (softmax of logits, max-shifted).
@@ -135,7 +141,7 @@ export class StreamingClassificationMetrics {
       else {
         const m = scores[off + pred]!;
         let z = 0;
-        for (let j = 0; j < c; j++) z += (probs[j] = Math.exp(scores[off + j]! - m));
+        for (let j = 0; j < c; j++) z += probs[j] = Math.exp(scores[off + j]! - m);
         for (let j = 0; j < c; j++) probs[j]! /= z;
       }
       const conf = probs[pred]!;
@@ -166,7 +172,9 @@ export class StreamingClassificationMetrics {
     const n = this.samples;
     const ratio = (a: number, b: number): number | null => (b === 0 ? null : a / b);
     const topk: Record<string, number> = {};
-    this.o.topk.forEach((k, j) => { topk[String(k)] = this.topkHits[j]! / n; });
+    this.o.topk.forEach((k, j) => {
+      topk[String(k)] = this.topkHits[j]! / n;
+    });
     let ece = 0;
     const reliability: ClassificationSummary['reliability'] = [];
     const m = this.o.eceBins;
@@ -178,7 +186,9 @@ export class StreamingClassificationMetrics {
       reliability.push({ lower: b / m, upper: (b + 1) / m, count, accuracy, confidence });
     }
     let hits = 0;
-    this.classHit.forEach((h) => { hits += h; });
+    this.classHit.forEach((h) => {
+      hits += h;
+    });
     const out: ClassificationSummary = {
       samples: n,
       topk,
@@ -199,8 +209,14 @@ export class StreamingClassificationMetrics {
         let count = 0;
         classes.forEach((cls, j) => {
           const column = Float64Array.from(labels, (_, i) => scores[i * width + j]!);
-          const ap = averagePrecision(column, labels.map((y) => y === cls));
-          if (ap !== null) { sum += ap; count++; }
+          const ap = averagePrecision(
+            column,
+            labels.map((y) => y === cls),
+          );
+          if (ap !== null) {
+            sum += ap;
+            count++;
+          }
         });
         return count === 0 ? null : sum / count;
       });

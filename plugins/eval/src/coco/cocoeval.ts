@@ -36,7 +36,18 @@ export interface CocoStats {
 }
 
 export const COCO_STAT_KEYS: readonly (keyof CocoStats)[] = [
-  'AP', 'AP50', 'AP75', 'APs', 'APm', 'APl', 'AR1', 'AR10', 'AR100', 'ARs', 'ARm', 'ARl',
+  'AP',
+  'AP50',
+  'AP75',
+  'APs',
+  'APm',
+  'APl',
+  'AR1',
+  'AR10',
+  'AR100',
+  'ARs',
+  'ARm',
+  'ARl',
 ];
 
 /** Result of an evaluation: the 12 numbers plus per-category AP for reports. */
@@ -301,7 +312,12 @@ export function evaluateCoco(gt: CocoGroundTruth, detections: readonly CocoDetec
     }
   }
 
-  const summarize = (ap: boolean, iouThr: number | null, area: (typeof AREA_LABELS)[number], maxDets: number): number => {
+  const summarize = (
+    ap: boolean,
+    iouThr: number | null,
+    area: (typeof AREA_LABELS)[number],
+    maxDets: number,
+  ): number => {
     const a = AREA_LABELS.indexOf(area);
     const m = MAX_DETS.indexOf(maxDets as (typeof MAX_DETS)[number]);
     const ts: number[] = [];

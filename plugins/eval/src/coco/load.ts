@@ -50,7 +50,9 @@ function isRecord(value: JsonValue | undefined): value is { [key: string]: JsonV
 function readId(value: JsonValue | undefined, where: string, field: string): CocoId {
   if (typeof value === 'number' && Number.isFinite(value)) return value;
   if (typeof value === 'string') return value;
-  throw new EvalInputError(`${where}: "${field}" must be a number or string, got ${JSON.stringify(value) ?? 'nothing'}`);
+  throw new EvalInputError(
+    `${where}: "${field}" must be a number or string, got ${JSON.stringify(value) ?? 'nothing'}`,
+  );
 }
 
 function readNumber(value: JsonValue | undefined, where: string, field: string): number {
@@ -60,7 +62,9 @@ function readNumber(value: JsonValue | undefined, where: string, field: string):
 
 function readBox(value: JsonValue | undefined, where: string): CocoBox {
   if (!Array.isArray(value) || value.length !== 4) {
-    throw new EvalInputError(`${where}: "bbox" must be [x, y, width, height], got ${JSON.stringify(value) ?? 'nothing'}`);
+    throw new EvalInputError(
+      `${where}: "bbox" must be [x, y, width, height], got ${JSON.stringify(value) ?? 'nothing'}`,
+    );
   }
   const box = value.map((v, i) => readNumber(v, where, `bbox[${i}]`)) as unknown as CocoBox;
   if (box[2] < 0 || box[3] < 0) {

@@ -43,7 +43,8 @@ export async function extractFeatureStats(
       if (!t) throw new EvalInputError(`${modelPath}: output ${outputName} missing`);
       const rows = t.dims[0] ?? 0;
       const dim = rows === 0 ? 0 : t.data.length / rows;
-      if (t.type !== 'float32' && t.type !== 'float64') throw new EvalInputError(`${modelPath}: output ${outputName} is ${t.type}, need float`);
+      if (t.type !== 'float32' && t.type !== 'float64')
+        throw new EvalInputError(`${modelPath}: output ${outputName} is ${t.type}, need float`);
       acc ??= new GaussianAccumulator(dim, `${modelPath} output ${outputName}`);
       if (dim !== acc.dim) throw new EvalInputError(`${modelPath}: feature width changed from ${acc.dim} to ${dim}`);
       await acc.add(t.data as Float32Array | Float64Array, rows);

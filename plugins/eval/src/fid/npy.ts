@@ -46,7 +46,8 @@ export function parseNpyHeader(bytes: Uint8Array, file: string): NpyHeader {
   if (descr === '<f4' || descr === '=f4') dtype = 'float32';
   else if (descr === '<f8' || descr === '=f8') dtype = 'float64';
   else throw new EvalInputError(`${file}: dtype ${descr} not supported (need little-endian float32 or float64)`);
-  if (fortran === 'True') throw new EvalInputError(`${file}: Fortran-order arrays are not supported; save with C order`);
+  if (fortran === 'True')
+    throw new EvalInputError(`${file}: Fortran-order arrays are not supported; save with C order`);
   const shape = shapeText
     .split(',')
     .map((s) => s.trim())
@@ -76,7 +77,9 @@ export function parseNpy(bytes: Uint8Array, file: string): NdArray {
   const itemSize = h.dtype === 'float64' ? 8 : 4;
   const body = bytes.subarray(h.dataOffset);
   if (body.length !== count * itemSize) {
-    throw new EvalInputError(`${file}: expected ${count * itemSize} data bytes for shape (${h.shape.join(', ')}), found ${body.length}`);
+    throw new EvalInputError(
+      `${file}: expected ${count * itemSize} data bytes for shape (${h.shape.join(', ')}), found ${body.length}`,
+    );
   }
   return { shape: h.shape, data: toFloat64(body, h.dtype) };
 }
@@ -105,12 +108,15 @@ export async function streamNpyRows(
     const head = new Uint8Array(12 + headerLen);
     await fh.read(head, 0, head.length, 0);
     const h = parseNpyHeader(head, path);
-    if (h.shape.length !== 2) throw new EvalInputError(`${path}: expected a 2-D feature matrix (N x D), got shape (${h.shape.join(', ')})`);
+    if (h.shape.length !== 2)
+      throw new EvalInputError(`${path}: expected a 2-D feature matrix (N x D), got shape (${h.shape.join(', ')})`);
     const [rows, cols] = h.shape as [number, number];
     const itemSize = h.dtype === 'float64' ? 8 : 4;
     const { size } = await fh.stat();
     if (size - h.dataOffset !== rows * cols * itemSize) {
-      throw new EvalInputError(`${path}: expected ${rows * cols * itemSize} data bytes for shape (${rows}, ${cols}), found ${size - h.dataOffset}`);
+      throw new EvalInputError(
+        `${path}: expected ${rows * cols * itemSize} data bytes for shape (${rows}, ${cols}), found ${size - h.dataOffset}`,
+      );
     }
     const rowBytes = cols * itemSize;
     const buf = new Uint8Array(Math.max(1, Math.min(chunkRows, rows)) * rowBytes);
@@ -123,7 +129,10 @@ export async function streamNpyRows(
         if (bytesRead === 0) throw new EvalInputError(`${path}: file ended early at row ${first}`);
         got += bytesRead;
       }
-      const chunk = h.dtype === 'float64' ? new Float64Array(buf.buffer, 0, count * cols) : new Float32Array(buf.buffer, 0, count * cols);
+      const chunk =
+        h.dtype === 'float64'
+          ? new Float64Array(buf.buffer, 0, count * cols)
+          : new Float32Array(buf.buffer, 0, count * cols);
       await onChunk(chunk, count, first);
     }
     return { rows, cols };
@@ -135,7 +144,8 @@ export async function streamNpyRows(
 /** Encodes a float64 array as .npy (version 1.0, '<f8', C order). */
 export function encodeNpy(data: Float64Array, shape: readonly number[]): Uint8Array {
   const count = shape.reduce((a, b) => a * b, 1);
-  if (count !== data.length) throw new Error(`encodeNpy: shape (${shape.join(', ')}) does not match ${data.length} values`);
+  if (count !== data.length)
+    throw new Error(`encodeNpy: shape (${shape.join(', ')}) does not match ${data.length} values`);
   const shapeText = shape.length === 1 ? `(${shape[0]},)` : `(${shape.join(', ')})`;
   let header = `{'descr': '<f8', 'fortran_order': False, 'shape': ${shapeText}, }`;
   // Pad so that the data starts on a 64-byte boundary, header ends with a newline.
@@ -150,4 +160,3 @@ export function encodeNpy(data: Float64Array, shape: readonly number[]): Uint8Ar
   out.set(new Uint8Array(data.buffer, data.byteOffset, data.byteLength), 10 + header.length);
   return out;
 }
-

@@ -16,7 +16,8 @@ export async function readNpzStats(path: string): Promise<GaussianStats> {
   }
   const get = (name: string) => {
     const entry = entries.find((e) => e.entryName === `${name}.npy`);
-    if (!entry) throw new EvalInputError(`${path}: no "${name}" array (entries: ${entries.map((e) => e.entryName).join(', ')})`);
+    if (!entry)
+      throw new EvalInputError(`${path}: no "${name}" array (entries: ${entries.map((e) => e.entryName).join(', ')})`);
     return parseNpy(entry.getData(), `${path}:${name}.npy`);
   };
   const mu = get('mu');
@@ -24,9 +25,14 @@ export async function readNpzStats(path: string): Promise<GaussianStats> {
   const d = mu.shape.length === 1 ? mu.shape[0]! : -1;
   if (d < 1) throw new EvalInputError(`${path}: "mu" must be 1-D, got shape (${mu.shape.join(', ')})`);
   if (sigma.shape.length !== 2 || sigma.shape[0] !== d || sigma.shape[1] !== d) {
-    throw new EvalInputError(`${path}: "sigma" must be ${d} x ${d} to match "mu", got shape (${sigma.shape.join(', ')})`);
+    throw new EvalInputError(
+      `${path}: "sigma" must be ${d} x ${d} to match "mu", got shape (${sigma.shape.join(', ')})`,
+    );
   }
-  for (const [name, arr] of [['mu', mu.data], ['sigma', sigma.data]] as const) {
+  for (const [name, arr] of [
+    ['mu', mu.data],
+    ['sigma', sigma.data],
+  ] as const) {
     const bad = arr.findIndex((v) => !Number.isFinite(v));
     if (bad >= 0) throw new EvalInputError(`${path}: "${name}" has a non-finite value at flat index ${bad}`);
   }

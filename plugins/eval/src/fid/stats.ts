@@ -15,6 +15,7 @@ export async function statsFromNpy(path: string, chunkRows = 4096): Promise<Gaus
     acc ??= new GaussianAccumulator(chunk.length / count, path);
     await acc.add(chunk, count);
   });
-  if (!acc) throw new EvalInputError(`${path}: need at least 2 feature rows for a covariance, got ${rows} (D = ${cols})`);
+  if (!acc)
+    throw new EvalInputError(`${path}: need at least 2 feature rows for a covariance, got ${rows} (D = ${cols})`);
   return acc.finish();
 }

@@ -16,7 +16,15 @@ import { openShardSet, parseDatasetSchema, type DatasetInfo, type ShardSet } fro
 import { readModelFile } from '@distillery/runtime/onnx';
 import { StreamingClassificationMetrics, type ApScore, type VerticalMap } from '../classification/streaming.js';
 import { measureLatency, modelCost } from '../classification/efficiency.js';
-import { REPORT_FORMAT, renderMarkdown, type EfficiencyComparison, type EvalReport, type LossPoint, type ModelEfficiency, type ModelReport } from './report.js';
+import {
+  REPORT_FORMAT,
+  renderMarkdown,
+  type EfficiencyComparison,
+  type EvalReport,
+  type LossPoint,
+  type ModelEfficiency,
+  type ModelReport,
+} from './report.js';
 import { renderSvg, reportPlots } from './plots.js';
 import type { MsdBundle } from '@distillery/plugin-multi-student';
 import { hashFileContent, writeFileAtomicSync } from '@distillery/core/plugin';
@@ -95,22 +103,49 @@ interface BundleState {
 /** Opens an MSD bundle directory (manifest.json) as one composite model. */
 async function openBundle(spec: EvalModelSpec, o: EvaluateOptions, data: DatasetInfo): Promise<OpenModel> {
   const { MsdBundle } = await import('@distillery/plugin-multi-student');
-  const runner = await MsdBundle.open(spec.dir, { intraOpNumThreads: Math.max(1, o.threads), interOpNumThreads: 1, graphOptimizationLevel: 'all', executionProviders: ['cpu'] });
+  const runner = await MsdBundle.open(spec.dir, {
+    intraOpNumThreads: Math.max(1, o.threads),
+    interOpNumThreads: 1,
+    graphOptimizationLevel: 'all',
+    executionProviders: ['cpu'],
+  });
   const m = runner.manifest;
   const where = `MSD bundle ${spec.dir} (${spec.name})`;
   const width = m.input.shape.reduce((a, b) => a * b, 1);
-  const problem = m.numClasses !== data.numClasses
-    ? `covers ${m.numClasses} classes but the dataset has ${data.numClasses}`
-    : width !== data.width ? `takes ${width} values per sample but the dataset's samples have ${data.width}` : undefined;
+  const problem =
+    m.numClasses !== data.numClasses
+      ? `covers ${m.numClasses} classes but the dataset has ${data.numClasses}`
+      : width !== data.width
+        ? `takes ${width} values per sample but the dataset's samples have ${data.width}`
+        : undefined;
   if (problem) {
     await runner.release();
     throw new Error(`${where}: ${problem}`);
   }
-  const metrics = new StreamingClassificationMetrics({ numClasses: data.numClasses, topk: o.topk, eceBins: o.eceBins, probabilities: false, ...(o.verticals ? { verticals: o.verticals } : {}) });
+  const metrics = new StreamingClassificationMetrics({
+    numClasses: data.numClasses,
+    topk: o.topk,
+    eceBins: o.eceBins,
+    probabilities: false,
+    ...(o.verticals ? { verticals: o.verticals } : {}),
+  });
   return {
-    spec, path: join(spec.dir, 'manifest.json'), session: runner.router, inputName: m.input.name, outputName: 'scores', inputType: 'float32',
-    sampleDims: m.input.shape, fixedBatch: undefined, metrics,
-    bundle: { runner, samples: 0, routedCorrectly: 0, knownPartitionCorrect: 0, routedTo: new Array<number>(m.students).fill(0) },
+    spec,
+    path: join(spec.dir, 'manifest.json'),
+    session: runner.router,
+    inputName: m.input.name,
+    outputName: 'scores',
+    inputType: 'float32',
+    sampleDims: m.input.shape,
+    fixedBatch: undefined,
+    metrics,
+    bundle: {
+      runner,
+      samples: 0,
+      routedCorrectly: 0,
+      knownPartitionCorrect: 0,
+      routedTo: new Array<number>(m.students).fill(0),
+    },
   };
 }
 
@@ -118,7 +153,12 @@ async function openBundle(spec: EvalModelSpec, o: EvaluateOptions, data: Dataset
  * Composite scores of a bundle for one batch, counting routing accuracy and the accuracy with the
  * partition known (misrouted samples are run again through their true partition's student).
  */
-async function runBundleBatch(b: BundleState, input: Float32Array, rows: number, labels: Int32Array): Promise<Float32Array> {
+async function runBundleBatch(
+  b: BundleState,
+  input: Float32Array,
+  rows: number,
+  labels: Int32Array,
+): Promise<Float32Array> {
   const routing = b.runner.manifest.classToStudent;
   const p = await b.runner.predict(input, rows);
   const width = input.length / rows;
@@ -134,15 +174,26 @@ async function runBundleBatch(b: BundleState, input: Float32Array, rows: number,
   if (misrouted.length > 0) {
     const sub = new Float32Array(misrouted.length * width);
     misrouted.forEach((r, i) => sub.set(input.subarray(r * width, (r + 1) * width), i * width));
-    const known = await b.runner.predict(sub, misrouted.length, Int32Array.from(misrouted, (r) => routing[labels[r]!]!));
-    misrouted.forEach((r, i) => { if (known.label[i] === labels[r]) b.knownPartitionCorrect++; });
+    const known = await b.runner.predict(
+      sub,
+      misrouted.length,
+      Int32Array.from(misrouted, (r) => routing[labels[r]!]!),
+    );
+    misrouted.forEach((r, i) => {
+      if (known.label[i] === labels[r]) b.knownPartitionCorrect++;
+    });
   }
   b.samples += rows;
   return p.scores;
 }
 
 /** Latency of a bundle per query batch: router + the chosen student(s), on seeded random input as measureLatency. */
-async function bundleLatency(b: BundleState, shape: number[], warmup: number, iterations: number): Promise<{ p50Ms: number; p95Ms: number; throughput: number; batch: number; iterations: number }> {
+async function bundleLatency(
+  b: BundleState,
+  shape: number[],
+  warmup: number,
+  iterations: number,
+): Promise<{ p50Ms: number; p95Ms: number; throughput: number; batch: number; iterations: number }> {
   let state = 0;
   const next = () => {
     state = (Math.imul(state, 1664525) + 1013904223) >>> 0;
@@ -163,13 +214,24 @@ async function bundleLatency(b: BundleState, shape: number[], warmup: number, it
   return { p50Ms: pct(50), p95Ms: pct(95), throughput: (shape[0]! * 1000) / mean, batch: shape[0]!, iterations };
 }
 
-async function openModel(ort: typeof Ort, spec: EvalModelSpec, o: EvaluateOptions, data: DatasetInfo): Promise<OpenModel> {
+async function openModel(
+  ort: typeof Ort,
+  spec: EvalModelSpec,
+  o: EvaluateOptions,
+  data: DatasetInfo,
+): Promise<OpenModel> {
   const path = join(spec.dir, 'model.onnx');
   if (!existsSync(path) && existsSync(join(spec.dir, 'manifest.json'))) return openBundle(spec, o, data);
-  if (!existsSync(path)) throw new Error(`model ${spec.name}: no model.onnx in ${spec.dir} (nor an MSD bundle manifest.json)`);
+  if (!existsSync(path))
+    throw new Error(`model ${spec.name}: no model.onnx in ${spec.dir} (nor an MSD bundle manifest.json)`);
   let session: Ort.InferenceSession;
   try {
-    session = await ort.InferenceSession.create(path, { intraOpNumThreads: Math.max(1, o.threads), interOpNumThreads: 1, graphOptimizationLevel: 'all', executionProviders: ['cpu'] });
+    session = await ort.InferenceSession.create(path, {
+      intraOpNumThreads: Math.max(1, o.threads),
+      interOpNumThreads: 1,
+      graphOptimizationLevel: 'all',
+      executionProviders: ['cpu'],
+    });
   } catch (error) {
     throw new Error(`ONNX model ${path}: cannot load (${(error as Error).message.split('\n')[0]})`);
   }
@@ -177,25 +239,56 @@ async function openModel(ort: typeof Ort, spec: EvalModelSpec, o: EvaluateOption
     const where = `ONNX model ${path} (${spec.name})`;
     const inputName = o.inputName ?? session.inputNames[0];
     const input = session.inputMetadata.find((m) => m.name === inputName);
-    if (!inputName || !input || !input.isTensor) throw new Error(`${where}: no tensor input ${JSON.stringify(o.inputName)} (inputs: ${session.inputNames.join(', ')})`);
-    if (session.inputNames.length > 1 && !o.inputName) throw new Error(`${where}: several inputs (${session.inputNames.join(', ')}); set params.input`);
-    if (input.type !== 'float32' && input.type !== 'uint8') throw new Error(`${where}: input ${inputName} has dtype ${input.type}; eval feeds float32 (or uint8 pixels)`);
-    if (input.type === 'uint8' && data.input !== 'pixels') throw new Error(`${where}: input ${inputName} is uint8 but the dataset holds float32 features`);
+    if (!inputName || !input || !input.isTensor)
+      throw new Error(
+        `${where}: no tensor input ${JSON.stringify(o.inputName)} (inputs: ${session.inputNames.join(', ')})`,
+      );
+    if (session.inputNames.length > 1 && !o.inputName)
+      throw new Error(`${where}: several inputs (${session.inputNames.join(', ')}); set params.input`);
+    if (input.type !== 'float32' && input.type !== 'uint8')
+      throw new Error(`${where}: input ${inputName} has dtype ${input.type}; eval feeds float32 (or uint8 pixels)`);
+    if (input.type === 'uint8' && data.input !== 'pixels')
+      throw new Error(`${where}: input ${inputName} is uint8 but the dataset holds float32 features`);
     const dims = [...input.shape];
     const sampleDims = dims.slice(1);
-    if (dims.length < 2 || !sampleDims.every(isFixed)) throw new Error(`${where}: input ${inputName} has shape [${dims.join(', ')}]; need [batch, fixed dims...]`);
+    if (dims.length < 2 || !sampleDims.every(isFixed))
+      throw new Error(`${where}: input ${inputName} has shape [${dims.join(', ')}]; need [batch, fixed dims...]`);
     const perSample = (sampleDims as number[]).reduce((a, b) => a * b, 1);
-    if (perSample !== data.width) throw new Error(`${where}: input ${inputName} takes ${perSample} values per sample but the dataset's samples have shape [${data.shape.join(', ')}] (${data.width} values)`);
+    if (perSample !== data.width)
+      throw new Error(
+        `${where}: input ${inputName} takes ${perSample} values per sample but the dataset's samples have shape [${data.shape.join(', ')}] (${data.width} values)`,
+      );
     const outputName = o.outputName ?? session.outputNames[0]!;
     const output = session.outputMetadata.find((m) => m.name === outputName);
-    if (!output || !output.isTensor) throw new Error(`${where}: no tensor output ${outputName} (outputs: ${session.outputNames.join(', ')})`);
+    if (!output || !output.isTensor)
+      throw new Error(`${where}: no tensor output ${outputName} (outputs: ${session.outputNames.join(', ')})`);
     const outDims = [...output.shape];
     const width = outDims[outDims.length - 1];
-    if (outDims.length !== 2) throw new Error(`${where}: output ${outputName} has shape [${outDims.join(', ')}]; need [batch, classes]`);
-    if (isFixed(width) && width !== data.numClasses) throw new Error(`${where}: output ${outputName} has ${width} classes but the dataset has ${data.numClasses}`);
-    if (output.type !== 'float32') throw new Error(`${where}: output ${outputName} has dtype ${output.type}, need float32`);
-    const metrics = new StreamingClassificationMetrics({ numClasses: data.numClasses, topk: o.topk, eceBins: o.eceBins, probabilities: o.outputs === 'probabilities', apScore: o.apScore ?? 'softmax', ...(o.verticals ? { verticals: o.verticals } : {}) });
-    return { spec, path, session, inputName, outputName, inputType: input.type, sampleDims: sampleDims as number[], fixedBatch: isFixed(dims[0]) ? dims[0] : undefined, metrics };
+    if (outDims.length !== 2)
+      throw new Error(`${where}: output ${outputName} has shape [${outDims.join(', ')}]; need [batch, classes]`);
+    if (isFixed(width) && width !== data.numClasses)
+      throw new Error(`${where}: output ${outputName} has ${width} classes but the dataset has ${data.numClasses}`);
+    if (output.type !== 'float32')
+      throw new Error(`${where}: output ${outputName} has dtype ${output.type}, need float32`);
+    const metrics = new StreamingClassificationMetrics({
+      numClasses: data.numClasses,
+      topk: o.topk,
+      eceBins: o.eceBins,
+      probabilities: o.outputs === 'probabilities',
+      apScore: o.apScore ?? 'softmax',
+      ...(o.verticals ? { verticals: o.verticals } : {}),
+    });
+    return {
+      spec,
+      path,
+      session,
+      inputName,
+      outputName,
+      inputType: input.type,
+      sampleDims: sampleDims as number[],
+      fixedBatch: isFixed(dims[0]) ? dims[0] : undefined,
+      metrics,
+    };
   } catch (error) {
     await session.release();
     throw error;
@@ -203,13 +296,19 @@ async function openModel(ort: typeof Ort, spec: EvalModelSpec, o: EvaluateOption
 }
 
 /** Per-channel affine transform of teacher-infer (see module comment); returns a row filler. */
-function inputTransform(o: EvaluateOptions, data: DatasetInfo): (dst: Float32Array, row: number, src: ArrayLike<number>, srcStart: number) => void {
+function inputTransform(
+  o: EvaluateOptions,
+  data: DatasetInfo,
+): (dst: Float32Array, row: number, src: ArrayLike<number>, srcStart: number) => void {
   const width = data.width;
-  const channels = data.shape.length === 3 ? (data.layout === 'HWC' ? data.shape[2]! : data.layout === 'CHW' ? data.shape[0]! : 1) : 1;
+  const channels =
+    data.shape.length === 3 ? (data.layout === 'HWC' ? data.shape[2]! : data.layout === 'CHW' ? data.shape[0]! : 1) : 1;
   const spatial = width / channels;
   const transpose = o.inputLayout === 'CHW' && data.layout === 'HWC' && channels > 1;
-  if (o.mean.length > 0 && o.mean.length !== channels && o.mean.length !== 1) throw new Error(`params.mean has ${o.mean.length} values for ${channels} channels`);
-  if (o.std.length > 0 && o.std.length !== channels && o.std.length !== 1) throw new Error(`params.std has ${o.std.length} values for ${channels} channels`);
+  if (o.mean.length > 0 && o.mean.length !== channels && o.mean.length !== 1)
+    throw new Error(`params.mean has ${o.mean.length} values for ${channels} channels`);
+  if (o.std.length > 0 && o.std.length !== channels && o.std.length !== 1)
+    throw new Error(`params.std has ${o.std.length} values for ${channels} channels`);
   const mul = new Float32Array(channels);
   const add = new Float32Array(channels);
   for (let ch = 0; ch < channels; ch++) {
@@ -223,7 +322,9 @@ function inputTransform(o: EvaluateOptions, data: DatasetInfo): (dst: Float32Arr
   return (dst, row, src, srcStart) => {
     const base = row * width;
     if (transpose) {
-      for (let p = 0; p < spatial; p++) for (let ch = 0; ch < channels; ch++) dst[base + ch * spatial + p] = src[srcStart + p * channels + ch]! * mul[ch]! + add[ch]!;
+      for (let p = 0; p < spatial; p++)
+        for (let ch = 0; ch < channels; ch++)
+          dst[base + ch * spatial + p] = src[srcStart + p * channels + ch]! * mul[ch]! + add[ch]!;
     } else {
       for (let i = 0; i < width; i++) {
         const ch = chOf(i);
@@ -247,31 +348,44 @@ export function readLossHistory(dir: string): LossPoint[] | undefined {
   if (history === undefined) return undefined;
   if (!Array.isArray(history)) throw new Error(`${file}: lossHistory must be an array`);
   return history.map((entry, i) => {
-    const point = typeof entry === 'number' ? { step: i, loss: entry } : (entry as { step?: unknown; loss?: unknown; lr?: unknown; terms?: unknown });
-    if (typeof point.step !== 'number' || typeof point.loss !== 'number') throw new Error(`${file}: lossHistory[${i}] must be a number or {"step": number, "loss": number}`);
+    const point =
+      typeof entry === 'number'
+        ? { step: i, loss: entry }
+        : (entry as { step?: unknown; loss?: unknown; lr?: unknown; terms?: unknown });
+    if (typeof point.step !== 'number' || typeof point.loss !== 'number')
+      throw new Error(`${file}: lossHistory[${i}] must be a number or {"step": number, "loss": number}`);
     const lr = 'lr' in point && typeof point.lr === 'number' ? { lr: point.lr } : {};
-    const rawTerms = 'terms' in point && point.terms !== null && typeof point.terms === 'object' ? Object.entries(point.terms as Record<string, unknown>) : [];
+    const rawTerms =
+      'terms' in point && point.terms !== null && typeof point.terms === 'object'
+        ? Object.entries(point.terms as Record<string, unknown>)
+        : [];
     const terms = Object.fromEntries(rawTerms.filter((t): t is [string, number] => typeof t[1] === 'number'));
     return { step: point.step, loss: point.loss, ...lr, ...(rawTerms.length > 0 ? { terms } : {}) };
   });
 }
 
-
 /** Checks the options and opens the dataset; returns its shard set and schema. */
 async function openEvalDataset(o: EvaluateOptions): Promise<{ dataset: ShardSet; data: DatasetInfo }> {
-  if (o.models.length === 0) throw new Error('eval: no models to evaluate (bind the input "model" to one or more stages holding model.onnx)');
+  if (o.models.length === 0)
+    throw new Error('eval: no models to evaluate (bind the input "model" to one or more stages holding model.onnx)');
   const names = new Set<string>();
   for (const m of o.models) {
     if (names.has(m.name)) throw new Error(`eval: two models are named ${m.name}`);
     names.add(m.name);
   }
-  if (o.topk.some((k) => !Number.isInteger(k) || k < 1)) throw new Error(`params.topk: every k must be an integer >= 1, got ${JSON.stringify(o.topk)}`);
+  if (o.topk.some((k) => !Number.isInteger(k) || k < 1))
+    throw new Error(`params.topk: every k must be an integer >= 1, got ${JSON.stringify(o.topk)}`);
   const dataset = await openShardSet(o.datasetDir);
   const data = parseDatasetSchema(dataset.schema, `dataset ${o.datasetDir}`);
-  if (data.labels !== 'single') throw new Error(`dataset ${o.datasetDir}: multi-label evaluation in the eval stage is not implemented (use multiLabelMAP from the library)`);
+  if (data.labels !== 'single')
+    throw new Error(
+      `dataset ${o.datasetDir}: multi-label evaluation in the eval stage is not implemented (use multiLabelMAP from the library)`,
+    );
   if (!(data.numClasses > 0)) throw new Error(`dataset ${o.datasetDir}: distillery.num_classes is missing`);
   if (o.verticals && o.verticals.classToVertical.length !== data.numClasses) {
-    throw new Error(`vertical map covers ${o.verticals.classToVertical.length} classes but dataset ${o.datasetDir} has ${data.numClasses}`);
+    throw new Error(
+      `vertical map covers ${o.verticals.classToVertical.length} classes but dataset ${o.datasetDir} has ${data.numClasses}`,
+    );
   }
   return { dataset, data };
 }
@@ -279,9 +393,13 @@ async function openEvalDataset(o: EvaluateOptions): Promise<{ dataset: ShardSet;
 /** The batch size every model accepts: a model's fixed batch dimension, else `o.batchSize`. */
 function commonBatchSize(models: readonly OpenModel[], o: EvaluateOptions): number {
   const fixed = [...new Set(models.map((m) => m.fixedBatch).filter((b): b is number => b !== undefined))];
-  if (fixed.length > 1) throw new Error(`eval: models have different fixed batch sizes (${fixed.join(', ')}); export them with a dynamic batch dimension`);
+  if (fixed.length > 1)
+    throw new Error(
+      `eval: models have different fixed batch sizes (${fixed.join(', ')}); export them with a dynamic batch dimension`,
+    );
   const batchSize = fixed[0] ?? o.batchSize;
-  if (fixed.length === 1 && batchSize !== o.batchSize) o.warn?.(`a model has a fixed batch size ${batchSize}; using it instead of ${o.batchSize}`);
+  if (fixed.length === 1 && batchSize !== o.batchSize)
+    o.warn?.(`a model has a fixed batch size ${batchSize}; using it instead of ${o.batchSize}`);
   return batchSize;
 }
 
@@ -311,7 +429,15 @@ interface IterationCounts {
  * input transform; unlabelled samples (label -1) are counted and skipped. `padded` zeroes the
  * buffers after each batch (models with a fixed batch dimension read all of it).
  */
-async function* labelledBatches(dataset: ShardSet, data: DatasetInfo, o: EvaluateOptions, batchSize: number, rawNeeded: boolean, padded: boolean, counts: IterationCounts): AsyncGenerator<EvalBatch> {
+async function* labelledBatches(
+  dataset: ShardSet,
+  data: DatasetInfo,
+  o: EvaluateOptions,
+  batchSize: number,
+  rawNeeded: boolean,
+  padded: boolean,
+  counts: IterationCounts,
+): AsyncGenerator<EvalBatch> {
   const fill = inputTransform(o, data);
   const width = data.width;
   const batch: EvalBatch = {
@@ -363,29 +489,46 @@ async function* labelledBatches(dataset: ShardSet, data: DatasetInfo, o: Evaluat
  * The model runner: every model on one batch, accumulating its metrics; the reference teacher
  * runs first and its top-1 feeds the others' agreement.
  */
-async function runModelsOnBatch(ort: typeof Ort, models: readonly OpenModel[], reference: OpenModel | undefined, batch: EvalBatch, data: DatasetInfo): Promise<void> {
+async function runModelsOnBatch(
+  ort: typeof Ort,
+  models: readonly OpenModel[],
+  reference: OpenModel | undefined,
+  batch: EvalBatch,
+  data: DatasetInfo,
+): Promise<void> {
   const { rows, labels, ids } = batch;
   const width = data.width;
   let refTop1: Int32Array | undefined;
   for (const m of models) {
     if (m.bundle) {
-      const top1 = m.metrics.add(await runBundleBatch(m.bundle, batch.floatInput.subarray(0, rows * width), rows, labels), labels, rows, m === reference ? undefined : refTop1);
+      const top1 = m.metrics.add(
+        await runBundleBatch(m.bundle, batch.floatInput.subarray(0, rows * width), rows, labels),
+        labels,
+        rows,
+        m === reference ? undefined : refTop1,
+      );
       if (m === reference) refTop1 = top1;
       continue;
     }
     const n = m.fixedBatch ?? rows;
-    const tensor = m.inputType === 'uint8'
-      ? new ort.Tensor('uint8', batch.rawInput!.subarray(0, n * width), [n, ...m.sampleDims])
-      : new ort.Tensor('float32', batch.floatInput.subarray(0, n * width), [n, ...m.sampleDims]);
+    const tensor =
+      m.inputType === 'uint8'
+        ? new ort.Tensor('uint8', batch.rawInput!.subarray(0, n * width), [n, ...m.sampleDims])
+        : new ort.Tensor('float32', batch.floatInput.subarray(0, n * width), [n, ...m.sampleDims]);
     const out = await m.session.run({ [m.inputName]: tensor }, [m.outputName]);
     const result = out[m.outputName]!;
     const c = result.dims[1];
     if (result.dims.length !== 2 || c !== data.numClasses) {
-      throw new Error(`ONNX model ${m.path} (${m.spec.name}): output ${m.outputName} has shape [${result.dims.join(', ')}] but the dataset has ${data.numClasses} classes`);
+      throw new Error(
+        `ONNX model ${m.path} (${m.spec.name}): output ${m.outputName} has shape [${result.dims.join(', ')}] but the dataset has ${data.numClasses} classes`,
+      );
     }
     const scores = (result.data as Float32Array).subarray(0, rows * c);
     for (let i = 0; i < scores.length; i++) {
-      if (!Number.isFinite(scores[i]!)) throw new Error(`ONNX model ${m.path} (${m.spec.name}): non-finite output (NaN or Inf) for sample ${ids[Math.floor(i / c)]}`);
+      if (!Number.isFinite(scores[i]!))
+        throw new Error(
+          `ONNX model ${m.path} (${m.spec.name}): non-finite output (NaN or Inf) for sample ${ids[Math.floor(i / c)]}`,
+        );
     }
     const top1 = m.metrics.add(scores, labels, rows, m === reference ? undefined : refTop1);
     if (m === reference) refTop1 = top1;
@@ -394,7 +537,12 @@ async function runModelsOnBatch(ort: typeof Ort, models: readonly OpenModel[], r
 }
 
 /** Parameters, FLOPs and latency of one (non-bundle) model, with its metrics and loss history. */
-async function modelReport(m: OpenModel, shape: number[], o: EvaluateOptions, warnOnce: (message: string) => void): Promise<ModelReport> {
+async function modelReport(
+  m: OpenModel,
+  shape: number[],
+  o: EvaluateOptions,
+  warnOnce: (message: string) => void,
+): Promise<ModelReport> {
   let flops: number | null = null;
   let flopsNote: string | undefined;
   const graph = await readModelFile(m.path);
@@ -409,15 +557,32 @@ async function modelReport(m: OpenModel, shape: number[], o: EvaluateOptions, wa
     flopsNote = (error as Error).message;
     o.warn?.(`model ${m.spec.name}: FLOPs not counted (${flopsNote})`);
   }
-  const latency = await measureLatency(m.path, m.fixedBatch ? [m.fixedBatch, ...m.sampleDims] : shape, { warmup: o.latency.warmup, iterations: o.latency.iterations, intraOpNumThreads: Math.max(1, o.threads), gpus: o.gpus ?? [], warn: warnOnce });
+  const latency = await measureLatency(m.path, m.fixedBatch ? [m.fixedBatch, ...m.sampleDims] : shape, {
+    warmup: o.latency.warmup,
+    iterations: o.latency.iterations,
+    intraOpNumThreads: Math.max(1, o.threads),
+    gpus: o.gpus ?? [],
+    warn: warnOnce,
+  });
   const efficiency: ModelEfficiency = {
-    parameters, flops, latencyP50Ms: latency.p50Ms, latencyP95Ms: latency.p95Ms, throughput: latency.throughput,
-    batch: latency.batch, iterations: latency.iterations, threads: Math.max(1, o.threads), provider: latency.provider,
+    parameters,
+    flops,
+    latencyP50Ms: latency.p50Ms,
+    latencyP95Ms: latency.p95Ms,
+    throughput: latency.throughput,
+    batch: latency.batch,
+    iterations: latency.iterations,
+    threads: Math.max(1, o.threads),
+    provider: latency.provider,
     ...(flopsNote ? { flopsNote } : {}),
   };
   const lossHistory = readLossHistory(m.spec.dir);
   return {
-    name: m.spec.name, role: m.spec.role, modelSha256: await hashFileContent(m.path), metrics: m.metrics.summary(), efficiency,
+    name: m.spec.name,
+    role: m.spec.role,
+    modelSha256: await hashFileContent(m.path),
+    metrics: m.metrics.summary(),
+    efficiency,
     ...(lossHistory ? { lossHistory } : {}),
   };
 }
@@ -443,13 +608,16 @@ async function modelReports(models: readonly OpenModel[], o: EvaluateOptions): P
 /** Each student against the reference teacher: speed-up, parameter and FLOP reductions. */
 function efficiencyComparisons(reports: readonly ModelReport[], ref: ModelReport | undefined): EfficiencyComparison[] {
   if (!ref) return [];
-  return reports.filter((r) => r.role === 'student').map((s) => ({
-    teacher: ref.name,
-    student: s.name,
-    speedup: ref.efficiency.latencyP50Ms / s.efficiency.latencyP50Ms,
-    parameterReduction: ref.efficiency.parameters / s.efficiency.parameters,
-    flopReduction: ref.efficiency.flops !== null && s.efficiency.flops !== null ? ref.efficiency.flops / s.efficiency.flops : null,
-  }));
+  return reports
+    .filter((r) => r.role === 'student')
+    .map((s) => ({
+      teacher: ref.name,
+      student: s.name,
+      speedup: ref.efficiency.latencyP50Ms / s.efficiency.latencyP50Ms,
+      parameterReduction: ref.efficiency.parameters / s.efficiency.parameters,
+      flopReduction:
+        ref.efficiency.flops !== null && s.efficiency.flops !== null ? ref.efficiency.flops / s.efficiency.flops : null,
+    }));
 }
 
 /** Writes the report: plots, report.json and report.md (each atomically). */
@@ -479,7 +647,10 @@ export async function evaluateModels(o: EvaluateOptions): Promise<EvalReport> {
       await runModelsOnBatch(ort, models, reference, batch, data);
       o.progress?.(counts.samples + batch.rows, o.split === '*' ? dataset.totalRows : undefined);
     }
-    if (counts.samples === 0) throw new Error(`dataset ${o.datasetDir}: no labelled samples in split "${o.split}" (splits present: ${[...counts.splitsSeen].join(', ') || 'none'})`);
+    if (counts.samples === 0)
+      throw new Error(
+        `dataset ${o.datasetDir}: no labelled samples in split "${o.split}" (splits present: ${[...counts.splitsSeen].join(', ') || 'none'})`,
+      );
     if (counts.skippedUnlabelled > 0) o.warn?.(`${counts.skippedUnlabelled} unlabelled samples (label -1) skipped`);
 
     const reports = await modelReports(models, o);
@@ -487,10 +658,21 @@ export async function evaluateModels(o: EvaluateOptions): Promise<EvalReport> {
     const report: EvalReport = {
       format: REPORT_FORMAT,
       version: 1,
-      dataset: { split: o.split, samples: counts.samples, skippedUnlabelled: counts.skippedUnlabelled, numClasses: data.numClasses, ...(data.classNames ? { classNames: data.classNames } : {}) },
+      dataset: {
+        split: o.split,
+        samples: counts.samples,
+        skippedUnlabelled: counts.skippedUnlabelled,
+        numClasses: data.numClasses,
+        ...(data.classNames ? { classNames: data.classNames } : {}),
+      },
       topk: o.topk,
       eceBins: o.eceBins,
-      ...(o.verticals ? { verticals: { names: o.verticals.names, classToVertical: Array.from(o.verticals.classToVertical) }, apScore: o.apScore ?? 'softmax' } : {}),
+      ...(o.verticals
+        ? {
+            verticals: { names: o.verticals.names, classToVertical: Array.from(o.verticals.classToVertical) },
+            apScore: o.apScore ?? 'softmax',
+          }
+        : {}),
       ...(ref ? { referenceTeacher: ref.name } : {}),
       models: reports,
       efficiency: efficiencyComparisons(reports, ref),
@@ -514,23 +696,41 @@ async function bundleReport(m: OpenModel, b: BundleState, shape: number[], o: Ev
     try {
       return modelCost(graph, { [m.inputName]: shape });
     } catch (error) {
-      return { parameters: modelCost({ ...graph, graph: { ...graph.graph, nodes: [] } }, { [m.inputName]: shape }).parameters, flops: null as number | null, note: (error as Error).message };
+      return {
+        parameters: modelCost({ ...graph, graph: { ...graph.graph, nodes: [] } }, { [m.inputName]: shape }).parameters,
+        flops: null as number | null,
+        note: (error as Error).message,
+      };
     }
   };
   const router = await cost(manifest.router.file);
   const students = [];
   for (const s of manifest.studentModels) students.push(await cost(s.file));
   const studentFlops = students.map((s) => s.flops);
-  const flops = router.flops !== null && studentFlops.every((f) => f !== null) ? router.flops + Math.max(...(studentFlops as number[])) : null;
+  const flops =
+    router.flops !== null && studentFlops.every((f) => f !== null)
+      ? router.flops + Math.max(...(studentFlops as number[]))
+      : null;
   const latency = await bundleLatency(b, shape, o.latency.warmup, o.latency.iterations);
   const total = router.parameters + students.reduce((a, s) => a + s.parameters, 0);
   const efficiency: ModelEfficiency = {
-    parameters: total, flops, latencyP50Ms: latency.p50Ms, latencyP95Ms: latency.p95Ms, throughput: latency.throughput,
-    batch: latency.batch, iterations: latency.iterations, threads: Math.max(1, o.threads), provider: 'cpu',
+    parameters: total,
+    flops,
+    latencyP50Ms: latency.p50Ms,
+    latencyP95Ms: latency.p95Ms,
+    throughput: latency.throughput,
+    batch: latency.batch,
+    iterations: latency.iterations,
+    threads: Math.max(1, o.threads),
+    provider: 'cpu',
     ...(flops === null ? { flopsNote: 'FLOPs of a bundle model not counted (an op the counter does not know)' } : {}),
   };
   return {
-    name: m.spec.name, role: m.spec.role, modelSha256: await hashFileContent(m.path), metrics: m.metrics.summary(), efficiency,
+    name: m.spec.name,
+    role: m.spec.role,
+    modelSha256: await hashFileContent(m.path),
+    metrics: m.metrics.summary(),
+    efficiency,
     composite: {
       students: manifest.students,
       routingAccuracy: b.routedCorrectly / b.samples,

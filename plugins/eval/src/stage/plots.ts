@@ -51,25 +51,52 @@ export function reliabilitySpec(model: ModelReport, samples: number): TopLevelSp
           x2: { field: 'upper' },
           y: { field: 'accuracy', type: 'quantitative', title: 'accuracy', scale: { domain: [0, 1] } },
           y2: { datum: 0 },
-          color: { field: 'samples', type: 'nominal', title: 'samples in bin', scale: { domain: [`${few} or more`, `few (< ${few})`], range: ['#4e79a7', '#bab0ac'] } },
+          color: {
+            field: 'samples',
+            type: 'nominal',
+            title: 'samples in bin',
+            scale: { domain: [`${few} or more`, `few (< ${few})`], range: ['#4e79a7', '#bab0ac'] },
+          },
           opacity: { condition: { test: `datum.count < ${few}`, value: 0.45 }, value: 1 },
-          tooltip: [{ field: 'lower' }, { field: 'upper' }, { field: 'count' }, { field: 'accuracy' }, { field: 'confidence' }],
+          tooltip: [
+            { field: 'lower' },
+            { field: 'upper' },
+            { field: 'count' },
+            { field: 'accuracy' },
+            { field: 'confidence' },
+          ],
         },
       },
       {
         data: { values: bins },
         mark: { type: 'rule', color: '#e15759', strokeWidth: 2 },
-        encoding: { x: { field: 'lower', type: 'quantitative' }, x2: { field: 'upper' }, y: { field: 'confidence', type: 'quantitative' } },
+        encoding: {
+          x: { field: 'lower', type: 'quantitative' },
+          x2: { field: 'upper' },
+          y: { field: 'confidence', type: 'quantitative' },
+        },
       },
       {
         // The count over each low-count bin, so a reader sees why it is faded.
         data: { values: bins.filter((b) => b.count < few) },
-        transform: [{ calculate: "'n=' + datum.count", as: 'label' }, { calculate: '(datum.lower + datum.upper) / 2', as: 'middle' }],
+        transform: [
+          { calculate: "'n=' + datum.count", as: 'label' },
+          { calculate: '(datum.lower + datum.upper) / 2', as: 'middle' },
+        ],
         mark: { type: 'text', dy: -6, fontSize: 10, color: '#555' },
-        encoding: { x: { field: 'middle', type: 'quantitative' }, y: { field: 'accuracy', type: 'quantitative' }, text: { field: 'label' } },
+        encoding: {
+          x: { field: 'middle', type: 'quantitative' },
+          y: { field: 'accuracy', type: 'quantitative' },
+          text: { field: 'label' },
+        },
       },
       {
-        data: { values: [{ x: 0, y: 0 }, { x: 1, y: 1 }] },
+        data: {
+          values: [
+            { x: 0, y: 0 },
+            { x: 1, y: 1 },
+          ],
+        },
         mark: { type: 'line', color: 'gray', strokeDash: [4, 3] },
         encoding: { x: { field: 'x', type: 'quantitative' }, y: { field: 'y', type: 'quantitative' } },
       },
@@ -79,7 +106,13 @@ export function reliabilitySpec(model: ModelReport, samples: number): TopLevelSp
 
 /** Top-1 against parameters (log scale) and against p50 latency, one point per model. */
 export function accuracySpec(report: EvalReport): TopLevelSpec {
-  const values = report.models.map((m) => ({ model: m.name, role: m.role, top1: m.metrics.top1, parameters: m.efficiency.parameters, latencyMs: m.efficiency.latencyP50Ms }));
+  const values = report.models.map((m) => ({
+    model: m.name,
+    role: m.role,
+    top1: m.metrics.top1,
+    parameters: m.efficiency.parameters,
+    latencyMs: m.efficiency.latencyP50Ms,
+  }));
   const scatter = (field: 'parameters' | 'latencyMs', title: string) => ({
     width: WIDTH * 0.75,
     height: HEIGHT,
@@ -88,14 +121,29 @@ export function accuracySpec(report: EvalReport): TopLevelSpec {
         mark: { type: 'point' as const, filled: true, size: 80 },
         encoding: {
           x: { field, type: 'quantitative' as const, title, scale: { type: 'log' as const } },
-          y: { field: 'top1', type: 'quantitative' as const, title: 'top-1', axis: { format: '.1%' }, scale: { zero: false } },
+          y: {
+            field: 'top1',
+            type: 'quantitative' as const,
+            title: 'top-1',
+            axis: { format: '.1%' },
+            scale: { zero: false },
+          },
           color: { field: 'role', type: 'nominal' as const },
-          tooltip: [{ field: 'model' }, { field: 'top1', format: '.2%' }, { field: 'parameters' }, { field: 'latencyMs', title: 'p50 ms' }],
+          tooltip: [
+            { field: 'model' },
+            { field: 'top1', format: '.2%' },
+            { field: 'parameters' },
+            { field: 'latencyMs', title: 'p50 ms' },
+          ],
         },
       },
       {
         mark: { type: 'text' as const, align: 'left' as const, dx: 7, fontSize: 10 },
-        encoding: { x: { field, type: 'quantitative' as const }, y: { field: 'top1', type: 'quantitative' as const }, text: { field: 'model' } },
+        encoding: {
+          x: { field, type: 'quantitative' as const },
+          y: { field: 'top1', type: 'quantitative' as const },
+          text: { field: 'model' },
+        },
       },
     ],
   });
@@ -103,14 +151,21 @@ export function accuracySpec(report: EvalReport): TopLevelSpec {
     $schema: SCHEMA,
     title: 'Accuracy against size and latency',
     data: { values },
-    hconcat: [scatter('parameters', 'parameters (log)'), scatter('latencyMs', `latency p50, ms (log; batch ${report.models[0]?.efficiency.batch ?? '-'})`)],
+    hconcat: [
+      scatter('parameters', 'parameters (log)'),
+      scatter('latencyMs', `latency p50, ms (log; batch ${report.models[0]?.efficiency.batch ?? '-'})`),
+    ],
   };
 }
 
 export function verticalApSpec(report: EvalReport): TopLevelSpec | undefined {
   if (!report.verticals) return undefined;
   const names = report.verticals.names;
-  const values = report.models.flatMap((m) => names.map((vertical, i) => ({ model: m.name, vertical, ap: m.metrics.perVerticalAP?.[i] ?? null })).filter((v) => v.ap !== null));
+  const values = report.models.flatMap((m) =>
+    names
+      .map((vertical, i) => ({ model: m.name, vertical, ap: m.metrics.perVerticalAP?.[i] ?? null }))
+      .filter((v) => v.ap !== null),
+  );
   return {
     $schema: SCHEMA,
     title: 'Per-vertical AP',
@@ -162,14 +217,28 @@ export function lossCurvesSpec(models: ModelReport[]): TopLevelSpec | undefined 
       x: { field: 'step', type: 'quantitative' },
       y: { field: 'value', type: 'quantitative', title: 'loss' },
       color: { field: 'model', type: 'nominal' },
-      strokeDash: { field: 'series', type: 'nominal', title: 'term', scale: { domain: ['loss', 'hard', 'soft'], range: [[1, 0], [6, 3], [2, 2]] } },
+      strokeDash: {
+        field: 'series',
+        type: 'nominal',
+        title: 'term',
+        scale: {
+          domain: ['loss', 'hard', 'soft'],
+          range: [
+            [1, 0],
+            [6, 3],
+            [2, 2],
+          ],
+        },
+      },
       detail: { field: 'series' },
     },
   };
 }
 
 export function learningRateSpec(models: ModelReport[]): TopLevelSpec | undefined {
-  const values = models.flatMap((m) => (m.lossHistory ?? []).filter((p) => p.lr !== undefined).map((p) => ({ model: m.name, step: p.step, lr: p.lr })));
+  const values = models.flatMap((m) =>
+    (m.lossHistory ?? []).filter((p) => p.lr !== undefined).map((p) => ({ model: m.name, step: p.step, lr: p.lr })),
+  );
   if (values.length === 0) return undefined;
   return {
     $schema: SCHEMA,
@@ -178,7 +247,11 @@ export function learningRateSpec(models: ModelReport[]): TopLevelSpec | undefine
     height: HEIGHT * 0.6,
     data: { values },
     mark: { type: 'line', strokeWidth: 1.5 },
-    encoding: { x: { field: 'step', type: 'quantitative' }, y: { field: 'lr', type: 'quantitative', title: 'learning rate' }, color: { field: 'model', type: 'nominal' } },
+    encoding: {
+      x: { field: 'step', type: 'quantitative' },
+      y: { field: 'lr', type: 'quantitative', title: 'learning rate' },
+      color: { field: 'model', type: 'nominal' },
+    },
   };
 }
 
@@ -192,7 +265,8 @@ export function reportPlots(report: EvalReport): PlotSpec[] {
   if (lr) plots.push({ name: 'learning-rate', spec: lr });
   const ap = verticalApSpec(report);
   if (ap) plots.push({ name: 'vertical-ap', spec: ap });
-  for (const m of report.models) plots.push({ name: `reliability-${safeName(m.name)}`, spec: reliabilitySpec(m, report.dataset.samples) });
+  for (const m of report.models)
+    plots.push({ name: `reliability-${safeName(m.name)}`, spec: reliabilitySpec(m, report.dataset.samples) });
   return plots;
 }
 

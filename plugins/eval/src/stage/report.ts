@@ -88,8 +88,10 @@ export interface EvalReport {
   plots: string[];
 }
 
-const fmt = (v: number | null | undefined, digits = 4): string => (v === null || v === undefined || !Number.isFinite(v) ? '-' : v.toFixed(digits));
-const pct = (v: number | null | undefined): string => (v === null || v === undefined || !Number.isFinite(v) ? '-' : `${(v * 100).toFixed(2)}%`);
+const fmt = (v: number | null | undefined, digits = 4): string =>
+  v === null || v === undefined || !Number.isFinite(v) ? '-' : v.toFixed(digits);
+const pct = (v: number | null | undefined): string =>
+  v === null || v === undefined || !Number.isFinite(v) ? '-' : `${(v * 100).toFixed(2)}%`;
 const big = (v: number | null | undefined): string => {
   if (v === null || v === undefined || !Number.isFinite(v)) return '-';
   const abs = Math.abs(v);
@@ -98,7 +100,8 @@ const big = (v: number | null | undefined): string => {
   if (abs >= 1e3) return `${(v / 1e3).toFixed(2)}k`;
   return String(v);
 };
-const ratio = (v: number | null | undefined): string => (v === null || v === undefined || !Number.isFinite(v) ? '-' : `${v.toFixed(2)}x`);
+const ratio = (v: number | null | undefined): string =>
+  v === null || v === undefined || !Number.isFinite(v) ? '-' : `${v.toFixed(2)}x`;
 
 function table(header: string[], rows: string[][]): string {
   const line = (cells: string[]) => `| ${cells.join(' | ')} |`;
@@ -129,32 +132,83 @@ export function renderMarkdown(report: EvalReport): string {
   const out: string[] = [];
   const d = report.dataset;
   out.push('# Evaluation report', '');
-  out.push(`Split \`${d.split}\`: ${d.samples} samples, ${d.numClasses} classes${d.skippedUnlabelled ? ` (${d.skippedUnlabelled} unlabelled samples skipped)` : ''}. ECE with ${report.eceBins} equal-width bins; latency at batch ${report.models[0]?.efficiency.batch ?? '-'} with ${report.models[0]?.efficiency.threads ?? '-'} threads on ${report.models[0]?.efficiency.provider ?? '-'}, same session options for every model.`, '');
+  out.push(
+    `Split \`${d.split}\`: ${d.samples} samples, ${d.numClasses} classes${d.skippedUnlabelled ? ` (${d.skippedUnlabelled} unlabelled samples skipped)` : ''}. ECE with ${report.eceBins} equal-width bins; latency at batch ${report.models[0]?.efficiency.batch ?? '-'} with ${report.models[0]?.efficiency.threads ?? '-'} threads on ${report.models[0]?.efficiency.provider ?? '-'}, same session options for every model.`,
+    '',
+  );
   out.push('## Models', '', modelTable(report), '');
   if (report.efficiency.length > 0) {
     out.push('## Teacher vs student efficiency', '');
-    const rows = report.efficiency.map((e) => [e.teacher, e.student, ratio(e.speedup), ratio(e.parameterReduction), ratio(e.flopReduction)]);
+    const rows = report.efficiency.map((e) => [
+      e.teacher,
+      e.student,
+      ratio(e.speedup),
+      ratio(e.parameterReduction),
+      ratio(e.flopReduction),
+    ]);
     out.push(table(['teacher', 'student', 'speed-up (p50)', 'parameter reduction', 'FLOP reduction'], rows), '');
   }
   if (report.verticals) {
     const v = report.verticals;
     out.push('## Per-vertical accuracy and AP', '');
     const header = ['vertical', ...report.models.flatMap((m) => [`${m.name} acc`, `${m.name} AP`])];
-    const rows = v.names.map((name, i) => [name, ...report.models.flatMap((m) => [pct(m.metrics.perVerticalAccuracy?.[i]), fmt(m.metrics.perVerticalAP?.[i])])]);
+    const rows = v.names.map((name, i) => [
+      name,
+      ...report.models.flatMap((m) => [pct(m.metrics.perVerticalAccuracy?.[i]), fmt(m.metrics.perVerticalAP?.[i])]),
+    ]);
     out.push(table(header, rows), '');
   }
   const bundles = report.models.filter((m) => m.composite);
   if (bundles.length > 0) {
-    out.push('## Multi-student bundles', '', 'End-to-end top-1 routes each sample through the router to one student; "known partition" answers it with the student owning its label. Latency = router + one student.', '');
-    out.push(table(['bundle', 'students', 'routing accuracy', 'end-to-end top-1', 'known-partition top-1', 'parameters (total)', 'parameters (active)', 'p50 ms'], bundles.map((m) => {
-      const c = m.composite!;
-      return [m.name, String(c.students), pct(c.routingAccuracy), pct(m.metrics.top1), pct(c.knownPartitionTop1), big(c.totalParameters), big(c.activeParameters), fmt(m.efficiency.latencyP50Ms, 3)];
-    })), '');
+    out.push(
+      '## Multi-student bundles',
+      '',
+      'End-to-end top-1 routes each sample through the router to one student; "known partition" answers it with the student owning its label. Latency = router + one student.',
+      '',
+    );
+    out.push(
+      table(
+        [
+          'bundle',
+          'students',
+          'routing accuracy',
+          'end-to-end top-1',
+          'known-partition top-1',
+          'parameters (total)',
+          'parameters (active)',
+          'p50 ms',
+        ],
+        bundles.map((m) => {
+          const c = m.composite!;
+          return [
+            m.name,
+            String(c.students),
+            pct(c.routingAccuracy),
+            pct(m.metrics.top1),
+            pct(c.knownPartitionTop1),
+            big(c.totalParameters),
+            big(c.activeParameters),
+            fmt(m.efficiency.latencyP50Ms, 3),
+          ];
+        }),
+      ),
+      '',
+    );
   }
   out.push('## Per-class top-1 accuracy', '');
   const names = d.classNames ?? Array.from({ length: d.numClasses }, (_, c) => String(c));
   const counts = report.models[0]?.metrics.classCounts ?? [];
-  out.push(table(['class', 'samples', ...report.models.map((m) => m.name)], names.map((name, c) => [name, String(counts[c] ?? 0), ...report.models.map((m) => pct(m.metrics.perClassAccuracy[c]))])), '');
+  out.push(
+    table(
+      ['class', 'samples', ...report.models.map((m) => m.name)],
+      names.map((name, c) => [
+        name,
+        String(counts[c] ?? 0),
+        ...report.models.map((m) => pct(m.metrics.perClassAccuracy[c])),
+      ]),
+    ),
+    '',
+  );
   if (report.plots.length > 0) {
     out.push('## Plots', '');
     for (const p of report.plots) out.push(`![${p}](${p})`);
@@ -169,7 +223,8 @@ export function checkReport(value: unknown, file: string): EvalReport {
   if (!r || typeof r !== 'object' || r.format !== REPORT_FORMAT || !Array.isArray(r.models)) {
     throw new Error(`${file}: not an eval report (expected "format": "${REPORT_FORMAT}" and a models list)`);
   }
-  if (r.version !== 1) throw new Error(`${file}: eval report version ${String(r.version)} is not supported (this build reads version 1)`);
+  if (r.version !== 1)
+    throw new Error(`${file}: eval report version ${String(r.version)} is not supported (this build reads version 1)`);
   return r as EvalReport;
 }
 
@@ -201,14 +256,17 @@ const COMPARED: { metric: string; get: (m: ModelReport) => number | null | undef
  * quantity either side has.
  */
 export function compareReports(a: EvalReport, b: EvalReport): ComparisonRow[] {
-  const names = [...a.models.map((m) => m.name), ...b.models.map((m) => m.name).filter((n) => !a.models.some((m) => m.name === n))];
+  const names = [
+    ...a.models.map((m) => m.name),
+    ...b.models.map((m) => m.name).filter((n) => !a.models.some((m) => m.name === n)),
+  ];
   const rows: ComparisonRow[] = [];
   for (const name of names) {
     const ma = a.models.find((m) => m.name === name);
     const mb = b.models.find((m) => m.name === name);
     for (const q of COMPARED) {
-      const va = ma ? q.get(ma) ?? null : null;
-      const vb = mb ? q.get(mb) ?? null : null;
+      const va = ma ? (q.get(ma) ?? null) : null;
+      const vb = mb ? (q.get(mb) ?? null) : null;
       if (va === null && vb === null) continue;
       rows.push({ model: name, metric: q.metric, a: va, b: vb, delta: va !== null && vb !== null ? vb - va : null });
     }
@@ -219,6 +277,10 @@ export function compareReports(a: EvalReport, b: EvalReport): ComparisonRow[] {
 /** The comparison as a Markdown table. */
 export function renderComparison(rows: ComparisonRow[], labelA: string, labelB: string): string {
   const num = (v: number | null) => (v === null ? '-' : Math.abs(v) >= 1000 ? big(v) : fmt(v));
-  const delta = (v: number | null) => (v === null ? '-' : `${v >= 0 ? '+' : ''}${Math.abs(v) >= 1000 ? big(v) : v.toFixed(4)}`);
-  return table(['model', 'metric', labelA, labelB, 'delta (B - A)'], rows.map((r) => [r.model, r.metric, num(r.a), num(r.b), delta(r.delta)]));
+  const delta = (v: number | null) =>
+    v === null ? '-' : `${v >= 0 ? '+' : ''}${Math.abs(v) >= 1000 ? big(v) : v.toFixed(4)}`;
+  return table(
+    ['model', 'metric', labelA, labelB, 'delta (B - A)'],
+    rows.map((r) => [r.model, r.metric, num(r.a), num(r.b), delta(r.delta)]),
+  );
 }

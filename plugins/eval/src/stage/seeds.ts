@@ -89,10 +89,22 @@ interface MetricDef {
 function metricDefs(reports: readonly SeedReport[]): MetricDef[] {
   const ks = [...new Set(reports.flatMap((r) => r.report.topk ?? []))].sort((x, y) => x - y);
   return [
-    ...ks.map((k): MetricDef => ({ id: `top-${k}`, label: `top-${k}`, unit: 'fraction', get: (m) => m.metrics.topk?.[String(k)] })),
+    ...ks.map(
+      (k): MetricDef => ({
+        id: `top-${k}`,
+        label: `top-${k}`,
+        unit: 'fraction',
+        get: (m) => m.metrics.topk?.[String(k)],
+      }),
+    ),
     { id: 'ece', label: 'ECE', unit: 'plain', get: (m) => m.metrics.ece },
     { id: 'mpvap', label: 'mean per-vertical AP', unit: 'plain', get: (m) => m.metrics.meanPerVerticalAP },
-    { id: 'agreement', label: 'agreement with the reference teacher', unit: 'fraction', get: (m) => m.metrics.agreement },
+    {
+      id: 'agreement',
+      label: 'agreement with the reference teacher',
+      unit: 'fraction',
+      get: (m) => m.metrics.agreement,
+    },
     { id: 'latency-p50-ms', label: 'latency p50 (ms)', unit: 'ms', get: (m) => m.efficiency?.latencyP50Ms },
   ];
 }
@@ -131,14 +143,18 @@ export function aggregateSeeds(reports: readonly SeedReport[], options: SeedAggr
   const confidence = options.confidence ?? 0.95;
   if (!(confidence > 0 && confidence < 1)) throw new Error(`confidence must lie in (0, 1) (got ${confidence})`);
   if (reports.length < 2) {
-    throw new Error(`seed aggregation needs at least 2 reports (one per seed) to estimate a spread; got ${reports.length}${reports.length ? `: ${reports.map(where).join(', ')}` : ''}`);
+    throw new Error(
+      `seed aggregation needs at least 2 reports (one per seed) to estimate a spread; got ${reports.length}${reports.length ? `: ${reports.map(where).join(', ')}` : ''}`,
+    );
   }
   const first = reports[0]!;
   const d0 = first.report.dataset;
   for (const r of reports.slice(1)) {
     const d = r.report.dataset;
     if (d.split !== d0.split || d.samples !== d0.samples || d.numClasses !== d0.numClasses) {
-      throw new Error(`${where(r)} evaluated split "${d.split}" (${d.samples} samples, ${d.numClasses} classes) but ${where(first)} split "${d0.split}" (${d0.samples} samples, ${d0.numClasses} classes); seeds must be scored on the same test set`);
+      throw new Error(
+        `${where(r)} evaluated split "${d.split}" (${d.samples} samples, ${d.numClasses} classes) but ${where(first)} split "${d0.split}" (${d0.samples} samples, ${d0.numClasses} classes); seeds must be scored on the same test set`,
+      );
     }
   }
   const notes: string[] = [];
@@ -149,17 +165,31 @@ export function aggregateSeeds(reports: readonly SeedReport[], options: SeedAggr
     for (const m of r.report.models) {
       const role = roleOf(m.name);
       const other = map.get(role);
-      if (other) throw new Error(`${where(r)} holds two models of role "${role}": ${other.name} and ${m.name}; evaluate one model per role per seed (roles are model names up to "@")`);
+      if (other)
+        throw new Error(
+          `${where(r)} holds two models of role "${role}": ${other.name} and ${m.name}; evaluate one model per role per seed (roles are model names up to "@")`,
+        );
       map.set(role, m);
     }
-    const suffixes = [...new Set(r.report.models.map((m) => suffixOf(m.name)).filter((s): s is string => s !== undefined))];
-    if (suffixes.length > 1) notes.push(`${r.label} holds models of different fan-out suffixes (${r.report.models.map((m) => m.name).join(', ')}); they are paired as one seed`);
+    const suffixes = [
+      ...new Set(r.report.models.map((m) => suffixOf(m.name)).filter((s): s is string => s !== undefined)),
+    ];
+    if (suffixes.length > 1)
+      notes.push(
+        `${r.label} holds models of different fan-out suffixes (${r.report.models.map((m) => m.name).join(', ')}); they are paired as one seed`,
+      );
     return map;
   });
   for (let i = 1; i < reports.length; i++) {
     for (let j = 0; j < i; j++) {
-      const hashes = (k: number) => reports[k]!.report.models.map((m) => `${roleOf(m.name)}:${m.modelSha256}`).sort().join();
-      if (hashes(i) === hashes(j)) throw new Error(`${where(reports[i]!)} and ${where(reports[j]!)} evaluate the same models (identical model hashes): the same seed given twice?`);
+      const hashes = (k: number) =>
+        reports[k]!.report.models.map((m) => `${roleOf(m.name)}:${m.modelSha256}`)
+          .sort()
+          .join();
+      if (hashes(i) === hashes(j))
+        throw new Error(
+          `${where(reports[i]!)} and ${where(reports[j]!)} evaluate the same models (identical model hashes): the same seed given twice?`,
+        );
     }
   }
 
@@ -169,7 +199,9 @@ export function aggregateSeeds(reports: readonly SeedReport[], options: SeedAggr
     const having = reports.filter((_, i) => byRole[i]!.has(role)).map((r) => r.label);
     reports.forEach((r, i) => {
       if (!byRole[i]!.has(role)) {
-        throw new Error(`${where(r)} has no model of role "${role}" (it holds ${r.report.models.map((m) => m.name).join(', ') || 'no models'}; ${having.join(', ')} ${having.length === 1 ? 'has' : 'have'} one): a seed is missing for "${role}"`);
+        throw new Error(
+          `${where(r)} has no model of role "${role}" (it holds ${r.report.models.map((m) => m.name).join(', ') || 'no models'}; ${having.join(', ')} ${having.length === 1 ? 'has' : 'have'} one): a seed is missing for "${role}"`,
+        );
       }
     });
   }
@@ -177,7 +209,8 @@ export function aggregateSeeds(reports: readonly SeedReport[], options: SeedAggr
   const comparisons = options.comparisons ?? roles.slice(1).map((role) => ({ a: role, b: roles[0]! }));
   comparisons.forEach((c, i) => {
     for (const side of ['a', 'b'] as const) {
-      if (!roles.includes(c[side])) throw new Error(`comparisons[${i}].${side}: no role "${c[side]}" in the reports (roles: ${roles.join(', ')})`);
+      if (!roles.includes(c[side]))
+        throw new Error(`comparisons[${i}].${side}: no role "${c[side]}" in the reports (roles: ${roles.join(', ')})`);
     }
     if (c.a === c.b) throw new Error(`comparisons[${i}]: a and b are both "${c.a}"`);
   });
@@ -205,12 +238,18 @@ export function aggregateSeeds(reports: readonly SeedReport[], options: SeedAggr
       if (present < reports.length) {
         const i = perSeed.findIndex((v) => v === undefined);
         const r = reports[i]!;
-        throw new Error(`${where(r)}: model ${byRole[i]!.get(role)!.name} has no ${def.label} value, while other seeds of role "${role}" do`);
+        throw new Error(
+          `${where(r)}: model ${byRole[i]!.get(role)!.name} has no ${def.label} value, while other seeds of role "${role}" do`,
+        );
       }
       values.set(role, perSeed as number[]);
     }
     if (values.size === 0) continue;
-    const summaries = [...values].map(([role, vs]) => ({ role, ...summarize(vs, `${def.label} of ${role}`), values: vs }));
+    const summaries = [...values].map(([role, vs]) => ({
+      role,
+      ...summarize(vs, `${def.label} of ${role}`),
+      values: vs,
+    }));
     const pairs: RoleComparison[] = [];
     for (const c of comparisons) {
       const a = values.get(c.a);
@@ -269,18 +308,48 @@ export function renderSeedsMarkdown(report: SeedsReport): string {
   const out: string[] = [];
   const d = report.dataset;
   out.push(`# Evaluation over ${report.seeds.length} seeds`, '');
-  out.push(`Reports: ${report.seeds.join(', ')}; split \`${d.split}\`, ${d.samples} samples, ${d.numClasses} classes.`, '');
+  out.push(
+    `Reports: ${report.seeds.join(', ')}; split \`${d.split}\`, ${d.samples} samples, ${d.numClasses} classes.`,
+    '',
+  );
   out.push(`Method (paired t-interval over seeds): ${report.method}`, '');
-  out.push(table(['role', 'models'], report.roles.map((r) => [r.role, r.models.join(', ')])), '');
+  out.push(
+    table(
+      ['role', 'models'],
+      report.roles.map((r) => [r.role, r.models.join(', ')]),
+    ),
+    '',
+  );
   for (const note of report.notes) out.push(`Note: ${note}`, '');
   for (const m of report.metrics) {
     out.push(`## ${m.label}`, '');
-    out.push(table(['role', 'mean ± std', 'n', 'per seed'], m.roles.map((r) => [r.role, `${value(r.mean, m.unit)} ± ${spread(r.std, m.unit)}`, String(r.n), r.values.map((v) => value(v, m.unit)).join(', ')])), '');
+    out.push(
+      table(
+        ['role', 'mean ± std', 'n', 'per seed'],
+        m.roles.map((r) => [
+          r.role,
+          `${value(r.mean, m.unit)} ± ${spread(r.std, m.unit)}`,
+          String(r.n),
+          r.values.map((v) => value(v, m.unit)).join(', '),
+        ]),
+      ),
+      '',
+    );
     if (m.comparisons.length > 0) {
-      out.push(table(['a - b', 'mean difference', 'std of differences', 'n', `${level} interval`, 'verdict'], m.comparisons.map((c) => [
-        `${c.a} - ${c.b}`, difference(c.meanDifference, m.unit), spread(c.stdDifference, m.unit), String(c.n),
-        `[${difference(c.low, m.unit)}, ${difference(c.high, m.unit)}]`, verdictText(c),
-      ])), '');
+      out.push(
+        table(
+          ['a - b', 'mean difference', 'std of differences', 'n', `${level} interval`, 'verdict'],
+          m.comparisons.map((c) => [
+            `${c.a} - ${c.b}`,
+            difference(c.meanDifference, m.unit),
+            spread(c.stdDifference, m.unit),
+            String(c.n),
+            `[${difference(c.low, m.unit)}, ${difference(c.high, m.unit)}]`,
+            verdictText(c),
+          ]),
+        ),
+        '',
+      );
     }
   }
   return out.join('\n');

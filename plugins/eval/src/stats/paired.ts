@@ -53,9 +53,18 @@ export function summarize(values: readonly number[], what = 'summary'): SeedSumm
  * Paired t-interval for mean(a - b): d_i = a[i] - b[i], mean(d) ± t_{(1+c)/2, n-1} · sd(d) / sqrt(n).
  * a and b hold one value per seed, in the same seed order.
  */
-export function pairedTInterval(a: readonly number[], b: readonly number[], confidence = 0.95, what = 'paired interval'): PairedInterval {
-  if (a.length !== b.length) throw new RangeError(`${what}: a has ${a.length} values, b ${b.length}; pairing needs one value per seed on both sides`);
-  if (!(confidence > 0 && confidence < 1)) throw new RangeError(`${what}: confidence must lie in (0, 1) (got ${confidence})`);
+export function pairedTInterval(
+  a: readonly number[],
+  b: readonly number[],
+  confidence = 0.95,
+  what = 'paired interval',
+): PairedInterval {
+  if (a.length !== b.length)
+    throw new RangeError(
+      `${what}: a has ${a.length} values, b ${b.length}; pairing needs one value per seed on both sides`,
+    );
+  if (!(confidence > 0 && confidence < 1))
+    throw new RangeError(`${what}: confidence must lie in (0, 1) (got ${confidence})`);
   const differences = a.map((v, i) => v - b[i]!);
   const { n, mean, std } = summarize(differences, what);
   const standardError = std / Math.sqrt(n);

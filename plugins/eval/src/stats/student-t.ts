@@ -16,7 +16,8 @@
  */
 
 function checkDof(dof: number): void {
-  if (!Number.isInteger(dof) || dof < 1) throw new RangeError(`Student t: degrees of freedom must be an integer >= 1 (got ${dof})`);
+  if (!Number.isInteger(dof) || dof < 1)
+    throw new RangeError(`Student t: degrees of freedom must be an integer >= 1 (got ${dof})`);
 }
 
 /** A(t | dof) as a function of theta = atan(t / sqrt(dof)), theta in [0, pi/2]. */

@@ -33,7 +33,12 @@ function klRows(p: tf.Tensor2D, logq: tf.Tensor2D): tf.Scalar {
  * The two DKD terms and their weighted sum (times T^2). studentLogits and teacherLogits [n, C]
  * over the same classes, labels int32 [n].
  */
-export function dkdLoss(studentLogits: tf.Tensor2D, teacherLogits: tf.Tensor2D, labels: tf.Tensor1D, w: DkdWeights): { total: tf.Scalar; tckd: tf.Scalar; nckd: tf.Scalar } {
+export function dkdLoss(
+  studentLogits: tf.Tensor2D,
+  teacherLogits: tf.Tensor2D,
+  labels: tf.Tensor1D,
+  w: DkdWeights,
+): { total: tf.Scalar; tckd: tf.Scalar; nckd: tf.Scalar } {
   const c = studentLogits.shape[1];
   if (teacherLogits.shape[1] !== c) throw new Error(`dkd: teacher has ${teacherLogits.shape[1]} classes, student ${c}`);
   const t = w.temperature;
@@ -43,7 +48,8 @@ export function dkdLoss(studentLogits: tf.Tensor2D, teacherLogits: tf.Tensor2D, 
   const zt = tf.div(teacherLogits, t) as tf.Tensor2D;
   const q = tf.softmax(zs);
   const p = tf.softmax(zt);
-  const binary = (probs: tf.Tensor2D) => tf.concat([tf.sum(tf.mul(probs, target), 1, true), tf.sum(tf.mul(probs, rest), 1, true)], 1) as tf.Tensor2D;
+  const binary = (probs: tf.Tensor2D) =>
+    tf.concat([tf.sum(tf.mul(probs, target), 1, true), tf.sum(tf.mul(probs, rest), 1, true)], 1) as tf.Tensor2D;
   const tckd = klRows(binary(p), tf.log(tf.maximum(binary(q), LOG_FLOOR)) as tf.Tensor2D);
   const masked = (z: tf.Tensor2D) => tf.sub(z, tf.mul(target, MASK)) as tf.Tensor2D;
   const nckd = klRows(tf.softmax(masked(zt)) as tf.Tensor2D, tf.logSoftmax(masked(zs)) as tf.Tensor2D);

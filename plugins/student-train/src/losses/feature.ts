@@ -50,7 +50,12 @@ export function poolTo(x: tf.Tensor4D, h: number, w: number): tf.Tensor4D | unde
  * one is average-pooled when its size is an integer multiple of the smaller's in both axes.
  * Any other pair is refused with both shapes named (`what` says which term and layers).
  */
-export function matchSpatial(student: tf.Tensor4D, teacher: tf.Tensor4D, what: string, named: [number[], number[]] = [student.shape.slice(1), teacher.shape.slice(1)]): [tf.Tensor4D, tf.Tensor4D] {
+export function matchSpatial(
+  student: tf.Tensor4D,
+  teacher: tf.Tensor4D,
+  what: string,
+  named: [number[], number[]] = [student.shape.slice(1), teacher.shape.slice(1)],
+): [tf.Tensor4D, tf.Tensor4D] {
   const [, hs, ws] = student.shape;
   const [, ht, wt] = teacher.shape;
   if (hs === ht && ws === wt) return [student, teacher];
@@ -72,10 +77,15 @@ export function hintLoss(student: tf.Tensor, teacher: tf.Tensor, regressor: Hint
   const inDim = student.shape[student.rank - 1]!;
   const outDim = teacher.shape[teacher.rank - 1]!;
   if (regressor.weight.shape[0] !== inDim || regressor.weight.shape[1] !== outDim) {
-    throw new Error(`hint: regressor is [${regressor.weight.shape}] but maps ${inDim} student channels onto ${outDim} teacher channels`);
+    throw new Error(
+      `hint: regressor is [${regressor.weight.shape}] but maps ${inDim} student channels onto ${outDim} teacher channels`,
+    );
   }
   const rows = student.size / inDim;
-  if (teacher.size / outDim !== rows) throw new Error(`hint: student ${describe(student)} and teacher ${describe(teacher)} have different numbers of positions`);
+  if (teacher.size / outDim !== rows)
+    throw new Error(
+      `hint: student ${describe(student)} and teacher ${describe(teacher)} have different numbers of positions`,
+    );
   const mapped = tf.add(tf.matMul(tf.reshape(student, [rows, inDim]), regressor.weight), regressor.bias);
   return tf.mean(tf.squaredDifference(mapped, tf.reshape(teacher, [rows, outDim]))) as tf.Scalar;
 }
@@ -105,7 +115,10 @@ export function attentionMap(a: tf.Tensor4D): tf.Tensor2D {
  */
 export function attentionLoss(student: tf.Tensor4D, teacher: tf.Tensor4D, what = 'attention'): tf.Scalar {
   // Resized as energy maps (the channel counts may differ); the message names the input shapes.
-  const [es, et] = matchSpatial(attentionEnergy(student), attentionEnergy(teacher), what, [student.shape.slice(1), teacher.shape.slice(1)]);
+  const [es, et] = matchSpatial(attentionEnergy(student), attentionEnergy(teacher), what, [
+    student.shape.slice(1),
+    teacher.shape.slice(1),
+  ]);
   const dist = tf.sqrt(tf.add(tf.sum(tf.square(tf.sub(normaliseAttention(es), normaliseAttention(et))), 1), DIST_EPS));
   return tf.mul(tf.mean(dist), 0.5) as tf.Scalar;
 }

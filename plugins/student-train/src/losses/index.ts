@@ -144,7 +144,9 @@ export function divergenceLoss(
   const qTail = tf.clipByValue(tf.sub(1, tf.sum(qK, 1)), 0, 1);
   const pTail = target.policy === 'rest' ? target.tail : tf.zerosLike(qTail);
   if (target.policy === 'zero' && typeof divergence === 'string' && divergence === 'reverse_kl') {
-    throw new Error('loss: reverse_kl against a sparse target with policy "zero" (top-k renormalise / sampled) is infinite; use the rest policy or skew_rkl');
+    throw new Error(
+      'loss: reverse_kl against a sparse target with policy "zero" (top-k renormalise / sampled) is infinite; use the rest policy or skew_rkl',
+    );
   }
   const tailTerm = pointwise(divergence, pTail, qTail, safeLog(qTail), skew);
   return tf.div(tf.add(tf.sum(terms), tf.sum(tailTerm)), n) as tf.Scalar;
@@ -158,7 +160,10 @@ export function hintonKd(
   options: { temperature: number; alpha: number; divergence?: Divergence; skew?: number },
 ): { total: tf.Scalar; hard?: tf.Scalar; soft: tf.Scalar } {
   const t = options.temperature;
-  const soft = tf.mul(divergenceLoss(options.divergence ?? 'forward_kl', studentLogits, target, t, options.skew), t * t) as tf.Scalar;
+  const soft = tf.mul(
+    divergenceLoss(options.divergence ?? 'forward_kl', studentLogits, target, t, options.skew),
+    t * t,
+  ) as tf.Scalar;
   if (options.alpha === 0 || !labels) return { total: soft, soft };
   const hard = crossEntropy(studentLogits, labels);
   const total = tf.add(tf.mul(hard, options.alpha), tf.mul(soft, 1 - options.alpha)) as tf.Scalar;

@@ -15,7 +15,14 @@ import * as tf from '@tensorflow/tfjs-core';
 import type { Sample } from '../data.js';
 import type { FeatureTerm } from '../features.js';
 import type { Rng } from '../rng.js';
-import { crossEntropy, hintonKd, sigmoidCrossEntropy, sigmoidHintonKd, type Divergence, type TeacherTarget } from './index.js';
+import {
+  crossEntropy,
+  hintonKd,
+  sigmoidCrossEntropy,
+  sigmoidHintonKd,
+  type Divergence,
+  type TeacherTarget,
+} from './index.js';
 import { dkdLoss } from './dkd.js';
 import { sampledSigmoidCrossEntropy, sampleColumns, targetsAtColumns, type SparseRow } from './sampled.js';
 
@@ -66,7 +73,10 @@ function logitTerms(soft: tf.Scalar, hard: tf.Scalar | undefined): Record<string
 
 /** int32 [n] single labels of the batch. */
 export function labelTensor(samples: Sample[]): tf.Tensor1D {
-  return tf.tensor1d(Int32Array.from(samples, (s) => s.label), 'int32');
+  return tf.tensor1d(
+    Int32Array.from(samples, (s) => s.label),
+    'int32',
+  );
 }
 
 /** ce / sigmoid_ce: hard labels only (softmax CE, or per-class sigmoid CE against the multi-hot labels). */
@@ -77,7 +87,9 @@ export function hardLabelLoss(sigmoid: boolean, numClasses: number): TrainingLos
       const targets = sigmoid ? multiHot(samples, numClasses) : labelTensor(samples);
       return {
         loss({ logits }) {
-          const hard = sigmoid ? sigmoidCrossEntropy(logits, targets as tf.Tensor2D) : crossEntropy(logits, targets as tf.Tensor1D);
+          const hard = sigmoid
+            ? sigmoidCrossEntropy(logits, targets as tf.Tensor2D)
+            : crossEntropy(logits, targets as tf.Tensor1D);
           return { total: hard, terms: { hard } };
         },
       };
@@ -114,7 +126,11 @@ export function softmaxKdLoss(settings: SoftmaxKdSettings, target: (samples: Sam
  * sigmoid_kd and kc: T^2 * BCE against teacher sigmoids, mixed with the hard-label sigmoid CE by
  * alpha (sigmoid_kd only: pass alpha 0 for kc) via sigmoidHintonKd.
  */
-export function sigmoidKdLoss(settings: { temperature: number; alpha: number }, numClasses: number, target: (samples: Sample[]) => TeacherTarget): TrainingLoss {
+export function sigmoidKdLoss(
+  settings: { temperature: number; alpha: number },
+  numClasses: number,
+  target: (samples: Sample[]) => TeacherTarget,
+): TrainingLoss {
   return {
     needsActivations: false,
     batch(samples) {

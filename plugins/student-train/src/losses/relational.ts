@@ -67,8 +67,13 @@ export function rkdAngle(student: tf.Tensor2D, teacher: tf.Tensor2D): tf.Scalar 
 }
 
 /** distanceWeight * distance term + angleWeight * angle term (a weight of 0 skips its term). */
-export function rkdLoss(student: tf.Tensor2D, teacher: tf.Tensor2D, weights: { distance: number; angle: number }): tf.Scalar {
-  if (student.shape[0] !== teacher.shape[0]) throw new Error(`rkd: ${student.shape[0]} student rows, ${teacher.shape[0]} teacher rows`);
+export function rkdLoss(
+  student: tf.Tensor2D,
+  teacher: tf.Tensor2D,
+  weights: { distance: number; angle: number },
+): tf.Scalar {
+  if (student.shape[0] !== teacher.shape[0])
+    throw new Error(`rkd: ${student.shape[0]} student rows, ${teacher.shape[0]} teacher rows`);
   let total: tf.Scalar = tf.scalar(0);
   if (weights.distance > 0) total = tf.add(total, tf.mul(rkdDistance(student, teacher), weights.distance));
   if (weights.angle > 0) total = tf.add(total, tf.mul(rkdAngle(student, teacher), weights.angle));

@@ -35,14 +35,20 @@ export function sampleColumns(rows: SparseRow[], numClasses: number, negatives: 
   rows.forEach((row, b) => {
     for (let j = 0; j < row.ids.length; j++) {
       const c = row.ids[j]!;
-      if (!(Number.isInteger(c) && c >= 0 && c < numClasses)) throw new Error(`sampled negatives: sample ${b} has target class ${c}, outside [0, ${numClasses})`);
+      if (!(Number.isInteger(c) && c >= 0 && c < numClasses))
+        throw new Error(`sampled negatives: sample ${b} has target class ${c}, outside [0, ${numClasses})`);
       if (row.probs[j]! !== 0) positive.add(c);
     }
   });
   const rest = numClasses - positive.size;
   if (negatives >= rest) {
     // Every class: the exact loss.
-    return { columns: Int32Array.from({ length: numClasses }, (_, i) => i), weights: new Float32Array(numClasses).fill(1), positives: positive.size, negatives: rest };
+    return {
+      columns: Int32Array.from({ length: numClasses }, (_, i) => i),
+      weights: new Float32Array(numClasses).fill(1),
+      positives: positive.size,
+      negatives: rest,
+    };
   }
   const drawn = new Set<number>();
   if (positive.size + negatives <= numClasses / 2) {
@@ -81,7 +87,8 @@ export function targetsAtColumns(rows: SparseRow[], columns: Int32Array): Float3
       const p = row.probs[j]!;
       if (p === 0) continue;
       const col = where.get(row.ids[j]!);
-      if (col === undefined) throw new Error(`sampled negatives: target class ${row.ids[j]} of sample ${b} is not among the step's columns`);
+      if (col === undefined)
+        throw new Error(`sampled negatives: target class ${row.ids[j]} of sample ${b} is not among the step's columns`);
       out[b * m + col]! += p;
     }
   });
@@ -92,7 +99,12 @@ export function targetsAtColumns(rows: SparseRow[], columns: Int32Array): Float3
  * Batch mean of sum_j w_j (softplus(x_j / T) - t_j x_j / T) over the step's columns: logits
  * [n, m] at `columns`, targets [n, m], weights [m].
  */
-export function sampledSigmoidCrossEntropy(logits: tf.Tensor2D, targets: tf.Tensor2D, weights: tf.Tensor1D, temperature = 1): tf.Scalar {
+export function sampledSigmoidCrossEntropy(
+  logits: tf.Tensor2D,
+  targets: tf.Tensor2D,
+  weights: tf.Tensor1D,
+  temperature = 1,
+): tf.Scalar {
   const x = temperature === 1 ? logits : (tf.div(logits, temperature) as tf.Tensor2D);
   const perColumn = tf.sub(tf.softplus(x), tf.mul(targets, x));
   return tf.div(tf.sum(tf.mul(perColumn, weights)), logits.shape[0]) as tf.Scalar;

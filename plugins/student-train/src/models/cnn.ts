@@ -35,10 +35,16 @@ export class Cnn implements Student {
   private readonly head: DenseLayer[];
   private readonly h0: number;
   private readonly w0: number;
-  constructor(readonly config: CnnConfig, readonly inputShape: number[], readonly numClasses: number, private readonly seed: number) {
+  constructor(
+    readonly config: CnnConfig,
+    readonly inputShape: number[],
+    readonly numClasses: number,
+    private readonly seed: number,
+  ) {
     if (inputShape.length !== 3) throw new Error(`cnn student: input shape must be [H, W, C], got [${inputShape}]`);
     const padding = config.padding ?? 'same';
-    if (padding === 'same' && config.kernel % 2 !== 1) throw new Error(`cnn student: 'same' padding needs an odd kernel, got ${config.kernel}`);
+    if (padding === 'same' && config.kernel % 2 !== 1)
+      throw new Error(`cnn student: 'same' padding needs an odd kernel, got ${config.kernel}`);
     const dropout = config.dropout ?? 0;
     if (!(dropout >= 0 && dropout < 1)) throw new Error(`cnn student: dropout must be in [0, 1), got ${dropout}`);
     const store = new ParamStore(new Rng(seed));
@@ -65,7 +71,8 @@ export class Cnn implements Student {
         h -= k - 1;
         w -= k - 1;
       }
-      if (h < 2 || w < 2) throw new Error(`cnn student: too many conv/pool blocks for input [${inputShape}] (block ${i} sees ${h}x${w})`);
+      if (h < 2 || w < 2)
+        throw new Error(`cnn student: too many conv/pool blocks for input [${inputShape}] (block ${i} sees ${h}x${w})`);
       h = Math.floor(h / 2);
       w = Math.floor(w / 2);
       c = cout;
@@ -106,7 +113,11 @@ export class Cnn implements Student {
     return this.forward(x, training, step);
   }
 
-  applyWithActivations(x: tf.Tensor, training: boolean, step = 0): { logits: tf.Tensor2D; activations: Map<string, tf.Tensor> } {
+  applyWithActivations(
+    x: tf.Tensor,
+    training: boolean,
+    step = 0,
+  ): { logits: tf.Tensor2D; activations: Map<string, tf.Tensor> } {
     const activations = new Map<string, tf.Tensor>();
     const logits = this.forward(x, training, step, (name, out) => activations.set(name, out));
     return { logits, activations };
@@ -127,7 +138,12 @@ export class Cnn implements Student {
   }
 
   /** The forward pass; `onLayer` (when given) sees each block's and dense layer's output by name. */
-  private forward(x: tf.Tensor, training: boolean, step: number, onLayer?: (name: string, out: tf.Tensor) => void): tf.Tensor2D {
+  private forward(
+    x: tf.Tensor,
+    training: boolean,
+    step: number,
+    onLayer?: (name: string, out: tf.Tensor) => void,
+  ): tf.Tensor2D {
     const n = x.shape[0]!;
     const blockOut = onLayer ? (i: number, out: tf.Tensor4D) => onLayer(this.blocks[i]!.name, out) : undefined;
     let h = tf.reshape(this.features(x, training, blockOut), [n, -1]) as tf.Tensor2D;
@@ -135,7 +151,8 @@ export class Cnn implements Student {
     this.head.forEach((layer, i) => {
       // Inverted dropout on each dense layer's input; the mask is a function of (seed, step, layer),
       // so a resumed run draws the same masks as an uninterrupted one.
-      if (training && rate > 0) h = tf.dropout(h, rate, undefined, (this.seed * 1000003 + step * 7919 + i * 104729 + 1) >>> 0) as tf.Tensor2D;
+      if (training && rate > 0)
+        h = tf.dropout(h, rate, undefined, (this.seed * 1000003 + step * 7919 + i * 104729 + 1) >>> 0) as tf.Tensor2D;
       h = dense(h, layer.w as tf.Tensor2D, layer.b as tf.Tensor1D, i === this.head.length - 1 ? 'linear' : 'relu');
       onLayer?.(layer.name, h);
     });
@@ -173,7 +190,8 @@ export class Cnn implements Student {
       for (let o = 0; o < block.cout; o++) {
         for (let c = 0; c < block.cin; c++) {
           for (let dy = 0; dy < k; dy++) {
-            for (let dx = 0; dx < k; dx++) onnxW[((o * block.cin + c) * k + dy) * k + dx] = w[((dy * k + dx) * block.cin + c) * block.cout + o]!;
+            for (let dx = 0; dx < k; dx++)
+              onnxW[((o * block.cin + c) * k + dy) * k + dx] = w[((dy * k + dx) * block.cin + c) * block.cout + o]!;
           }
         }
       }
@@ -187,19 +205,33 @@ export class Cnn implements Student {
       });
       let act = conv;
       if (block.gamma) {
-        for (const [suffix, v] of [['gamma', block.gamma], ['beta', block.beta!], ['running_mean', block.runningMean!], ['running_var', block.runningVar!]] as const) {
+        for (const [suffix, v] of [
+          ['gamma', block.gamma],
+          ['beta', block.beta!],
+          ['running_mean', block.runningMean!],
+          ['running_var', block.runningVar!],
+        ] as const) {
           builder.initializer(`${block.name}.bn.${suffix}`, values(v), [block.cout]);
         }
         act = `${block.name}.bn.out`;
         builder.node(
           'BatchNormalization',
-          [conv, `${block.name}.bn.gamma`, `${block.name}.bn.beta`, `${block.name}.bn.running_mean`, `${block.name}.bn.running_var`],
+          [
+            conv,
+            `${block.name}.bn.gamma`,
+            `${block.name}.bn.beta`,
+            `${block.name}.bn.running_mean`,
+            `${block.name}.bn.running_var`,
+          ],
           [act],
           { epsilon: { f: BN_EPS } },
         );
       }
       builder.node('Relu', [act], [`${block.name}.relu`]);
-      builder.node('MaxPool', [`${block.name}.relu`], [`${block.name}.pool`], { kernel_shape: { ints: [2, 2] }, strides: { ints: [2, 2] } });
+      builder.node('MaxPool', [`${block.name}.relu`], [`${block.name}.pool`], {
+        kernel_shape: { ints: [2, 2] },
+        strides: { ints: [2, 2] },
+      });
       h = `${block.name}.pool`;
     }
     // Back to NHWC so the flatten order matches tfjs.

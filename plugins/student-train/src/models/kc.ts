@@ -8,7 +8,17 @@ import type { GraphBuilder } from '@distillery/runtime/onnx';
 import type { Imprintable, ImprintHead } from '../imprint.js';
 import type { NamedVariable } from '@distillery/runtime/optim';
 import { Rng } from '../rng.js';
-import { applyStack, makeDense, onnxDense, onnxFlatten, onnxStack, ParamStore, prod, values, type DenseLayer } from './layers.js';
+import {
+  applyStack,
+  makeDense,
+  onnxDense,
+  onnxFlatten,
+  onnxStack,
+  ParamStore,
+  prod,
+  values,
+  type DenseLayer,
+} from './layers.js';
 import type { KcConfig, Student } from './types.js';
 
 const L2_EPS = 1e-12;
@@ -21,7 +31,10 @@ function permuteColumns(x: tf.Tensor2D, perm: tf.Tensor1D, inverse: tf.Tensor1D)
   return tf.customGrad((input, save) => {
     // Saved, so a per-step index tensor outlives the forward pass's tidy.
     (save as tf.GradSaveFunc)([inverse]);
-    return { value: tf.gather(input as tf.Tensor2D, perm, 1) as tf.Tensor2D, gradFunc: (dy: tf.Tensor2D, saved: tf.Tensor[]) => tf.gather(dy, saved[0]! as tf.Tensor1D, 1) };
+    return {
+      value: tf.gather(input as tf.Tensor2D, perm, 1) as tf.Tensor2D,
+      gradFunc: (dy: tf.Tensor2D, saved: tf.Tensor[]) => tf.gather(dy, saved[0]! as tf.Tensor1D, 1),
+    };
   })(x) as tf.Tensor2D;
 }
 
@@ -48,7 +61,12 @@ export class KcStudent implements Student, Imprintable {
   private readonly identityOrder: boolean;
   private readonly verticalOf: Int32Array;
   private readonly localIndex: Int32Array;
-  constructor(readonly config: KcConfig, readonly inputShape: number[], readonly numClasses: number, seed: number) {
+  constructor(
+    readonly config: KcConfig,
+    readonly inputShape: number[],
+    readonly numClasses: number,
+    seed: number,
+  ) {
     const rng = new Rng(seed);
     const store = new ParamStore(rng);
     const seen = new Int32Array(numClasses).fill(-1);
@@ -56,14 +74,16 @@ export class KcStudent implements Student, Imprintable {
     config.verticals.forEach((classes, v) => {
       if (classes.length === 0) throw new Error(`kc student: vertical ${v} has no classes`);
       for (const c of classes) {
-        if (!Number.isInteger(c) || c < 0 || c >= numClasses) throw new Error(`kc student: vertical ${v} names class ${c}, outside [0, ${numClasses})`);
+        if (!Number.isInteger(c) || c < 0 || c >= numClasses)
+          throw new Error(`kc student: vertical ${v} names class ${c}, outside [0, ${numClasses})`);
         if (seen[c] !== -1) throw new Error(`kc student: class ${c} is in verticals ${seen[c]} and ${v}`);
         seen[c] = v;
         concatOrder.push(c);
       }
     });
     const missing = seen.indexOf(-1);
-    if (missing >= 0) throw new Error(`kc student: class ${missing} belongs to no vertical (verticals must partition the classes)`);
+    if (missing >= 0)
+      throw new Error(`kc student: class ${missing} belongs to no vertical (verticals must partition the classes)`);
     // perm[g] = concatenated column holding global class g.
     this.permArray = new Int32Array(numClasses);
     concatOrder.forEach((g, col) => (this.permArray[g] = col));
@@ -79,7 +99,9 @@ export class KcStudent implements Student, Imprintable {
     const m = config.verticals.length;
     this.shared = makeDense(store, 'sc.shared', sb, config.sharedWidth);
     this.blocks = makeDense(store, 'sc.blocks', config.sharedWidth, m * config.verticalWidth);
-    this.outputs = config.verticals.map((classes, v) => makeDense(store, `sc.out${v}`, config.verticalWidth, classes.length));
+    this.outputs = config.verticals.map((classes, v) =>
+      makeDense(store, `sc.out${v}`, config.verticalWidth, classes.length),
+    );
     if (config.selfPaced) {
       config.verticals.forEach((classes, v) => {
         const init = Math.sqrt(classes.length) + 1e-3 * rng.normal();
@@ -95,7 +117,13 @@ export class KcStudent implements Student, Imprintable {
     const n = x.shape[0]!;
     const flat = tf.reshape(x, [n, -1]) as tf.Tensor2D;
     const features = this.trunk.length > 0 ? applyStack(this.trunk, flat, false, false) : flat;
-    const s = dense(features, this.shared.w as tf.Tensor2D, this.shared.b as tf.Tensor1D, 'relu', this.trunk.length > 0);
+    const s = dense(
+      features,
+      this.shared.w as tf.Tensor2D,
+      this.shared.b as tf.Tensor1D,
+      'relu',
+      this.trunk.length > 0,
+    );
     return dense(s, this.blocks.w as tf.Tensor2D, this.blocks.b as tf.Tensor1D, 'relu');
   }
 
@@ -119,10 +147,15 @@ export class KcStudent implements Student, Imprintable {
       const pos = positions[v]!;
       if (pos.length === 0) return;
       const hv = tf.slice(hidden, [0, v * s2], [n, s2]) as tf.Tensor2D;
-      const local = tf.tensor1d(Int32Array.from(pos, (p) => this.localIndex[columns[p]!]!), 'int32');
+      const local = tf.tensor1d(
+        Int32Array.from(pos, (p) => this.localIndex[columns[p]!]!),
+        'int32',
+      );
       let out = denseColumns(hv, layer.w as tf.Tensor2D, layer.b as tf.Tensor1D, local);
       if (this.config.selfPaced) {
-        const norm = tf.sqrt(tf.add(tf.reshape(rowNormsSquared(hv, layer.w as tf.Tensor2D, layer.b as tf.Tensor1D), [n, 1]), L2_EPS));
+        const norm = tf.sqrt(
+          tf.add(tf.reshape(rowNormsSquared(hv, layer.w as tf.Tensor2D, layer.b as tf.Tensor1D), [n, 1]), L2_EPS),
+        );
         out = tf.mul(tf.div(out, norm), this.gammas[v]!) as tf.Tensor2D;
       }
       parts.push(out);
@@ -142,7 +175,13 @@ export class KcStudent implements Student, Imprintable {
   /** Vertical v's output block reads its own s2 slice of the hidden blocks. */
   heads(): ImprintHead[] {
     const s2 = this.config.verticalWidth;
-    return this.outputs.map((layer, v) => ({ classes: Int32Array.from(this.config.verticals[v]!), offset: v * s2, width: s2, weight: layer.w, bias: layer.b }));
+    return this.outputs.map((layer, v) => ({
+      classes: Int32Array.from(this.config.verticals[v]!),
+      offset: v * s2,
+      width: s2,
+      weight: layer.w,
+      bias: layer.b,
+    }));
   }
 
   apply(x: tf.Tensor, _training: boolean): tf.Tensor2D {

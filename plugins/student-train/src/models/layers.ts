@@ -49,20 +49,38 @@ export interface DenseLayer {
 }
 
 export function makeDense(store: ParamStore, name: string, inDim: number, outDim: number): DenseLayer {
-  return { name, inDim, outDim, w: store.weight(`${name}.weight`, [inDim, outDim], inDim), b: store.constant(`${name}.bias`, [outDim], 0) };
+  return {
+    name,
+    inDim,
+    outDim,
+    w: store.weight(`${name}.weight`, [inDim, outDim], inDim),
+    b: store.constant(`${name}.bias`, [outDim], 0),
+  };
 }
 
 export function onnxDense(builder: GraphBuilder, layer: DenseLayer, input: string, relu: boolean): string {
   builder.initializer(`${layer.name}.weight`, values(layer.w), [layer.inDim, layer.outDim]);
   builder.initializer(`${layer.name}.bias`, values(layer.b), [layer.outDim]);
   const out = `${layer.name}.out`;
-  builder.node('Gemm', [input, `${layer.name}.weight`, `${layer.name}.bias`], [relu ? `${out}.pre` : out], {}, { name: layer.name });
+  builder.node(
+    'Gemm',
+    [input, `${layer.name}.weight`, `${layer.name}.bias`],
+    [relu ? `${out}.pre` : out],
+    {},
+    { name: layer.name },
+  );
   if (relu) builder.node('Relu', [`${out}.pre`], [out]);
   return out;
 }
 
 /** Runs dense layers (relu on all but, when `lastLinear`, the last); `onLayer` sees each layer's output. */
-export function applyStack(layers: DenseLayer[], x: tf.Tensor2D, lastLinear: boolean, inputGrad: boolean, onLayer?: (index: number, out: tf.Tensor2D) => void): tf.Tensor2D {
+export function applyStack(
+  layers: DenseLayer[],
+  x: tf.Tensor2D,
+  lastLinear: boolean,
+  inputGrad: boolean,
+  onLayer?: (index: number, out: tf.Tensor2D) => void,
+): tf.Tensor2D {
   let h = x;
   layers.forEach((layer, i) => {
     const linear = lastLinear && i === layers.length - 1;

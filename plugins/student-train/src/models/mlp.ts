@@ -12,7 +12,12 @@ export class Mlp implements Student, Imprintable {
   readonly params: NamedVariable[];
   readonly buffers: NamedVariable[];
   private readonly layers: DenseLayer[];
-  constructor(readonly config: MlpConfig, readonly inputShape: number[], readonly numClasses: number, seed: number) {
+  constructor(
+    readonly config: MlpConfig,
+    readonly inputShape: number[],
+    readonly numClasses: number,
+    seed: number,
+  ) {
     const store = new ParamStore(new Rng(seed));
     const widths = [prod(inputShape), ...config.hidden, numClasses];
     this.layers = widths.slice(1).map((w, i) => makeDense(store, `fc${i}`, widths[i]!, w));
@@ -24,7 +29,9 @@ export class Mlp implements Student, Imprintable {
   }
   applyWithActivations(x: tf.Tensor, _training: boolean): { logits: tf.Tensor2D; activations: Map<string, tf.Tensor> } {
     const activations = new Map<string, tf.Tensor>();
-    const logits = applyStack(this.layers, tf.reshape(x, [x.shape[0]!, -1]) as tf.Tensor2D, true, false, (i, h) => activations.set(this.layers[i]!.name, h));
+    const logits = applyStack(this.layers, tf.reshape(x, [x.shape[0]!, -1]) as tf.Tensor2D, true, false, (i, h) =>
+      activations.set(this.layers[i]!.name, h),
+    );
     return { logits, activations };
   }
   onnxActivations(): Map<string, { value: string; shape: number[] }> {
@@ -35,7 +42,13 @@ export class Mlp implements Student, Imprintable {
     const body = this.layers.slice(0, -1);
     const last = this.layers[this.layers.length - 1]!;
     const h = body.length > 0 ? applyStack(body, flat, false, false) : flat;
-    return denseColumns(h, last.w as tf.Tensor2D, last.b as tf.Tensor1D, tf.tensor1d(columns, 'int32'), body.length > 0);
+    return denseColumns(
+      h,
+      last.w as tf.Tensor2D,
+      last.b as tf.Tensor1D,
+      tf.tensor1d(columns, 'int32'),
+      body.length > 0,
+    );
   }
   toOnnx(builder: GraphBuilder, input: string): string {
     return onnxStack(builder, this.layers, onnxFlatten(builder, input, 'flat'), true);
@@ -47,6 +60,14 @@ export class Mlp implements Student, Imprintable {
   }
   heads(): ImprintHead[] {
     const last = this.layers[this.layers.length - 1]!;
-    return [{ classes: Int32Array.from({ length: this.numClasses }, (_, c) => c), offset: 0, width: last.inDim, weight: last.w, bias: last.b }];
+    return [
+      {
+        classes: Int32Array.from({ length: this.numClasses }, (_, c) => c),
+        offset: 0,
+        width: last.inDim,
+        weight: last.w,
+        bias: last.b,
+      },
+    ];
   }
 }

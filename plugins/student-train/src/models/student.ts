@@ -14,7 +14,8 @@ export type { CnnConfig, KcConfig, MlpConfig, OnnxStudentConfig, Student, Studen
 
 /** Builds a student with seeded initialisation. */
 export function createStudent(config: StudentConfig, inputShape: number[], numClasses: number, seed: number): Student {
-  if (!Number.isInteger(numClasses) || numClasses < 1) throw new Error(`student: numClasses must be a positive integer, got ${numClasses}`);
+  if (!Number.isInteger(numClasses) || numClasses < 1)
+    throw new Error(`student: numClasses must be a positive integer, got ${numClasses}`);
   switch (config.arch) {
     case 'mlp':
       return new Mlp(config, inputShape, numClasses, seed);

@@ -88,7 +88,11 @@ export interface Student {
    * `fc<i>` = dense layer i's output (after relu; the last one is the logits), [n, width].
    * Absent where the architecture exposes none (kc).
    */
-  applyWithActivations?(x: tf.Tensor, training: boolean, step?: number): { logits: tf.Tensor2D; activations: Map<string, tf.Tensor> };
+  applyWithActivations?(
+    x: tf.Tensor,
+    training: boolean,
+    step?: number,
+  ): { logits: tf.Tensor2D; activations: Map<string, tf.Tensor> };
   /**
    * ONNX value names and shapes (after the batch dim, in the ONNX graph's layout: NCHW for conv
    * blocks) of the activations applyWithActivations returns, as toOnnx writes them.

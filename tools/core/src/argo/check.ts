@@ -14,7 +14,8 @@ export function checkWorkflow(workflow: Workflow): string[] {
     if (count > 1) problems.push(`template "${name}" is defined ${count} times`);
     if (!ARGO_NAME.test(name)) problems.push(`template name "${name}" is not a valid Argo/Kubernetes name`);
   }
-  if (!templates.has(workflow.spec.entrypoint)) problems.push(`entrypoint "${workflow.spec.entrypoint}" is not a template`);
+  if (!templates.has(workflow.spec.entrypoint))
+    problems.push(`entrypoint "${workflow.spec.entrypoint}" is not a template`);
   for (const template of workflow.spec.templates) {
     const tasks = template.dag?.tasks;
     if (!tasks) continue;
@@ -22,12 +23,15 @@ export function checkWorkflow(workflow: Workflow): string[] {
     for (const task of tasks) {
       if (names.has(task.name)) problems.push(`template ${template.name}: task "${task.name}" appears twice`);
       names.add(task.name);
-      if (!ARGO_NAME.test(task.name)) problems.push(`template ${template.name}: task name "${task.name}" is not a valid Argo/Kubernetes name`);
-      if (!templates.has(task.template)) problems.push(`task "${task.name}" uses template "${task.template}", which does not exist`);
+      if (!ARGO_NAME.test(task.name))
+        problems.push(`template ${template.name}: task name "${task.name}" is not a valid Argo/Kubernetes name`);
+      if (!templates.has(task.template))
+        problems.push(`task "${task.name}" uses template "${task.template}", which does not exist`);
     }
     for (const task of tasks) {
       for (const dep of task.dependencies ?? []) {
-        if (!names.has(dep)) problems.push(`task "${task.name}" depends on "${dep}", which is not a task of ${template.name}`);
+        if (!names.has(dep))
+          problems.push(`task "${task.name}" depends on "${dep}", which is not a task of ${template.name}`);
         if (dep === task.name) problems.push(`task "${task.name}" depends on itself`);
       }
     }
@@ -44,7 +48,8 @@ export function checkWorkflow(workflow: Workflow): string[] {
         }
       }
     }
-    if (remaining.size > 0) problems.push(`template ${template.name}: dependency cycle among ${[...remaining.keys()].join(', ')}`);
+    if (remaining.size > 0)
+      problems.push(`template ${template.name}: dependency cycle among ${[...remaining.keys()].join(', ')}`);
   }
   return problems;
 }

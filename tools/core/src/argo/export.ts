@@ -22,7 +22,12 @@ import { DEFAULT_RETRY, type ArgoSettings } from './settings.js';
 export interface Workflow {
   apiVersion: 'argoproj.io/v1alpha1';
   kind: 'Workflow';
-  metadata: { generateName: string; namespace?: string; labels?: Record<string, string>; annotations?: Record<string, string> };
+  metadata: {
+    generateName: string;
+    namespace?: string;
+    labels?: Record<string, string>;
+    annotations?: Record<string, string>;
+  };
   spec: {
     entrypoint: string;
     serviceAccountName?: string;
@@ -81,7 +86,14 @@ export function buildArgoWorkflow(pipeline: Pipeline, plan: PlannedStage[], opti
   for (const group of groups) for (const stage of group.stages) taskOf.set(stage.id, group.name);
   const settings = options.settings;
   const tasks: DagTask[] = groups.map((group) => {
-    const dependencies = [...new Set(group.stages.flatMap((s) => s.upstream).filter((id) => stale.has(id)).map((id) => taskOf.get(id) as string))].filter((t) => t !== group.name);
+    const dependencies = [
+      ...new Set(
+        group.stages
+          .flatMap((s) => s.upstream)
+          .filter((id) => stale.has(id))
+          .map((id) => taskOf.get(id) as string),
+      ),
+    ].filter((t) => t !== group.name);
     const value = group.fanOut ? '{{item}}' : (group.stages[0] as StageInstance).id;
     return {
       name: group.name,
@@ -91,7 +103,10 @@ export function buildArgoWorkflow(pipeline: Pipeline, plan: PlannedStage[], opti
       ...(group.fanOut ? { withItems: group.stages.map((s) => s.id) } : {}),
     };
   });
-  const templates: WorkflowTemplate[] = [{ name: DAG_TEMPLATE, dag: { tasks } }, ...groups.map((group) => stageTemplate(group, options))];
+  const templates: WorkflowTemplate[] = [
+    { name: DAG_TEMPLATE, dag: { tasks } },
+    ...groups.map((group) => stageTemplate(group, options)),
+  ];
   const namespace = options.namespace ?? settings.namespace;
   return {
     apiVersion: 'argoproj.io/v1alpha1',
@@ -115,7 +130,8 @@ export function buildArgoWorkflow(pipeline: Pipeline, plan: PlannedStage[], opti
 function groupTasks(pipeline: Pipeline, stale: Set<string>): TaskGroup[] {
   const used = new Set([DAG_TEMPLATE]);
   const byBase = new Map<string, StageInstance[]>();
-  for (const stage of pipeline.stages) if (stale.has(stage.id)) byBase.set(stage.base, [...(byBase.get(stage.base) ?? []), stage]);
+  for (const stage of pipeline.stages)
+    if (stale.has(stage.id)) byBase.set(stage.base, [...(byBase.get(stage.base) ?? []), stage]);
   const groups: TaskGroup[] = [];
   for (const [base, stages] of byBase) {
     const fanOutStage = (pipeline.groups.get(base) ?? []).length > 1 || stages.some((s) => s.id !== s.base);
@@ -132,7 +148,12 @@ function groupTasks(pipeline: Pipeline, stale: Set<string>): TaskGroup[] {
     }
     let n = 0;
     for (const members of byResources.values()) {
-      groups.push({ name: argoName(byResources.size > 1 ? `${base}-r${++n}` : base, used), base, stages: members, fanOut: true });
+      groups.push({
+        name: argoName(byResources.size > 1 ? `${base}-r${++n}` : base, used),
+        base,
+        stages: members,
+        fanOut: true,
+      });
     }
   }
   return groups;
@@ -158,8 +179,16 @@ function stageTemplate(group: TaskGroup, options: ArgoExportOptions): WorkflowTe
   const affinity = perStage.affinity ?? gpu.affinity ?? settings.affinity;
   const args = ['stage', 'run', options.pipelinePath, '{{inputs.parameters.stage}}', '--store', options.store];
   for (const override of options.overrides ?? []) args.push('--set', override);
-  const env = [{ name: 'DISTILL_STORE', value: options.store }, ...Object.entries(settings.env ?? {}).map(([name, value]) => ({ name, value }))];
-  const secret = settings.credentialsSecret === undefined ? (options.store.startsWith('s3://') ? 'distill-store-credentials' : null) : settings.credentialsSecret;
+  const env = [
+    { name: 'DISTILL_STORE', value: options.store },
+    ...Object.entries(settings.env ?? {}).map(([name, value]) => ({ name, value })),
+  ];
+  const secret =
+    settings.credentialsSecret === undefined
+      ? options.store.startsWith('s3://')
+        ? 'distill-store-credentials'
+        : null
+      : settings.credentialsSecret;
   const container: Record<string, unknown> = {
     image: perStage.image ?? options.image,
     ...(settings.imagePullPolicy ? { imagePullPolicy: settings.imagePullPolicy } : {}),
@@ -175,7 +204,9 @@ function stageTemplate(group: TaskGroup, options: ArgoExportOptions): WorkflowTe
     name: group.name,
     inputs: { parameters: [{ name: 'stage' }] },
     metadata: { labels: { 'distill/stage': argoName(group.base, new Set()) } },
-    retryStrategy: intOrStrings(withStageRetries(perStage.retryStrategy ?? settings.retryStrategy ?? DEFAULT_RETRY, first)),
+    retryStrategy: intOrStrings(
+      withStageRetries(perStage.retryStrategy ?? settings.retryStrategy ?? DEFAULT_RETRY, first),
+    ),
     ...(Object.keys(nodeSelector).length > 0 ? { nodeSelector } : {}),
     ...(tolerations.length > 0 ? { tolerations } : {}),
     ...(affinity ? { affinity } : {}),
@@ -215,6 +246,7 @@ function withoutGpu(limits: Record<string, string>): Record<string, string> {
 /** Default path of the pipeline file inside the image: relative to the project root. */
 export function defaultPipelinePath(root: string, file: string): string {
   const rel = relative(root, file);
-  if (rel.startsWith('..')) throw new Error(`${file} is outside the project root ${root}; pass --pipeline-path (its path inside the image)`);
+  if (rel.startsWith('..'))
+    throw new Error(`${file} is outside the project root ${root}; pass --pipeline-path (its path inside the image)`);
   return rel.split('\\').join('/');
 }

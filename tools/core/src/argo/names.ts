@@ -10,7 +10,10 @@ export const ARGO_NAME = /^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$/;
  * `used` gets a hash of the original text as a suffix, so distinct ids stay distinct.
  */
 export function argoName(text: string, used: Set<string>, maxLength = 63): string {
-  let name = text.toLowerCase().replace(/[^a-z0-9]+/g, '-').replace(/^-+|-+$/g, '');
+  let name = text
+    .toLowerCase()
+    .replace(/[^a-z0-9]+/g, '-')
+    .replace(/^-+|-+$/g, '');
   if (!/^[a-z]/.test(name)) name = `s-${name}`.replace(/-+$/, '');
   if (name.length > maxLength || used.has(name)) {
     const suffix = createHash('sha256').update(text).digest('hex').slice(0, 8);

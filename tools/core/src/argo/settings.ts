@@ -18,30 +18,57 @@ const Placement = {
 
 export const ArgoSettingsSchema = Type.Object(
   {
-    image: Type.Optional(Type.String({ minLength: 1, description: 'Container image holding this repository, node and distill' })),
-    imagePullPolicy: Type.Optional(Type.Union([Type.Literal('Always'), Type.Literal('IfNotPresent'), Type.Literal('Never')])),
-    command: Type.Optional(Type.Array(Type.String(), { minItems: 1, description: 'How the image runs distill (default: [distill])' })),
-    pipelinePath: Type.Optional(Type.String({ description: 'The pipeline file inside the image (default: its path relative to the project root)' })),
-    workingDir: Type.Optional(Type.String({ description: 'Working directory in the container (default: the image\'s)' })),
+    image: Type.Optional(
+      Type.String({ minLength: 1, description: 'Container image holding this repository, node and distill' }),
+    ),
+    imagePullPolicy: Type.Optional(
+      Type.Union([Type.Literal('Always'), Type.Literal('IfNotPresent'), Type.Literal('Never')]),
+    ),
+    command: Type.Optional(
+      Type.Array(Type.String(), { minItems: 1, description: 'How the image runs distill (default: [distill])' }),
+    ),
+    pipelinePath: Type.Optional(
+      Type.String({
+        description: 'The pipeline file inside the image (default: its path relative to the project root)',
+      }),
+    ),
+    workingDir: Type.Optional(
+      Type.String({ description: "Working directory in the container (default: the image's)" }),
+    ),
     namespace: Type.Optional(Type.String()),
     serviceAccountName: Type.Optional(Type.String()),
     generateName: Type.Optional(Type.String({ description: 'Workflow name prefix (default: <pipeline>-)' })),
     store: Type.Optional(Type.String({ description: 'Artifact store URL every task uses (--store overrides)' })),
     credentialsSecret: Type.Optional(
-      Type.Union([Type.String(), Type.Null()], { description: 'Secret whose keys become env vars (AWS_ACCESS_KEY_ID, ...) in every task; null for none' }),
+      Type.Union([Type.String(), Type.Null()], {
+        description: 'Secret whose keys become env vars (AWS_ACCESS_KEY_ID, ...) in every task; null for none',
+      }),
     ),
     env: Type.Optional(StringMap),
     parallelism: Type.Optional(Type.Integer({ minimum: 1, description: 'At most this many tasks at once' })),
-    retryStrategy: Type.Optional(Type.Record(Type.String(), Type.Unknown(), { description: 'Argo retryStrategy of every task (default: 3 retries on errors such as preemption)' })),
+    retryStrategy: Type.Optional(
+      Type.Record(Type.String(), Type.Unknown(), {
+        description: 'Argo retryStrategy of every task (default: 3 retries on errors such as preemption)',
+      }),
+    ),
     activeDeadlineSeconds: Type.Optional(Type.Integer({ minimum: 1, description: 'Per-task time limit' })),
     volumes: Type.Optional(Objects),
     volumeMounts: Type.Optional(Objects),
     ...Placement,
-    gpu: Type.Optional(Type.Object(Placement, { additionalProperties: false, description: 'Added to tasks that request GPUs' })),
+    gpu: Type.Optional(
+      Type.Object(Placement, { additionalProperties: false, description: 'Added to tasks that request GPUs' }),
+    ),
     stages: Type.Optional(
       Type.Record(
         Type.String(),
-        Type.Object({ ...Placement, retryStrategy: Type.Optional(Type.Record(Type.String(), Type.Unknown())), image: Type.Optional(Type.String()) }, { additionalProperties: false }),
+        Type.Object(
+          {
+            ...Placement,
+            retryStrategy: Type.Optional(Type.Record(Type.String(), Type.Unknown())),
+            image: Type.Optional(Type.String()),
+          },
+          { additionalProperties: false },
+        ),
         { description: 'Per stage name: overrides of the keys above' },
       ),
     ),
@@ -52,7 +79,11 @@ export const ArgoSettingsSchema = Type.Object(
 export type ArgoSettings = Static<typeof ArgoSettingsSchema>;
 
 /** Retries for tasks whose pod was lost (spot/preemptible node reclaimed, node failure). */
-export const DEFAULT_RETRY = { limit: '3', retryPolicy: 'OnError', backoff: { duration: '30s', factor: '2', maxDuration: '30m' } };
+export const DEFAULT_RETRY = {
+  limit: '3',
+  retryPolicy: 'OnError',
+  backoff: { duration: '30s', factor: '2', maxDuration: '30m' },
+};
 
 let validator: ReturnType<Ajv['compile']> | undefined;
 
@@ -63,7 +94,10 @@ export function readArgoSettings(settings: Record<string, unknown>, file: string
   if (!validator(value)) {
     const problems = (validator.errors ?? []).map((e) => {
       const where = `settings.argo${e.instancePath.replace(/\//g, '.')}`;
-      const extra = e.keyword === 'additionalProperties' ? ` "${(e.params as { additionalProperty: string }).additionalProperty}"` : '';
+      const extra =
+        e.keyword === 'additionalProperties'
+          ? ` "${(e.params as { additionalProperty: string }).additionalProperty}"`
+          : '';
       return `${where}: ${e.message ?? 'invalid'}${extra}`;
     });
     throw new Error(`${file}: invalid settings.argo:\n  ${problems.join('\n  ')}`);

@@ -39,10 +39,14 @@ const ExecParams = Type.Object(
     command: Type.Union([Type.String({ minLength: 1 }), Type.Array(Type.String(), { minItems: 1 })], {
       description: 'A shell command line (run by /bin/sh -c) or an argv array (run without a shell)',
     }),
-    deps: Type.Array(PathParam(), { default: [], description: 'Files or directories the command reads (scripts, data): their content is in the cache key' }),
+    deps: Type.Array(PathParam(), {
+      default: [],
+      description: 'Files or directories the command reads (scripts, data): their content is in the cache key',
+    }),
     outputs: Type.Array(Type.String({ minLength: 1, pattern: '^[^/]' }), {
       default: [],
-      description: 'Paths the command writes, relative to $DISTILL_OUT; a trailing / marks a directory. Anything else there fails the stage',
+      description:
+        'Paths the command writes, relative to $DISTILL_OUT; a trailing / marks a directory. Anything else there fails the stage',
     }),
     params: Type.Record(Type.String({ pattern: '^[A-Za-z_][A-Za-z0-9_.-]*$' }), Type.Unknown(), {
       default: {},
@@ -51,11 +55,13 @@ const ExecParams = Type.Object(
     paramsAs: Type.Array(Type.Union([Type.Literal('env'), Type.Literal('args'), Type.Literal('file')]), {
       default: ['env', 'file'],
       uniqueItems: true,
-      description: 'env: DISTILL_PARAM_<NAME>; args: --name=value appended to the command; file: JSON at $DISTILL_PARAMS_FILE',
+      description:
+        'env: DISTILL_PARAM_<NAME>; args: --name=value appended to the command; file: JSON at $DISTILL_PARAMS_FILE',
     }),
     env: Type.Record(Type.String({ pattern: ENV_NAME }), Type.String(), {
       default: {},
-      description: 'Extra environment variables. Their values are in the cache key and stored in cache entries (also in a shared store): never put secrets here, use secretEnv',
+      description:
+        'Extra environment variables. Their values are in the cache key and stored in cache entries (also in a shared store): never put secrets here, use secretEnv',
     }),
     secretEnv: Type.Array(Type.String({ pattern: ENV_NAME }), {
       default: [],
@@ -63,7 +69,9 @@ const ExecParams = Type.Object(
       description:
         "Names of environment variables passed from distill's environment to the command (tokens, passwords). The names are in the cache key; the values never enter a key, a record or a log (they are masked in the command's output)",
     }),
-    cwd: Type.Optional(Type.String({ description: 'Working directory, relative to the pipeline file (default: its directory)' })),
+    cwd: Type.Optional(
+      Type.String({ description: 'Working directory, relative to the pipeline file (default: its directory)' }),
+    ),
     checkWrites: Type.Boolean({
       default: true,
       description:
@@ -77,7 +85,15 @@ const ExecParams = Type.Object(
 type ExecParamsValue = Static<typeof ExecParams>;
 
 /** Directory names never watched for stray writes: caches that tools write as a side effect. */
-const UNWATCHED_NAMES = new Set(['.git', '.distill', 'node_modules', '__pycache__', '.pytest_cache', '.mypy_cache', '.ipynb_checkpoints']);
+const UNWATCHED_NAMES = new Set([
+  '.git',
+  '.distill',
+  'node_modules',
+  '__pycache__',
+  '.pytest_cache',
+  '.mypy_cache',
+  '.ipynb_checkpoints',
+]);
 /** A working directory with more files than this is not watched (the stat walk would cost too much). */
 const WATCH_LIMIT = 20_000;
 
@@ -106,7 +122,10 @@ export default definePlugin({
         const before = await snapshots(watched, ctx);
         ctx.log.info(`$ ${Array.isArray(p.command) ? argv.join(' ') : (argv[2] ?? '')}`);
         await runCommand(ctx, argv, cwd, env, secrets);
-        problems = [...(await checkOutDir(ctx.outDir, outputs)), ...(await strayWrites(before, await snapshots(watched, ctx)))];
+        problems = [
+          ...(await checkOutDir(ctx.outDir, outputs)),
+          ...(await strayWrites(before, await snapshots(watched, ctx))),
+        ];
       } finally {
         await release();
       }
@@ -172,20 +191,26 @@ async function buildEnv(ctx: StageContext<ExecParamsValue>, scratch: string): Pr
   const origin = new Map<string, string>();
   const claim = (name: string, what: string, value: string): void => {
     const previous = origin.get(name);
-    if (previous) throw new Error(`stage ${ctx.stageId}: ${what} and ${previous} both map to the environment variable ${name}; rename one`);
+    if (previous)
+      throw new Error(
+        `stage ${ctx.stageId}: ${what} and ${previous} both map to the environment variable ${name}; rename one`,
+      );
     origin.set(name, what);
     ours[name] = value;
   };
   for (const [name, artifacts] of Object.entries(ctx.inputs)) {
     claim(`DISTILL_INPUT_${envName(name)}`, `input "${name}"`, artifacts.map((a) => a.path).join(':'));
   }
-  if (p.paramsAs.includes('env')) for (const [name, value] of Object.entries(p.params)) claim(`DISTILL_PARAM_${envName(name)}`, `param "${name}"`, paramText(value));
+  if (p.paramsAs.includes('env'))
+    for (const [name, value] of Object.entries(p.params))
+      claim(`DISTILL_PARAM_${envName(name)}`, `param "${name}"`, paramText(value));
   if (p.paramsAs.includes('file')) {
     ours.DISTILL_PARAMS_FILE = join(scratch, 'params.json');
     await writeFile(ours.DISTILL_PARAMS_FILE, JSON.stringify(p.params, null, 1));
   }
   for (const [name, value] of Object.entries(p.env)) {
-    if (name in ours) throw new Error(`stage ${ctx.stageId}: env.${name} would override a variable distill sets; use another name`);
+    if (name in ours)
+      throw new Error(`stage ${ctx.stageId}: env.${name} would override a variable distill sets; use another name`);
     env[name] = value;
   }
   return Object.assign(env, ours);
@@ -202,11 +227,18 @@ const SECRET_LIKE = /SECRET|TOKEN|PASSWORD|PASSWD|API_?KEY|ACCESS_?KEY|PRIVATE|C
 function secretValues(ctx: StageContext<ExecParamsValue>, env: Record<string, string>): string[] {
   const p = ctx.params;
   for (const name of Object.keys(p.env)) {
-    if (p.secretEnv.includes(name)) throw new Error(`stage ${ctx.stageId}: ${name} is in both env and secretEnv; keep it in secretEnv only`);
-    if (SECRET_LIKE.test(name)) ctx.log.warn(`env.${name} looks like a secret: values under env are stored in cache entries and shared stores; pass it with secretEnv: [${name}]`);
+    if (p.secretEnv.includes(name))
+      throw new Error(`stage ${ctx.stageId}: ${name} is in both env and secretEnv; keep it in secretEnv only`);
+    if (SECRET_LIKE.test(name))
+      ctx.log.warn(
+        `env.${name} looks like a secret: values under env are stored in cache entries and shared stores; pass it with secretEnv: [${name}]`,
+      );
   }
   const missing = p.secretEnv.filter((name) => process.env[name] === undefined);
-  if (missing.length > 0) throw new Error(`stage ${ctx.stageId}: secretEnv ${missing.join(', ')} ${missing.length === 1 ? 'is' : 'are'} not set in distill's environment`);
+  if (missing.length > 0)
+    throw new Error(
+      `stage ${ctx.stageId}: secretEnv ${missing.join(', ')} ${missing.length === 1 ? 'is' : 'are'} not set in distill's environment`,
+    );
   // Every value is in the command's environment (env starts from process.env); those of 4 or more
   // characters are masked in its output (shorter ones would mask ordinary text).
   return p.secretEnv.map((name) => env[name] ?? '').filter((value) => value.length >= 4);
@@ -242,7 +274,13 @@ function lineForwarder(secrets: string[], emit: (text: string) => void): { push(
 }
 
 /** Runs the command in its own process group, forwarding (masked) output and reading progress lines. */
-function runCommand(ctx: StageContext<ExecParamsValue>, argv: string[], cwd: string, env: Record<string, string>, secrets: string[]): Promise<void> {
+function runCommand(
+  ctx: StageContext<ExecParamsValue>,
+  argv: string[],
+  cwd: string,
+  env: Record<string, string>,
+  secrets: string[],
+): Promise<void> {
   return new Promise((resolvePromise, reject) => {
     const [file, ...args] = argv as [string, ...string[]];
     // Own process group: a cancel stops the shell and everything it started.
@@ -284,7 +322,12 @@ function runCommand(ctx: StageContext<ExecParamsValue>, argv: string[], cwd: str
       if (pending) reportLine(ctx, pending);
       if (ctx.signal.aborted) reject(new Error(`stage ${ctx.stageId}: cancelled`));
       else if (code === 0) resolvePromise();
-      else reject(new Error(`stage ${ctx.stageId}: the command ${signal ? `was killed by ${signal}` : `exited with code ${code}`} (see the stage log)`));
+      else
+        reject(
+          new Error(
+            `stage ${ctx.stageId}: the command ${signal ? `was killed by ${signal}` : `exited with code ${code}`} (see the stage log)`,
+          ),
+        );
     });
     function cleanup(): void {
       process.off('exit', onExit);
@@ -306,7 +349,8 @@ function reportLine(ctx: StageContext<ExecParamsValue>, line: string): void {
     return;
   }
   const metric = /^::distill-metric (\S+) (\S+)(?: (\d+))?\s*$/.exec(line);
-  if (metric && Number.isFinite(Number(metric[2]))) ctx.metric(metric[1] as string, Number(metric[2]), metric[3] === undefined ? undefined : Number(metric[3]));
+  if (metric && Number.isFinite(Number(metric[2])))
+    ctx.metric(metric[1] as string, Number(metric[2]), metric[3] === undefined ? undefined : Number(metric[3]));
 }
 
 async function readMetrics(file: string, stageId: string): Promise<Record<string, number>> {
@@ -317,7 +361,12 @@ async function readMetrics(file: string, stageId: string): Promise<Record<string
   } catch (error) {
     throw new Error(`stage ${stageId}: $DISTILL_METRICS_FILE is not valid JSON: ${(error as Error).message}`);
   }
-  if (!value || typeof value !== 'object' || Array.isArray(value) || !Object.values(value).every((v) => typeof v === 'number' && Number.isFinite(v))) {
+  if (
+    !value ||
+    typeof value !== 'object' ||
+    Array.isArray(value) ||
+    !Object.values(value).every((v) => typeof v === 'number' && Number.isFinite(v))
+  ) {
     throw new Error(`stage ${stageId}: $DISTILL_METRICS_FILE must hold a JSON object of finite numbers`);
   }
   return value as Record<string, number>;
@@ -346,7 +395,9 @@ async function checkOutDir(outDir: string, outputs: DeclaredOutput[]): Promise<s
   const problems: string[] = [];
   const undeclared = entries.filter((e) => e.kind !== 'emptydir' && !covered(e.path)).map((e) => e.path);
   if (undeclared.length > 0) {
-    problems.push(`the command wrote ${undeclared.length} file(s) in $DISTILL_OUT that are not declared outputs: ${preview(undeclared)} (add them to outputs:)`);
+    problems.push(
+      `the command wrote ${undeclared.length} file(s) in $DISTILL_OUT that are not declared outputs: ${preview(undeclared)} (add them to outputs:)`,
+    );
   }
   const links = entries.filter((e) => e.kind === 'link' && covered(e.path)).map((e) => e.path);
   if (links.length > 0) problems.push(`outputs must be regular files, not symbolic links: ${preview(links)}`);
@@ -356,12 +407,20 @@ async function checkOutDir(outDir: string, outputs: DeclaredOutput[]): Promise<s
     try {
       stats = await lstat(absolute);
     } catch {
-      problems.push(`the command did not produce declared output "${output.path}${output.directory ? '/' : ''}" (expected at $DISTILL_OUT/${output.path})`);
+      problems.push(
+        `the command did not produce declared output "${output.path}${output.directory ? '/' : ''}" (expected at $DISTILL_OUT/${output.path})`,
+      );
       continue;
     }
-    if (output.directory && !stats.isDirectory()) problems.push(`declared output "${output.path}/" is a file, not a directory`);
-    else if (stats.isDirectory() && !entries.some((e) => e.kind !== 'emptydir' && e.path.startsWith(`${output.path}/`))) {
-      problems.push(`declared output "${output.path}/" is an empty directory (the store keeps files, so it would vanish)`);
+    if (output.directory && !stats.isDirectory())
+      problems.push(`declared output "${output.path}/" is a file, not a directory`);
+    else if (
+      stats.isDirectory() &&
+      !entries.some((e) => e.kind !== 'emptydir' && e.path.startsWith(`${output.path}/`))
+    ) {
+      problems.push(
+        `declared output "${output.path}/" is an empty directory (the store keeps files, so it would vanish)`,
+      );
     }
   }
   return problems;
@@ -410,14 +469,23 @@ function ignoredPaths(ctx: StageContext<ExecParamsValue>): string[] {
 
 type Snapshot = Map<string, string>;
 
-async function snapshots(roots: string[], ctx: StageContext<ExecParamsValue>): Promise<Map<string, Snapshot | undefined>> {
+async function snapshots(
+  roots: string[],
+  ctx: StageContext<ExecParamsValue>,
+): Promise<Map<string, Snapshot | undefined>> {
   const ignored = ignoredPaths(ctx);
   const inputRoots = new Set(Object.values(ctx.inputs).flatMap((list) => list.map((a) => a.path)));
   const result = new Map<string, Snapshot | undefined>();
   for (const root of roots) {
     // An input lives under <root>/out, which is otherwise ignored.
-    const snapshot = await snapshotTree(root, inputRoots.has(root) ? ignored.filter((i) => !isInside(root, i)) : ignored);
-    if (!snapshot) ctx.log.warn(`${root} holds more than ${WATCH_LIMIT} files: writes there are not checked (set checkWrites: false or a smaller cwd)`);
+    const snapshot = await snapshotTree(
+      root,
+      inputRoots.has(root) ? ignored.filter((i) => !isInside(root, i)) : ignored,
+    );
+    if (!snapshot)
+      ctx.log.warn(
+        `${root} holds more than ${WATCH_LIMIT} files: writes there are not checked (set checkWrites: false or a smaller cwd)`,
+      );
     result.set(root, snapshot);
   }
   return result;
@@ -447,7 +515,10 @@ async function snapshotTree(root: string, ignored: string[]): Promise<Snapshot |
   return (await visit(root)) ? snapshot : undefined;
 }
 
-async function strayWrites(before: Map<string, Snapshot | undefined>, after: Map<string, Snapshot | undefined>): Promise<string[]> {
+async function strayWrites(
+  before: Map<string, Snapshot | undefined>,
+  after: Map<string, Snapshot | undefined>,
+): Promise<string[]> {
   const changes: string[] = [];
   for (const [root, old] of before) {
     const now = after.get(root);
@@ -460,10 +531,11 @@ async function strayWrites(before: Map<string, Snapshot | undefined>, after: Map
   }
   const unique = [...new Set(changes)];
   if (unique.length === 0) return [];
-  return [`the command wrote outside its declared outputs: ${preview(unique)} (write results under $DISTILL_OUT and declare them in outputs:; inputs and deps are read-only)`];
+  return [
+    `the command wrote outside its declared outputs: ${preview(unique)} (write results under $DISTILL_OUT and declare them in outputs:; inputs and deps are read-only)`,
+  ];
 }
 
 function preview(items: string[], max = 8): string {
   return items.length <= max ? items.join(', ') : `${items.slice(0, max).join(', ')} and ${items.length - max} more`;
 }
-

@@ -60,7 +60,9 @@ export class HashCache {
   /** The cached hash when the file's inode, size and mtime are unchanged. */
   lookup(path: string, stats: Stats): string | undefined {
     const entry = this.entries.get(path);
-    return entry && entry.ino === stats.ino && entry.size === stats.size && entry.mtimeMs === stats.mtimeMs ? entry.hash : undefined;
+    return entry && entry.ino === stats.ino && entry.size === stats.size && entry.mtimeMs === stats.mtimeMs
+      ? entry.hash
+      : undefined;
   }
 
   remember(path: string, stats: Stats, hash: string): void {
@@ -83,13 +85,21 @@ export class HashCache {
   }
 
   /** Manifest of every regular file below `dir` (sorted), hashing only what changed. */
-  async hashTree(dir: string, filter?: (relativePath: string) => boolean): Promise<{ hash: string; manifest: TreeManifest }> {
+  async hashTree(
+    dir: string,
+    filter?: (relativePath: string) => boolean,
+  ): Promise<{ hash: string; manifest: TreeManifest }> {
     const files: TreeFile[] = [];
     for (const path of await listFiles(dir)) {
       const rel = relative(dir, path).split(sep).join('/');
       if (filter && !filter(rel)) continue;
       const s = await stat(path);
-      files.push({ path: rel, hash: await this.hashFile(path, s), size: s.size, ...(s.mode & 0o111 ? { exec: true } : {}) });
+      files.push({
+        path: rel,
+        hash: await this.hashFile(path, s),
+        size: s.size,
+        ...(s.mode & 0o111 ? { exec: true } : {}),
+      });
     }
     const manifest = { files };
     return { hash: hashTreeManifest(manifest), manifest };

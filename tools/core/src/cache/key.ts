@@ -29,7 +29,8 @@ export function explainKeyChange(before: KeyParts, after: KeyParts, upstreamName
   const reasons: string[] = [];
   if (before.plugin !== after.plugin) reasons.push(`plugin changed: ${before.plugin} -> ${after.plugin}`);
   if (before.version !== after.version) reasons.push(`plugin version changed: ${before.version} -> ${after.version}`);
-  if (before.code !== after.code) reasons.push(`plugin code changed (${before.code.slice(0, 12)} -> ${after.code.slice(0, 12)})`);
+  if (before.code !== after.code)
+    reasons.push(`plugin code changed (${before.code.slice(0, 12)} -> ${after.code.slice(0, 12)})`);
   for (const line of diffValues(before.params, after.params, '')) reasons.push(`param ${line}`);
   for (const name of new Set([...Object.keys(before.paths), ...Object.keys(after.paths)])) {
     if (before.paths[name] !== after.paths[name]) reasons.push(`content of path param ${name} changed`);
@@ -41,15 +42,19 @@ export function explainKeyChange(before: KeyParts, after: KeyParts, upstreamName
       reasons.push(`input ${name} changed${who.length ? ` (new output of ${who.join(', ')})` : ''}`);
     }
   }
-  if (canonicalJson(before.after) !== canonicalJson(after.after)) reasons.push('an upstream stage in needs produced different output');
+  if (canonicalJson(before.after) !== canonicalJson(after.after))
+    reasons.push('an upstream stage in needs produced different output');
   return reasons;
 }
 
 function diffValues(a: unknown, b: unknown, path: string): string[] {
   if (canonicalJson(a) === canonicalJson(b)) return [];
-  const isObject = (v: unknown): v is Record<string, unknown> => v !== null && typeof v === 'object' && !Array.isArray(v);
+  const isObject = (v: unknown): v is Record<string, unknown> =>
+    v !== null && typeof v === 'object' && !Array.isArray(v);
   if (isObject(a) && isObject(b)) {
-    return [...new Set([...Object.keys(a), ...Object.keys(b)])].sort().flatMap((k) => diffValues(a[k], b[k], path ? `${path}.${k}` : k));
+    return [...new Set([...Object.keys(a), ...Object.keys(b)])]
+      .sort()
+      .flatMap((k) => diffValues(a[k], b[k], path ? `${path}.${k}` : k));
   }
   return [`${path || '(all)'}: ${JSON.stringify(a) ?? 'unset'} -> ${JSON.stringify(b) ?? 'unset'}`];
 }

@@ -57,9 +57,13 @@ export type MaterialiseMethod = 'reflink' | 'hardlink' | 'copy';
 /** Materialisation methods tried in order (DVC's cache.type): from DISTILL_CACHE_TYPE, default reflink then copy. */
 export function linkTypesFromEnv(value = process.env.DISTILL_CACHE_TYPE): MaterialiseMethod[] {
   if (!value) return ['reflink', 'copy'];
-  const types = value.split(',').map((t) => t.trim()).filter(Boolean);
+  const types = value
+    .split(',')
+    .map((t) => t.trim())
+    .filter(Boolean);
   const bad = types.filter((t) => !ORDER.includes(t as MaterialiseMethod));
-  if (bad.length > 0 || types.length === 0) throw new Error(`DISTILL_CACHE_TYPE=${value}: expected a comma-separated list of reflink, hardlink, copy`);
+  if (bad.length > 0 || types.length === 0)
+    throw new Error(`DISTILL_CACHE_TYPE=${value}: expected a comma-separated list of reflink, hardlink, copy`);
   return types as MaterialiseMethod[];
 }
 
@@ -121,7 +125,9 @@ export class LocalStore {
     }
     if (reason === undefined) return 'ok';
     const moved = this.quarantine(file.hash);
-    this.problems.push(`object ${file.hash.slice(0, 12)} (${file.path}) ${reason}${moved ? `; moved to ${moved}` : ''}`);
+    this.problems.push(
+      `object ${file.hash.slice(0, 12)} (${file.path}) ${reason}${moved ? `; moved to ${moved}` : ''}`,
+    );
     return 'corrupt';
   }
 
@@ -197,7 +203,11 @@ export class LocalStore {
    * Moves every file of a finished stage's output directory into the store (rename: same
    * filesystem), records the tree, and returns its hash. The directory is consumed.
    */
-  async ingest(dir: string, hashes: HashCache, beforeMove?: (manifest: TreeManifest) => Promise<void> | void): Promise<{ hash: string; manifest: TreeManifest }> {
+  async ingest(
+    dir: string,
+    hashes: HashCache,
+    beforeMove?: (manifest: TreeManifest) => Promise<void> | void,
+  ): Promise<{ hash: string; manifest: TreeManifest }> {
     const { hash, manifest } = await hashes.hashTree(dir);
     await beforeMove?.(manifest);
     for (const file of manifest.files) {

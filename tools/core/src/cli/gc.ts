@@ -37,7 +37,10 @@ function list(dir: string): string[] {
   return existsSync(dir) ? readdirSync(dir) : [];
 }
 
-export async function collectGarbage(ws: Workspace, options: { workspaceOnly: boolean; dryRun: boolean }): Promise<GcResult> {
+export async function collectGarbage(
+  ws: Workspace,
+  options: { workspaceOnly: boolean; dryRun: boolean },
+): Promise<GcResult> {
   const release = await lockForGc(ws.stateRoot);
   try {
     return await collect(ws, options);
@@ -71,7 +74,10 @@ async function collect(ws: Workspace, options: { workspaceOnly: boolean; dryRun:
       await remove(join(outDir, pipeline, name));
     }
   }
-  for (const run of live) result.kept.push(`live run ${run.runId} of ${run.pipeline} (pid ${run.pid}): ${run.keys.length} cache entries, ${run.objects.length} objects being stored`);
+  for (const run of live)
+    result.kept.push(
+      `live run ${run.runId} of ${run.pipeline} (pid ${run.pid}): ${run.keys.length} cache entries, ${run.objects.length} objects being stored`,
+    );
   const keep = new Set(live.flatMap((run) => run.keys));
   if (options.workspaceOnly) {
     const latest = new Map<string, RunRecord>();
@@ -84,12 +90,16 @@ async function collect(ws: Workspace, options: { workspaceOnly: boolean; dryRun:
     for (const [pipeline, record] of latest) {
       const keys = record.stages.map((s) => s.key).filter((k): k is string => Boolean(k));
       keys.forEach((k) => keep.add(k));
-      result.kept.push(`latest run of ${pipeline} (${record.runId}${record.overrides?.length ? `, --set ${record.overrides.join(' ')}` : ''}): ${keys.length} cache entries`);
+      result.kept.push(
+        `latest run of ${pipeline} (${record.runId}${record.overrides?.length ? `, --set ${record.overrides.join(' ')}` : ''}): ${keys.length} cache entries`,
+      );
       const configuration = plain.get(pipeline);
       if (configuration && configuration !== record) {
         const plainKeys = configuration.stages.map((s) => s.key).filter((k): k is string => Boolean(k));
         plainKeys.forEach((k) => keep.add(k));
-        result.kept.push(`latest run of ${pipeline} without --set (${configuration.runId}): ${plainKeys.length} cache entries`);
+        result.kept.push(
+          `latest run of ${pipeline} without --set (${configuration.runId}): ${plainKeys.length} cache entries`,
+        );
       }
     }
   }
@@ -141,6 +151,9 @@ async function collect(ws: Workspace, options: { workspaceOnly: boolean; dryRun:
       await remove(path);
     }
   }
-  if (live.length > 0) result.kept.push(`objects and trees changed in the last ${GRACE_MS / 60_000} minutes (a live run may be downloading them)`);
+  if (live.length > 0)
+    result.kept.push(
+      `objects and trees changed in the last ${GRACE_MS / 60_000} minutes (a live run may be downloading them)`,
+    );
   return result;
 }

@@ -5,7 +5,15 @@
 import { existsSync } from 'node:fs';
 import { basename, extname, resolve } from 'node:path';
 import type { Command } from 'commander';
-import { changedParams, diffMaps, diffPair, flattenMetrics, flattenParams, snapshotOfRun, type DiffRow } from '../runner/history.js';
+import {
+  changedParams,
+  diffMaps,
+  diffPair,
+  flattenMetrics,
+  flattenParams,
+  snapshotOfRun,
+  type DiffRow,
+} from '../runner/history.js';
 import { formatDuration } from '../runner/progress.js';
 import { readRunRecords, type RunRecord } from '../runner/record.js';
 import { findProjectRoot, Workspace } from '../runner/workspace.js';
@@ -67,7 +75,8 @@ export function defaultMetricNames(records: RunRecord[]): string[] {
 /** The value of "stage.metric" (or a bare metric name, taken from the last stage that has it). */
 function metricValue(record: RunRecord, name: string): number | null {
   for (const stage of [...record.stages].reverse()) {
-    if (name.startsWith(`${stage.id}.`) && name.slice(stage.id.length + 1) in stage.metrics) return stage.metrics[name.slice(stage.id.length + 1)] ?? null;
+    if (name.startsWith(`${stage.id}.`) && name.slice(stage.id.length + 1) in stage.metrics)
+      return stage.metrics[name.slice(stage.id.length + 1)] ?? null;
   }
   for (const stage of [...record.stages].reverse()) if (name in stage.metrics) return stage.metrics[name] ?? null;
   return null;
@@ -104,7 +113,18 @@ export function formatNumber(v: number | null | undefined): string {
 const statusStyle = { ok: 'green', failed: 'red', interrupted: 'yellow', running: 'yellow' } as const;
 
 export function renderRuns(rows: RunRow[], metricNames: string[], color: boolean): string {
-  const header = ['run', 'date (UTC)', 'pipeline', 'status', 'duration', 'ran', 'cached', 'failed', ...metricNames, 'changed params'];
+  const header = [
+    'run',
+    'date (UTC)',
+    'pipeline',
+    'status',
+    'duration',
+    'ran',
+    'cached',
+    'failed',
+    ...metricNames,
+    'changed params',
+  ];
   const body: Cell[][] = rows.map((r) => [
     r.runId,
     r.startedAt.replace('T', ' ').slice(0, 19),
@@ -121,14 +141,30 @@ export function renderRuns(rows: RunRow[], metricNames: string[], color: boolean
 }
 
 /** A diff table: name, A, B and, for numbers, the change. */
-function renderDiff<T extends number | string>(rows: DiffRow<T>[], labelA: string, labelB: string, color: boolean): string {
+function renderDiff<T extends number | string>(
+  rows: DiffRow<T>[],
+  labelA: string,
+  labelB: string,
+  color: boolean,
+): string {
   const show = (v: T | undefined): string => (v === undefined ? '-' : typeof v === 'number' ? formatNumber(v) : v);
-  const header = ['name', labelA, labelB, ...(rows.some((r) => typeof r.a === 'number' || typeof r.b === 'number') ? ['change'] : [])];
+  const header = [
+    'name',
+    labelA,
+    labelB,
+    ...(rows.some((r) => typeof r.a === 'number' || typeof r.b === 'number') ? ['change'] : []),
+  ];
   const body: Cell[][] = rows.map((r) => {
     const cells: Cell[] = [r.name, show(r.a), show(r.b)];
     if (header.length === 4) {
       const delta = typeof r.a === 'number' && typeof r.b === 'number' ? r.b - r.a : undefined;
-      cells.push(delta === undefined ? '-' : delta === 0 ? '0' : { text: `${delta > 0 ? '+' : ''}${formatNumber(delta)}`, style: delta > 0 ? 'green' : 'red' });
+      cells.push(
+        delta === undefined
+          ? '-'
+          : delta === 0
+            ? '0'
+            : { text: `${delta > 0 ? '+' : ''}${formatNumber(delta)}`, style: delta > 0 ? 'green' : 'red' },
+      );
     }
     return cells;
   });
@@ -146,25 +182,37 @@ export function registerHistoryCommands(program: Command): void {
   program
     .command('runs [pipeline]')
     .description('the run history: params changed since the previous run, duration, stages ran/cached/failed, metrics')
-    .option('--metric <stage.metric>', 'a metric column (repeatable; default: the last stage\'s accuracy-like metrics)', collect, [])
+    .option(
+      '--metric <stage.metric>',
+      "a metric column (repeatable; default: the last stage's accuracy-like metrics)",
+      collect,
+      [],
+    )
     .option('-n, --limit <n>', 'newest n runs', (v) => Number(v))
     .option('--root <dir>', 'project root holding .distill/')
     .option('--json', 'print JSON')
-    .action((pipelineArg: string | undefined, options: { metric: string[]; limit?: number; root?: string; json?: boolean }) => {
-      const ws = workspaceAt(options.root);
-      const records = readRunRecords(ws.runsDir(), pipelineName(ws, pipelineArg));
-      const metricNames = options.metric.length > 0 ? options.metric : defaultMetricNames(records);
-      const rows = runRows(ws, records, metricNames).slice(0, options.limit ?? Infinity);
-      if (options.json) printJson({ runs: rows });
-      else if (rows.length === 0) process.stdout.write(`no runs recorded in ${ws.runsDir()}\n`);
-      else process.stdout.write(renderRuns(rows, metricNames, colorEnabled(process.stdout)));
-    });
+    .action(
+      (
+        pipelineArg: string | undefined,
+        options: { metric: string[]; limit?: number; root?: string; json?: boolean },
+      ) => {
+        const ws = workspaceAt(options.root);
+        const records = readRunRecords(ws.runsDir(), pipelineName(ws, pipelineArg));
+        const metricNames = options.metric.length > 0 ? options.metric : defaultMetricNames(records);
+        const rows = runRows(ws, records, metricNames).slice(0, options.limit ?? Infinity);
+        if (options.json) printJson({ runs: rows });
+        else if (rows.length === 0) process.stdout.write(`no runs recorded in ${ws.runsDir()}\n`);
+        else process.stdout.write(renderRuns(rows, metricNames, colorEnabled(process.stdout)));
+      },
+    );
 
   const diffCommand = (parent: Command, what: 'metrics' | 'params'): void => {
     parent
       .command('diff [refs...]')
-      .description(`${what} of two runs (run ids or unique prefixes), or of a git revision's locks/<pipeline>.lock.json ("lock": the working copy's); default: the last run against the one before`)
-      .option('--pipeline <name>', 'pipeline whose runs and lock file to use (default: the last run\'s)')
+      .description(
+        `${what} of two runs (run ids or unique prefixes), or of a git revision's locks/<pipeline>.lock.json ("lock": the working copy's); default: the last run against the one before`,
+      )
+      .option('--pipeline <name>', "pipeline whose runs and lock file to use (default: the last run's)")
       .option('--all', `also ${what} that did not change`)
       .option('--root <dir>', 'project root holding .distill/')
       .option('--json', 'print JSON')
@@ -172,8 +220,15 @@ export function registerHistoryCommands(program: Command): void {
         const ws = workspaceAt(options.root);
         const [a, b] = diffPair(ws, refs, pipelineName(ws, options.pipeline));
         const rows: DiffRow<number | string>[] =
-          what === 'metrics' ? diffMaps(flattenMetrics(a), flattenMetrics(b), options.all) : diffMaps(flattenParams(a), flattenParams(b), options.all);
-        if (options.json) printJson({ a: a.label, b: b.label, [what]: rows.map((r) => ({ name: r.name, a: r.a ?? null, b: r.b ?? null })) });
+          what === 'metrics'
+            ? diffMaps(flattenMetrics(a), flattenMetrics(b), options.all)
+            : diffMaps(flattenParams(a), flattenParams(b), options.all);
+        if (options.json)
+          printJson({
+            a: a.label,
+            b: b.label,
+            [what]: rows.map((r) => ({ name: r.name, a: r.a ?? null, b: r.b ?? null })),
+          });
         else if (rows.length === 0) process.stdout.write(`no ${what} differ between ${a.label} and ${b.label}\n`);
         else process.stdout.write(renderDiff(rows, a.label, b.label, colorEnabled(process.stdout)));
       });

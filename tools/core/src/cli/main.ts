@@ -75,8 +75,16 @@ function printJson(value: unknown): void {
 
 function withCommon(command: Command): Command {
   return command
-    .option('--set <stage.param=value>', 'override a parameter (repeatable); params.<name>=value overrides the params file', collect, [])
-    .option('--root <dir>', 'project root holding .distill/ and out/ (default: nearest with .distill, nx.json or .git)');
+    .option(
+      '--set <stage.param=value>',
+      'override a parameter (repeatable); params.<name>=value overrides the params file',
+      collect,
+      [],
+    )
+    .option(
+      '--root <dir>',
+      'project root holding .distill/ and out/ (default: nearest with .distill, nx.json or .git)',
+    );
 }
 
 export function buildProgram(): Command {
@@ -90,7 +98,9 @@ export function buildProgram(): Command {
   withCommon(
     program
       .command('run <pipeline> [stages...]')
-      .description('run the pipeline; only stages whose inputs, params or code changed execute. With stages: only those and the stale stages they need'),
+      .description(
+        'run the pipeline; only stages whose inputs, params or code changed execute. With stages: only those and the stale stages they need',
+      ),
   )
     .option('--force <stage>', 'run this stage even if cached (repeatable)', collect, [])
     .option('--from <stage>', 'run this stage and everything downstream, even if cached')
@@ -99,69 +109,106 @@ export function buildProgram(): Command {
     .option('--verbose', 'echo stage log lines')
     .addOption(new Option('--cpus <n>', 'CPU slots (default: core count)').argParser(Number))
     .addOption(new Option('--gpus <n>', 'pretend the machine has n GPUs (default: nvidia-smi)').argParser(Number))
-    .addOption(new Option('--pin-cpus', 'bind each stage to cores of its own, as many as its cpus (Linux taskset)').env('DISTILL_PIN_CPUS'))
-    .addOption(new Option('--store <url>', 'shared artifact store consulted on cache misses and published to').env('DISTILL_STORE'))
     .addOption(
-      new Option('--stall-after <duration>', 'warn when a running stage reports no progress and writes no log for this long (0: never)')
+      new Option('--pin-cpus', 'bind each stage to cores of its own, as many as its cpus (Linux taskset)').env(
+        'DISTILL_PIN_CPUS',
+      ),
+    )
+    .addOption(
+      new Option('--store <url>', 'shared artifact store consulted on cache misses and published to').env(
+        'DISTILL_STORE',
+      ),
+    )
+    .addOption(
+      new Option(
+        '--stall-after <duration>',
+        'warn when a running stage reports no progress and writes no log for this long (0: never)',
+      )
         .env('DISTILL_STALL_AFTER')
         .default('2m'),
     )
-    .action(async (file: string, targetNames: string[], options: CommonOptions & { force: string[]; from?: string; quiet?: boolean; verbose?: boolean; cpus?: number; gpus?: number; pinCpus?: boolean; store?: string; stallAfter: string }) => {
-      const stallAfterMs = options.stallAfter === '0' ? 0 : parseDuration(options.stallAfter, '--stall-after');
-      if (options.cpus !== undefined && !(Number.isInteger(options.cpus) && options.cpus >= 1)) throw new UsageError(`--cpus ${options.cpus}: expected a whole number of at least 1`);
-      const { pipeline, ws } = await open(file, options);
-      // nvidia-smi is asked only when some stage wants a GPU.
-      const wantsGpus = pipeline.stages.some((s) => s.resources.gpus > 0);
-      const machine = await detectResources({ cpus: options.cpus, gpus: options.gpus, ...(wantsGpus ? {} : { detectGpus: async () => [] }) });
-      const interrupt = watchInterrupts();
-      const started = Date.now();
-      validateSelection(pipeline, [...options.force, ...(options.from ? [options.from] : []), ...targetNames]);
-      const record = await runPipeline(ws, pipeline, {
-        machine,
-        force: options.force,
-        from: options.from,
-        ...(targetNames.length > 0 ? { targets: selectStages(pipeline, targetNames) } : {}),
-        stallAfterMs,
-        overrides: options.set,
-        signal: interrupt.signal,
-        forceSignal: interrupt.force,
-        verbose: options.verbose,
-        pinCpus: Boolean(options.pinCpus),
-        // Also to .distill/progress/<pipeline>.json, for `distill ui`.
-        progress: teeProgress(new ProgressView(process.stderr, Boolean(options.quiet)), new ProgressFile(join(ws.stateRoot, 'progress', `${pipeline.name}.json`))),
-        ...(options.store ? { remote: openRemoteStore(options.store) } : {}),
-      });
-      writeLockFile(ws.root, pipeline, record);
-      const count = (status: string): number => record.stages.filter((s) => s.status === status).length;
-      if (!options.quiet) {
-        process.stderr.write(
-          `${pipeline.name}: ${count('ran')} ran, ${count('cached')} cached, ${count('failed')} failed, ${count('skipped')} skipped in ${formatDuration(Date.now() - started)} (run ${record.runId})\n`,
-        );
-        for (const s of record.stages.filter((r) => r.status === 'failed')) {
-          process.stderr.write(`  ✗ ${s.id}${s.timedOut ? ' TIMED OUT' : ''}: ${escapeControl((s.error ?? 'failed').split('\n')[0] ?? '')}${s.attempts ? ` (${s.attempts} attempts)` : ''}\n`);
-        }
-        process.stderr.write(`${resultsLine(ws, record)}\n`);
-      }
-      if (options.json) {
-        printJson({
-          runId: record.runId,
-          pipeline: record.pipeline,
-          status: record.status,
-          stages: record.stages.map((s) => ({
-            id: s.id,
-            status: s.status,
-            durationMs: s.durationMs,
-            key: s.key ?? null,
-            ...(s.reason ? { reason: s.reason } : {}),
-            ...(s.error ? { error: s.error } : {}),
-            ...(s.timedOut ? { timedOut: true } : {}),
-            ...(s.attempts ? { attempts: s.attempts } : {}),
-            metrics: s.metrics,
-          })),
+    .action(
+      async (
+        file: string,
+        targetNames: string[],
+        options: CommonOptions & {
+          force: string[];
+          from?: string;
+          quiet?: boolean;
+          verbose?: boolean;
+          cpus?: number;
+          gpus?: number;
+          pinCpus?: boolean;
+          store?: string;
+          stallAfter: string;
+        },
+      ) => {
+        const stallAfterMs = options.stallAfter === '0' ? 0 : parseDuration(options.stallAfter, '--stall-after');
+        if (options.cpus !== undefined && !(Number.isInteger(options.cpus) && options.cpus >= 1))
+          throw new UsageError(`--cpus ${options.cpus}: expected a whole number of at least 1`);
+        const { pipeline, ws } = await open(file, options);
+        // nvidia-smi is asked only when some stage wants a GPU.
+        const wantsGpus = pipeline.stages.some((s) => s.resources.gpus > 0);
+        const machine = await detectResources({
+          cpus: options.cpus,
+          gpus: options.gpus,
+          ...(wantsGpus ? {} : { detectGpus: async () => [] }),
         });
-      }
-      process.exitCode = record.status === 'interrupted' ? 130 : record.status === 'failed' ? 1 : 0;
-    });
+        const interrupt = watchInterrupts();
+        const started = Date.now();
+        validateSelection(pipeline, [...options.force, ...(options.from ? [options.from] : []), ...targetNames]);
+        const record = await runPipeline(ws, pipeline, {
+          machine,
+          force: options.force,
+          from: options.from,
+          ...(targetNames.length > 0 ? { targets: selectStages(pipeline, targetNames) } : {}),
+          stallAfterMs,
+          overrides: options.set,
+          signal: interrupt.signal,
+          forceSignal: interrupt.force,
+          verbose: options.verbose,
+          pinCpus: Boolean(options.pinCpus),
+          // Also to .distill/progress/<pipeline>.json, for `distill ui`.
+          progress: teeProgress(
+            new ProgressView(process.stderr, Boolean(options.quiet)),
+            new ProgressFile(join(ws.stateRoot, 'progress', `${pipeline.name}.json`)),
+          ),
+          ...(options.store ? { remote: openRemoteStore(options.store) } : {}),
+        });
+        writeLockFile(ws.root, pipeline, record);
+        const count = (status: string): number => record.stages.filter((s) => s.status === status).length;
+        if (!options.quiet) {
+          process.stderr.write(
+            `${pipeline.name}: ${count('ran')} ran, ${count('cached')} cached, ${count('failed')} failed, ${count('skipped')} skipped in ${formatDuration(Date.now() - started)} (run ${record.runId})\n`,
+          );
+          for (const s of record.stages.filter((r) => r.status === 'failed')) {
+            process.stderr.write(
+              `  ✗ ${s.id}${s.timedOut ? ' TIMED OUT' : ''}: ${escapeControl((s.error ?? 'failed').split('\n')[0] ?? '')}${s.attempts ? ` (${s.attempts} attempts)` : ''}\n`,
+            );
+          }
+          process.stderr.write(`${resultsLine(ws, record)}\n`);
+        }
+        if (options.json) {
+          printJson({
+            runId: record.runId,
+            pipeline: record.pipeline,
+            status: record.status,
+            stages: record.stages.map((s) => ({
+              id: s.id,
+              status: s.status,
+              durationMs: s.durationMs,
+              key: s.key ?? null,
+              ...(s.reason ? { reason: s.reason } : {}),
+              ...(s.error ? { error: s.error } : {}),
+              ...(s.timedOut ? { timedOut: true } : {}),
+              ...(s.attempts ? { attempts: s.attempts } : {}),
+              metrics: s.metrics,
+            })),
+          });
+        }
+        process.exitCode = record.status === 'interrupted' ? 130 : record.status === 'failed' ? 1 : 0;
+      },
+    );
 
   withCommon(program.command('plan <pipeline>').description('show what a run would execute and why; runs nothing'))
     .option('--force <stage>', 'as for run', collect, [])
@@ -175,7 +222,9 @@ export function buildProgram(): Command {
       else printPlan(plan);
     });
 
-  withCommon(program.command('status <pipeline>').description('last run of each stage, and whether it is up to date now'))
+  withCommon(
+    program.command('status <pipeline>').description('last run of each stage, and whether it is up to date now'),
+  )
     .option('--json', 'print JSON')
     .action(async (file: string, options: CommonOptions) => {
       const { pipeline, ws } = await open(file, options);
@@ -193,52 +242,73 @@ export function buildProgram(): Command {
         };
       });
       if (options.json) printJson({ pipeline: pipeline.name, lastRun: records[0]?.runId ?? null, stages: rows });
-      else for (const r of rows) process.stdout.write(`${r.upToDate ? '✓' : '✗'} ${r.id.padEnd(32)} last: ${String(r.status).padEnd(9)} ${r.upToDate ? 'up to date' : `stale: ${r.reason}`}\n`);
+      else
+        for (const r of rows)
+          process.stdout.write(
+            `${r.upToDate ? '✓' : '✗'} ${r.id.padEnd(32)} last: ${String(r.status).padEnd(9)} ${r.upToDate ? 'up to date' : `stale: ${r.reason}`}\n`,
+          );
     });
 
-  withCommon(program.command('why <pipeline> <stage>').description('explain what change (input, parameter, code) makes a stage stale'))
-    .action(async (file: string, stageName: string, options: CommonOptions) => {
-      const { pipeline, ws } = await open(file, options);
-      const ids = selectStages(pipeline, [stageName]);
-      const plan = new Map((await planPipeline(ws, pipeline)).map((p) => [p.id, p]));
-      // A stage reached by several paths is explained once, where it is first met.
-      const explained = new Set<string>();
-      const explain = (id: string, depth: number): void => {
-        if (explained.has(id)) return;
-        explained.add(id);
-        const p = plan.get(id) as PlannedStage;
-        const pad = '  '.repeat(depth);
-        if (p.state === 'cached') {
-          process.stdout.write(`${pad}${id}: up to date (key ${p.key?.slice(0, 12)})\n`);
-          return;
-        }
-        process.stdout.write(`${pad}${id}: will run: ${p.reason}\n`);
-        const stage = pipeline.byId.get(id);
-        for (const up of stage?.upstream ?? []) if (plan.get(up)?.state === 'run') explain(up, depth + 1);
-      };
-      for (const id of ids) explain(id, 0);
-    });
+  withCommon(
+    program
+      .command('why <pipeline> <stage>')
+      .description('explain what change (input, parameter, code) makes a stage stale'),
+  ).action(async (file: string, stageName: string, options: CommonOptions) => {
+    const { pipeline, ws } = await open(file, options);
+    const ids = selectStages(pipeline, [stageName]);
+    const plan = new Map((await planPipeline(ws, pipeline)).map((p) => [p.id, p]));
+    // A stage reached by several paths is explained once, where it is first met.
+    const explained = new Set<string>();
+    const explain = (id: string, depth: number): void => {
+      if (explained.has(id)) return;
+      explained.add(id);
+      const p = plan.get(id) as PlannedStage;
+      const pad = '  '.repeat(depth);
+      if (p.state === 'cached') {
+        process.stdout.write(`${pad}${id}: up to date (key ${p.key?.slice(0, 12)})\n`);
+        return;
+      }
+      process.stdout.write(`${pad}${id}: will run: ${p.reason}\n`);
+      const stage = pipeline.byId.get(id);
+      for (const up of stage?.upstream ?? []) if (plan.get(up)?.state === 'run') explain(up, depth + 1);
+    };
+    for (const id of ids) explain(id, 0);
+  });
 
   withCommon(program.command('dag <pipeline>').description('print the stage graph as Mermaid, DOT or SVG'))
-    .addOption(new Option('--format <format>', 'output format (svg: laid out by Graphviz built to WebAssembly)').choices(['mermaid', 'dot', 'svg']).default('mermaid'))
+    .addOption(
+      new Option('--format <format>', 'output format (svg: laid out by Graphviz built to WebAssembly)')
+        .choices(['mermaid', 'dot', 'svg'])
+        .default('mermaid'),
+    )
     .action(async (file: string, options: CommonOptions & { format: DagFormat }) => {
       const { pipeline } = await open(file, options);
-      process.stdout.write(options.format === 'svg' ? await renderDagSvg(pipeline) : renderDag(pipeline, options.format));
+      process.stdout.write(
+        options.format === 'svg' ? await renderDagSvg(pipeline) : renderDag(pipeline, options.format),
+      );
     });
 
   program
     .command('gc')
     .description('remove temporary files and store objects that no cache entry references')
     .option('--root <dir>', 'project root', process.cwd())
-    .option('--workspace', 'also drop cache entries that neither the latest run of each pipeline nor its latest run without --set used (loses the run-cache for the rest)')
+    .option(
+      '--workspace',
+      'also drop cache entries that neither the latest run of each pipeline nor its latest run without --set used (loses the run-cache for the rest)',
+    )
     .option('--dry-run', 'only report what would be removed')
     .option('--json', 'print JSON')
     .action(async (options: { root: string; workspace?: boolean; dryRun?: boolean; json?: boolean }) => {
       const ws = new Workspace(findProjectRoot(resolve(options.root)));
-      const result = await collectGarbage(ws, { workspaceOnly: Boolean(options.workspace), dryRun: Boolean(options.dryRun) });
+      const result = await collectGarbage(ws, {
+        workspaceOnly: Boolean(options.workspace),
+        dryRun: Boolean(options.dryRun),
+      });
       if (options.json) printJson(result);
       else {
-        process.stdout.write(`${options.dryRun ? 'would remove' : 'removed'} ${result.objects} objects, ${result.trees} trees, ${result.entries} cache entries, ${result.tmp} temporary dirs: ${(result.bytes / 1024 ** 2).toFixed(1)} MiB\n`);
+        process.stdout.write(
+          `${options.dryRun ? 'would remove' : 'removed'} ${result.objects} objects, ${result.trees} trees, ${result.entries} cache entries, ${result.tmp} temporary dirs: ${(result.bytes / 1024 ** 2).toFixed(1)} MiB\n`,
+        );
         for (const line of result.kept) process.stdout.write(`kept: ${line}\n`);
       }
     });
@@ -255,11 +325,17 @@ export function buildProgram(): Command {
       const result = await verifyStore(ws, { quarantine: Boolean(options.quarantine) });
       if (options.json) printJson(result);
       else {
-        for (const c of result.corrupt) process.stdout.write(`corrupt object ${c.hash} (content hashes to ${c.actual})${c.quarantinedTo ? `; moved to ${c.quarantinedTo}` : ''}\n`);
-        for (const e of result.brokenEntries) process.stdout.write(`cache entry ${e.key.slice(0, 12)} (${e.stage}): ${e.problem}\n`);
+        for (const c of result.corrupt)
+          process.stdout.write(
+            `corrupt object ${c.hash} (content hashes to ${c.actual})${c.quarantinedTo ? `; moved to ${c.quarantinedTo}` : ''}\n`,
+          );
+        for (const e of result.brokenEntries)
+          process.stdout.write(`cache entry ${e.key.slice(0, 12)} (${e.stage}): ${e.problem}\n`);
         process.stdout.write(
           `verified ${result.objects} objects (${(result.bytes / 1024 ** 2).toFixed(1)} MiB): ${result.corrupt.length} corrupt, ${result.brokenEntries.length} cache entries damaged` +
-            (result.corrupt.length > 0 && !options.quarantine ? ' (rerun with --quarantine to move corrupt objects aside)' : '') +
+            (result.corrupt.length > 0 && !options.quarantine
+              ? ' (rerun with --quarantine to move corrupt objects aside)'
+              : '') +
             '\n',
         );
       }
@@ -268,7 +344,7 @@ export function buildProgram(): Command {
 
   program
     .command('schema')
-    .description('write the pipeline JSON Schema (with every plugin\'s parameters) for editors')
+    .description("write the pipeline JSON Schema (with every plugin's parameters) for editors")
     .option('--out <file>', 'where to write it', resolve(workspaceRoot(), 'schema', 'pipeline.schema.json'))
     .action(async (options: { out: string }) => {
       const registry = await new ModuleRegistry().init();
@@ -296,7 +372,10 @@ function planJson(p: PlannedStage): Record<string, unknown> {
 }
 
 function printPlan(plan: PlannedStage[]): void {
-  for (const p of plan) process.stdout.write(`${p.state === 'cached' ? '  cached' : '→ run   '} ${p.id.padEnd(32)} ${p.state === 'run' ? p.reason : ''}\n`);
+  for (const p of plan)
+    process.stdout.write(
+      `${p.state === 'cached' ? '  cached' : '→ run   '} ${p.id.padEnd(32)} ${p.state === 'run' ? p.reason : ''}\n`,
+    );
   const runs = plan.filter((p) => p.state === 'run').length;
   process.stdout.write(`${runs} of ${plan.length} stages would run\n`);
 }
@@ -305,12 +384,33 @@ function printPlan(plan: PlannedStage[]): void {
 async function registerExtensions(program: Command): Promise<void> {
   for (const [pkgDir, fields] of distilleryPackages(workspaceRoot())) {
     if (!fields.cli) continue;
-    const module = (await import(pathToFileURL(resolve(pkgDir, fields.cli)).href)) as { registerCommands?: RegisterCommands };
+    const module = (await import(pathToFileURL(resolve(pkgDir, fields.cli)).href)) as {
+      registerCommands?: RegisterCommands;
+    };
     module.registerCommands?.(program);
   }
 }
 
-const CORE_COMMANDS = new Set(['run', 'plan', 'status', 'why', 'dag', 'gc', 'verify', 'schema', 'stage', 'export', 'runs', 'metrics', 'params', 'ui', 'help', '--help', '-h', '--version']);
+const CORE_COMMANDS = new Set([
+  'run',
+  'plan',
+  'status',
+  'why',
+  'dag',
+  'gc',
+  'verify',
+  'schema',
+  'stage',
+  'export',
+  'runs',
+  'metrics',
+  'params',
+  'ui',
+  'help',
+  '--help',
+  '-h',
+  '--version',
+]);
 
 /**
  * A closed stdout or stderr (`distill status | head -1`, `dag | dot` without dot) ends the command
@@ -328,13 +428,19 @@ export async function main(argv: string[]): Promise<void> {
   quietOnClosedPipe(process.stderr);
   const program = buildProgram();
   const command = argv[2];
-  if (command === undefined || !CORE_COMMANDS.has(command) || command === 'help' || command.startsWith('-')) await registerExtensions(program);
+  if (command === undefined || !CORE_COMMANDS.has(command) || command === 'help' || command.startsWith('-'))
+    await registerExtensions(program);
   try {
     await program.parseAsync(argv);
   } catch (error) {
     if (error instanceof CommanderError) {
       // commander has already printed its message.
-      process.exitCode = error.code === 'commander.helpDisplayed' || error.code === 'commander.version' || error.code === 'commander.help' ? 0 : 2;
+      process.exitCode =
+        error.code === 'commander.helpDisplayed' ||
+        error.code === 'commander.version' ||
+        error.code === 'commander.help'
+          ? 0
+          : 2;
     } else if (error instanceof PipelineError) {
       process.stderr.write(`${error.message}\n`);
       process.stderr.write(`${error.diagnostics.length} error(s); nothing was run\n`);

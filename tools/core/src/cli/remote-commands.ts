@@ -48,10 +48,21 @@ export function registerRemoteCommands(program: Command, helpers: CliHelpers): v
   const stage = program.command('stage').description('commands on single stages');
   stage
     .command('run <pipeline> <stage>')
-    .description('execute exactly one stage (an instance id such as infer@bird, or a stage name: all its instances) from inputs found in the artifact store, and publish its outputs there')
-    .option('--set <stage.param=value>', 'override a parameter (repeatable); must match the planning run, since params are in the cache key', collect, [])
+    .description(
+      'execute exactly one stage (an instance id such as infer@bird, or a stage name: all its instances) from inputs found in the artifact store, and publish its outputs there',
+    )
+    .option(
+      '--set <stage.param=value>',
+      'override a parameter (repeatable); must match the planning run, since params are in the cache key',
+      collect,
+      [],
+    )
     .option('--root <dir>', 'project root holding .distill/ and out/')
-    .addOption(new Option('--store <url>', 'artifact store: a directory, file:///path or s3://bucket/prefix?endpoint=...').env('DISTILL_STORE'))
+    .addOption(
+      new Option('--store <url>', 'artifact store: a directory, file:///path or s3://bucket/prefix?endpoint=...').env(
+        'DISTILL_STORE',
+      ),
+    )
     .addOption(new Option('--cpus <n>', 'CPU slots (default: core count)').argParser(Number))
     .addOption(new Option('--gpus <n>', 'pretend the machine has n GPUs (default: nvidia-smi)').argParser(Number))
     .option('--json', 'print one JSON document describing the run on stdout')
@@ -75,7 +86,8 @@ export function registerRemoteCommands(program: Command, helpers: CliHelpers): v
       });
       // A stage served from the local cache was not published by the runner: make sure the store has it.
       if (remote) {
-        for (const s of record.stages) if (only.has(s.id) && s.status === 'cached' && s.key) await remote.push(s.key, ws.store);
+        for (const s of record.stages)
+          if (only.has(s.id) && s.status === 'cached' && s.key) await remote.push(s.key, ws.store);
       }
       const selected = record.stages.filter((s) => only.has(s.id));
       const count = (status: string): number => selected.filter((s) => s.status === status).length;
@@ -83,7 +95,8 @@ export function registerRemoteCommands(program: Command, helpers: CliHelpers): v
         process.stderr.write(
           `${pipeline.name} ${stageName}: ${count('ran')} ran, ${count('cached')} cached, ${count('failed')} failed${remote ? `; store ${remote.describe()}` : ''} in ${formatDuration(Date.now() - started)}\n`,
         );
-        for (const s of selected) if (s.status === 'failed') process.stderr.write(`✗ ${s.id}: ${s.error ?? s.reason ?? 'failed'}\n`);
+        for (const s of selected)
+          if (s.status === 'failed') process.stderr.write(`✗ ${s.id}: ${s.error ?? s.reason ?? 'failed'}\n`);
       }
       if (options.json) {
         helpers.printJson({
@@ -91,7 +104,15 @@ export function registerRemoteCommands(program: Command, helpers: CliHelpers): v
           pipeline: record.pipeline,
           status: record.status,
           store: remote?.describe() ?? null,
-          stages: selected.map((s) => ({ id: s.id, status: s.status, durationMs: s.durationMs, key: s.key ?? null, ...(s.reason ? { reason: s.reason } : {}), ...(s.error ? { error: s.error } : {}), metrics: s.metrics })),
+          stages: selected.map((s) => ({
+            id: s.id,
+            status: s.status,
+            durationMs: s.durationMs,
+            key: s.key ?? null,
+            ...(s.reason ? { reason: s.reason } : {}),
+            ...(s.error ? { error: s.error } : {}),
+            metrics: s.metrics,
+          })),
         });
       }
       process.exitCode = record.status === 'interrupted' ? 130 : record.status === 'failed' ? 1 : 0;
@@ -105,8 +126,13 @@ export function registerRemoteCommands(program: Command, helpers: CliHelpers): v
     .option('--root <dir>', 'project root whose cache decides what is stale')
     .option('--out <file>', 'write the manifest here (default: stdout)')
     .option('--image <image>', 'container image holding this repository and distill (default: settings.argo.image)')
-    .addOption(new Option('--store <url>', 'artifact store every task uses (default: settings.argo.store)').env('DISTILL_STORE'))
-    .option('--pipeline-path <path>', 'the pipeline file inside the image (default: its path relative to the project root)')
+    .addOption(
+      new Option('--store <url>', 'artifact store every task uses (default: settings.argo.store)').env('DISTILL_STORE'),
+    )
+    .option(
+      '--pipeline-path <path>',
+      'the pipeline file inside the image (default: its path relative to the project root)',
+    )
     .option('--namespace <ns>', 'Kubernetes namespace (default: settings.argo.namespace)')
     .option('--no-push', 'do not publish the cached outputs that stale stages read to the store')
     .action(async (file: string, options: ExportArgoOptions) => {
@@ -120,16 +146,24 @@ export function registerRemoteCommands(program: Command, helpers: CliHelpers): v
       const image = options.image ?? settings.image;
       if (!image) throw new Error('no container image: pass --image or set settings.argo.image');
       const store = options.store ?? settings.store;
-      if (!store) throw new Error('no artifact store: tasks on different pods share outputs through it; pass --store, set DISTILL_STORE or settings.argo.store');
+      if (!store)
+        throw new Error(
+          'no artifact store: tasks on different pods share outputs through it; pass --store, set DISTILL_STORE or settings.argo.store',
+        );
       const plan = await planPipeline(ws, pipeline);
       const stale = plan.filter((p) => p.state === 'run');
       if (options.push) {
         // Cached outputs that a stale stage reads must be in the store the tasks pull from.
         const remote = openContentStore(store);
         const byId = new Map(plan.map((p) => [p.id, p]));
-        const needed = new Set(stale.flatMap((p) => pipeline.byId.get(p.id)?.upstream ?? []).filter((id) => byId.get(id)?.state === 'cached'));
+        const needed = new Set(
+          stale
+            .flatMap((p) => pipeline.byId.get(p.id)?.upstream ?? [])
+            .filter((id) => byId.get(id)?.state === 'cached'),
+        );
         for (const id of needed) await remote.push(byId.get(id)?.key as string, ws.store);
-        if (needed.size > 0) process.stderr.write(`published ${needed.size} cached stage output(s) to ${remote.describe()}\n`);
+        if (needed.size > 0)
+          process.stderr.write(`published ${needed.size} cached stage output(s) to ${remote.describe()}\n`);
       }
       if (stale.length === 0) {
         process.stderr.write(`${pipeline.name}: all ${plan.length} stages are cached; nothing to export\n`);
@@ -144,11 +178,14 @@ export function registerRemoteCommands(program: Command, helpers: CliHelpers): v
         ...(options.namespace ? { namespace: options.namespace } : {}),
       });
       const problems = checkWorkflow(workflow);
-      if (problems.length > 0) throw new Error(`internal: the generated workflow is invalid:\n  ${problems.join('\n  ')}`);
+      if (problems.length > 0)
+        throw new Error(`internal: the generated workflow is invalid:\n  ${problems.join('\n  ')}`);
       const text = toYaml(workflow, { lineWidth: 0, aliasDuplicateObjects: false });
       if (options.out) {
         await writeFileAtomic(resolve(options.out), text);
-        process.stderr.write(`wrote ${options.out}: ${stale.length} of ${plan.length} stages in ${workflow.spec.templates.length - 1} task(s)\n`);
+        process.stderr.write(
+          `wrote ${options.out}: ${stale.length} of ${plan.length} stages in ${workflow.spec.templates.length - 1} task(s)\n`,
+        );
       } else {
         process.stdout.write(text);
       }

@@ -12,8 +12,15 @@ export function colorEnabled(stream: { isTTY?: boolean }, env: NodeJS.ProcessEnv
 }
 
 /** SGR codes: start, end. */
-const ANSI: Record<CellStyle, [number, number]> = { green: [32, 39], red: [31, 39], yellow: [33, 39], dim: [2, 22], bold: [1, 22] };
-const styleText = (style: CellStyle, text: string): string => `\u001b[${ANSI[style][0]}m${text}\u001b[${ANSI[style][1]}m`;
+const ANSI: Record<CellStyle, [number, number]> = {
+  green: [32, 39],
+  red: [31, 39],
+  yellow: [33, 39],
+  dim: [2, 22],
+  bold: [1, 22],
+};
+const styleText = (style: CellStyle, text: string): string =>
+  `\u001b[${ANSI[style][0]}m${text}\u001b[${ANSI[style][1]}m`;
 
 const textOf = (cell: Cell): string => (typeof cell === 'string' ? cell : cell.text);
 
@@ -23,8 +30,11 @@ const width = (s: string): number => [...s].length;
 /** Right-aligns columns whose every body cell is a number (or "-"); left-aligns the rest. */
 export function formatTable(header: string[], rows: Cell[][], options: { color?: boolean } = {}): string {
   const widths = header.map((h, c) => Math.max(width(h), ...rows.map((r) => width(textOf(r[c] ?? '')))));
-  const numeric = header.map((_, c) => rows.length > 0 && rows.every((r) => /^([+-]?[\d.,]+(e[+-]?\d+)?[%x]?|-|)$/i.test(textOf(r[c] ?? ''))));
-  const paint = (cell: Cell, text: string): string => (options.color && typeof cell !== 'string' ? styleText(cell.style, text) : text);
+  const numeric = header.map(
+    (_, c) => rows.length > 0 && rows.every((r) => /^([+-]?[\d.,]+(e[+-]?\d+)?[%x]?|-|)$/i.test(textOf(r[c] ?? ''))),
+  );
+  const paint = (cell: Cell, text: string): string =>
+    options.color && typeof cell !== 'string' ? styleText(cell.style, text) : text;
   const line = (cells: Cell[]): string =>
     cells
       .map((cell, c) => {

@@ -51,21 +51,32 @@ export async function verifyStore(ws: Workspace, options: { quarantine: boolean 
       try {
         entry = JSON.parse(readFileSync(join(store.cacheDir, shard, name), 'utf8')) as CacheEntry;
       } catch (error) {
-        result.brokenEntries.push({ key: name.replace(/\.json$/, ''), stage: '?', problem: `unreadable entry: ${(error as Error).message}` });
+        result.brokenEntries.push({
+          key: name.replace(/\.json$/, ''),
+          stage: '?',
+          problem: `unreadable entry: ${(error as Error).message}`,
+        });
         continue;
       }
       const tree = store.readTree(entry.tree);
       if (!tree) {
-        result.brokenEntries.push({ key: entry.key, stage: entry.stage, problem: `tree ${entry.tree.slice(0, 12)} is missing` });
+        result.brokenEntries.push({
+          key: entry.key,
+          stage: entry.stage,
+          problem: `tree ${entry.tree.slice(0, 12)} is missing`,
+        });
         continue;
       }
       const problems: string[] = [];
       for (const file of tree.files) {
         if (bad.has(file.hash)) problems.push(`${file.path}: object ${file.hash.slice(0, 12)} is corrupt`);
-        else if (!existsSync(store.objectPath(file.hash))) problems.push(`${file.path}: object ${file.hash.slice(0, 12)} is missing`);
-        else if (statSync(store.objectPath(file.hash)).size !== file.size) problems.push(`${file.path}: object ${file.hash.slice(0, 12)} has the wrong size`);
+        else if (!existsSync(store.objectPath(file.hash)))
+          problems.push(`${file.path}: object ${file.hash.slice(0, 12)} is missing`);
+        else if (statSync(store.objectPath(file.hash)).size !== file.size)
+          problems.push(`${file.path}: object ${file.hash.slice(0, 12)} has the wrong size`);
       }
-      if (problems.length > 0) result.brokenEntries.push({ key: entry.key, stage: entry.stage, problem: problems.join('; ') });
+      if (problems.length > 0)
+        result.brokenEntries.push({ key: entry.key, stage: entry.stage, problem: problems.join('; ') });
     }
   }
   ws.hashes.save();

@@ -31,11 +31,20 @@ export async function loadPipeline(file: string, options: LoadOptions): Promise<
   try {
     text = readFileSync(absolute, 'utf8');
   } catch (error) {
-    throw new PipelineError([{ file, line: 0, column: 0, message: `cannot read pipeline file: ${(error as Error).message}` }]);
+    throw new PipelineError([
+      { file, line: 0, column: 0, message: `cannot read pipeline file: ${(error as Error).message}` },
+    ]);
   }
   if (text.includes('\u0000') || text.includes('\ufffd')) {
     // NUL bytes or invalid UTF-8: not a YAML file; the YAML parser's errors would only echo bytes.
-    throw new PipelineError([{ file, line: 0, column: 0, message: 'not a text file (it holds NUL bytes or invalid UTF-8); a pipeline is a YAML file' }]);
+    throw new PipelineError([
+      {
+        file,
+        line: 0,
+        column: 0,
+        message: 'not a text file (it holds NUL bytes or invalid UTF-8); a pipeline is a YAML file',
+      },
+    ]);
   }
   const lineCounter = new LineCounter();
   const doc = parseDocument(text, { lineCounter, prettyErrors: false, uniqueKeys: true });
@@ -51,7 +60,8 @@ export async function loadPipeline(file: string, options: LoadOptions): Promise<
   const context = new LoadContext(map, dir, options.registry);
   context.diagnostics.push(...validateValue(PipelineTopSchema, raw, { map, base: [] }, 'the pipeline'));
   const top = raw as Partial<PipelineFile> | null;
-  if (!top || typeof top !== 'object' || !top.stages || typeof top.stages !== 'object' || Array.isArray(top.stages)) context.throwIfAny();
+  if (!top || typeof top !== 'object' || !top.stages || typeof top.stages !== 'object' || Array.isArray(top.stages))
+    context.throwIfAny();
   const spec = raw as PipelineFile;
   if (typeof spec.params !== 'string') delete spec.params;
   for (const [name, stage] of Object.entries(spec.stages)) {
@@ -75,7 +85,10 @@ export async function loadPipeline(file: string, options: LoadOptions): Promise<
   const groups = new Map<string, string[]>();
   for (const [name, stage] of Object.entries(spec.stages)) {
     const expanded = await context.expandStage(name, stage, params, stageOverrides);
-    groups.set(name, expanded.map((d) => d.id));
+    groups.set(
+      name,
+      expanded.map((d) => d.id),
+    );
     drafts.push(...expanded);
   }
   // A stage too broken to expand still answers references to its name (no second, spurious error).
@@ -86,7 +99,10 @@ export async function loadPipeline(file: string, options: LoadOptions): Promise<
     if (instance) byId.set(instance.id, instance);
   }
   context.throwIfAny();
-  const stages = context.topologicalOrder(drafts.map((d) => d.id).filter((id) => byId.has(id)), byId);
+  const stages = context.topologicalOrder(
+    drafts.map((d) => d.id).filter((id) => byId.has(id)),
+    byId,
+  );
   context.throwIfAny();
   return {
     name: spec.name ?? basename(absolute, extname(absolute)),
@@ -167,18 +183,32 @@ class LoadContext {
   paramsBroken = false;
 
   /** Applies `params.*` overrides to the params, and returns the stage overrides by stage name. */
-  applyOverrides(overrides: string[], params: Record<string, unknown>, spec: PipelineFile): Map<string, Map<string, { value: unknown; text: string }>> {
+  applyOverrides(
+    overrides: string[],
+    params: Record<string, unknown>,
+    spec: PipelineFile,
+  ): Map<string, Map<string, { value: unknown; text: string }>> {
     const byStage = new Map<string, Map<string, { value: unknown; text: string }>>();
     for (const text of overrides) {
       const match = /^([^=.]+)\.([^=]+)=(.*)$/s.exec(text);
       if (!match) {
-        this.diagnostics.push({ file: '--set', line: 0, column: 0, message: `--set ${text}: expected <stage>.<param>=<value> or params.<name>=<value>` });
+        this.diagnostics.push({
+          file: '--set',
+          line: 0,
+          column: 0,
+          message: `--set ${text}: expected <stage>.<param>=<value> or params.<name>=<value>`,
+        });
         continue;
       }
       const [, target = '', path = '', valueText = ''] = match;
       const value = parseYaml(valueText) as unknown;
       if (target === 'params') {
-        const problem = spec.params === undefined ? 'the pipeline has no params file (add `params: params.yaml` to it)' : this.paramsBroken ? undefined : missingParam(params, path.split('.'));
+        const problem =
+          spec.params === undefined
+            ? 'the pipeline has no params file (add `params: params.yaml` to it)'
+            : this.paramsBroken
+              ? undefined
+              : missingParam(params, path.split('.'));
         if (problem) this.diagnostics.push({ file: '--set', line: 0, column: 0, message: `--set ${text}: ${problem}` });
         else setPath(params, path.split('.'), value);
         continue;
@@ -213,13 +243,17 @@ class LoadContext {
         this.map.at(
           [...stagePath, 'plugin'],
           `unknown plugin "${stage.plugin}" in stage "${name}"${didYouMean(stage.plugin, this.registry.names())}; available: ${this.registry.names().join(', ') || 'none'}` +
-            (this.registry.broken.length > 0 ? `; plugin modules that failed to load: ${this.registry.broken.join('; ')}` : ''),
+            (this.registry.broken.length > 0
+              ? `; plugin modules that failed to load: ${this.registry.broken.join('; ')}`
+              : ''),
         ),
       );
       return [];
     }
     if (stage.foreach && stage.matrix) {
-      this.diagnostics.push(this.map.at([...stagePath, 'matrix'], `stage "${name}" has both foreach and matrix; use one`, 'key'));
+      this.diagnostics.push(
+        this.map.at([...stagePath, 'matrix'], `stage "${name}" has both foreach and matrix; use one`, 'key'),
+      );
       return [];
     }
     const items: Array<{ suffix: string; item: Item }> = [];
@@ -227,7 +261,12 @@ class LoadContext {
       for (const item of stage.foreach) items.push({ suffix: String(item), item });
     } else if (stage.matrix) {
       for (const combo of product(stage.matrix)) {
-        items.push({ suffix: Object.entries(combo).map(([k, v]) => `${k}=${v}`).join(','), item: combo });
+        items.push({
+          suffix: Object.entries(combo)
+            .map(([k, v]) => `${k}=${v}`)
+            .join(','),
+          item: combo,
+        });
       }
     } else {
       items.push({ suffix: '', item: undefined });
@@ -237,7 +276,12 @@ class LoadContext {
     for (const { suffix, item } of items) {
       const id = suffix ? `${name}@${suffix}` : name;
       if (seen.has(id)) {
-        this.diagnostics.push(this.map.at([...stagePath, stage.foreach ? 'foreach' : 'matrix'], `stage "${name}" fans out to "${id}" twice`));
+        this.diagnostics.push(
+          this.map.at(
+            [...stagePath, stage.foreach ? 'foreach' : 'matrix'],
+            `stage "${name}" fans out to "${id}" twice`,
+          ),
+        );
         continue;
       }
       seen.add(id);
@@ -252,16 +296,24 @@ class LoadContext {
       }
       const before = this.diagnostics.length;
       // A `with:` that is not a mapping is already reported; its parameters are not checked.
-      if (!this.withInvalid.has(name)) this.diagnostics.push(
-        ...validateValue(plugin.definition.params, withValue, { map: this.map, base: [...stagePath, 'with'], overrides: stageOverrides }, `parameters of stage "${id}" (plugin ${plugin.name})`),
-      );
+      if (!this.withInvalid.has(name))
+        this.diagnostics.push(
+          ...validateValue(
+            plugin.definition.params,
+            withValue,
+            { map: this.map, base: [...stagePath, 'with'], overrides: stageOverrides },
+            `parameters of stage "${id}" (plugin ${plugin.name})`,
+          ),
+        );
       // Parameter errors are reported, and the instance is still built so that references to it
       // and cycles through it are checked too (nothing runs: the load throws at the end).
       const paramsValid = this.diagnostics.length === before && !this.withInvalid.has(name);
       const inputs: Record<string, string[]> = {};
       for (const [inputName, ref] of Object.entries(stage.inputs ?? {})) {
         const refs = Array.isArray(ref) ? ref : [ref];
-        inputs[inputName] = refs.map((r, i) => String(this.substitute(r, [...stagePath, 'inputs', inputName, ...(Array.isArray(ref) ? [i] : [])], scope)));
+        inputs[inputName] = refs.map((r, i) =>
+          String(this.substitute(r, [...stagePath, 'inputs', inputName, ...(Array.isArray(ref) ? [i] : [])], scope)),
+        );
       }
       const needs = (stage.needs ?? []).map((n, i) => String(this.substitute(n, [...stagePath, 'needs', i], scope)));
       drafts.push({
@@ -296,7 +348,11 @@ class LoadContext {
     return value;
   }
 
-  private evaluate(expression: string, path: YamlPath, scope: { item: Item; params: Record<string, unknown> }): unknown {
+  private evaluate(
+    expression: string,
+    path: YamlPath,
+    scope: { item: Item; params: Record<string, unknown> },
+  ): unknown {
     const [head, ...rest] = expression.split('.');
     let value: unknown;
     if (head === 'item') {
@@ -308,13 +364,20 @@ class LoadContext {
     } else if (head === 'params') {
       value = scope.params;
     } else {
-      this.diagnostics.push(this.map.at(path, `unknown expression \${{ ${expression} }}: expressions start with item or params${didYouMean(head ?? '', ['item', 'params'])}`));
+      this.diagnostics.push(
+        this.map.at(
+          path,
+          `unknown expression \${{ ${expression} }}: expressions start with item or params${didYouMean(head ?? '', ['item', 'params'])}`,
+        ),
+      );
       return undefined;
     }
     for (const key of rest) {
       if (value === null || typeof value !== 'object' || !(key in value)) {
         const available = value && typeof value === 'object' ? Object.keys(value) : [];
-        this.diagnostics.push(this.map.at(path, `\${{ ${expression} }}: no "${key}" in ${head}${didYouMean(key, available)}`));
+        this.diagnostics.push(
+          this.map.at(path, `\${{ ${expression} }}: no "${key}" in ${head}${didYouMean(key, available)}`),
+        );
         return undefined;
       }
       value = (value as Record<string, unknown>)[key];
@@ -325,7 +388,10 @@ class LoadContext {
   /** Finds path-typed params, resolves them against the pipeline directory and checks they exist. */
   private pathParams(schema: TSchema, params: Record<string, unknown>, base: YamlPath): PathParamRef[] {
     return findPathParams(schema, params, this.dir).map(({ pointer, segments, value, absolute }) => {
-      if (!existsSync(absolute)) this.diagnostics.push(this.map.at([...base, ...segments], `path "${value}" (parameter ${pointer}) does not exist: ${absolute}`));
+      if (!existsSync(absolute))
+        this.diagnostics.push(
+          this.map.at([...base, ...segments], `path "${value}" (parameter ${pointer}) does not exist: ${absolute}`),
+        );
       return { pointer, absolute };
     });
   }
@@ -336,24 +402,47 @@ class LoadContext {
     if (stage.timeout === undefined) return { retries };
     const timeoutMs = parseDurationMs(stage.timeout);
     if (timeoutMs === undefined) {
-      this.diagnostics.push(this.map.at([...stagePath, 'timeout'], `cannot read duration "${stage.timeout}" (seconds, or e.g. 90s, 10m, 1h30m)`));
+      this.diagnostics.push(
+        this.map.at(
+          [...stagePath, 'timeout'],
+          `cannot read duration "${stage.timeout}" (seconds, or e.g. 90s, 10m, 1h30m)`,
+        ),
+      );
       return { retries };
     }
     return { timeoutMs, retries };
   }
 
-  private resources(plugin: LoadedPlugin, params: Record<string, unknown> | undefined, stage: StageFile, stagePath: YamlPath): ResourceRequest {
+  private resources(
+    plugin: LoadedPlugin,
+    params: Record<string, unknown> | undefined,
+    stage: StageFile,
+    stagePath: YamlPath,
+  ): ResourceRequest {
     // Defaults computed from invalid params could throw: those get the static defaults only.
-    const defaults = typeof plugin.definition.resources === 'function' ? (params ? plugin.definition.resources(params) : {}) : (plugin.definition.resources ?? {});
+    const defaults =
+      typeof plugin.definition.resources === 'function'
+        ? params
+          ? plugin.definition.resources(params)
+          : {}
+        : (plugin.definition.resources ?? {});
     const declared = stage.resources ?? {};
     let memoryMiB = defaults.memoryMiB ?? 0;
     if (declared.memory !== undefined) {
       const parsed = parseMemoryMiB(declared.memory);
-      if (parsed === undefined) this.diagnostics.push(this.map.at([...stagePath, 'resources', 'memory'], `cannot read memory size "${declared.memory}"`));
+      if (parsed === undefined)
+        this.diagnostics.push(
+          this.map.at([...stagePath, 'resources', 'memory'], `cannot read memory size "${declared.memory}"`),
+        );
       else memoryMiB = parsed;
     }
     const minCpus = declared.minCpus ?? defaults.minCpus;
-    return { cpus: declared.cpus ?? defaults.cpus ?? 1, gpus: declared.gpus ?? defaults.gpus ?? 0, memoryMiB, ...(minCpus ? { minCpus } : {}) };
+    return {
+      cpus: declared.cpus ?? defaults.cpus ?? 1,
+      gpus: declared.gpus ?? defaults.gpus ?? 0,
+      memoryMiB,
+      ...(minCpus ? { minCpus } : {}),
+    };
   }
 
   resolveReferences(draft: Draft, groups: Map<string, string[]>): StageInstance | undefined {
@@ -373,7 +462,9 @@ class LoadContext {
     const inputs: Record<string, string[]> = {};
     const upstream = new Set<string>();
     for (const [name, refs] of Object.entries(draft.inputs)) {
-      inputs[name] = refs.flatMap((ref, i) => resolveRef(ref, [...stagePath, 'inputs', name, ...(refs.length > 1 ? [i] : [])]));
+      inputs[name] = refs.flatMap((ref, i) =>
+        resolveRef(ref, [...stagePath, 'inputs', name, ...(refs.length > 1 ? [i] : [])]),
+      );
       inputs[name].forEach((id) => upstream.add(id));
     }
     draft.needs.forEach((ref, i) => resolveRef(ref, [...stagePath, 'needs', i]).forEach((id) => upstream.add(id)));
@@ -420,7 +511,10 @@ class LoadContext {
       }
     }
     if (order.length < byId.size) {
-      const cycle = findCycle([...byId.keys()].filter((id) => (indegree.get(id) ?? 0) > 0), byId);
+      const cycle = findCycle(
+        [...byId.keys()].filter((id) => (indegree.get(id) ?? 0) > 0),
+        byId,
+      );
       const first = byId.get(cycle[0] ?? '');
       this.diagnostics.push(this.map.at(first?.yamlPath ?? [], `dependency cycle: ${cycle.join(' -> ')}`, 'key'));
     }
@@ -480,7 +574,17 @@ function missingParam(params: Record<string, unknown>, path: string[]): string |
   return undefined;
 }
 
-const UNITS: Record<string, number> = { B: 1, KB: 1e3, MB: 1e6, GB: 1e9, TB: 1e12, KIB: 1024, MIB: 1024 ** 2, GIB: 1024 ** 3, TIB: 1024 ** 4 };
+const UNITS: Record<string, number> = {
+  B: 1,
+  KB: 1e3,
+  MB: 1e6,
+  GB: 1e9,
+  TB: 1e12,
+  KIB: 1024,
+  MIB: 1024 ** 2,
+  GIB: 1024 ** 3,
+  TIB: 1024 ** 4,
+};
 
 /** `4GiB`, `512 MB`, or a number of bytes, in MiB. */
 export function parseMemoryMiB(value: string | number): number | undefined {
@@ -491,4 +595,3 @@ export function parseMemoryMiB(value: string | number): number | undefined {
   const amount = Number(match[1]);
   return unit === undefined || !Number.isFinite(amount) ? undefined : (amount * unit) / 1024 ** 2;
 }
-

@@ -105,7 +105,12 @@ export class PlanCache {
       }
       return { ...stage, plugin };
     });
-    return { ...cached.pipeline, stages, byId: new Map(stages.map((s) => [s.id, s])), groups: new Map(cached.pipeline.groups) };
+    return {
+      ...cached.pipeline,
+      stages,
+      byId: new Map(stages.map((s) => [s.id, s])),
+      groups: new Map(cached.pipeline.groups),
+    };
   }
 
   write(pipeline: Pipeline, overrides: string[], paramsFile: string | undefined): void {
@@ -121,7 +126,12 @@ export class PlanCache {
         groups: [...pipeline.groups],
         stages: pipeline.stages.map((s) => ({
           ...s,
-          plugin: { name: s.plugin.name, version: s.plugin.definition.version, modulePath: s.plugin.modulePath, codePaths: s.plugin.codePaths },
+          plugin: {
+            name: s.plugin.name,
+            version: s.plugin.definition.version,
+            modulePath: s.plugin.modulePath,
+            codePaths: s.plugin.codePaths,
+          },
         })),
       },
     };

@@ -29,22 +29,36 @@ const Scalar = Type.Union([Type.String(), Type.Number(), Type.Boolean()]);
 /** A duration: seconds as a number, or a string such as 90s, 10m, 1h30m, 500ms. */
 export const DURATION_PATTERN = '^\\s*([0-9]+(\\.[0-9]+)?\\s*(ms|s|m|h)\\s*)+$';
 function DurationSchema(description: string) {
-  return Type.Union([Type.Number({ exclusiveMinimum: 0 }), Type.String({ pattern: DURATION_PATTERN })], { description: `${description} (seconds, or e.g. 90s, 10m, 1h30m)` });
+  return Type.Union([Type.Number({ exclusiveMinimum: 0 }), Type.String({ pattern: DURATION_PATTERN })], {
+    description: `${description} (seconds, or e.g. 90s, 10m, 1h30m)`,
+  });
 }
 
 export const ResourcesSchema = Type.Object(
   {
     cpus: Type.Optional(
-      Type.Integer({ minimum: 0, description: 'CPU slots the stage holds while it runs; on a machine with fewer CPUs it runs with what there is (a warning says so)' }),
+      Type.Integer({
+        minimum: 0,
+        description:
+          'CPU slots the stage holds while it runs; on a machine with fewer CPUs it runs with what there is (a warning says so)',
+      }),
     ),
     minCpus: Type.Optional(
-      Type.Integer({ minimum: 0, description: 'Hard minimum: the plan fails on a machine with fewer CPUs (for stages that truly need them)' }),
-    ),
-    gpus: Type.Optional(Type.Integer({ minimum: 0, description: 'GPUs the stage holds (CUDA_VISIBLE_DEVICES is set)' })),
-    memory: Type.Optional(
-      Type.Union([Type.Integer({ minimum: 0 }), Type.String({ pattern: '^[0-9.]+\\s*(B|KiB|MiB|GiB|TiB|KB|MB|GB|TB)?$' })], {
-        description: 'Memory the stage needs: bytes, or a string such as 512MiB or 4GiB',
+      Type.Integer({
+        minimum: 0,
+        description: 'Hard minimum: the plan fails on a machine with fewer CPUs (for stages that truly need them)',
       }),
+    ),
+    gpus: Type.Optional(
+      Type.Integer({ minimum: 0, description: 'GPUs the stage holds (CUDA_VISIBLE_DEVICES is set)' }),
+    ),
+    memory: Type.Optional(
+      Type.Union(
+        [Type.Integer({ minimum: 0 }), Type.String({ pattern: '^[0-9.]+\\s*(B|KiB|MiB|GiB|TiB|KB|MB|GB|TB)?$' })],
+        {
+          description: 'Memory the stage needs: bytes, or a string such as 512MiB or 4GiB',
+        },
+      ),
     ),
   },
   { additionalProperties: false },
@@ -61,15 +75,28 @@ export const StageSchema = Type.Object(
       }),
     ),
     inputs: Type.Optional(
-      Type.Record(Type.String({ pattern: '^[A-Za-z_][A-Za-z0-9_-]*$' }), Type.Union([Type.String(), Type.Array(Type.String())]), {
-        description: 'Upstream artifacts by name: a stage, a fan-out instance (stage@item), or a list',
-      }),
+      Type.Record(
+        Type.String({ pattern: '^[A-Za-z_][A-Za-z0-9_-]*$' }),
+        Type.Union([Type.String(), Type.Array(Type.String())]),
+        {
+          description: 'Upstream artifacts by name: a stage, a fan-out instance (stage@item), or a list',
+        },
+      ),
     ),
     needs: Type.Optional(Type.Array(Type.String(), { description: 'Stages that must finish first' })),
     resources: Type.Optional(ResourcesSchema),
-    timeout: Type.Optional(DurationSchema('Time limit of one attempt; the stage is stopped (SIGTERM, then SIGKILL) and fails when it runs longer. Exported to Argo as activeDeadlineSeconds')),
+    timeout: Type.Optional(
+      DurationSchema(
+        'Time limit of one attempt; the stage is stopped (SIGTERM, then SIGKILL) and fails when it runs longer. Exported to Argo as activeDeadlineSeconds',
+      ),
+    ),
     retries: Type.Optional(
-      Type.Integer({ minimum: 0, maximum: 100, description: 'Run a failed or timed-out attempt again, up to this many times (not after Ctrl-C). Exported to Argo as retryStrategy.limit' }),
+      Type.Integer({
+        minimum: 0,
+        maximum: 100,
+        description:
+          'Run a failed or timed-out attempt again, up to this many times (not after Ctrl-C). Exported to Argo as retryStrategy.limit',
+      }),
     ),
     with: Type.Optional(Type.Record(Type.String(), Type.Unknown(), { description: 'Plugin parameters' })),
   },
@@ -81,7 +108,9 @@ export const PipelineSchema = Type.Object(
     name: Type.Optional(Type.String({ pattern: STAGE_NAME_PATTERN })),
     description: Type.Optional(Type.String()),
     params: Type.Optional(Type.String({ description: 'Params file (YAML or JSON), relative to this file' })),
-    settings: Type.Optional(Type.Record(Type.String(), Type.Unknown(), { description: 'Settings for exporters (argo)' })),
+    settings: Type.Optional(
+      Type.Record(Type.String(), Type.Unknown(), { description: 'Settings for exporters (argo)' }),
+    ),
     stages: Type.Record(Type.String({ pattern: STAGE_NAME_PATTERN }), StageSchema, { minProperties: 1 }),
   },
   { additionalProperties: false },
@@ -89,7 +118,10 @@ export const PipelineSchema = Type.Object(
 
 /** The top level alone: each stage is validated separately against StageSchema. */
 export const PipelineTopSchema = Type.Object(
-  { ...PipelineSchema.properties, stages: Type.Record(Type.String({ pattern: STAGE_NAME_PATTERN }), Type.Unknown(), { minProperties: 1 }) },
+  {
+    ...PipelineSchema.properties,
+    stages: Type.Record(Type.String({ pattern: STAGE_NAME_PATTERN }), Type.Unknown(), { minProperties: 1 }),
+  },
   { additionalProperties: false },
 );
 

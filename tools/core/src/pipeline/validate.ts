@@ -54,12 +54,21 @@ function dropExplainedMissing(errors: ErrorObject[]): ErrorObject[] {
 function simplify(errors: ErrorObject[]): ErrorObject[] {
   const unions = errors.filter((e) => e.keyword === 'anyOf');
   return dropExplainedMissing(errors).filter(
-    (e) => e.keyword === 'anyOf' || !unions.some((u) => e.instancePath === u.instancePath && e.schemaPath.startsWith(u.schemaPath.replace(/anyOf$/, 'anyOf/'))),
+    (e) =>
+      e.keyword === 'anyOf' ||
+      !unions.some(
+        (u) => e.instancePath === u.instancePath && e.schemaPath.startsWith(u.schemaPath.replace(/anyOf$/, 'anyOf/')),
+      ),
   );
 }
 
 function pointerSegments(pointer: string): string[] {
-  return pointer === '' ? [] : pointer.slice(1).split('/').map((s) => s.replace(/~1/g, '/').replace(/~0/g, '~'));
+  return pointer === ''
+    ? []
+    : pointer
+        .slice(1)
+        .split('/')
+        .map((s) => s.replace(/~1/g, '/').replace(/~0/g, '~'));
 }
 
 function toDiagnostic(error: ErrorObject, origin: ValueOrigin, what: string): Diagnostic {
@@ -67,9 +76,13 @@ function toDiagnostic(error: ErrorObject, origin: ValueOrigin, what: string): Di
   const dotted = segments.join('.');
   const name = dotted ? `"${dotted}"` : 'value';
   // The value's own path; for an unknown key, the path of that key (it may come from --set).
-  const extra = error.keyword === 'additionalProperties' ? String((error.params as { additionalProperty: string }).additionalProperty) : undefined;
+  const extra =
+    error.keyword === 'additionalProperties'
+      ? String((error.params as { additionalProperty: string }).additionalProperty)
+      : undefined;
   const blamed = extra === undefined ? dotted : [...segments, extra].join('.');
-  const override = origin.overrides && [...origin.overrides].find(([key]) => blamed === key || blamed.startsWith(`${key}.`));
+  const override =
+    origin.overrides && [...origin.overrides].find(([key]) => blamed === key || blamed.startsWith(`${key}.`));
   let message: string;
   let path: YamlPath = [...origin.base, ...segments];
   let at: 'key' | 'value' = 'value';

@@ -48,7 +48,11 @@ export function pluginCodePaths(modulePath: string): string[] {
   const packageOf = (name: string, fromDir: string): WorkspacePackage | undefined => {
     for (let dir = fromDir; ; dir = dirname(dir)) {
       const candidate = join(dir, 'node_modules', ...name.split('/'));
-      if (!packages.has(candidate)) packages.set(candidate, existsSync(join(candidate, 'package.json')) ? readWorkspacePackage(candidate) : undefined);
+      if (!packages.has(candidate))
+        packages.set(
+          candidate,
+          existsSync(join(candidate, 'package.json')) ? readWorkspacePackage(candidate) : undefined,
+        );
       const found = packages.get(candidate);
       if (found) return found;
       if (dirname(dir) === dir) return undefined;
@@ -56,7 +60,10 @@ export function pluginCodePaths(modulePath: string): string[] {
   };
   const inOwn = (file: string): boolean => file === ownReal || file.startsWith(`${ownReal}${sep}`);
   const found = new Set<string>();
-  const queue: Array<{ file: string; followRelative: boolean }> = jsFiles(ownReal).map((file) => ({ file, followRelative: false }));
+  const queue: Array<{ file: string; followRelative: boolean }> = jsFiles(ownReal).map((file) => ({
+    file,
+    followRelative: false,
+  }));
   while (queue.length > 0) {
     const { file, followRelative } = queue.pop()!;
     let text: string;
@@ -80,7 +87,10 @@ export function pluginCodePaths(modulePath: string): string[] {
 }
 
 /** `@distillery/name[/sub]` to a file through the package's exports map; undefined if it has none. */
-function resolveWorkspaceImport(spec: string, packageOf: (name: string) => WorkspacePackage | undefined): string | undefined {
+function resolveWorkspaceImport(
+  spec: string,
+  packageOf: (name: string) => WorkspacePackage | undefined,
+): string | undefined {
   const parts = spec.split('/');
   const name = parts.slice(0, 2).join('/');
   const sub = parts.length > 2 ? `./${parts.slice(2).join('/')}` : '.';
@@ -91,7 +101,10 @@ function resolveWorkspaceImport(spec: string, packageOf: (name: string) => Works
 
 function readWorkspacePackage(dir: string): WorkspacePackage | undefined {
   try {
-    const pkg = JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8')) as { exports?: string | Record<string, unknown>; main?: string };
+    const pkg = JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8')) as {
+      exports?: string | Record<string, unknown>;
+      main?: string;
+    };
     const exports: Record<string, string> = {};
     if (typeof pkg.exports === 'string') {
       exports['.'] = pkg.exports;

@@ -20,12 +20,18 @@ export function findPathParams(schema: TSchema, params: unknown, baseDir: string
   const visit = (s: TSchema | undefined, value: unknown, at: string[]): void => {
     if (!s || value === undefined) return;
     if ((s as Record<string, unknown>)[PATH_KEYWORD] === true && typeof value === 'string') {
-      found.push({ pointer: at.join('.'), segments: at, value, absolute: isAbsolute(value) ? value : resolve(baseDir, value) });
+      found.push({
+        pointer: at.join('.'),
+        segments: at,
+        value,
+        absolute: isAbsolute(value) ? value : resolve(baseDir, value),
+      });
       return;
     }
     const properties = (s as { properties?: Record<string, TSchema> }).properties;
     if (properties && value && typeof value === 'object' && !Array.isArray(value)) {
-      for (const [key, sub] of Object.entries(properties)) visit(sub, (value as Record<string, unknown>)[key], [...at, key]);
+      for (const [key, sub] of Object.entries(properties))
+        visit(sub, (value as Record<string, unknown>)[key], [...at, key]);
     }
     const itemsSchema = (s as { items?: TSchema }).items;
     if (itemsSchema && Array.isArray(value)) value.forEach((v, i) => visit(itemsSchema, v, [...at, String(i)]));

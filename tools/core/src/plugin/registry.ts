@@ -40,7 +40,9 @@ export function distilleryPackages(root: string): Array<[string, DistilleryPacka
   for (const entry of readdirSync(scopeDir).sort()) {
     const pkgDir = join(scopeDir, entry);
     try {
-      const pkg = JSON.parse(readFileSync(join(pkgDir, 'package.json'), 'utf8')) as { distillery?: DistilleryPackageFields };
+      const pkg = JSON.parse(readFileSync(join(pkgDir, 'package.json'), 'utf8')) as {
+        distillery?: DistilleryPackageFields;
+      };
       if (pkg.distillery) found.push([pkgDir, pkg.distillery]);
     } catch {
       // not a package
@@ -100,7 +102,8 @@ export class ModuleRegistry implements PluginRegistry {
 
   private register(name: string, modulePath: string): void {
     const existing = this.modules.get(name);
-    if (existing && existing !== modulePath) throw new Error(`two plugins are named "${name}": ${existing} and ${modulePath}`);
+    if (existing && existing !== modulePath)
+      throw new Error(`two plugins are named "${name}": ${existing} and ${modulePath}`);
     this.modules.set(name, modulePath);
   }
 
@@ -115,7 +118,8 @@ export class ModuleRegistry implements PluginRegistry {
         this.broken.push(`${known}: ${(error as Error).message.split('\n')[0]}`);
         return undefined;
       }
-      if (plugin.name !== spec) throw new Error(`${known} is registered as plugin "${spec}" but defines "${plugin.name}"`);
+      if (plugin.name !== spec)
+        throw new Error(`${known} is registered as plugin "${spec}" but defines "${plugin.name}"`);
       return plugin;
     }
     if (spec.startsWith('.') || isAbsolute(spec)) {
@@ -138,8 +142,15 @@ export class ModuleRegistry implements PluginRegistry {
 async function importPlugin(modulePath: string): Promise<LoadedPlugin> {
   const module = (await import(pathToFileURL(modulePath).href)) as { default?: PluginDefinition };
   const definition = module.default;
-  if (!definition || typeof definition.run !== 'function' || typeof definition.name !== 'string' || !definition.params) {
-    throw new Error(`${modulePath} does not export a plugin (expected: export default definePlugin({ name, version, params, run }))`);
+  if (
+    !definition ||
+    typeof definition.run !== 'function' ||
+    typeof definition.name !== 'string' ||
+    !definition.params
+  ) {
+    throw new Error(
+      `${modulePath} does not export a plugin (expected: export default definePlugin({ name, version, params, run }))`,
+    );
   }
   // A workspace plugin's code is its package's compiled sources, a lone module is itself; both
   // with the workspace modules they import (plugin/code-closure.ts).

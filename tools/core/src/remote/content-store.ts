@@ -34,7 +34,6 @@ export const remoteKeys = {
   entry: (key: string): string => `cache/${key.slice(0, 2)}/${key}.json`,
 };
 
-
 export class ContentRemoteStore implements RemoteStore {
   constructor(readonly backend: ObjectBackend) {}
 
@@ -54,12 +53,16 @@ export class ContentRemoteStore implements RemoteStore {
     const entry = this.parseEntry(entryText, key);
     const treeKey = remoteKeys.tree(entry.tree);
     const treeText = await getText(this.backend, treeKey);
-    if (treeText === undefined) throw new Error(`${this.backend.url(entryKey)} names output tree ${entry.tree}, which ${this.describe()} lacks (${treeKey})`);
+    if (treeText === undefined)
+      throw new Error(
+        `${this.backend.url(entryKey)} names output tree ${entry.tree}, which ${this.describe()} lacks (${treeKey})`,
+      );
     const tree = this.parseTree(treeText, entry.tree);
     await mkdir(local.tmpDir, { recursive: true });
     await forEachLimit(tree.files, CONCURRENCY, async (file) => {
       // A local copy is reused only if it verifies; a damaged one is quarantined and downloaded again.
-      if (!existsSync(local.objectPath(file.hash)) || local.verifyObject(file) !== 'ok') await this.fetchObject(file, local);
+      if (!existsSync(local.objectPath(file.hash)) || local.verifyObject(file) !== 'ok')
+        await this.fetchObject(file, local);
     });
     // Tree, then entry: the local store trusts an entry only when its tree and objects are there.
     await writeFileAtomic(join(local.treesDir, `${entry.tree}.json`), JSON.stringify(tree));
@@ -69,7 +72,10 @@ export class ContentRemoteStore implements RemoteStore {
 
   async push(key: string, local: LocalStore): Promise<void> {
     const entry = local.readEntry(key);
-    if (!entry) throw new Error(`cannot publish cache entry ${key} to ${this.describe()}: the local store has no complete entry for it`);
+    if (!entry)
+      throw new Error(
+        `cannot publish cache entry ${key} to ${this.describe()}: the local store has no complete entry for it`,
+      );
     if (await this.has(key)) return;
     const tree = local.readTree(entry.tree) as TreeManifest;
     await forEachLimit(uniqueByHash(tree.files), CONCURRENCY, async (file) => {
@@ -91,10 +97,18 @@ export class ContentRemoteStore implements RemoteStore {
     } catch (error) {
       throw new IntegrityError(`${url}: cache entry is not valid JSON (${(error as Error).message}); it is not used`);
     }
-    if (!entry || typeof entry !== 'object' || entry.key !== key || typeof entry.tree !== 'string' || !/^[0-9a-f]{64}$/.test(entry.tree) || !entry.parts) {
+    if (
+      !entry ||
+      typeof entry !== 'object' ||
+      entry.key !== key ||
+      typeof entry.tree !== 'string' ||
+      !/^[0-9a-f]{64}$/.test(entry.tree) ||
+      !entry.parts
+    ) {
       throw new IntegrityError(`${url}: malformed cache entry (expected key ${key} and a tree hash); it is not used`);
     }
-    if (cacheKey(entry.parts) !== key) throw new IntegrityError(`${url}: the entry's key parts do not hash to ${key} (tampered with?); it is not used`);
+    if (cacheKey(entry.parts) !== key)
+      throw new IntegrityError(`${url}: the entry's key parts do not hash to ${key} (tampered with?); it is not used`);
     return entry;
   }
 
@@ -110,10 +124,17 @@ export class ContentRemoteStore implements RemoteStore {
       tree &&
       Array.isArray(tree.files) &&
       tree.files.every(
-        (f) => typeof f.path === 'string' && safeRelativePath(f.path) && typeof f.hash === 'string' && /^[0-9a-f]{64}$/.test(f.hash) && Number.isSafeInteger(f.size) && f.size >= 0,
+        (f) =>
+          typeof f.path === 'string' &&
+          safeRelativePath(f.path) &&
+          typeof f.hash === 'string' &&
+          /^[0-9a-f]{64}$/.test(f.hash) &&
+          Number.isSafeInteger(f.size) &&
+          f.size >= 0,
       );
     if (!wellFormed) throw new IntegrityError(`${url}: malformed tree manifest; it is not used`);
-    if (hashTreeManifest(tree) !== hash) throw new IntegrityError(`${url}: tree content does not hash to ${hash} (tampered with?); it is not used`);
+    if (hashTreeManifest(tree) !== hash)
+      throw new IntegrityError(`${url}: tree content does not hash to ${hash} (tampered with?); it is not used`);
     return tree;
   }
 
@@ -124,7 +145,10 @@ export class ContentRemoteStore implements RemoteStore {
     const source = await this.backend.get(key);
     if (!source) throw new Error(`${url}: object missing from ${this.describe()} (needed for ${file.path})`);
     const target = local.objectPath(file.hash);
-    const temp = join(local.tmpDir, `pull-${file.hash.slice(0, 16)}-${process.pid}-${Math.random().toString(16).slice(2, 10)}`);
+    const temp = join(
+      local.tmpDir,
+      `pull-${file.hash.slice(0, 16)}-${process.pid}-${Math.random().toString(16).slice(2, 10)}`,
+    );
     const hash = createHash('sha256');
     let size = 0;
     const check = new Transform({
@@ -132,7 +156,11 @@ export class ContentRemoteStore implements RemoteStore {
         size += chunk.length;
         // Stop early on an object that is longer than it should be, rather than download it all.
         if (size > file.size) {
-          callback(new IntegrityError(`${url}: object is longer than the ${file.size} bytes its tree records (tampered with?); it is not used`));
+          callback(
+            new IntegrityError(
+              `${url}: object is longer than the ${file.size} bytes its tree records (tampered with?); it is not used`,
+            ),
+          );
           return;
         }
         hash.update(chunk);
@@ -142,11 +170,15 @@ export class ContentRemoteStore implements RemoteStore {
     try {
       await pipeline(source, check, createWriteStream(temp, { mode: 0o600 }));
       if (size !== file.size) {
-        throw new IntegrityError(`${url}: object is truncated (${size} of ${file.size} bytes) or damaged; it is not used`);
+        throw new IntegrityError(
+          `${url}: object is truncated (${size} of ${file.size} bytes) or damaged; it is not used`,
+        );
       }
       const actual = hash.digest('hex');
       if (actual !== file.hash) {
-        throw new IntegrityError(`${url}: content hash is ${actual}, expected ${file.hash} (tampered with or corrupted); it is not used`);
+        throw new IntegrityError(
+          `${url}: content hash is ${actual}, expected ${file.hash} (tampered with or corrupted); it is not used`,
+        );
       }
       await chmod(temp, file.exec ? 0o555 : 0o444);
       await mkdir(dirname(target), { recursive: true });
@@ -161,7 +193,11 @@ export class ContentRemoteStore implements RemoteStore {
 }
 
 /** Runs `fn` over `items` with at most `limit` at once; the first failure is thrown after all settle. */
-export async function forEachLimit<T>(items: readonly T[], limit: number, fn: (item: T) => Promise<void>): Promise<void> {
+export async function forEachLimit<T>(
+  items: readonly T[],
+  limit: number,
+  fn: (item: T) => Promise<void>,
+): Promise<void> {
   let next = 0;
   let failure: { error: unknown } | undefined;
   const worker = async (): Promise<void> => {
@@ -186,6 +222,9 @@ function uniqueByHash(files: TreeFile[]): TreeFile[] {
 
 /** A tree path must stay inside the output directory when materialised. */
 function safeRelativePath(path: string): boolean {
-  return path.length > 0 && !path.startsWith('/') && !path.split('/').some((part) => part === '' || part === '.' || part === '..');
+  return (
+    path.length > 0 &&
+    !path.startsWith('/') &&
+    !path.split('/').some((part) => part === '' || part === '.' || part === '..')
+  );
 }
-

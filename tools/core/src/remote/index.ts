@@ -29,6 +29,9 @@ export function openContentStore(url: string): ContentRemoteStore {
   if (url.startsWith('s3://')) return new ContentRemoteStore(new S3Backend(parseS3Url(url)));
   if (url.startsWith('file://')) return new ContentRemoteStore(new DirectoryBackend(fileURLToPath(url)));
   const scheme = /^([a-z][a-z0-9+.-]*):\/\//i.exec(url);
-  if (scheme) throw new Error(`store URL ${url}: unsupported scheme "${scheme[1]}" (use a directory path, file:///path or s3://bucket/prefix)`);
+  if (scheme)
+    throw new Error(
+      `store URL ${url}: unsupported scheme "${scheme[1]}" (use a directory path, file:///path or s3://bucket/prefix)`,
+    );
   return new ContentRemoteStore(new DirectoryBackend(resolve(url)));
 }

@@ -42,13 +42,16 @@ export function parseS3Url(url: string): S3Location {
   const bucket = parsed.hostname;
   if (!bucket) throw new Error(`store URL ${url}: no bucket (expected s3://bucket/prefix)`);
   for (const key of parsed.searchParams.keys()) {
-    if (!QUERY_KEYS.has(key)) throw new Error(`store URL ${url}: unknown option "${key}" (known: ${[...QUERY_KEYS].join(', ')})`);
+    if (!QUERY_KEYS.has(key))
+      throw new Error(`store URL ${url}: unknown option "${key}" (known: ${[...QUERY_KEYS].join(', ')})`);
   }
   const q = parsed.searchParams;
   const partSizeMiB = Number(q.get('partSizeMiB') ?? 16);
   const queueSize = Number(q.get('queueSize') ?? 4);
-  if (!Number.isFinite(partSizeMiB) || partSizeMiB < 5) throw new Error(`store URL ${url}: partSizeMiB must be at least 5 (S3's minimum part size)`);
-  if (!Number.isInteger(queueSize) || queueSize < 1) throw new Error(`store URL ${url}: queueSize must be a positive integer`);
+  if (!Number.isFinite(partSizeMiB) || partSizeMiB < 5)
+    throw new Error(`store URL ${url}: partSizeMiB must be at least 5 (S3's minimum part size)`);
+  if (!Number.isInteger(queueSize) || queueSize < 1)
+    throw new Error(`store URL ${url}: queueSize must be a positive integer`);
   const endpoint = q.get('endpoint') ?? undefined;
   return {
     bucket,
@@ -103,10 +106,16 @@ export class S3Backend implements ObjectBackend {
     const client = await this.client();
     const { GetObjectCommand } = await import('@aws-sdk/client-s3');
     try {
-      const result = await client.send(new GetObjectCommand({ Bucket: this.location.bucket, Key: this.objectKey(key) }));
+      const result = await client.send(
+        new GetObjectCommand({ Bucket: this.location.bucket, Key: this.objectKey(key) }),
+      );
       const body = result.Body;
       if (!body) return Readable.from([]);
-      return body instanceof Readable ? body : Readable.fromWeb((body as { transformToWebStream(): import('node:stream/web').ReadableStream }).transformToWebStream());
+      return body instanceof Readable
+        ? body
+        : Readable.fromWeb(
+            (body as { transformToWebStream(): import('node:stream/web').ReadableStream }).transformToWebStream(),
+          );
     } catch (error) {
       if (isNotFound(error)) return undefined;
       throw this.wrap('download', key, error);
@@ -117,7 +126,9 @@ export class S3Backend implements ObjectBackend {
     const client = await this.client();
     const { HeadObjectCommand } = await import('@aws-sdk/client-s3');
     try {
-      const result = await client.send(new HeadObjectCommand({ Bucket: this.location.bucket, Key: this.objectKey(key) }));
+      const result = await client.send(
+        new HeadObjectCommand({ Bucket: this.location.bucket, Key: this.objectKey(key) }),
+      );
       return result.ContentLength ?? 0;
     } catch (error) {
       if (isNotFound(error)) return undefined;
@@ -132,7 +143,12 @@ export class S3Backend implements ObjectBackend {
     try {
       const upload = new Upload({
         client,
-        params: { Bucket: this.location.bucket, Key: this.objectKey(key), Body: body, ...(size < this.location.partSize ? { ContentLength: size } : {}) },
+        params: {
+          Bucket: this.location.bucket,
+          Key: this.objectKey(key),
+          Body: body,
+          ...(size < this.location.partSize ? { ContentLength: size } : {}),
+        },
         partSize: this.location.partSize,
         queueSize: this.location.queueSize,
         leavePartsOnError: false,
@@ -149,7 +165,14 @@ export class S3Backend implements ObjectBackend {
     const client = await this.client();
     const { PutObjectCommand } = await import('@aws-sdk/client-s3');
     try {
-      await client.send(new PutObjectCommand({ Bucket: this.location.bucket, Key: this.objectKey(key), Body: text, ContentType: 'application/json' }));
+      await client.send(
+        new PutObjectCommand({
+          Bucket: this.location.bucket,
+          Key: this.objectKey(key),
+          Body: text,
+          ContentType: 'application/json',
+        }),
+      );
     } catch (error) {
       throw this.wrap('upload', key, error);
     }
@@ -158,7 +181,9 @@ export class S3Backend implements ObjectBackend {
   private wrap(what: string, key: string, error: unknown): Error {
     const err = error as Error & { name?: string; $metadata?: { httpStatusCode?: number } };
     const status = err.$metadata?.httpStatusCode;
-    return new Error(`${this.url(key)}: ${what} failed: ${err.name && err.name !== 'Error' ? `${err.name}: ` : ''}${err.message}${status ? ` (HTTP ${status})` : ''}`);
+    return new Error(
+      `${this.url(key)}: ${what} failed: ${err.name && err.name !== 'Error' ? `${err.name}: ` : ''}${err.message}${status ? ` (HTTP ${status})` : ''}`,
+    );
   }
 }
 

@@ -28,11 +28,16 @@ export const nvidiaSmiGpus: GpuDetector = async () => {
   }
 };
 
-export async function detectResources(options: { cpus?: number; gpus?: number; detectGpus?: GpuDetector } = {}): Promise<MachineResources> {
+export async function detectResources(
+  options: { cpus?: number; gpus?: number; detectGpus?: GpuDetector } = {},
+): Promise<MachineResources> {
   const envCpus = process.env.DISTILL_CPUS ? Number(process.env.DISTILL_CPUS) : undefined;
   const envGpus = process.env.DISTILL_FAKE_GPUS ? Number(process.env.DISTILL_FAKE_GPUS) : undefined;
   const fakeGpus = options.gpus ?? envGpus;
-  const gpus = fakeGpus !== undefined ? Array.from({ length: fakeGpus }, (_, i) => i) : await (options.detectGpus ?? nvidiaSmiGpus)();
+  const gpus =
+    fakeGpus !== undefined
+      ? Array.from({ length: fakeGpus }, (_, i) => i)
+      : await (options.detectGpus ?? nvidiaSmiGpus)();
   return {
     cpus: Math.max(1, options.cpus ?? envCpus ?? availableParallelism()),
     gpus,

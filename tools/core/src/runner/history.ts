@@ -45,7 +45,12 @@ export function snapshotOfRun(ws: Workspace, record: RunRecord): Snapshot {
   const stages: Record<string, SnapshotStage> = {};
   for (const s of record.stages) {
     const done = s.status === 'ran' || s.status === 'cached';
-    stages[s.id] = { metrics: s.metrics, status: s.status, ...(s.key ? { key: s.key } : {}), ...(done ? { params: entryParams(ws, s.key) } : {}) };
+    stages[s.id] = {
+      metrics: s.metrics,
+      status: s.status,
+      ...(s.key ? { key: s.key } : {}),
+      ...(done ? { params: entryParams(ws, s.key) } : {}),
+    };
   }
   return { label: record.runId, pipeline: record.pipeline, stages };
 }
@@ -65,7 +70,8 @@ export function flattenParams(snapshot: Snapshot): Flat {
 /** Metrics of every stage as "stage.metric" -> value. */
 export function flattenMetrics(snapshot: Snapshot): Map<string, number> {
   const flat = new Map<string, number>();
-  for (const [id, stage] of Object.entries(snapshot.stages)) for (const [name, v] of Object.entries(stage.metrics)) flat.set(`${id}.${name}`, v);
+  for (const [id, stage] of Object.entries(snapshot.stages))
+    for (const [name, v] of Object.entries(stage.metrics)) flat.set(`${id}.${name}`, v);
   return flat;
 }
 
@@ -87,7 +93,12 @@ export function diffMaps<T>(a: Map<string, T>, b: Map<string, T>, all = false): 
 
 /** Params changed from `previous` to `current`, as "stage.path=value" (only stages both know). */
 export function changedParams(previous: Snapshot, current: Snapshot): string[] {
-  const known = (s: Snapshot) => new Set(Object.entries(s.stages).filter(([, v]) => v.params !== undefined).map(([k]) => k));
+  const known = (s: Snapshot) =>
+    new Set(
+      Object.entries(s.stages)
+        .filter(([, v]) => v.params !== undefined)
+        .map(([k]) => k),
+    );
   const both = new Set([...known(previous)].filter((id) => known(current).has(id)));
   const stageOf = (name: string) => name.slice(0, name.indexOf('.'));
   return diffMaps(flattenParams(previous), flattenParams(current))
@@ -113,7 +124,8 @@ export function resolveSnapshot(ref: string, options: ResolveOptions): Snapshot 
   const prefixed = records.filter((r) => r.runId.startsWith(ref));
   if (exact) return snapshotOfRun(ws, exact);
   if (prefixed.length === 1) return snapshotOfRun(ws, prefixed[0] as RunRecord);
-  if (prefixed.length > 1) throw new Error(`run id prefix "${ref}" is ambiguous: ${prefixed.map((r) => r.runId).join(', ')}`);
+  if (prefixed.length > 1)
+    throw new Error(`run id prefix "${ref}" is ambiguous: ${prefixed.map((r) => r.runId).join(', ')}`);
   const pipeline = options.pipeline;
   if (!pipeline) throw new Error(`"${ref}" is not a run id and no pipeline is known to read a lock file for`);
   const path = lockFileRelativePath(pipeline);
@@ -124,10 +136,16 @@ export function resolveSnapshot(ref: string, options: ResolveOptions): Snapshot 
   }
   let text: string;
   try {
-    text = execFileSync('git', ['show', `${ref}:${path}`], { cwd: ws.root, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+    text = execFileSync('git', ['show', `${ref}:${path}`], {
+      cwd: ws.root,
+      encoding: 'utf8',
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
   } catch (error) {
     const why = ((error as { stderr?: string }).stderr ?? '').trim().split('\n')[0] ?? '';
-    throw new Error(`"${ref}" is neither a run of ${pipeline} (distill runs lists them) nor a git revision holding ${path}${why ? ` (git: ${why})` : ''}`);
+    throw new Error(
+      `"${ref}" is neither a run of ${pipeline} (distill runs lists them) nor a git revision holding ${path}${why ? ` (git: ${why})` : ''}`,
+    );
   }
   return snapshotOfLock(parseLockFile(text, `${ref}:${path}`), `${ref}:${path}`);
 }
@@ -146,7 +164,11 @@ export function diffPair(ws: Workspace, refs: string[], pipeline?: string): [Sna
   const records = readRunRecords(ws.runsDir(), pipeline);
   const name = pipeline ?? records[0]?.pipeline;
   if (refs.length > 2) throw new Error(`at most two runs or revisions to compare, got ${refs.length}`);
-  if (refs.length === 2) return [resolveSnapshot(refs[0] as string, { ws, pipeline: name }), resolveSnapshot(refs[1] as string, { ws, pipeline: name })];
+  if (refs.length === 2)
+    return [
+      resolveSnapshot(refs[0] as string, { ws, pipeline: name }),
+      resolveSnapshot(refs[1] as string, { ws, pipeline: name }),
+    ];
   const last = records.find((r) => r.pipeline === name);
   if (!last) throw new Error(`no runs recorded${pipeline ? ` for pipeline ${pipeline}` : ''} in ${ws.runsDir()}`);
   if (refs.length === 1) return [resolveSnapshot(refs[0] as string, { ws, pipeline: name }), snapshotOfRun(ws, last)];

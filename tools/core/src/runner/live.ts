@@ -51,7 +51,10 @@ export function processAlive(pid: number, host = hostname()): boolean {
 
 /** The pid in a temporary name written by distill, if any. */
 export function tempOwner(name: string): number | undefined {
-  const match = /\.tmp-(\d+)-[0-9a-f]+$/.exec(name) ?? /^pull-[0-9a-f]+-(\d+)-/.exec(name) ?? /^(\d+)-[0-9a-f]{16}-[0-9a-f]+$/.exec(name);
+  const match =
+    /\.tmp-(\d+)-[0-9a-f]+$/.exec(name) ??
+    /^pull-[0-9a-f]+-(\d+)-/.exec(name) ??
+    /^(\d+)-[0-9a-f]{16}-[0-9a-f]+$/.exec(name);
   return match ? Number(match[1]) : undefined;
 }
 
@@ -85,7 +88,10 @@ export class LiveRun {
   }
 
   /** Announces a run (and waits for a gc in progress to finish). */
-  static async register(stateRoot: string, info: Pick<LiveRunFile, 'runId' | 'pipeline' | 'startedAt'>): Promise<LiveRun> {
+  static async register(
+    stateRoot: string,
+    info: Pick<LiveRunFile, 'runId' | 'pipeline' | 'startedAt'>,
+  ): Promise<LiveRun> {
     const run = new LiveRun(stateRoot, info);
     await run.write();
     await waitForGc(stateRoot);
@@ -95,7 +101,10 @@ export class LiveRun {
   /** Adds keys and objects gc must keep; returns once it is safe to use them. */
   async pin(items: { keys?: Iterable<string>; objects?: Iterable<string> }): Promise<void> {
     let added = false;
-    for (const [set, values] of [[this.keys, items.keys ?? []], [this.objects, items.objects ?? []]] as const) {
+    for (const [set, values] of [
+      [this.keys, items.keys ?? []],
+      [this.objects, items.objects ?? []],
+    ] as const) {
       for (const value of values) {
         if (set.has(value)) continue;
         set.add(value);
@@ -112,7 +121,13 @@ export class LiveRun {
   }
 
   private async write(): Promise<void> {
-    const content: LiveRunFile = { ...this.info, pid: process.pid, host: hostname(), keys: [...this.keys], objects: [...this.objects] };
+    const content: LiveRunFile = {
+      ...this.info,
+      pid: process.pid,
+      host: hostname(),
+      keys: [...this.keys],
+      objects: [...this.objects],
+    };
     await writeFileAtomic(this.file, JSON.stringify(content));
   }
 }

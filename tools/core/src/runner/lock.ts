@@ -52,7 +52,10 @@ export function parseLockFile(text: string, source: string): LockFile {
   if (!lock || lock.format !== LOCK_FORMAT || typeof lock.stages !== 'object' || lock.stages === null) {
     throw new Error(`${source}: not a distill lock file (expected "format": "${LOCK_FORMAT}" and "stages")`);
   }
-  if (lock.version !== 1) throw new Error(`${source}: lock file version ${String(lock.version)} is not supported (this build reads version 1)`);
+  if (lock.version !== 1)
+    throw new Error(
+      `${source}: lock file version ${String(lock.version)} is not supported (this build reads version 1)`,
+    );
   return lock as LockFile;
 }
 
@@ -72,7 +75,13 @@ export function updatedLock(previous: LockFile | undefined, pipeline: Pipeline, 
   for (const stage of pipeline.stages) {
     const done = record.stages.find((s) => s.id === stage.id);
     if (done && (done.status === 'ran' || done.status === 'cached') && done.key && done.tree) {
-      stages[stage.id] = { plugin: stage.plugin.name, key: done.key, tree: done.tree, params: stage.params, metrics: done.metrics };
+      stages[stage.id] = {
+        plugin: stage.plugin.name,
+        key: done.key,
+        tree: done.tree,
+        params: stage.params,
+        metrics: done.metrics,
+      };
     } else if (previous?.stages[stage.id]) {
       stages[stage.id] = previous.stages[stage.id] as LockedStage;
     }

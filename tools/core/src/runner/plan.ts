@@ -32,7 +32,10 @@ export function selectStages(pipeline: Pipeline, names: string[]): Set<string> {
   const selected = new Set<string>();
   for (const name of names) {
     const ids = pipeline.groups.get(name) ?? (pipeline.byId.has(name) ? [name] : undefined);
-    if (!ids) throw new Error(`unknown stage "${name}" in ${pipeline.file} (stages: ${[...pipeline.groups.keys()].join(', ')})`);
+    if (!ids)
+      throw new Error(
+        `unknown stage "${name}" in ${pipeline.file} (stages: ${[...pipeline.groups.keys()].join(', ')})`,
+      );
     ids.forEach((id) => selected.add(id));
   }
   return selected;
@@ -51,7 +54,11 @@ export function forcedStages(pipeline: Pipeline, options: PlanOptions): Set<stri
   return forced;
 }
 
-export async function planPipeline(ws: Workspace, pipeline: Pipeline, options: PlanOptions = {}): Promise<PlannedStage[]> {
+export async function planPipeline(
+  ws: Workspace,
+  pipeline: Pipeline,
+  options: PlanOptions = {},
+): Promise<PlannedStage[]> {
   const forced = forcedStages(pipeline, options);
   const planned = new Map<string, PlannedStage>();
   for (const stage of pipeline.stages) {
@@ -66,9 +73,24 @@ export async function planPipeline(ws: Workspace, pipeline: Pipeline, options: P
     const entry = ws.store.readEntry(key);
     const damage = ws.store.takeProblems();
     if (forced.has(stage.id)) planned.set(stage.id, { ...base, state: 'run', reason: 'forced', key, parts });
-    else if (entry) planned.set(stage.id, { ...base, state: 'cached', reason: 'up to date', key, parts, tree: entry.tree });
-    else if (damage.length > 0) planned.set(stage.id, { ...base, state: 'run', reason: `cached output failed verification: ${damage.join('; ')}`, key, parts });
-    else planned.set(stage.id, { ...base, state: 'run', reason: staleReason(ws, pipeline, stage, parts, planned.values()), key, parts });
+    else if (entry)
+      planned.set(stage.id, { ...base, state: 'cached', reason: 'up to date', key, parts, tree: entry.tree });
+    else if (damage.length > 0)
+      planned.set(stage.id, {
+        ...base,
+        state: 'run',
+        reason: `cached output failed verification: ${damage.join('; ')}`,
+        key,
+        parts,
+      });
+    else
+      planned.set(stage.id, {
+        ...base,
+        state: 'run',
+        reason: staleReason(ws, pipeline, stage, parts, planned.values()),
+        key,
+        parts,
+      });
   }
   ws.hashes.save();
   return pipeline.stages.map((s) => planned.get(s.id) as PlannedStage);
@@ -92,7 +114,13 @@ export async function plannedKeys(ws: Workspace, pipeline: Pipeline): Promise<st
 }
 
 /** Why a stage whose key has no cache entry is stale, compared with its last recorded execution. */
-export function staleReason(ws: Workspace, pipeline: Pipeline, stage: StageInstance, parts: KeyParts, known?: Iterable<{ id: string; tree?: string }>): string {
+export function staleReason(
+  ws: Workspace,
+  pipeline: Pipeline,
+  stage: StageInstance,
+  parts: KeyParts,
+  known?: Iterable<{ id: string; tree?: string }>,
+): string {
   const previous = lastEntryFor(ws, pipeline.name, stage.id);
   if (!previous) return unfinishedReason(ws, pipeline.name, stage.id);
   // Output tree -> the stage that produced it, to name the upstream whose output changed.
@@ -111,7 +139,8 @@ export function unfinishedReason(ws: Workspace, pipelineName: string, stageId: s
   for (const record of readRunRecords(ws.runsDir(), pipelineName)) {
     const s = record.stages.find((x) => x.id === stageId);
     if (!s) continue;
-    if (s.status === 'ran' || s.status === 'cached') return `rebuilding: its output of run ${record.runId} is no longer in the cache`;
+    if (s.status === 'ran' || s.status === 'cached')
+      return `rebuilding: its output of run ${record.runId} is no longer in the cache`;
     if (s.status === 'failed') {
       const interrupted = record.status === 'interrupted' || (s.error ?? '').startsWith('cancelled');
       return interrupted ? `resuming: interrupted in run ${record.runId}` : `retrying: failed in run ${record.runId}`;

@@ -29,7 +29,9 @@ export function formatDuration(ms: number): string {
   const s = ms / 1000;
   if (s < 60) return `${s.toFixed(1)}s`;
   const m = Math.floor(s / 60);
-  return m < 60 ? `${m}m${String(Math.round(s % 60)).padStart(2, '0')}s` : `${Math.floor(m / 60)}h${String(m % 60).padStart(2, '0')}m`;
+  return m < 60
+    ? `${m}m${String(Math.round(s % 60)).padStart(2, '0')}s`
+    : `${Math.floor(m / 60)}h${String(m % 60).padStart(2, '0')}m`;
 }
 
 export class ProgressView implements ProgressSink {
@@ -58,7 +60,15 @@ export class ProgressView implements ProgressSink {
 
   started(id: string, detail: string): void {
     const now = Date.now();
-    this.running.set(id, { startedAt: now, done: 0, unit: '', windowAt: now, windowDone: 0, rate: 0, lastPrinted: now });
+    this.running.set(id, {
+      startedAt: now,
+      done: 0,
+      unit: '',
+      windowAt: now,
+      windowDone: 0,
+      rate: 0,
+      lastPrinted: now,
+    });
     this.print(`▶ ${id} ${detail}`);
   }
 
@@ -126,8 +136,12 @@ export class ProgressView implements ProgressSink {
     if (state.done === 0 && state.total === undefined) return `${id}  running ${elapsed}`;
     const unit = state.unit ? ` ${state.unit}` : '';
     const count = state.total !== undefined ? `${state.done}/${state.total}${unit}` : `${state.done}${unit}`;
-    const rate = state.rate > 0 ? `  ${state.rate >= 100 ? Math.round(state.rate) : state.rate.toPrecision(3)}${unit}/s` : '';
-    const eta = state.rate > 0 && state.total !== undefined ? `  ETA ${formatDuration(((state.total - state.done) / state.rate) * 1000)}` : '';
+    const rate =
+      state.rate > 0 ? `  ${state.rate >= 100 ? Math.round(state.rate) : state.rate.toPrecision(3)}${unit}/s` : '';
+    const eta =
+      state.rate > 0 && state.total !== undefined
+        ? `  ETA ${formatDuration(((state.total - state.done) / state.rate) * 1000)}`
+        : '';
     const pct = state.total ? ` (${((100 * state.done) / state.total).toFixed(0)}%)` : '';
     return `${id}  ${count}${pct}${rate}${eta}  [${elapsed}]`;
   }

@@ -69,7 +69,9 @@ export function readRunRecords(runsDir: string, pipeline?: string): RunRecord[] 
     }
   }
   // Newest first by start time (ids of older versions had one-second resolution).
-  return records.sort((a, b) => (a.startedAt < b.startedAt ? 1 : a.startedAt > b.startedAt ? -1 : a.runId < b.runId ? 1 : -1));
+  return records.sort((a, b) =>
+    a.startedAt < b.startedAt ? 1 : a.startedAt > b.startedAt ? -1 : a.runId < b.runId ? 1 : -1,
+  );
 }
 
 export function newRunId(): string {

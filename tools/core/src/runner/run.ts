@@ -76,25 +76,36 @@ interface StageState {
   done: boolean;
 }
 
-
 /**
  * Checks, before anything runs, that every stage fits the machine (only the stages in `scope`,
  * when given: the rest come from the cache or are not needed). GPUs, memory and `minCpus` are hard
  * limits; asking for more `cpus` than the machine has only earns a warning (the stage runs with
  * what there is).
  */
-export function checkResources(pipeline: Pipeline, machine: MachineResources, scope?: Set<string>): { problems: string[]; warnings: string[] } {
+export function checkResources(
+  pipeline: Pipeline,
+  machine: MachineResources,
+  scope?: Set<string>,
+): { problems: string[]; warnings: string[] } {
   const problems: string[] = [];
   const clamped = new Map<number, string[]>();
   for (const stage of pipeline.stages.filter((s) => !scope || scope.has(s.id))) {
     const r = stage.resources;
-    if (r.gpus > machine.gpus.length) problems.push(`stage ${stage.id} needs ${r.gpus} GPU(s) but this machine has ${machine.gpus.length}`);
-    if ((r.minCpus ?? 0) > machine.cpus) problems.push(`stage ${stage.id} needs at least ${r.minCpus} CPUs (resources.minCpus) but this machine has ${machine.cpus}`);
+    if (r.gpus > machine.gpus.length)
+      problems.push(`stage ${stage.id} needs ${r.gpus} GPU(s) but this machine has ${machine.gpus.length}`);
+    if ((r.minCpus ?? 0) > machine.cpus)
+      problems.push(
+        `stage ${stage.id} needs at least ${r.minCpus} CPUs (resources.minCpus) but this machine has ${machine.cpus}`,
+      );
     else if (r.cpus > machine.cpus) clamped.set(r.cpus, [...(clamped.get(r.cpus) ?? []), stage.id]);
-    if (r.memoryMiB > machine.memoryMiB) problems.push(`stage ${stage.id} needs ${Math.round(r.memoryMiB)} MiB of memory but this machine has ${Math.round(machine.memoryMiB)} MiB`);
+    if (r.memoryMiB > machine.memoryMiB)
+      problems.push(
+        `stage ${stage.id} needs ${Math.round(r.memoryMiB)} MiB of memory but this machine has ${Math.round(machine.memoryMiB)} MiB`,
+      );
   }
   const warnings = [...clamped].map(
-    ([cpus, ids]) => `${ids.length === 1 ? `stage ${ids[0]} asks` : `stages ${ids.join(', ')} ask`} for ${cpus} CPUs; this machine has ${machine.cpus}: running with ${machine.cpus} (resources.minCpus makes it a requirement)`,
+    ([cpus, ids]) =>
+      `${ids.length === 1 ? `stage ${ids[0]} asks` : `stages ${ids.join(', ')} ask`} for ${cpus} CPUs; this machine has ${machine.cpus}: running with ${machine.cpus} (resources.minCpus makes it a requirement)`,
   );
   return { problems, warnings };
 }
@@ -102,7 +113,8 @@ export function checkResources(pipeline: Pipeline, machine: MachineResources, sc
 /** `ids` and every stage upstream of them. */
 export function withAncestors(pipeline: Pipeline, ids: Iterable<string>): Set<string> {
   const result = new Set(ids);
-  for (const stage of [...pipeline.stages].reverse()) if (result.has(stage.id)) stage.upstream.forEach((u) => result.add(u));
+  for (const stage of [...pipeline.stages].reverse())
+    if (result.has(stage.id)) stage.upstream.forEach((u) => result.add(u));
   return result;
 }
 
@@ -157,7 +169,13 @@ class Runner {
     this.freeCores = Array.from({ length: options.machine.cpus }, (_, i) => i % Math.max(1, availableParallelism()));
     this.freeMemory = options.machine.memoryMiB;
     for (const stage of pipeline.stages) {
-      const record: StageRecord = { id: stage.id, plugin: stage.plugin.name, status: 'skipped', durationMs: 0, metrics: {} };
+      const record: StageRecord = {
+        id: stage.id,
+        plugin: stage.plugin.name,
+        status: 'skipped',
+        durationMs: 0,
+        metrics: {},
+      };
       this.states.set(stage.id, { stage, record, done: false });
       this.record.stages.push(record);
     }
@@ -175,7 +193,11 @@ class Runner {
     try {
       // Announce the run to gc, with the cache entries its plan will read, before reading any.
       try {
-        this.live = await LiveRun.register(this.ws.stateRoot, { runId: this.record.runId, pipeline: this.pipeline.name, startedAt: this.record.startedAt });
+        this.live = await LiveRun.register(this.ws.stateRoot, {
+          runId: this.record.runId,
+          pipeline: this.pipeline.name,
+          startedAt: this.record.startedAt,
+        });
         await this.live.pin({ keys: await plannedKeys(this.ws, this.pipeline) });
       } catch (error) {
         // Say, a full disk: the run still goes ahead (and records how it fails), unseen by gc.
@@ -226,7 +248,9 @@ class Runner {
         const broken = upstream.filter((u) => u.record.status === 'failed' || u.record.status === 'skipped');
         if (broken.length > 0 || this.interrupted) {
           state.done = true;
-          state.record.reason = this.interrupted ? 'run interrupted' : `upstream failed: ${broken.map((u) => u.stage.id).join(', ')}`;
+          state.record.reason = this.interrupted
+            ? 'run interrupted'
+            : `upstream failed: ${broken.map((u) => u.stage.id).join(', ')}`;
           progressed = true;
           continue;
         }
@@ -268,7 +292,8 @@ class Runner {
     this.freeCpus -= this.cpusOf(stage);
     this.freeMemory -= stage.resources.memoryMiB;
     this.assignedGpus.set(stage.id, this.freeGpus.splice(0, stage.resources.gpus));
-    if (this.options.pinCpus) this.assignedCores.set(stage.id, this.freeCores.splice(0, Math.max(1, this.cpusOf(stage))));
+    if (this.options.pinCpus)
+      this.assignedCores.set(stage.id, this.freeCores.splice(0, Math.max(1, this.cpusOf(stage))));
   }
 
   private release(stage: StageInstance): void {
@@ -297,9 +322,15 @@ class Runner {
       if (!this.forced.has(stage.id) && (await this.serveFromCache(state, key))) return;
       const damaged = this.reportDamage(stage.id);
       if (this.options.only && !this.options.only.has(stage.id)) {
-        throw new StageError(`stage ${stage.id} has no output in the store${this.options.remote ? ` (${this.options.remote.describe()})` : ''}; run it first (it is upstream of ${[...this.options.only].join(', ')})`);
+        throw new StageError(
+          `stage ${stage.id} has no output in the store${this.options.remote ? ` (${this.options.remote.describe()})` : ''}; run it first (it is upstream of ${[...this.options.only].join(', ')})`,
+        );
       }
-      const reason = this.forced.has(stage.id) ? 'forced' : damaged ? 'its cached output failed verification' : staleReason(this.ws, this.pipeline, stage, parts, this.record.stages);
+      const reason = this.forced.has(stage.id)
+        ? 'forced'
+        : damaged
+          ? 'its cached output failed verification'
+          : staleReason(this.ws, this.pipeline, stage, parts, this.record.stages);
       const release = await this.lock(key, stage.id);
       try {
         // Another run may have produced it while we waited for the lock.
@@ -312,7 +343,10 @@ class Runner {
       record.status = 'failed';
       record.error ??= (error as Error).message;
       record.durationMs = Date.now() - started;
-      this.progress.finished(stage.id, `✗ ${stage.id} failed after ${formatDuration(record.durationMs)}: ${record.error}`);
+      this.progress.finished(
+        stage.id,
+        `✗ ${stage.id} failed after ${formatDuration(record.durationMs)}: ${record.error}`,
+      );
     } finally {
       state.done = true;
       // A cached stage changes nothing worth keeping before the final record; an executed one does.
@@ -330,13 +364,20 @@ class Runner {
 
   private async serveFromCache(state: StageState, key: string): Promise<boolean> {
     let entry = this.ws.store.readEntry(key);
-    if (!entry && this.options.remote && (await this.options.remote.pull(key, this.ws.store))) entry = this.ws.store.readEntry(key);
+    if (!entry && this.options.remote && (await this.options.remote.pull(key, this.ws.store)))
+      entry = this.ws.store.readEntry(key);
     if (!entry) return false;
     const { stage, record } = state;
     if (!this.ws.isMaterialised(this.manifest, this.pipeline.name, stage.id, entry.tree)) {
       await this.ws.materialise(this.manifest, this.pipeline.name, stage.id, entry.tree);
     }
-    Object.assign(record, { status: 'cached', tree: entry.tree, metrics: entry.metrics, durationMs: 0, reason: 'up to date' });
+    Object.assign(record, {
+      status: 'cached',
+      tree: entry.tree,
+      metrics: entry.metrics,
+      durationMs: 0,
+      reason: 'up to date',
+    });
     this.progress.message(`✓ ${stage.id} cached`);
     return true;
   }
@@ -366,7 +407,13 @@ class Runner {
     }
   }
 
-  private async runStage(state: StageState, key: string, parts: KeyParts, reason: string, started: number): Promise<void> {
+  private async runStage(
+    state: StageState,
+    key: string,
+    parts: KeyParts,
+    reason: string,
+    started: number,
+  ): Promise<void> {
     const { stage, record } = state;
     const gpus = this.assignedGpus.get(stage.id) ?? [];
     const devices = { cpus: Math.max(1, this.cpusOf(stage)), gpus };
@@ -395,7 +442,10 @@ class Runner {
       resultFile: join(scratch, 'result.json'),
     };
     await writeFile(join(scratch, 'job.json'), JSON.stringify(job));
-    this.progress.started(stage.id, `(${stage.plugin.name}; ${reason}${gpus.length ? `; GPUs ${gpus.join(',')}` : ''})`);
+    this.progress.started(
+      stage.id,
+      `(${stage.plugin.name}; ${reason}${gpus.length ? `; GPUs ${gpus.join(',')}` : ''})`,
+    );
     const series: Record<string, Array<[number, number]>> = {};
     try {
       const attempts = stage.retries + 1;
@@ -408,7 +458,9 @@ class Runner {
           if (exit.timedOut) record.timedOut = true;
           throw new StageError(exit.error);
         }
-        this.progress.message(`↻ ${stage.id} attempt ${attempt} of ${attempts} failed (${exit.error.split('\n')[0]}); retrying`);
+        this.progress.message(
+          `↻ ${stage.id} attempt ${attempt} of ${attempts} failed (${exit.error.split('\n')[0]}); retrying`,
+        );
         // A fresh output directory; stateDir (checkpoints) is kept for the next attempt.
         await rm(outDir, { recursive: true, force: true });
         await mkdir(outDir, { recursive: true });
@@ -416,7 +468,9 @@ class Runner {
       faultPoint('after-exit', stage.id);
       const result = JSON.parse(await readFile(job.resultFile, 'utf8')) as { metrics: Record<string, number> };
       // gc must keep these objects although no entry names them until the commit point.
-      const { hash } = await this.ws.store.ingest(outDir, this.ws.hashes, (manifest) => this.live?.pin({ objects: manifest.files.map((f) => f.hash) }));
+      const { hash } = await this.ws.store.ingest(outDir, this.ws.hashes, (manifest) =>
+        this.live?.pin({ objects: manifest.files.map((f) => f.hash) }),
+      );
       faultPoint('after-store', stage.id);
       const durationMs = Date.now() - started;
       await this.ws.store.writeEntry({
@@ -499,22 +553,35 @@ class Runner {
     const stallAfterMs = this.options.stallAfterMs ?? 120_000;
     const stallTimer =
       stallAfterMs > 0
-        ? setInterval(() => {
-            const now = Date.now();
-            if (now - lastActivity < stallAfterMs || now - warnedAt < stallAfterMs) return;
-            warnedAt = now;
-            const record = this.states.get(stage.id)?.record;
-            if (record) record.stalls = (record.stalls ?? 0) + 1;
-            const bound = stage.timeoutMs !== undefined ? `it is stopped at its timeout of ${formatDuration(stage.timeoutMs)}` : 'no timeout is set';
-            this.progress.message(`⚠ ${stage.id}: no progress or log output for ${formatDuration(now - lastActivity)} (pid ${child.pid}; ${bound}; log: ${logPath})`);
-          }, Math.max(20, Math.min(5_000, stallAfterMs / 4)))
+        ? setInterval(
+            () => {
+              const now = Date.now();
+              if (now - lastActivity < stallAfterMs || now - warnedAt < stallAfterMs) return;
+              warnedAt = now;
+              const record = this.states.get(stage.id)?.record;
+              if (record) record.stalls = (record.stalls ?? 0) + 1;
+              const bound =
+                stage.timeoutMs !== undefined
+                  ? `it is stopped at its timeout of ${formatDuration(stage.timeoutMs)}`
+                  : 'no timeout is set';
+              this.progress.message(
+                `⚠ ${stage.id}: no progress or log output for ${formatDuration(now - lastActivity)} (pid ${child.pid}; ${bound}; log: ${logPath})`,
+              );
+            },
+            Math.max(20, Math.min(5_000, stallAfterMs / 4)),
+          )
         : undefined;
     stallTimer?.unref();
     const onData = (chunk: Buffer, isErr: boolean): void => {
       lastActivity = Date.now();
       log.write(chunk);
       if (isErr) {
-        tail.push(...chunk.toString('utf8').split('\n').filter((l) => l.length > 0));
+        tail.push(
+          ...chunk
+            .toString('utf8')
+            .split('\n')
+            .filter((l) => l.length > 0),
+        );
         if (tail.length > keep) tail.splice(0, tail.length - keep);
       }
     };
@@ -525,9 +592,10 @@ class Runner {
       const message = raw as WorkerMessage;
       if (message.type === 'progress') this.progress.progress(stage.id, message.done, message.total, message.unit);
       else if (message.type === 'metrics') {
-        for (const point of message.points) if (point.step !== undefined) (series[point.name] ??= []).push([point.step, point.value]);
-      }
-      else if (message.type === 'log' && this.options.verbose) this.progress.message(`  [${stage.id}] ${message.message}`);
+        for (const point of message.points)
+          if (point.step !== undefined) (series[point.name] ??= []).push([point.step, point.value]);
+      } else if (message.type === 'log' && this.options.verbose)
+        this.progress.message(`  [${stage.id}] ${message.message}`);
     });
     const result = await child;
     if (stallTimer) clearInterval(stallTimer);
@@ -542,7 +610,11 @@ class Runner {
           ? `killed by ${result.signal}${result.signal === 'SIGKILL' ? ' (out of memory?)' : ''}`
           : `exited with code ${result.exitCode}`;
     const lines = tail.length > 0 ? `\n    ${tail.join('\n    ')}` : '';
-    return { error: `${how}; log: ${logPath}${lines}`, ...(result.timedOut ? { timedOut: true } : {}), ...(result.isCanceled ? { cancelled: true } : {}) };
+    return {
+      error: `${how}; log: ${logPath}${lines}`,
+      ...(result.timedOut ? { timedOut: true } : {}),
+      ...(result.isCanceled ? { cancelled: true } : {}),
+    };
   }
 }
 
@@ -557,4 +629,3 @@ async function ownerIsDead(ownerFile: string): Promise<boolean> {
     return (error as NodeJS.ErrnoException).code === 'ESRCH';
   }
 }
-

@@ -90,8 +90,14 @@ async function main(): Promise<void> {
     inputs: job.inputs,
     input(name) {
       const list = job.inputs[name];
-      if (!list || list.length === 0) throw new Error(`stage ${job.stageId}: no input named "${name}" (inputs: ${Object.keys(job.inputs).join(', ') || 'none'})`);
-      if (list.length > 1) throw new Error(`stage ${job.stageId}: input "${name}" holds ${list.length} artifacts; use ctx.inputs["${name}"]`);
+      if (!list || list.length === 0)
+        throw new Error(
+          `stage ${job.stageId}: no input named "${name}" (inputs: ${Object.keys(job.inputs).join(', ') || 'none'})`,
+        );
+      if (list.length > 1)
+        throw new Error(
+          `stage ${job.stageId}: input "${name}" holds ${list.length} artifacts; use ctx.inputs["${name}"]`,
+        );
       return (list[0] as InputArtifact).path;
     },
     outDir: job.outDir,
@@ -100,7 +106,12 @@ async function main(): Promise<void> {
     devices: job.devices,
     log,
     progress: (done, total, unit) => {
-      pendingProgress = { type: 'progress', done, ...(total !== undefined ? { total } : {}), ...(unit ? { unit } : {}) };
+      pendingProgress = {
+        type: 'progress',
+        done,
+        ...(total !== undefined ? { total } : {}),
+        ...(unit ? { unit } : {}),
+      };
       schedule();
     },
     metric: (name, value, step) => {

@@ -61,8 +61,11 @@ export class Workspace {
   codeHash(plugin: LoadedPlugin): Promise<string> {
     let promise = this.codeHashes.get(plugin.modulePath);
     if (!promise) {
-      const onlyCode = (rel: string): boolean => !rel.endsWith('.map') && !rel.endsWith('.d.ts') && !rel.endsWith('.tsbuildinfo');
-      promise = Promise.all(plugin.codePaths.map((p) => this.hashes.hashPath(p, onlyCode))).then((parts) => parts.join(':'));
+      const onlyCode = (rel: string): boolean =>
+        !rel.endsWith('.map') && !rel.endsWith('.d.ts') && !rel.endsWith('.tsbuildinfo');
+      promise = Promise.all(plugin.codePaths.map((p) => this.hashes.hashPath(p, onlyCode))).then((parts) =>
+        parts.join(':'),
+      );
       this.codeHashes.set(plugin.modulePath, promise);
     }
     return promise;
@@ -145,6 +148,7 @@ export class Workspace {
 
 function countFiles(dir: string): number {
   let n = 0;
-  for (const entry of readdirSync(dir, { withFileTypes: true })) n += entry.isDirectory() ? countFiles(join(dir, entry.name)) : 1;
+  for (const entry of readdirSync(dir, { withFileTypes: true }))
+    n += entry.isDirectory() ? countFiles(join(dir, entry.name)) : 1;
   return n;
 }

@@ -77,7 +77,10 @@ const TYPES: Record<string, string> = {
 /** The directory of an installed package (its exports may hide package.json and build/). */
 function packageDir(name: string): string {
   let dir = dirname(fileURLToPath(import.meta.resolve(name)));
-  while (!existsSync(join(dir, 'package.json')) || (JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8')) as { name?: string }).name !== name) {
+  while (
+    !existsSync(join(dir, 'package.json')) ||
+    (JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8')) as { name?: string }).name !== name
+  ) {
     const parent = dirname(dir);
     if (parent === dir) throw new Error(`cannot find the directory of package ${name}`);
     dir = parent;
@@ -112,7 +115,9 @@ export class UiApp {
         if (!found.has(file)) found.set(file, basename(name, extname(name)));
       }
     }
-    return [...found].map(([file, name]) => ({ name, file: relative(this.ws.root, file) })).sort((a, b) => a.name.localeCompare(b.name));
+    return [...found]
+      .map(([file, name]) => ({ name, file: relative(this.ws.root, file) }))
+      .sort((a, b) => a.name.localeCompare(b.name));
   }
 
   private pipelineFile(file: string | null): string {
@@ -124,11 +129,17 @@ export class UiApp {
 
   /** The DAG as SVG, each stage node with id "stage-<index>" (the page colours them by status). */
   private async dagSvg(pipeline: Pipeline): Promise<string> {
-    const dot = [`digraph "${pipeline.name}" {`, '  rankdir=TB; nodesep=0.15; ranksep=0.35; node [shape=box, style="rounded,filled", fillcolor=white, fontname="sans-serif", fontsize=11];'];
+    const dot = [
+      `digraph "${pipeline.name}" {`,
+      '  rankdir=TB; nodesep=0.15; ranksep=0.35; node [shape=box, style="rounded,filled", fillcolor=white, fontname="sans-serif", fontsize=11];',
+    ];
     // Third line: room for the status the page writes there ("running 12345/12345 steps").
-    pipeline.stages.forEach((s, i) => dot.push(`  s${i} [id="stage-${i}", label="${s.id}\\n${s.plugin.name}\\n${'\u2007'.repeat(22)}"];`));
+    pipeline.stages.forEach((s, i) =>
+      dot.push(`  s${i} [id="stage-${i}", label="${s.id}\\n${s.plugin.name}\\n${'\u2007'.repeat(22)}"];`),
+    );
     const index = new Map(pipeline.stages.map((s, i) => [s.id, i]));
-    for (const s of pipeline.stages) for (const up of s.upstream) dot.push(`  s${index.get(up)} -> s${index.get(s.id)};`);
+    for (const s of pipeline.stages)
+      for (const up of s.upstream) dot.push(`  s${index.get(up)} -> s${index.get(s.id)};`);
     dot.push('}');
     const text = dot.join('\n');
     const cached = this.svgCache.get(text);
@@ -142,11 +153,18 @@ export class UiApp {
   async pipeline(file: string | null): Promise<{ name: string; file: string; svg: string; stages: string[] }> {
     const path = this.pipelineFile(file);
     const pipeline = await this.options.load(path);
-    return { name: pipeline.name, file: relative(this.ws.root, path), svg: await this.dagSvg(pipeline), stages: pipeline.stages.map((s) => s.id) };
+    return {
+      name: pipeline.name,
+      file: relative(this.ws.root, path),
+      svg: await this.dagSvg(pipeline),
+      stages: pipeline.stages.map((s) => s.id),
+    };
   }
 
   /** Each stage's status in the pipeline's latest run, with live progress while it runs. */
-  async status(file: string | null): Promise<{ pipeline: string; runId: string | null; runStatus: string | null; stages: StageView[] }> {
+  async status(
+    file: string | null,
+  ): Promise<{ pipeline: string; runId: string | null; runStatus: string | null; stages: StageView[] }> {
     const path = this.pipelineFile(file);
     const pipeline = await this.options.load(path);
     const record = readRunRecords(this.ws.runsDir(), pipeline.name)[0];
@@ -155,7 +173,13 @@ export class UiApp {
     const live = record?.status === 'running' && !killed ? this.progress(pipeline.name) : undefined;
     const stages = pipeline.stages.map((stage): StageView => {
       const s = record?.stages.find((x) => x.id === stage.id);
-      const base = { id: stage.id, plugin: stage.plugin.name, upstream: stage.upstream, params: stage.params, hasLog: Boolean(s?.log) };
+      const base = {
+        id: stage.id,
+        plugin: stage.plugin.name,
+        upstream: stage.upstream,
+        params: stage.params,
+        hasLog: Boolean(s?.log),
+      };
       if (!record || !s) return { ...base, status: 'never-run' };
       let status: StageView['status'] = s.status;
       if (record.status === 'running' && s.status === 'skipped' && !killed) status = s.log ? 'running' : 'pending';
@@ -170,12 +194,19 @@ export class UiApp {
         ...(s.error ? { error: s.error } : {}),
       };
     });
-    return { pipeline: pipeline.name, runId: record?.runId ?? null, runStatus: killed ? 'killed' : (record?.status ?? null), stages };
+    return {
+      pipeline: pipeline.name,
+      runId: record?.runId ?? null,
+      runStatus: killed ? 'killed' : (record?.status ?? null),
+      stages,
+    };
   }
 
   private progress(pipelineName: string): ProgressSnapshot | undefined {
     try {
-      return JSON.parse(readFileSync(join(this.ws.stateRoot, 'progress', `${pipelineName}.json`), 'utf8')) as ProgressSnapshot;
+      return JSON.parse(
+        readFileSync(join(this.ws.stateRoot, 'progress', `${pipelineName}.json`), 'utf8'),
+      ) as ProgressSnapshot;
     } catch {
       return undefined;
     }
@@ -192,9 +223,12 @@ export class UiApp {
     const stage = this.record(runId).stages.find((s) => s.id === stageId);
     if (!stage?.log) throw new HttpError(404, `run ${runId} kept no log for stage ${stageId ?? '(none given)'}`);
     const logs = join(this.ws.stateRoot, 'logs');
-    if (!resolve(stage.log).startsWith(logs + sep) || !existsSync(stage.log)) throw new HttpError(404, `log ${stage.log} is gone`);
+    if (!resolve(stage.log).startsWith(logs + sep) || !existsSync(stage.log))
+      throw new HttpError(404, `log ${stage.log} is gone`);
     const text = readFileSync(stage.log, 'utf8');
-    return text.length > 262_144 ? `… (first ${text.length - 262_144} characters left out)\n${text.slice(-262_144)}` : text;
+    return text.length > 262_144
+      ? `… (first ${text.length - 262_144} characters left out)\n${text.slice(-262_144)}`
+      : text;
   }
 
   runs(pipelineName: string | null): { metricNames: string[]; runs: ReturnType<typeof runRows> } {
@@ -222,22 +256,37 @@ export class UiApp {
   seriesNames(runIds: string[]): Record<string, string[]> {
     const names: Record<string, Set<string>> = {};
     for (const id of runIds) {
-      for (const s of this.record(id).stages) for (const n of Object.keys(this.stageSeries(id, s.id))) (names[s.id] ??= new Set()).add(n);
+      for (const s of this.record(id).stages)
+        for (const n of Object.keys(this.stageSeries(id, s.id))) (names[s.id] ??= new Set()).add(n);
     }
     return Object.fromEntries(Object.entries(names).map(([k, v]) => [k, [...v].sort()]));
   }
 
   /** One metric's per-step values of a stage in several runs. */
-  series(runIds: string[], stageId: string | null, metric: string | null): { run: string; points: Array<[number, number]> }[] {
+  series(
+    runIds: string[],
+    stageId: string | null,
+    metric: string | null,
+  ): { run: string; points: Array<[number, number]> }[] {
     if (!stageId || !metric) throw new HttpError(400, 'missing ?stage= or ?metric=');
     return runIds.map((id) => ({ run: id, points: this.stageSeries(id, stageId)[metric] ?? [] }));
   }
 
-  diff(pipelineName: string | null, a: string | null, b: string | null): { a: string; b: string; metrics: unknown[]; params: unknown[] } {
+  diff(
+    pipelineName: string | null,
+    a: string | null,
+    b: string | null,
+  ): { a: string; b: string; metrics: unknown[]; params: unknown[] } {
     const refs = [a, b].filter((r): r is string => Boolean(r));
     const [sa, sb] = diffPair(this.ws, refs, pipelineName ?? undefined);
-    const rows = <T>(list: { name: string; a: T | undefined; b: T | undefined }[]) => list.map((r) => ({ name: r.name, a: r.a ?? null, b: r.b ?? null }));
-    return { a: sa.label, b: sb.label, metrics: rows(diffMaps(flattenMetrics(sa), flattenMetrics(sb))), params: rows(diffMaps(flattenParams(sa), flattenParams(sb))) };
+    const rows = <T>(list: { name: string; a: T | undefined; b: T | undefined }[]) =>
+      list.map((r) => ({ name: r.name, a: r.a ?? null, b: r.b ?? null }));
+    return {
+      a: sa.label,
+      b: sb.label,
+      metrics: rows(diffMaps(flattenMetrics(sa), flattenMetrics(sb))),
+      params: rows(diffMaps(flattenParams(sa), flattenParams(sb))),
+    };
   }
 
   /** Stages of the pipeline's latest run whose output holds an eval report, with its plots. */
@@ -250,15 +299,22 @@ export class UiApp {
       const json = join(dir, 'report.json');
       if (!existsSync(json)) continue;
       const report = JSON.parse(readFileSync(json, 'utf8')) as { plots?: string[] };
-      const url = (f: string) => `/out/${encodeURIComponent(pipelineName)}/${encodeURIComponent(s.id)}/${encodeURIComponent(f)}`;
-      out.push({ stage: s.id, report: url('report.json'), markdown: existsSync(join(dir, 'report.md')) ? url('report.md') : null, plots: (report.plots ?? []).map(url) });
+      const url = (f: string) =>
+        `/out/${encodeURIComponent(pipelineName)}/${encodeURIComponent(s.id)}/${encodeURIComponent(f)}`;
+      out.push({
+        stage: s.id,
+        report: url('report.json'),
+        markdown: existsSync(join(dir, 'report.md')) ? url('report.md') : null,
+        plots: (report.plots ?? []).map(url),
+      });
     }
     return out;
   }
 
   /** A file under out/<pipeline>/<stage>/, never outside it (links resolved). */
   outputFile(parts: string[]): string {
-    if (parts.length !== 3 || parts.some((p) => p === '..' || p.includes('/') || p === '')) throw new HttpError(404, 'not found');
+    if (parts.length !== 3 || parts.some((p) => p === '..' || p.includes('/') || p === ''))
+      throw new HttpError(404, 'not found');
     const [pipeline, stage, file] = parts as [string, string, string];
     const dir = this.ws.outputDir(pipeline, stage);
     const path = join(dir, file);
@@ -287,7 +343,8 @@ export class UiApp {
       if (!asset) throw new HttpError(404, 'not found');
       return sendFile(res, asset());
     }
-    if (path.startsWith('/out/')) return sendFile(res, this.outputFile(path.slice('/out/'.length).split('/').map(decodeURIComponent)));
+    if (path.startsWith('/out/'))
+      return sendFile(res, this.outputFile(path.slice('/out/'.length).split('/').map(decodeURIComponent)));
     switch (path) {
       case '/api/pipelines':
         return json(this.pipelines());

@@ -12,7 +12,10 @@ export default definePlugin({
   name: 'test-busy',
   version: '1',
   description: 'Blocks the event loop for busyMs (runner tests)',
-  params: Type.Object({ pidFile: Type.String(), busyMs: Type.Integer({ minimum: 0 }) }, { additionalProperties: false }),
+  params: Type.Object(
+    { pidFile: Type.String(), busyMs: Type.Integer({ minimum: 0 }) },
+    { additionalProperties: false },
+  ),
   resources: { cpus: 1 },
   async run(ctx) {
     writeFileSync(ctx.params.pidFile, String(process.pid));

@@ -22,7 +22,11 @@ export default definePlugin({
       file: Type.Optional(PathParam()),
       /** Appends "<stage> <pid> <start> <end> <CUDA_VISIBLE_DEVICES>" here (not part of the output). */
       journal: Type.Optional(Type.String()),
-      bytes: Type.Integer({ minimum: 0, default: 0, description: 'also write this many pseudo-random bytes to blob.bin' }),
+      bytes: Type.Integer({
+        minimum: 0,
+        default: 0,
+        description: 'also write this many pseudo-random bytes to blob.bin',
+      }),
     },
     { additionalProperties: false },
   ),
@@ -52,7 +56,10 @@ export default definePlugin({
       writeFileSync(join(ctx.outDir, 'blob.bin'), blob);
     }
     if (ctx.params.journal) {
-      appendFileSync(ctx.params.journal, `${ctx.stageId} ${process.pid} ${start} ${Date.now()} ${process.env.CUDA_VISIBLE_DEVICES ?? ''}\n`);
+      appendFileSync(
+        ctx.params.journal,
+        `${ctx.stageId} ${process.pid} ${start} ${Date.now()} ${process.env.CUDA_VISIBLE_DEVICES ?? ''}\n`,
+      );
     }
     if (ctx.params.crash) process.kill(process.pid, 'SIGKILL');
     if (ctx.params.fail) throw new Error(`stage ${ctx.stageId} failed on purpose`);

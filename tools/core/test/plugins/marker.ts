@@ -46,7 +46,8 @@ export default definePlugin({
       const attemptsFile = join(ctx.stateDir, 'attempts');
       const attempts = existsSync(attemptsFile) ? Number(readFileSync(attemptsFile, 'utf8')) : 0;
       writeFileSync(attemptsFile, String(attempts + 1));
-      if (!existsSync(ctx.params.failUnless)) throw new Error(`stage ${ctx.stageId}: ${ctx.params.failUnless} is missing`);
+      if (!existsSync(ctx.params.failUnless))
+        throw new Error(`stage ${ctx.stageId}: ${ctx.params.failUnless} is missing`);
       parts.push(`attempt${attempts + 1}`);
     }
     parts.push(ctx.params.text);

@@ -18,9 +18,12 @@ import type { GaussianStats } from './stats.js';
 
 /** A factor F (d x r, row-major) with F Fᵀ = S for symmetric PSD S. */
 function psdFactor(s: Float64Array, d: number): { f: Float64Array; r: number } {
-  const eig = new EigenvalueDecomposition(new Matrix(Array.from({ length: d }, (_, i) => Array.from(s.subarray(i * d, i * d + d)))), {
-    assumeSymmetric: true,
-  });
+  const eig = new EigenvalueDecomposition(
+    new Matrix(Array.from({ length: d }, (_, i) => Array.from(s.subarray(i * d, i * d + d)))),
+    {
+      assumeSymmetric: true,
+    },
+  );
   const values = eig.realEigenvalues;
   const vectors = eig.eigenvectorMatrix;
   const maxAbs = Math.max(...values.map(Math.abs), 0);

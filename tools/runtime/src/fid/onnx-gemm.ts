@@ -64,23 +64,37 @@ export function newGramState(d: number, blockCount = 8): GramState {
   const bounds = columnBlocks(d, Math.max(1, Math.min(blockCount, d)));
   const blocks = new Map<string, Float64Array>();
   for (let i = 0; i + 1 < bounds.length; i++) {
-    for (let j = 0; j <= i; j++) blocks.set(`${i}_${j}`, new Float64Array((bounds[i + 1]! - bounds[i]!) * (bounds[j + 1]! - bounds[j]!)));
+    for (let j = 0; j <= i; j++)
+      blocks.set(`${i}_${j}`, new Float64Array((bounds[i + 1]! - bounds[i]!) * (bounds[j + 1]! - bounds[j]!)));
   }
   return { d, bounds, colsum: new Float64Array(d), blocks };
 }
 
 /** Adds one chunk (`rows` x d, row-major, float32 or float64) shifted by `shift` to `state`. */
-export async function accumulateChunk(state: GramState, x: Float32Array | Float64Array, rows: number, shift: Float64Array): Promise<void> {
+export async function accumulateChunk(
+  state: GramState,
+  x: Float32Array | Float64Array,
+  rows: number,
+  shift: Float64Array,
+): Promise<void> {
   const dtype = x instanceof Float32Array ? 'float32' : 'float64';
-  const { ort, s } = await session(`stats-${dtype}-${state.bounds.join(',')}`, () => statsChunkModel(dtype, state.bounds));
+  const { ort, s } = await session(`stats-${dtype}-${state.bounds.join(',')}`, () =>
+    statsChunkModel(dtype, state.bounds),
+  );
   const feeds: Record<string, Tensor> = {
-    X: dtype === 'float32' ? new ort.Tensor('float32', x as Float32Array, [rows, state.d]) : new ort.Tensor('float64', x as Float64Array, [rows, state.d]),
+    X:
+      dtype === 'float32'
+        ? new ort.Tensor('float32', x as Float32Array, [rows, state.d])
+        : new ort.Tensor('float64', x as Float64Array, [rows, state.d]),
     shift: new ort.Tensor('float64', shift, [state.d]),
     S: new ort.Tensor('float64', state.colsum, [state.d]),
   };
   for (const [key, g] of state.blocks) {
     const [i, j] = key.split('_').map(Number) as [number, number];
-    feeds[`G${key}`] = new ort.Tensor('float64', g, [state.bounds[i + 1]! - state.bounds[i]!, state.bounds[j + 1]! - state.bounds[j]!]);
+    feeds[`G${key}`] = new ort.Tensor('float64', g, [
+      state.bounds[i + 1]! - state.bounds[i]!,
+      state.bounds[j + 1]! - state.bounds[j]!,
+    ]);
   }
   const out = await s.run(feeds);
   state.colsum = out.S_out!.data as Float64Array;

@@ -39,7 +39,8 @@ export class GaussianAccumulator {
   /** Adds `rows` rows (row-major, `rows` x dim). Throws on NaN/Inf, naming the source and row. */
   async add(chunk: Float32Array | Float64Array, rows: number): Promise<void> {
     const d = this.dim;
-    if (chunk.length < rows * d) throw new Error(`GaussianAccumulator.add: chunk holds fewer than ${rows} x ${d} values`);
+    if (chunk.length < rows * d)
+      throw new Error(`GaussianAccumulator.add: chunk holds fewer than ${rows} x ${d} values`);
     if (rows === 0) return;
     const x = chunk.length === rows * d ? chunk : chunk.subarray(0, rows * d);
     if (!this.shift) {
@@ -60,7 +61,9 @@ export class GaussianAccumulator {
     const d = this.dim;
     for (let i = 0; i < rows * d; i++) {
       if (!Number.isFinite(x[i]!)) {
-        throw new InputError(`${this.source}: feature row ${this.n + Math.floor(i / d)} has a non-finite value (${x[i]}) in column ${i % d}`);
+        throw new InputError(
+          `${this.source}: feature row ${this.n + Math.floor(i / d)} has a non-finite value (${x[i]}) in column ${i % d}`,
+        );
       }
     }
     throw new InputError(`${this.source}: feature sums overflow float64 in rows ${this.n}..${this.n + rows - 1}`);
@@ -69,7 +72,8 @@ export class GaussianAccumulator {
   finish(): GaussianStats {
     const d = this.dim;
     const n = this.n;
-    if (n < 2 || !this.shift) throw new InputError(`${this.source}: need at least 2 feature rows for a covariance, got ${n}`);
+    if (n < 2 || !this.shift)
+      throw new InputError(`${this.source}: need at least 2 feature rows for a covariance, got ${n}`);
     const gram = gramMatrix(this.state);
     const meanShifted = this.state.colsum.map((s) => s / n);
     const mu = meanShifted.map((m, j) => m + this.shift![j]!);
@@ -86,7 +90,12 @@ export class GaussianAccumulator {
 }
 
 /** Statistics of an in-memory feature matrix (rows x cols, row-major). */
-export async function statsFromMatrix(data: Float64Array, rows: number, cols: number, source = 'features'): Promise<GaussianStats> {
+export async function statsFromMatrix(
+  data: Float64Array,
+  rows: number,
+  cols: number,
+  source = 'features',
+): Promise<GaussianStats> {
   const acc = new GaussianAccumulator(cols, source);
   const chunk = 4096;
   for (let r = 0; r < rows; r += chunk) {

@@ -44,10 +44,16 @@ export function requestedProvider(gpus: readonly number[], cudaVisibleDevices: s
   const physicalGpu = gpus[0];
   if (physicalGpu === undefined) return { name: 'cpu' };
   if (cudaVisibleDevices === undefined) return { name: 'cuda', deviceId: physicalGpu, physicalGpu };
-  const visible = cudaVisibleDevices.split(',').map((s) => s.trim()).filter((s) => s.length > 0);
+  const visible = cudaVisibleDevices
+    .split(',')
+    .map((s) => s.trim())
+    .filter((s) => s.length > 0);
   const deviceId = visible.indexOf(String(physicalGpu));
   if (deviceId < 0) {
-    return { name: 'cpu', reason: `GPU ${physicalGpu} assigned by the runner is not among CUDA_VISIBLE_DEVICES=${JSON.stringify(cudaVisibleDevices)}` };
+    return {
+      name: 'cpu',
+      reason: `GPU ${physicalGpu} assigned by the runner is not among CUDA_VISIBLE_DEVICES=${JSON.stringify(cudaVisibleDevices)}`,
+    };
   }
   return { name: 'cuda', deviceId, physicalGpu };
 }
@@ -103,8 +109,14 @@ export function onnxruntimeNodeInstall(from: string = import.meta.url): Onnxrunt
   const pkgPath = require.resolve('onnxruntime-node/package.json');
   const pkg = JSON.parse(readFileSync(pkgPath, 'utf8')) as { version?: unknown; binary?: { napi_versions?: unknown } };
   if (typeof pkg.version !== 'string') throw new Error(`${pkgPath}: no version`);
-  const napi = Array.isArray(pkg.binary?.napi_versions) && typeof pkg.binary.napi_versions[0] === 'number' ? pkg.binary.napi_versions[0] : 6;
-  return { version: pkg.version, binDir: join(dirname(pkgPath), 'bin', `napi-v${napi}`, process.platform, process.arch) };
+  const napi =
+    Array.isArray(pkg.binary?.napi_versions) && typeof pkg.binary.napi_versions[0] === 'number'
+      ? pkg.binary.napi_versions[0]
+      : 6;
+  return {
+    version: pkg.version,
+    binDir: join(dirname(pkgPath), 'bin', `napi-v${napi}`, process.platform, process.arch),
+  };
 }
 
 /** The provider libraries onnxruntime loads for CUDA, both next to its binding. */
@@ -130,10 +142,14 @@ const CUDNN_NAMES = ['libcudnn.so.9', 'libcudnn.so'];
  * dynamic loader cannot find (libcudart, libcublas, libcublasLt, libcurand, libcuda), or cuDNN.
  * `load` tries one library (dlopenError in production; tests pass the same).
  */
-export function diagnoseCudaProvider(install: OnnxruntimeNodeInstall, load: (path: string) => string | undefined = dlopenError): string {
+export function diagnoseCudaProvider(
+  install: OnnxruntimeNodeInstall,
+  load: (path: string) => string | undefined = dlopenError,
+): string {
   const setup = 'run `npm run gpu:setup` (README, "GPU")';
   for (const file of CUDA_PROVIDER_FILES) {
-    if (!existsSync(join(install.binDir, file))) return `${file} is not installed next to onnxruntime-node's binding (${install.binDir}); ${setup}`;
+    if (!existsSync(join(install.binDir, file)))
+      return `${file} is not installed next to onnxruntime-node's binding (${install.binDir}); ${setup}`;
   }
   const markerPath = join(install.binDir, GPU_PROVIDER_MARKER);
   if (existsSync(markerPath)) {
@@ -162,7 +178,8 @@ export function diagnoseCudaProvider(install: OnnxruntimeNodeInstall, load: (pat
 }
 
 /** diagnoseCudaProvider's answer when every library loads (the cause is then in onnxruntime's own log). */
-export const PROVIDER_LOADS = 'the provider libraries and CUDA libraries load; onnxruntime\'s own log on stderr says why the provider failed (e.g. no CUDA device, or a driver older than the CUDA runtime)';
+export const PROVIDER_LOADS =
+  "the provider libraries and CUDA libraries load; onnxruntime's own log on stderr says why the provider failed (e.g. no CUDA device, or a driver older than the CUDA runtime)";
 
 /** Same onnxruntime release: equal major.minor (provider libraries and the core library must match). */
 export function sameRelease(a: string, b: string): boolean {
@@ -190,7 +207,11 @@ export async function openWithProvider<S>(
   if (request.name === 'cpu') {
     const session = await create(['cpu']);
     if (!request.reason) return { session, provider: { name: 'cpu' } };
-    return { session, provider: { name: 'cpu', fallback: request.reason }, warning: `not using a GPU: ${request.reason}; running on CPU` };
+    return {
+      session,
+      provider: { name: 'cpu', fallback: request.reason },
+      warning: `not using a GPU: ${request.reason}; running on CPU`,
+    };
   }
   try {
     const session = await create(executionProviders(request));

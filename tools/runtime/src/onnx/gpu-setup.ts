@@ -10,7 +10,13 @@
  */
 import { copyFileSync, existsSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { CUDA_PROVIDER_FILES, GPU_PROVIDER_MARKER, sameRelease, type GpuProviderMarker, type OnnxruntimeNodeInstall } from './execution-provider.js';
+import {
+  CUDA_PROVIDER_FILES,
+  GPU_PROVIDER_MARKER,
+  sameRelease,
+  type GpuProviderMarker,
+  type OnnxruntimeNodeInstall,
+} from './execution-provider.js';
 
 /** The provider package on the npm registry, and the version this step installs by default. */
 export const GPU_PROVIDER_PACKAGE = 'com.github.asus4.onnxruntime.linux-x64-gpu';
@@ -51,32 +57,45 @@ export function readProviderPackage(dir: string): ProviderPackage {
   const pkgPath = join(dir, 'package.json');
   if (!existsSync(pkgPath)) throw new Error(`provider package ${dir}: no package.json`);
   const pkg = JSON.parse(readFileSync(pkgPath, 'utf8')) as { name?: unknown; version?: unknown };
-  if (typeof pkg.name !== 'string' || typeof pkg.version !== 'string') throw new Error(`${pkgPath}: no name or version`);
+  if (typeof pkg.name !== 'string' || typeof pkg.version !== 'string')
+    throw new Error(`${pkgPath}: no name or version`);
   const readmePath = join(dir, 'README.md');
-  const onnxruntimeVersion = existsSync(readmePath) ? onnxruntimeVersionInReadme(readFileSync(readmePath, 'utf8')) : undefined;
-  if (!onnxruntimeVersion) throw new Error(`${readmePath}: no "ONNX Runtime: [x.y.z]" line; cannot tell which onnxruntime release ${pkg.name}@${pkg.version} was built for`);
+  const onnxruntimeVersion = existsSync(readmePath)
+    ? onnxruntimeVersionInReadme(readFileSync(readmePath, 'utf8'))
+    : undefined;
+  if (!onnxruntimeVersion)
+    throw new Error(
+      `${readmePath}: no "ONNX Runtime: [x.y.z]" line; cannot tell which onnxruntime release ${pkg.name}@${pkg.version} was built for`,
+    );
   for (const file of CUDA_PROVIDER_FILES) {
-    if (!existsSync(join(dir, PROVIDER_LIB_DIR, file))) throw new Error(`provider package ${pkg.name}@${pkg.version}: ${join(PROVIDER_LIB_DIR, file)} is missing`);
+    if (!existsSync(join(dir, PROVIDER_LIB_DIR, file)))
+      throw new Error(`provider package ${pkg.name}@${pkg.version}: ${join(PROVIDER_LIB_DIR, file)} is missing`);
   }
   const cudaLib = join(dir, PROVIDER_LIB_DIR, 'libonnxruntime_providers_cuda.so');
   if (readFileSync(cudaLib).indexOf(Buffer.from(`\0${onnxruntimeVersion}\0`)) < 0) {
-    throw new Error(`${cudaLib}: the version string ${onnxruntimeVersion} that ${readmePath} names is not in the library; cannot tell which onnxruntime release it was built for`);
+    throw new Error(
+      `${cudaLib}: the version string ${onnxruntimeVersion} that ${readmePath} names is not in the library; cannot tell which onnxruntime release it was built for`,
+    );
   }
   return { dir, name: pkg.name, version: pkg.version, onnxruntimeVersion };
 }
 
 /** The package.json files that pin onnxruntime-node, for the refusal message. */
-const PINNING_PACKAGES = 'tools/runtime and plugins/{eval,f-distill,multi-student,student-train,teacher-infer}/package.json';
+const PINNING_PACKAGES =
+  'tools/runtime and plugins/{eval,f-distill,multi-student,student-train,teacher-infer}/package.json';
 
 /** Refuses provider libraries built for another onnxruntime release than the installed onnxruntime-node. */
-export function checkProviderMatch(provider: Pick<ProviderPackage, 'name' | 'version' | 'onnxruntimeVersion'>, install: OnnxruntimeNodeInstall): void {
+export function checkProviderMatch(
+  provider: Pick<ProviderPackage, 'name' | 'version' | 'onnxruntimeVersion'>,
+  install: OnnxruntimeNodeInstall,
+): void {
   if (sameRelease(provider.onnxruntimeVersion, install.version)) return;
   throw new Error(
     `GPU set-up refused: onnxruntime-node is ${install.version} but ${provider.name}@${provider.version} ships CUDA provider ` +
-    `libraries built for onnxruntime ${provider.onnxruntimeVersion}, and provider libraries load only into the onnxruntime ` +
-    `release they were built for. Either pin "onnxruntime-node": "${provider.onnxruntimeVersion}" in ${PINNING_PACKAGES} ` +
-    `and run npm install, or pass --package NAME@VERSION of a provider package built for onnxruntime ${install.version}. ` +
-    `Nothing was installed.`,
+      `libraries built for onnxruntime ${provider.onnxruntimeVersion}, and provider libraries load only into the onnxruntime ` +
+      `release they were built for. Either pin "onnxruntime-node": "${provider.onnxruntimeVersion}" in ${PINNING_PACKAGES} ` +
+      `and run npm install, or pass --package NAME@VERSION of a provider package built for onnxruntime ${install.version}. ` +
+      `Nothing was installed.`,
   );
 }
 
@@ -87,7 +106,10 @@ export function checkProviderMatch(provider: Pick<ProviderPackage, 'name' | 'ver
  */
 export function installProviderLibraries(provider: ProviderPackage, install: OnnxruntimeNodeInstall): string[] {
   checkProviderMatch(provider, install);
-  if (!existsSync(join(install.binDir, 'onnxruntime_binding.node'))) throw new Error(`${install.binDir}: no onnxruntime_binding.node; is onnxruntime-node installed for ${process.platform}/${process.arch}?`);
+  if (!existsSync(join(install.binDir, 'onnxruntime_binding.node')))
+    throw new Error(
+      `${install.binDir}: no onnxruntime_binding.node; is onnxruntime-node installed for ${process.platform}/${process.arch}?`,
+    );
   const written: string[] = [];
   const put = (target: string, write: (tmp: string) => void) => {
     const tmp = `${target}.tmp-${process.pid}`;
@@ -99,8 +121,13 @@ export function installProviderLibraries(provider: ProviderPackage, install: Onn
     }
     written.push(target);
   };
-  for (const file of CUDA_PROVIDER_FILES) put(join(install.binDir, file), (tmp) => copyFileSync(join(provider.dir, PROVIDER_LIB_DIR, file), tmp));
-  const marker: GpuProviderMarker = { package: provider.name, packageVersion: provider.version, onnxruntimeVersion: provider.onnxruntimeVersion };
+  for (const file of CUDA_PROVIDER_FILES)
+    put(join(install.binDir, file), (tmp) => copyFileSync(join(provider.dir, PROVIDER_LIB_DIR, file), tmp));
+  const marker: GpuProviderMarker = {
+    package: provider.name,
+    packageVersion: provider.version,
+    onnxruntimeVersion: provider.onnxruntimeVersion,
+  };
   put(join(install.binDir, GPU_PROVIDER_MARKER), (tmp) => writeFileSync(tmp, `${JSON.stringify(marker, null, 2)}\n`));
   return written;
 }

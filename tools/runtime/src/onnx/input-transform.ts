@@ -56,17 +56,21 @@ const dimNumber = (d: Dim): number | undefined => (d.dimValue == null ? undefine
 
 /** Rewrites `modelBytes` (see the module comment); `applied: false` says why it was left alone. */
 export function prependPixelTransform(modelBytes: Uint8Array, spec: PixelInputTransform): InputTransformResult {
-  if (spec.mul.length !== spec.add.length || spec.mul.length === 0) throw new Error('pixel transform: mul and add need the same, non-zero length');
+  if (spec.mul.length !== spec.add.length || spec.mul.length === 0)
+    throw new Error('pixel transform: mul and add need the same, non-zero length');
   const model = ModelProto.decode(modelBytes);
   const graph = model.graph;
   if (!graph) return { applied: false, reason: 'model has no graph' };
   const initializerNames = new Set((graph.initializer ?? []).map((t) => t.name));
   const inputs = (graph.input ?? []).filter((vi) => !initializerNames.has(vi.name ?? ''));
-  const name = spec.input ?? (inputs.length === 1 ? inputs[0]!.name ?? '' : '');
+  const name = spec.input ?? (inputs.length === 1 ? (inputs[0]!.name ?? '') : '');
   const index = (graph.input ?? []).findIndex((vi) => vi.name === name);
-  if (!name || index < 0) return { applied: false, reason: inputs.length === 1 ? `no input ${spec.input}` : 'several inputs' };
-  if (initializerNames.has(name)) return { applied: false, reason: `input ${name} has an initializer (a default value)` };
-  if ((graph.initializer ?? []).some((t) => t.dataLocation === EXTERNAL)) return { applied: false, reason: 'weights in external data files' };
+  if (!name || index < 0)
+    return { applied: false, reason: inputs.length === 1 ? `no input ${spec.input}` : 'several inputs' };
+  if (initializerNames.has(name))
+    return { applied: false, reason: `input ${name} has an initializer (a default value)` };
+  if ((graph.initializer ?? []).some((t) => t.dataLocation === EXTERNAL))
+    return { applied: false, reason: 'weights in external data files' };
   const original = graph.input![index]!;
   const tensorType = original.type?.tensorType;
   if (!tensorType || tensorType.elemType !== FLOAT) return { applied: false, reason: `input ${name} is not float32` };
@@ -74,16 +78,25 @@ export function prependPixelTransform(modelBytes: Uint8Array, spec: PixelInputTr
   const sample = dims.slice(1).map(dimNumber);
   const want = spec.hwcToChw ? [spec.pixelShape[2], spec.pixelShape[0], spec.pixelShape[1]] : spec.pixelShape;
   const perSample = (xs: (number | undefined)[]) => xs.reduce<number>((a, b) => a * (b ?? NaN), 1);
-  if (dims.length < 2 || !(perSample(sample) === perSample(want))) return { applied: false, reason: `input ${name} shape does not match the pixels` };
+  if (dims.length < 2 || !(perSample(sample) === perSample(want)))
+    return { applied: false, reason: `input ${name} shape does not match the pixels` };
   if (spec.hwcToChw && (spec.pixelShape.length !== 3 || sample.length !== 3 || sample.some((d, i) => d !== want[i]))) {
     return { applied: false, reason: `input ${name} is not [N, C, H, W] for HWC pixels` };
   }
 
   const channels = spec.mul.length;
   const modelChannels = spec.hwcToChw || spec.channelAxis === 'first' ? sample[0] : sample.at(-1);
-  if (channels > 1 && modelChannels !== channels) return { applied: false, reason: `input ${name} has no ${spec.channelAxis === 'last' && !spec.hwcToChw ? 'last' : 'first'} axis of ${channels} channels to normalise per channel` };
+  if (channels > 1 && modelChannels !== channels)
+    return {
+      applied: false,
+      reason: `input ${name} has no ${spec.channelAxis === 'last' && !spec.hwcToChw ? 'last' : 'first'} axis of ${channels} channels to normalise per channel`,
+    };
 
-  const used = new Set<string>([...(graph.initializer ?? []).map((t) => t.name ?? ''), ...(graph.input ?? []).map((v) => v.name ?? ''), ...(graph.node ?? []).flatMap((n) => [...(n.input ?? []), ...(n.output ?? [])])]);
+  const used = new Set<string>([
+    ...(graph.initializer ?? []).map((t) => t.name ?? ''),
+    ...(graph.input ?? []).map((v) => v.name ?? ''),
+    ...(graph.node ?? []).flatMap((n) => [...(n.input ?? []), ...(n.output ?? [])]),
+  ]);
   const fresh = (base: string) => {
     let candidate = base;
     for (let k = 1; used.has(candidate); k++) candidate = `${base}_${k}`;
@@ -91,27 +104,56 @@ export function prependPixelTransform(modelBytes: Uint8Array, spec: PixelInputTr
     return candidate;
   };
   const pixels = fresh(`${name}__uint8`);
-  const paramDims = channels === 1 ? [] : spec.channelAxis === 'first' ? [channels, ...Array(Math.max(0, sample.length - 1)).fill(1)] : [channels];
+  const paramDims =
+    channels === 1
+      ? []
+      : spec.channelAxis === 'first'
+        ? [channels, ...Array(Math.max(0, sample.length - 1)).fill(1)]
+        : [channels];
   const scaleName = fresh(`${name}__scale`);
   const shiftName = fresh(`${name}__shift`);
-  const floatTensor = (tensorName: string, values: number[]) => ({ name: tensorName, dataType: FLOAT, dims: paramDims, floatData: values });
+  const floatTensor = (tensorName: string, values: number[]) => ({
+    name: tensorName,
+    dataType: FLOAT,
+    dims: paramDims,
+    floatData: values,
+  });
   const nodes: onnxProto.onnx.INodeProto[] = [];
   let current = pixels;
   if (spec.hwcToChw) {
     const out = fresh(`${name}__chw`);
-    nodes.push({ opType: 'Transpose', name: out, input: [current], output: [out], attribute: [{ name: 'perm', type: ATTR_INTS, ints: [0, 3, 1, 2] }] });
+    nodes.push({
+      opType: 'Transpose',
+      name: out,
+      input: [current],
+      output: [out],
+      attribute: [{ name: 'perm', type: ATTR_INTS, ints: [0, 3, 1, 2] }],
+    });
     current = out;
   }
   const cast = fresh(`${name}__float`);
   const scaled = fresh(`${name}__scaled`);
   nodes.push(
-    { opType: 'Cast', name: cast, input: [current], output: [cast], attribute: [{ name: 'to', type: ATTR_INT, i: FLOAT }] },
+    {
+      opType: 'Cast',
+      name: cast,
+      input: [current],
+      output: [cast],
+      attribute: [{ name: 'to', type: ATTR_INT, i: FLOAT }],
+    },
     { opType: 'Mul', name: scaled, input: [cast, scaleName], output: [scaled] },
     { opType: 'Add', name: fresh(`${name}__normalise`), input: [scaled, shiftName], output: [name] },
   );
   graph.node = [...nodes, ...(graph.node ?? [])] as onnxProto.onnx.NodeProto[];
-  graph.initializer = [...(graph.initializer ?? []), floatTensor(scaleName, spec.mul), floatTensor(shiftName, spec.add)] as onnxProto.onnx.TensorProto[];
+  graph.initializer = [
+    ...(graph.initializer ?? []),
+    floatTensor(scaleName, spec.mul),
+    floatTensor(shiftName, spec.add),
+  ] as onnxProto.onnx.TensorProto[];
   const pixelDims = spec.hwcToChw ? [dims[0]!, ...spec.pixelShape.map((d) => ({ dimValue: d }))] : dims;
-  graph.input![index] = { name: pixels, type: { tensorType: { elemType: UINT8, shape: { dim: pixelDims } } } } as onnxProto.onnx.ValueInfoProto;
+  graph.input![index] = {
+    name: pixels,
+    type: { tensorType: { elemType: UINT8, shape: { dim: pixelDims } } },
+  } as onnxProto.onnx.ValueInfoProto;
   return { applied: true, bytes: ModelProto.encode(model).finish(), input: pixels };
 }

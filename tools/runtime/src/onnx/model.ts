@@ -1,19 +1,44 @@
-
 import { readFile } from 'node:fs/promises';
 import onnxProto from 'onnx-proto';
 import { writeFileAtomicSync } from '@distillery/core/plugin';
 
 /** Element types, named as onnxruntime-node names them. */
 export type OnnxDataType =
-  | 'float32' | 'uint8' | 'int8' | 'uint16' | 'int16' | 'int32' | 'int64' | 'string' | 'bool'
-  | 'float16' | 'float64' | 'uint32' | 'uint64' | 'bfloat16';
+  | 'float32'
+  | 'uint8'
+  | 'int8'
+  | 'uint16'
+  | 'int16'
+  | 'int32'
+  | 'int64'
+  | 'string'
+  | 'bool'
+  | 'float16'
+  | 'float64'
+  | 'uint32'
+  | 'uint64'
+  | 'bfloat16';
 
 /** TensorProto.DataType codes of the official schema. */
 export const ONNX_DATA_TYPE_CODE: Record<OnnxDataType, number> = {
-  float32: 1, uint8: 2, int8: 3, uint16: 4, int16: 5, int32: 6, int64: 7, string: 8, bool: 9,
-  float16: 10, float64: 11, uint32: 12, uint64: 13, bfloat16: 16,
+  float32: 1,
+  uint8: 2,
+  int8: 3,
+  uint16: 4,
+  int16: 5,
+  int32: 6,
+  int64: 7,
+  string: 8,
+  bool: 9,
+  float16: 10,
+  float64: 11,
+  uint32: 12,
+  uint64: 13,
+  bfloat16: 16,
 };
-const DATA_TYPE_BY_CODE = new Map<number, OnnxDataType>(Object.entries(ONNX_DATA_TYPE_CODE).map(([k, v]) => [v, k as OnnxDataType]));
+const DATA_TYPE_BY_CODE = new Map<number, OnnxDataType>(
+  Object.entries(ONNX_DATA_TYPE_CODE).map(([k, v]) => [v, k as OnnxDataType]),
+);
 
 export function dataTypeName(code: number): OnnxDataType | `unknown(${number})` {
   return DATA_TYPE_BY_CODE.get(code) ?? `unknown(${code})`;
@@ -31,8 +56,17 @@ export interface OnnxValueInfo {
 
 /** Decoded tensor contents (float16 / bfloat16 as raw uint16 bits, bool as uint8). */
 export type OnnxTensorData =
-  | Float32Array | Float64Array | Int8Array | Uint8Array | Int16Array | Uint16Array | Int32Array | Uint32Array
-  | BigInt64Array | BigUint64Array | string[];
+  | Float32Array
+  | Float64Array
+  | Int8Array
+  | Uint8Array
+  | Int16Array
+  | Uint16Array
+  | Int32Array
+  | Uint32Array
+  | BigInt64Array
+  | BigUint64Array
+  | string[];
 
 /** An initializer or tensor attribute. `data` is undefined when it lives in external files. */
 export interface OnnxTensor {
@@ -46,8 +80,16 @@ export interface OnnxTensor {
 
 /** One attribute value, tagged with its ONNX kind (a bare number would be ambiguous int/float). */
 export type OnnxAttribute =
-  | { f: number } | { i: number } | { s: string } | { t: OnnxTensor } | { g: OnnxGraph }
-  | { floats: number[] } | { ints: number[] } | { strings: string[] } | { tensors: OnnxTensor[] } | { graphs: OnnxGraph[] };
+  | { f: number }
+  | { i: number }
+  | { s: string }
+  | { t: OnnxTensor }
+  | { g: OnnxGraph }
+  | { floats: number[] }
+  | { ints: number[] }
+  | { strings: string[] }
+  | { tensors: OnnxTensor[] }
+  | { graphs: OnnxGraph[] };
 
 export interface OnnxNode {
   name: string;
@@ -99,26 +141,83 @@ const toCamel = (key: string): string => key.replace(/_([a-z0-9])/g, (_, c: stri
 const toSnake = (key: string): string => key.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`);
 
 // Shapes of the plain objects (onnx.proto field names, longs as numbers).
-interface PbEntry { key?: string; value?: string }
+interface PbEntry {
+  key?: string;
+  value?: string;
+}
 interface PbTensor {
-  dims?: number[]; data_type?: number; float_data?: number[]; int32_data?: number[]; string_data?: Uint8Array[];
-  int64_data?: number[]; name?: string; raw_data?: Uint8Array; external_data?: PbEntry[]; data_location?: number;
-  double_data?: number[]; uint64_data?: number[];
+  dims?: number[];
+  data_type?: number;
+  float_data?: number[];
+  int32_data?: number[];
+  string_data?: Uint8Array[];
+  int64_data?: number[];
+  name?: string;
+  raw_data?: Uint8Array;
+  external_data?: PbEntry[];
+  data_location?: number;
+  double_data?: number[];
+  uint64_data?: number[];
 }
-interface PbDim { dim_value?: number; dim_param?: string }
-interface PbValueInfo { name?: string; type?: { tensor_type?: { elem_type?: number; shape?: { dim?: PbDim[] } } } }
+interface PbDim {
+  dim_value?: number;
+  dim_param?: string;
+}
+interface PbValueInfo {
+  name?: string;
+  type?: { tensor_type?: { elem_type?: number; shape?: { dim?: PbDim[] } } };
+}
 interface PbAttribute {
-  name?: string; type?: number; f?: number; i?: number; s?: Uint8Array; t?: PbTensor; g?: PbGraph;
-  floats?: number[]; ints?: number[]; strings?: Uint8Array[]; tensors?: PbTensor[]; graphs?: PbGraph[];
+  name?: string;
+  type?: number;
+  f?: number;
+  i?: number;
+  s?: Uint8Array;
+  t?: PbTensor;
+  g?: PbGraph;
+  floats?: number[];
+  ints?: number[];
+  strings?: Uint8Array[];
+  tensors?: PbTensor[];
+  graphs?: PbGraph[];
 }
-interface PbNode { input?: string[]; output?: string[]; name?: string; op_type?: string; domain?: string; attribute?: PbAttribute[] }
-interface PbGraph { node?: PbNode[]; name?: string; initializer?: PbTensor[]; input?: PbValueInfo[]; output?: PbValueInfo[]; value_info?: PbValueInfo[] }
+interface PbNode {
+  input?: string[];
+  output?: string[];
+  name?: string;
+  op_type?: string;
+  domain?: string;
+  attribute?: PbAttribute[];
+}
+interface PbGraph {
+  node?: PbNode[];
+  name?: string;
+  initializer?: PbTensor[];
+  input?: PbValueInfo[];
+  output?: PbValueInfo[];
+  value_info?: PbValueInfo[];
+}
 interface PbModel {
-  ir_version?: number; opset_import?: { domain?: string; version?: number }[]; producer_name?: string;
-  producer_version?: string; graph?: PbGraph; metadata_props?: PbEntry[];
+  ir_version?: number;
+  opset_import?: { domain?: string; version?: number }[];
+  producer_name?: string;
+  producer_version?: string;
+  graph?: PbGraph;
+  metadata_props?: PbEntry[];
 }
 
-const ATTR = { FLOAT: 1, INT: 2, STRING: 3, TENSOR: 4, GRAPH: 5, FLOATS: 6, INTS: 7, STRINGS: 8, TENSORS: 9, GRAPHS: 10 } as const;
+const ATTR = {
+  FLOAT: 1,
+  INT: 2,
+  STRING: 3,
+  TENSOR: 4,
+  GRAPH: 5,
+  FLOATS: 6,
+  INTS: 7,
+  STRINGS: 8,
+  TENSORS: 9,
+  GRAPHS: 10,
+} as const;
 const utf8 = new TextDecoder();
 const utf8Encoder = new TextEncoder();
 
@@ -127,7 +226,8 @@ function bytesOf(data: Exclude<OnnxTensorData, string[]>): Uint8Array {
 }
 
 function tensorToPb(t: OnnxTensor): PbTensor {
-  if (typeof t.dataType !== 'string' || t.dataType.startsWith('unknown')) throw new Error(`tensor ${t.name}: cannot encode data type ${t.dataType}`);
+  if (typeof t.dataType !== 'string' || t.dataType.startsWith('unknown'))
+    throw new Error(`tensor ${t.name}: cannot encode data type ${t.dataType}`);
   const pb: PbTensor = { name: t.name, dims: t.dims, data_type: ONNX_DATA_TYPE_CODE[t.dataType as OnnxDataType] };
   if (t.external) {
     pb.data_location = 1;
@@ -144,17 +244,31 @@ function tensorToPb(t: OnnxTensor): PbTensor {
 function viewRaw(raw: Uint8Array, type: OnnxDataType | string): OnnxTensorData {
   const buf = Uint8Array.prototype.slice.call(raw).buffer as ArrayBuffer;
   switch (type) {
-    case 'float32': return new Float32Array(buf);
-    case 'float64': return new Float64Array(buf);
-    case 'int8': return new Int8Array(buf);
-    case 'uint8': case 'bool': return new Uint8Array(buf);
-    case 'int16': return new Int16Array(buf);
-    case 'uint16': case 'float16': case 'bfloat16': return new Uint16Array(buf);
-    case 'int32': return new Int32Array(buf);
-    case 'uint32': return new Uint32Array(buf);
-    case 'int64': return new BigInt64Array(buf);
-    case 'uint64': return new BigUint64Array(buf);
-    default: return new Uint8Array(buf);
+    case 'float32':
+      return new Float32Array(buf);
+    case 'float64':
+      return new Float64Array(buf);
+    case 'int8':
+      return new Int8Array(buf);
+    case 'uint8':
+    case 'bool':
+      return new Uint8Array(buf);
+    case 'int16':
+      return new Int16Array(buf);
+    case 'uint16':
+    case 'float16':
+    case 'bfloat16':
+      return new Uint16Array(buf);
+    case 'int32':
+      return new Int32Array(buf);
+    case 'uint32':
+      return new Uint32Array(buf);
+    case 'int64':
+      return new BigInt64Array(buf);
+    case 'uint64':
+      return new BigUint64Array(buf);
+    default:
+      return new Uint8Array(buf);
   }
 }
 
@@ -175,11 +289,23 @@ function tensorFromPb(pb: PbTensor): OnnxTensor {
     // int32_data also carries int8/int16/uint8/uint16/bool/float16 values, one per entry.
     const v = pb.int32_data;
     switch (dataType) {
-      case 'int8': t.data = Int8Array.from(v); break;
-      case 'uint8': case 'bool': t.data = Uint8Array.from(v); break;
-      case 'int16': t.data = Int16Array.from(v); break;
-      case 'uint16': case 'float16': case 'bfloat16': t.data = Uint16Array.from(v); break;
-      default: t.data = Int32Array.from(v);
+      case 'int8':
+        t.data = Int8Array.from(v);
+        break;
+      case 'uint8':
+      case 'bool':
+        t.data = Uint8Array.from(v);
+        break;
+      case 'int16':
+        t.data = Int16Array.from(v);
+        break;
+      case 'uint16':
+      case 'float16':
+      case 'bfloat16':
+        t.data = Uint16Array.from(v);
+        break;
+      default:
+        t.data = Int32Array.from(v);
     }
   } else t.data = viewRaw(new Uint8Array(0), dataType);
   return t;
@@ -187,15 +313,25 @@ function tensorFromPb(pb: PbTensor): OnnxTensor {
 
 function valueInfoToPb(v: OnnxValueInfo): PbValueInfo {
   if (v.elemType.startsWith('unknown')) throw new Error(`value ${v.name}: cannot encode element type ${v.elemType}`);
-  const tensor: NonNullable<NonNullable<PbValueInfo['type']>['tensor_type']> = { elem_type: ONNX_DATA_TYPE_CODE[v.elemType as OnnxDataType] };
-  if (v.shape) tensor.shape = { dim: v.shape.map((d) => (typeof d === 'number' ? { dim_value: d } : typeof d === 'string' ? { dim_param: d } : {})) };
+  const tensor: NonNullable<NonNullable<PbValueInfo['type']>['tensor_type']> = {
+    elem_type: ONNX_DATA_TYPE_CODE[v.elemType as OnnxDataType],
+  };
+  if (v.shape)
+    tensor.shape = {
+      dim: v.shape.map((d) =>
+        typeof d === 'number' ? { dim_value: d } : typeof d === 'string' ? { dim_param: d } : {},
+      ),
+    };
   return { name: v.name, type: { tensor_type: tensor } };
 }
 
 function valueInfoFromPb(pb: PbValueInfo): OnnxValueInfo {
   const tt = pb.type?.tensor_type;
   const v: OnnxValueInfo = { name: pb.name ?? '', elemType: dataTypeName(tt?.elem_type ?? 0) };
-  if (tt?.shape) v.shape = (tt.shape.dim ?? []).map((d) => (d.dim_value !== undefined ? Number(d.dim_value) : d.dim_param !== undefined ? d.dim_param : null));
+  if (tt?.shape)
+    v.shape = (tt.shape.dim ?? []).map((d) =>
+      d.dim_value !== undefined ? Number(d.dim_value) : d.dim_param !== undefined ? d.dim_param : null,
+    );
   return v;
 }
 
@@ -214,16 +350,26 @@ function attributeToPb(name: string, a: OnnxAttribute): PbAttribute {
 
 function attributeFromPb(pb: PbAttribute): OnnxAttribute {
   switch (pb.type) {
-    case ATTR.FLOAT: return { f: pb.f ?? 0 };
-    case ATTR.INT: return { i: Number(pb.i ?? 0) };
-    case ATTR.STRING: return { s: utf8.decode(pb.s ?? new Uint8Array(0)) };
-    case ATTR.TENSOR: return { t: tensorFromPb(pb.t ?? {}) };
-    case ATTR.GRAPH: return { g: graphFromPb(pb.g ?? {}) };
-    case ATTR.FLOATS: return { floats: pb.floats ?? [] };
-    case ATTR.INTS: return { ints: (pb.ints ?? []).map(Number) };
-    case ATTR.STRINGS: return { strings: (pb.strings ?? []).map((b) => utf8.decode(b)) };
-    case ATTR.TENSORS: return { tensors: (pb.tensors ?? []).map(tensorFromPb) };
-    case ATTR.GRAPHS: return { graphs: (pb.graphs ?? []).map(graphFromPb) };
+    case ATTR.FLOAT:
+      return { f: pb.f ?? 0 };
+    case ATTR.INT:
+      return { i: Number(pb.i ?? 0) };
+    case ATTR.STRING:
+      return { s: utf8.decode(pb.s ?? new Uint8Array(0)) };
+    case ATTR.TENSOR:
+      return { t: tensorFromPb(pb.t ?? {}) };
+    case ATTR.GRAPH:
+      return { g: graphFromPb(pb.g ?? {}) };
+    case ATTR.FLOATS:
+      return { floats: pb.floats ?? [] };
+    case ATTR.INTS:
+      return { ints: (pb.ints ?? []).map(Number) };
+    case ATTR.STRINGS:
+      return { strings: (pb.strings ?? []).map((b) => utf8.decode(b)) };
+    case ATTR.TENSORS:
+      return { tensors: (pb.tensors ?? []).map(tensorFromPb) };
+    case ATTR.GRAPHS:
+      return { graphs: (pb.graphs ?? []).map(graphFromPb) };
     default: {
       // IR < 2 had no type field: infer from the field that is set.
       if (pb.floats?.length) return { floats: pb.floats };
@@ -241,7 +387,11 @@ function graphToPb(g: OnnxGraph): PbGraph {
   return {
     name: g.name,
     node: g.nodes.map((n) => ({
-      name: n.name, op_type: n.opType, domain: n.domain, input: n.inputs, output: n.outputs,
+      name: n.name,
+      op_type: n.opType,
+      domain: n.domain,
+      input: n.inputs,
+      output: n.outputs,
       attribute: Object.entries(n.attributes).map(([k, a]) => attributeToPb(k, a)),
     })),
     initializer: g.initializers.map(tensorToPb),
@@ -255,8 +405,11 @@ function graphFromPb(pb: PbGraph): OnnxGraph {
   return {
     name: pb.name ?? '',
     nodes: (pb.node ?? []).map((n) => ({
-      name: n.name ?? '', opType: n.op_type ?? '', domain: n.domain ?? '',
-      inputs: n.input ?? [], outputs: n.output ?? [],
+      name: n.name ?? '',
+      opType: n.op_type ?? '',
+      domain: n.domain ?? '',
+      inputs: n.input ?? [],
+      outputs: n.output ?? [],
       attributes: Object.fromEntries((n.attribute ?? []).map((a) => [a.name ?? '', attributeFromPb(a)])),
     })),
     initializers: (pb.initializer ?? []).map(tensorFromPb),
@@ -285,12 +438,17 @@ export function encodeModel(model: OnnxModel): Uint8Array {
 export function decodeModel(bytes: Uint8Array, where = 'ONNX model'): OnnxModel {
   let pb: PbModel;
   try {
-    pb = renameKeys(ModelProto.toObject(ModelProto.decode(bytes), { longs: Number, enums: Number, arrays: false, defaults: false }), toSnake) as PbModel;
+    pb = renameKeys(
+      ModelProto.toObject(ModelProto.decode(bytes), { longs: Number, enums: Number, arrays: false, defaults: false }),
+      toSnake,
+    ) as PbModel;
   } catch (error) {
     throw new Error(`${where}: not a valid ONNX protobuf (${(error as Error).message})`);
   }
   if (!pb.graph || !pb.ir_version || !pb.opset_import?.length) {
-    throw new Error(`${where}: not a valid ONNX model (missing ${!pb.graph ? 'graph' : !pb.ir_version ? 'ir_version' : 'opset_import'})`);
+    throw new Error(
+      `${where}: not a valid ONNX model (missing ${!pb.graph ? 'graph' : !pb.ir_version ? 'ir_version' : 'opset_import'})`,
+    );
   }
   return {
     irVersion: Number(pb.ir_version),
@@ -330,8 +488,16 @@ export interface GraphBuilderOptions {
 
 type InitializerData = Exclude<OnnxTensorData, string[]>;
 const INITIALIZER_TYPE = new Map<unknown, OnnxDataType>([
-  [Float32Array, 'float32'], [Float64Array, 'float64'], [Int8Array, 'int8'], [Uint8Array, 'uint8'], [Int16Array, 'int16'],
-  [Uint16Array, 'uint16'], [Int32Array, 'int32'], [Uint32Array, 'uint32'], [BigInt64Array, 'int64'], [BigUint64Array, 'uint64'],
+  [Float32Array, 'float32'],
+  [Float64Array, 'float64'],
+  [Int8Array, 'int8'],
+  [Uint8Array, 'uint8'],
+  [Int16Array, 'int16'],
+  [Uint16Array, 'uint16'],
+  [Int32Array, 'int32'],
+  [Uint32Array, 'uint32'],
+  [BigInt64Array, 'int64'],
+  [BigUint64Array, 'uint64'],
 ]);
 
 /**
@@ -344,7 +510,10 @@ export class GraphBuilder {
   private readonly opset: number;
   private readonly irVersion: number;
 
-  constructor(name: string, private readonly options: GraphBuilderOptions = {}) {
+  constructor(
+    name: string,
+    private readonly options: GraphBuilderOptions = {},
+  ) {
     this.graph = { name, nodes: [], inputs: [], outputs: [], initializers: [], valueInfo: [] };
     this.opset = options.opset ?? 17;
     this.irVersion = options.irVersion ?? 8;
@@ -366,17 +535,27 @@ export class GraphBuilder {
   initializer(name: string, data: InitializerData, dims: number[], dataType?: OnnxDataType): this {
     this.define(name, 'initializer');
     const size = dims.reduce((a, b) => a * b, 1);
-    if (data.length !== size) throw new Error(`graph ${this.graph.name}: initializer ${name} has ${data.length} values for dims [${dims}] (${size})`);
+    if (data.length !== size)
+      throw new Error(
+        `graph ${this.graph.name}: initializer ${name} has ${data.length} values for dims [${dims}] (${size})`,
+      );
     const type = dataType ?? INITIALIZER_TYPE.get(data.constructor);
     if (!type) throw new Error(`initializer ${name}: unsupported array type`);
     this.graph.initializers.push({ name, dataType: type, dims, data });
     return this;
   }
 
-  node(opType: string, inputs: string[], outputs: string[], attributes: Record<string, OnnxAttribute> = {}, options: { name?: string; domain?: string } = {}): this {
+  node(
+    opType: string,
+    inputs: string[],
+    outputs: string[],
+    attributes: Record<string, OnnxAttribute> = {},
+    options: { name?: string; domain?: string } = {},
+  ): this {
     const name = options.name ?? `${opType}_${this.graph.nodes.length}`;
     for (const i of inputs) {
-      if (i !== '' && !this.defined.has(i)) throw new Error(`graph ${this.graph.name}: node ${name} (${opType}) reads undefined value ${i}`);
+      if (i !== '' && !this.defined.has(i))
+        throw new Error(`graph ${this.graph.name}: node ${name} (${opType}) reads undefined value ${i}`);
     }
     for (const o of outputs) this.define(o, `output of node ${name}`);
     this.graph.nodes.push({ name, opType, domain: options.domain ?? '', inputs, outputs, attributes });

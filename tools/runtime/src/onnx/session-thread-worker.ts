@@ -6,8 +6,20 @@ import { parentPort } from 'node:worker_threads';
 import type * as Ort from 'onnxruntime-node';
 import { readFile, stat } from 'node:fs/promises';
 import { PIXEL_TRANSFORM_MAX_MODEL_BYTES, prependPixelTransform, type PixelInputTransform } from './input-transform.js';
-import { diagnoseCudaProvider, onnxruntimeNodeInstall, openWithProvider, requestedProvider, type ProviderOutcome } from './execution-provider.js';
-import type { InputTransformOutcome, ThreadTensor, ThreadValueMetadata, WorkerReply, WorkerRequest } from './session-thread.js';
+import {
+  diagnoseCudaProvider,
+  onnxruntimeNodeInstall,
+  openWithProvider,
+  requestedProvider,
+  type ProviderOutcome,
+} from './execution-provider.js';
+import type {
+  InputTransformOutcome,
+  ThreadTensor,
+  ThreadValueMetadata,
+  WorkerReply,
+  WorkerRequest,
+} from './session-thread.js';
 
 const port = parentPort!;
 let ort: typeof Ort | undefined;
@@ -16,14 +28,25 @@ let session: Ort.InferenceSession | undefined;
 const firstLine = (error: unknown) => (error instanceof Error ? error.message : String(error)).split('\n')[0]!;
 
 function metadata(list: readonly Ort.InferenceSession.ValueMetadata[]): ThreadValueMetadata[] {
-  return list.map((m) => (m.isTensor ? { name: m.name, isTensor: true, type: m.type, shape: [...m.shape] } : { name: m.name, isTensor: false }));
+  return list.map((m) =>
+    m.isTensor
+      ? { name: m.name, isTensor: true, type: m.type, shape: [...m.shape] }
+      : { name: m.name, isTensor: false },
+  );
 }
 
 // Two overloads of create (a path, or bytes); TypeScript does not pick one for the union.
 const createSession = (model: string | Uint8Array, options: Ort.InferenceSession.SessionOptions) =>
-  typeof model === 'string' ? ort!.InferenceSession.create(model, options) : ort!.InferenceSession.create(model, options);
+  typeof model === 'string'
+    ? ort!.InferenceSession.create(model, options)
+    : ort!.InferenceSession.create(model, options);
 
-async function open(modelPath: string, threads: number, gpus: number[], pixelTransform: PixelInputTransform | undefined): Promise<WorkerReply> {
+async function open(
+  modelPath: string,
+  threads: number,
+  gpus: number[],
+  pixelTransform: PixelInputTransform | undefined,
+): Promise<WorkerReply> {
   ort ??= await import('onnxruntime-node');
   // The model as onnxruntime gets it: the file path, or the rewritten bytes.
   let model: string | Uint8Array = modelPath;
@@ -31,7 +54,10 @@ async function open(modelPath: string, threads: number, gpus: number[], pixelTra
   if (pixelTransform) {
     try {
       const size = (await stat(modelPath)).size;
-      if (size > PIXEL_TRANSFORM_MAX_MODEL_BYTES) throw new Error(`model larger than ${PIXEL_TRANSFORM_MAX_MODEL_BYTES >> 20} MiB (${(size / 2 ** 20).toFixed(0)} MiB)`);
+      if (size > PIXEL_TRANSFORM_MAX_MODEL_BYTES)
+        throw new Error(
+          `model larger than ${PIXEL_TRANSFORM_MAX_MODEL_BYTES >> 20} MiB (${(size / 2 ** 20).toFixed(0)} MiB)`,
+        );
       const result = prependPixelTransform(await readFile(modelPath), pixelTransform);
       if (result.applied) {
         model = result.bytes;
@@ -42,12 +68,20 @@ async function open(modelPath: string, threads: number, gpus: number[], pixelTra
       inputTransform = { applied: false, reason: firstLine(error) };
     }
   }
-  const base: Ort.InferenceSession.SessionOptions = { intraOpNumThreads: threads, interOpNumThreads: 1, graphOptimizationLevel: 'all' };
+  const base: Ort.InferenceSession.SessionOptions = {
+    intraOpNumThreads: threads,
+    interOpNumThreads: 1,
+    graphOptimizationLevel: 'all',
+  };
   const request = requestedProvider(gpus, process.env.CUDA_VISIBLE_DEVICES);
   const warnings = new Set<string>();
   let provider: ProviderOutcome = { name: 'cpu' };
   const openModel = async (m: string | Uint8Array) => {
-    const opened = await openWithProvider(request, (executionProviders) => createSession(m, { ...base, executionProviders }), () => diagnoseCudaProvider(onnxruntimeNodeInstall()));
+    const opened = await openWithProvider(
+      request,
+      (executionProviders) => createSession(m, { ...base, executionProviders }),
+      () => diagnoseCudaProvider(onnxruntimeNodeInstall()),
+    );
     if (opened.warning) warnings.add(opened.warning);
     provider = opened.provider;
     return opened.session;
@@ -69,13 +103,24 @@ async function open(modelPath: string, threads: number, gpus: number[], pixelTra
     }
   }
   return {
-    kind: 'ready', inputNames: [...session.inputNames], outputNames: [...session.outputNames],
-    inputMetadata: metadata(session.inputMetadata), outputMetadata: metadata(session.outputMetadata), warnings: [...warnings], inputTransform, provider,
+    kind: 'ready',
+    inputNames: [...session.inputNames],
+    outputNames: [...session.outputNames],
+    inputMetadata: metadata(session.inputMetadata),
+    outputMetadata: metadata(session.outputMetadata),
+    warnings: [...warnings],
+    inputTransform,
+    provider,
   };
 }
 
-async function run(id: number, feeds: Record<string, ThreadTensor>, fetches: string[]): Promise<{ reply: WorkerReply; transfer: ArrayBuffer[] }> {
-  if (!ort || !session) return { reply: { kind: 'error', id, message: 'onnxruntime worker: no session' }, transfer: [] };
+async function run(
+  id: number,
+  feeds: Record<string, ThreadTensor>,
+  fetches: string[],
+): Promise<{ reply: WorkerReply; transfer: ArrayBuffer[] }> {
+  if (!ort || !session)
+    return { reply: { kind: 'error', id, message: 'onnxruntime worker: no session' }, transfer: [] };
   try {
     const inputs: Record<string, Ort.Tensor> = {};
     for (const [name, t] of Object.entries(feeds)) inputs[name] = new ort.Tensor(t.type, t.data, t.dims);

@@ -56,7 +56,16 @@ export interface ThreadSessionOptions {
 
 /** What the worker answers (see session-thread-worker.ts). */
 export type WorkerReply =
-  | { kind: 'ready'; inputNames: string[]; outputNames: string[]; inputMetadata: ThreadValueMetadata[]; outputMetadata: ThreadValueMetadata[]; warnings: string[]; inputTransform: InputTransformOutcome; provider: ProviderOutcome }
+  | {
+      kind: 'ready';
+      inputNames: string[];
+      outputNames: string[];
+      inputMetadata: ThreadValueMetadata[];
+      outputMetadata: ThreadValueMetadata[];
+      warnings: string[];
+      inputTransform: InputTransformOutcome;
+      provider: ProviderOutcome;
+    }
   | { kind: 'result'; id: number; outputs: Record<string, ThreadTensor>; inputs: Record<string, ThreadTensor> }
   | { kind: 'error'; id: number; message: string };
 
@@ -112,7 +121,13 @@ export class ThreadedSession {
   /** Loads the model in a new worker thread; a load error names the file. */
   static async open(modelPath: string, options: ThreadSessionOptions): Promise<ThreadedSession> {
     const worker = new Worker(new URL('./session-thread-worker.js', import.meta.url));
-    const request: WorkerRequest = { kind: 'open', modelPath, threads: Math.max(1, options.threads), gpus: [...(options.gpus ?? [])], pixelTransform: options.pixelTransform };
+    const request: WorkerRequest = {
+      kind: 'open',
+      modelPath,
+      threads: Math.max(1, options.threads),
+      gpus: [...(options.gpus ?? [])],
+      pixelTransform: options.pixelTransform,
+    };
     const ready = await new Promise<Extract<WorkerReply, { kind: 'ready' }>>((resolve, reject) => {
       const onMessage = (reply: WorkerReply) => {
         worker.off('error', onError);
@@ -131,7 +146,15 @@ export class ThreadedSession {
       throw error;
     });
     for (const w of ready.warnings) options.warn?.(w);
-    return new ThreadedSession(worker, ready.inputNames, ready.outputNames, ready.inputMetadata, ready.outputMetadata, ready.inputTransform, ready.provider);
+    return new ThreadedSession(
+      worker,
+      ready.inputNames,
+      ready.outputNames,
+      ready.inputMetadata,
+      ready.outputMetadata,
+      ready.inputTransform,
+      ready.provider,
+    );
   }
 
   /**

@@ -15,23 +15,34 @@ export function loadArrow(): Promise<Arrow> {
 
 export function arrowElementType(arrow: Arrow, type: ElementType): ArrowNs.DataType {
   switch (type) {
-    case 'utf8': return new arrow.Utf8();
-    case 'int8': return new arrow.Int8();
-    case 'uint8': return new arrow.Uint8();
-    case 'int16': return new arrow.Int16();
-    case 'uint16': return new arrow.Uint16();
-    case 'int32': return new arrow.Int32();
-    case 'uint32': return new arrow.Uint32();
-    case 'float32': return new arrow.Float32();
-    case 'float64': return new arrow.Float64();
+    case 'utf8':
+      return new arrow.Utf8();
+    case 'int8':
+      return new arrow.Int8();
+    case 'uint8':
+      return new arrow.Uint8();
+    case 'int16':
+      return new arrow.Int16();
+    case 'uint16':
+      return new arrow.Uint16();
+    case 'int32':
+      return new arrow.Int32();
+    case 'uint32':
+      return new arrow.Uint32();
+    case 'float32':
+      return new arrow.Float32();
+    case 'float64':
+      return new arrow.Float64();
   }
 }
 
 export function arrowColumnType(arrow: Arrow, spec: ColumnSpec): ArrowNs.DataType {
   const element = arrowElementType(arrow, spec.type);
-  if (spec.type === 'utf8' && (spec.width !== undefined || spec.list)) throw new Error(`column ${spec.name}: utf8 columns cannot be lists`);
+  if (spec.type === 'utf8' && (spec.width !== undefined || spec.list))
+    throw new Error(`column ${spec.name}: utf8 columns cannot be lists`);
   if (spec.width !== undefined) {
-    if (!Number.isInteger(spec.width) || spec.width <= 0) throw new Error(`column ${spec.name}: width must be a positive integer, got ${spec.width}`);
+    if (!Number.isInteger(spec.width) || spec.width <= 0)
+      throw new Error(`column ${spec.name}: width must be a positive integer, got ${spec.width}`);
     return new arrow.FixedSizeList(spec.width, new arrow.Field('item', element, false));
   }
   if (spec.list) return new arrow.List(new arrow.Field('item', element, false));
@@ -53,7 +64,15 @@ function elementTypeOf(arrow: Arrow, type: ArrowNs.DataType, where: string): Ele
   if (arrow.DataType.isInt(type)) {
     const t = type as ArrowNs.Int;
     const name = `${t.isSigned ? 'int' : 'uint'}${t.bitWidth}`;
-    if (name === 'int8' || name === 'uint8' || name === 'int16' || name === 'uint16' || name === 'int32' || name === 'uint32') return name;
+    if (
+      name === 'int8' ||
+      name === 'uint8' ||
+      name === 'int16' ||
+      name === 'uint16' ||
+      name === 'int32' ||
+      name === 'uint32'
+    )
+      return name;
   }
   if (arrow.DataType.isFloat(type)) {
     const p = (type as ArrowNs.Float).precision;
@@ -68,10 +87,22 @@ export function fromArrowSchema(arrow: Arrow, schema: ArrowNs.Schema, where: str
     const t = f.type as ArrowNs.DataType;
     if (arrow.DataType.isFixedSizeList(t)) {
       const fl = t as ArrowNs.FixedSizeList;
-      return { name: f.name, type: elementTypeOf(arrow, fl.children[0]!.type as ArrowNs.DataType, `${where} column ${f.name}`), width: fl.listSize };
+      return {
+        name: f.name,
+        type: elementTypeOf(arrow, fl.children[0]!.type as ArrowNs.DataType, `${where} column ${f.name}`),
+        width: fl.listSize,
+      };
     }
     if (arrow.DataType.isList(t)) {
-      return { name: f.name, type: elementTypeOf(arrow, (t as ArrowNs.List).children[0]!.type as ArrowNs.DataType, `${where} column ${f.name}`), list: true };
+      return {
+        name: f.name,
+        type: elementTypeOf(
+          arrow,
+          (t as ArrowNs.List).children[0]!.type as ArrowNs.DataType,
+          `${where} column ${f.name}`,
+        ),
+        list: true,
+      };
     }
     return { name: f.name, type: elementTypeOf(arrow, t, `${where} column ${f.name}`) };
   });
@@ -79,8 +110,14 @@ export function fromArrowSchema(arrow: Arrow, schema: ArrowNs.Schema, where: str
 }
 
 const ARRAY_OF: Record<Exclude<ElementType, 'utf8'>, new (n: number) => NumericArray> = {
-  int8: Int8Array, uint8: Uint8Array, int16: Int16Array, uint16: Uint16Array,
-  int32: Int32Array, uint32: Uint32Array, float32: Float32Array, float64: Float64Array,
+  int8: Int8Array,
+  uint8: Uint8Array,
+  int16: Int16Array,
+  uint16: Uint16Array,
+  int32: Int32Array,
+  uint32: Uint32Array,
+  float32: Float32Array,
+  float64: Float64Array,
 };
 
 /** A new zeroed typed array of the column's element type. */
@@ -105,16 +142,19 @@ export function checkColumn(spec: ColumnSpec, values: ColumnValues | undefined, 
   const ctor = ARRAY_OF[spec.type];
   if (spec.list) {
     if (!isListValues(values)) throw new Error(`${where}: expected {offsets, values}`);
-    if (values.offsets.length !== numRows + 1) throw new Error(`${where}: ${values.offsets.length} offsets for ${numRows} rows (need rows+1)`);
+    if (values.offsets.length !== numRows + 1)
+      throw new Error(`${where}: ${values.offsets.length} offsets for ${numRows} rows (need rows+1)`);
     if (!(values.values instanceof ctor)) throw new Error(`${where}: values must be ${ctor.name}`);
     const o = values.offsets;
     for (let r = 0; r < numRows; r++) if (o[r + 1]! < o[r]!) throw new Error(`${where}: offsets decrease at row ${r}`);
-    if (o[0]! < 0 || o[numRows]! > values.values.length) throw new Error(`${where}: offsets out of range of ${values.values.length} values`);
+    if (o[0]! < 0 || o[numRows]! > values.values.length)
+      throw new Error(`${where}: offsets out of range of ${values.values.length} values`);
     return;
   }
   if (!(values instanceof ctor)) throw new Error(`${where}: expected ${ctor.name}`);
   const expected = numRows * (spec.width ?? 1);
-  if (values.length !== expected) throw new Error(`${where}: ${values.length} values for ${numRows} rows (need ${expected})`);
+  if (values.length !== expected)
+    throw new Error(`${where}: ${values.length} values for ${numRows} rows (need ${expected})`);
 }
 
 /** Rows [a, b) of one column; views where possible, list offsets rebased to 0. */
@@ -164,7 +204,10 @@ export function concatColumn(spec: ColumnSpec, pieces: ColumnValues[]): ColumnVa
     return { offsets, values: out };
   }
   const arrays = pieces as NumericArray[];
-  const out = allocNumeric(spec.type, arrays.reduce((s, p) => s + p.length, 0));
+  const out = allocNumeric(
+    spec.type,
+    arrays.reduce((s, p) => s + p.length, 0),
+  );
   let pos = 0;
   for (const p of arrays) {
     out.set(p as never, pos);
@@ -182,29 +225,64 @@ function utf8Data(arrow: Arrow, strings: string[]): ArrowNs.Data {
   }
   const bytes = Buffer.allocUnsafe(total);
   for (let i = 0; i < strings.length; i++) bytes.write(strings[i]!, offsets[i]!, 'utf8');
-  return arrow.makeData({ type: new arrow.Utf8(), length: strings.length, nullCount: 0, valueOffsets: offsets, data: new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength) });
+  return arrow.makeData({
+    type: new arrow.Utf8(),
+    length: strings.length,
+    nullCount: 0,
+    valueOffsets: offsets,
+    data: new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength),
+  });
 }
 
-function columnData(arrow: Arrow, type: ArrowNs.DataType, spec: ColumnSpec, values: ColumnValues, numRows: number): ArrowNs.Data {
+function columnData(
+  arrow: Arrow,
+  type: ArrowNs.DataType,
+  spec: ColumnSpec,
+  values: ColumnValues,
+  numRows: number,
+): ArrowNs.Data {
   if (spec.type === 'utf8') return utf8Data(arrow, values as string[]);
   const element = arrowElementType(arrow, spec.type);
   if (spec.list) {
     const lv = values as ListValues;
     const n = lv.offsets[numRows]! - lv.offsets[0]!;
-    const child = arrow.makeData({ type: element, length: n, nullCount: 0, data: lv.values.subarray(lv.offsets[0]!, lv.offsets[numRows]!) } as never) as ArrowNs.Data;
+    const child = arrow.makeData({
+      type: element,
+      length: n,
+      nullCount: 0,
+      data: lv.values.subarray(lv.offsets[0]!, lv.offsets[numRows]!),
+    } as never) as ArrowNs.Data;
     const offsets = lv.offsets[0] === 0 ? lv.offsets : lv.offsets.map((o) => o - lv.offsets[0]!);
     return arrow.makeData({ type: type as ArrowNs.List, length: numRows, nullCount: 0, valueOffsets: offsets, child });
   }
   if (spec.width !== undefined) {
-    const child = arrow.makeData({ type: element, length: numRows * spec.width, nullCount: 0, data: values as NumericArray } as never) as ArrowNs.Data;
+    const child = arrow.makeData({
+      type: element,
+      length: numRows * spec.width,
+      nullCount: 0,
+      data: values as NumericArray,
+    } as never) as ArrowNs.Data;
     return arrow.makeData({ type: type as ArrowNs.FixedSizeList, length: numRows, nullCount: 0, child });
   }
-  return arrow.makeData({ type: element, length: numRows, nullCount: 0, data: values as NumericArray } as never) as ArrowNs.Data;
+  return arrow.makeData({
+    type: element,
+    length: numRows,
+    nullCount: 0,
+    data: values as NumericArray,
+  } as never) as ArrowNs.Data;
 }
 
 /** Builds one Arrow record batch from checked column values. */
-export function makeRecordBatch(arrow: Arrow, schema: ArrowNs.Schema, specs: ColumnSpec[], columns: Record<string, ColumnValues>, numRows: number): ArrowNs.RecordBatch {
-  const children = specs.map((spec, i) => columnData(arrow, schema.fields[i]!.type as ArrowNs.DataType, spec, columns[spec.name]!, numRows));
+export function makeRecordBatch(
+  arrow: Arrow,
+  schema: ArrowNs.Schema,
+  specs: ColumnSpec[],
+  columns: Record<string, ColumnValues>,
+  numRows: number,
+): ArrowNs.RecordBatch {
+  const children = specs.map((spec, i) =>
+    columnData(arrow, schema.fields[i]!.type as ArrowNs.DataType, spec, columns[spec.name]!, numRows),
+  );
   const struct = arrow.makeData({ type: new arrow.Struct(schema.fields), length: numRows, nullCount: 0, children });
   return new arrow.RecordBatch(schema, struct);
 }

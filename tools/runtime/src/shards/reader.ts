@@ -13,7 +13,16 @@ import { readFile } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import type * as ArrowNs from 'apache-arrow';
 import { columnValuesOf, fromArrowSchema, loadArrow, type Arrow } from './arrow.js';
-import { MANIFEST_FILE, type ColumnSpec, type ColumnValues, type ListValues, type NumericArray, type ShardEntry, type ShardManifest, type ShardSchema } from './schema.js';
+import {
+  MANIFEST_FILE,
+  type ColumnSpec,
+  type ColumnValues,
+  type ListValues,
+  type NumericArray,
+  type ShardEntry,
+  type ShardManifest,
+  type ShardSchema,
+} from './schema.js';
 
 /** One record batch of a shard set, with typed column accessors (views, valid until the next shard). */
 export interface ShardBatch {
@@ -72,7 +81,8 @@ class Batch implements ShardBatch {
   }
   private spec(name: string): ColumnSpec {
     const spec = this.schema.columns.find((c) => c.name === name);
-    if (!spec) throw new Error(`${this.file}: no column ${name} (have ${this.schema.columns.map((c) => c.name).join(', ')})`);
+    if (!spec)
+      throw new Error(`${this.file}: no column ${name} (have ${this.schema.columns.map((c) => c.name).join(', ')})`);
     return spec;
   }
   column(name: string): ColumnValues {
@@ -91,7 +101,8 @@ class Batch implements ShardBatch {
   }
   numeric(name: string): NumericArray {
     const spec = this.spec(name);
-    if (spec.type === 'utf8' || spec.list) throw new Error(`${this.file}: column ${name} is not a numeric scalar or fixed-size list`);
+    if (spec.type === 'utf8' || spec.list)
+      throw new Error(`${this.file}: column ${name} is not a numeric scalar or fixed-size list`);
     return this.column(name) as NumericArray;
   }
   list(name: string): ListValues {
@@ -101,7 +112,16 @@ class Batch implements ShardBatch {
 }
 
 function sameColumns(a: ColumnSpec[], b: ColumnSpec[]): boolean {
-  return a.length === b.length && a.every((c, i) => c.name === b[i]!.name && c.type === b[i]!.type && (c.width ?? 0) === (b[i]!.width ?? 0) && !!c.list === !!b[i]!.list);
+  return (
+    a.length === b.length &&
+    a.every(
+      (c, i) =>
+        c.name === b[i]!.name &&
+        c.type === b[i]!.type &&
+        (c.width ?? 0) === (b[i]!.width ?? 0) &&
+        !!c.list === !!b[i]!.list,
+    )
+  );
 }
 
 /**
@@ -112,7 +132,11 @@ function sameColumns(a: ColumnSpec[], b: ColumnSpec[]): boolean {
  * close are cheap system calls and run synchronously here. A size other than the manifest's is
  * reported before anything is read.
  */
-async function readShardBytes(path: string, expectBytes: number | undefined, spare: Buffer | undefined): Promise<Buffer> {
+async function readShardBytes(
+  path: string,
+  expectBytes: number | undefined,
+  spare: Buffer | undefined,
+): Promise<Buffer> {
   let fd: number;
   try {
     fd = openSync(path, 'r');
@@ -127,7 +151,9 @@ async function readShardBytes(path: string, expectBytes: number | undefined, spa
     const bytes = spare && spare.byteLength >= size ? spare.subarray(0, size) : Buffer.allocUnsafeSlow(size); // never from the shared pool: it may be reused
     let done = 0;
     while (done < size) {
-      const got = await new Promise<number>((resolve, reject) => read(fd, bytes, done, size - done, done, (error, n) => (error ? reject(error) : resolve(n))));
+      const got = await new Promise<number>((resolve, reject) =>
+        read(fd, bytes, done, size - done, done, (error, n) => (error ? reject(error) : resolve(n))),
+      );
       if (got === 0) throw new Error(`shard ${path}: truncated while reading: ${done} of ${size} bytes`);
       done += got;
     }
@@ -142,7 +168,11 @@ async function readShardBytes(path: string, expectBytes: number | undefined, spa
 
 /** Checks the Arrow IPC file magic and opens the file reader; errors name the file. */
 function openArrowFile(arrow: Arrow, path: string, bytes: Buffer): ArrowNs.RecordBatchFileReader {
-  if (bytes.byteLength < 12 || !bytes.subarray(0, 6).equals(MAGIC) || !bytes.subarray(bytes.byteLength - 6).equals(MAGIC)) {
+  if (
+    bytes.byteLength < 12 ||
+    !bytes.subarray(0, 6).equals(MAGIC) ||
+    !bytes.subarray(bytes.byteLength - 6).equals(MAGIC)
+  ) {
     throw new Error(`shard ${path}: truncated or corrupt: not a complete Arrow IPC file (magic bytes missing)`);
   }
   try {
@@ -191,8 +221,12 @@ export async function openShardSet(path: string): Promise<ShardSet> {
     const reader = openArrowFile(arrow, path, await readShardBytes(path, undefined, undefined));
     const schema = fromArrowSchema(arrow, reader.schema, path);
     manifest = {
-      format: 'distillery-shards', version: 1, rowsPerShard: 0, totalRows: -1,
-      columns: schema.columns, metadata: schema.metadata,
+      format: 'distillery-shards',
+      version: 1,
+      rowsPerShard: 0,
+      totalRows: -1,
+      columns: schema.columns,
+      metadata: schema.metadata,
       shards: [{ file: basename(path), rows: -1, bytes: statSync(path).size, sha256: '' }],
     };
   } else {
@@ -209,7 +243,11 @@ export async function openShardSet(path: string): Promise<ShardSet> {
     } catch (error) {
       throw new Error(`${manifestPath}: corrupt JSON (${(error as Error).message})`);
     }
-    if (manifest.format !== 'distillery-shards' || !Array.isArray(manifest.shards) || !Array.isArray(manifest.columns)) {
+    if (
+      manifest.format !== 'distillery-shards' ||
+      !Array.isArray(manifest.shards) ||
+      !Array.isArray(manifest.columns)
+    ) {
       throw new Error(`${manifestPath}: not a distillery shard manifest`);
     }
   }
@@ -225,13 +263,23 @@ export async function openShardSet(path: string): Promise<ShardSet> {
       acc += Math.max(0, s.rows);
     }
     /** A shard read ahead: its bytes, and their hash while it is being computed. */
-    interface ReadAhead { entry: ShardEntry; file: string; bytes: Buffer; hash: SlicedHash | undefined }
+    interface ReadAhead {
+      entry: ShardEntry;
+      file: string;
+      bytes: Buffer;
+      hash: SlicedHash | undefined;
+    }
     const read = (index: number, spare: Buffer | undefined): Promise<ReadAhead> => {
       const entry = manifest.shards[index];
-      if (!entry) return Promise.reject(new Error(`shard set ${dir}: no shard #${index} (has ${manifest.shards.length})`));
+      if (!entry)
+        return Promise.reject(new Error(`shard set ${dir}: no shard #${index} (has ${manifest.shards.length})`));
       const file = join(dir, entry.file);
-      return readShardBytes(file, entry.sha256 ? entry.bytes : undefined, spare)
-        .then((bytes) => ({ entry, file, bytes, hash: verify === 'sha256' && entry.sha256 ? new SlicedHash(bytes) : undefined }));
+      return readShardBytes(file, entry.sha256 ? entry.bytes : undefined, spare).then((bytes) => ({
+        entry,
+        file,
+        bytes,
+        hash: verify === 'sha256' && entry.sha256 ? new SlicedHash(bytes) : undefined,
+      }));
     };
     let ahead = order.length > 0 ? read(order[0]!, undefined) : undefined;
     /** The read-ahead shard once its bytes are in (its hash then advances between batches). */
@@ -244,16 +292,23 @@ export async function openShardSet(path: string): Promise<ShardSet> {
       const { entry, file, bytes, hash } = await ahead!;
       if (hash) {
         const got = hash.digest();
-        if (got !== entry.sha256) throw new Error(`shard ${file}: corrupt: sha256 ${got} does not match the manifest's ${entry.sha256}`);
+        if (got !== entry.sha256)
+          throw new Error(`shard ${file}: corrupt: sha256 ${got} does not match the manifest's ${entry.sha256}`);
       }
       const reader = openArrowFile(arrow, file, bytes);
       // Read the next shard while this one is consumed (its error surfaces when reached).
       delete arrival.shard;
       ahead = k + 1 < order.length ? read(order[k + 1]!, spare) : undefined;
-      ahead?.then((next) => { arrival.shard = next; }, () => {});
+      ahead?.then(
+        (next) => {
+          arrival.shard = next;
+        },
+        () => {},
+      );
       spare = undefined;
       const fileSchema = fromArrowSchema(arrow, reader.schema, file);
-      if (!sameColumns(fileSchema.columns, schema.columns)) throw new Error(`shard ${file}: columns differ from the manifest's`);
+      if (!sameColumns(fileSchema.columns, schema.columns))
+        throw new Error(`shard ${file}: columns differ from the manifest's`);
       let row = starts[index]!;
       let rows = 0;
       try {
@@ -270,7 +325,8 @@ export async function openShardSet(path: string): Promise<ShardSet> {
         if ((error as Error).message.startsWith(`shard ${file}`)) throw error;
         throw new Error(`shard ${file}: corrupt Arrow IPC file (${(error as Error).message})`);
       }
-      if (entry.rows >= 0 && rows !== entry.rows) throw new Error(`shard ${file}: ${rows} rows, manifest says ${entry.rows}`);
+      if (entry.rows >= 0 && rows !== entry.rows)
+        throw new Error(`shard ${file}: ${rows} rows, manifest says ${entry.rows}`);
       if (options.reuseBuffers) spare = Buffer.from(bytes.buffer);
     }
   }

@@ -105,12 +105,15 @@ export interface DatasetSchemaOptions {
 
 export function datasetSchema(options: DatasetSchemaOptions): ShardSchema {
   const width = options.shape.reduce((a, b) => a * b, 1);
-  if (!Number.isInteger(width) || width <= 0) throw new Error(`dataset schema: bad shape ${JSON.stringify(options.shape)}`);
+  if (!Number.isInteger(width) || width <= 0)
+    throw new Error(`dataset schema: bad shape ${JSON.stringify(options.shape)}`);
   const columns: ColumnSpec[] = [
     { name: 'id', type: 'utf8' },
     { name: 'split', type: 'utf8' },
     options.labels === 'single' ? { name: 'label', type: 'int32' } : { name: 'labels', type: 'int32', list: true },
-    options.input === 'pixels' ? { name: 'pixels', type: 'uint8', width } : { name: 'features', type: 'float32', width },
+    options.input === 'pixels'
+      ? { name: 'pixels', type: 'uint8', width }
+      : { name: 'features', type: 'float32', width },
   ];
   const metadata: Record<string, string> = {
     [SCHEMA_KEY]: DATASET_SCHEMA,
@@ -138,7 +141,9 @@ export interface DatasetInfo {
 export function parseDatasetSchema(schema: ShardSchema, where = 'dataset'): DatasetInfo {
   const m = schema.metadata;
   if (m[SCHEMA_KEY] !== DATASET_SCHEMA) {
-    throw new Error(`${where}: not a dataset shard set (${SCHEMA_KEY} = ${JSON.stringify(m[SCHEMA_KEY])}, expected "${DATASET_SCHEMA}")`);
+    throw new Error(
+      `${where}: not a dataset shard set (${SCHEMA_KEY} = ${JSON.stringify(m[SCHEMA_KEY])}, expected "${DATASET_SCHEMA}")`,
+    );
   }
   const shape = JSON.parse(m['distillery.shape'] ?? 'null') as unknown;
   if (!Array.isArray(shape) || !shape.every((d) => Number.isInteger(d) && d > 0)) {
@@ -147,7 +152,8 @@ export function parseDatasetSchema(schema: ShardSchema, where = 'dataset'): Data
   const names = new Set(schema.columns.map((c) => c.name));
   const input = names.has('pixels') ? 'pixels' : names.has('features') ? 'features' : undefined;
   const labels = names.has('label') ? 'single' : names.has('labels') ? 'multi' : undefined;
-  if (!input || !labels || !names.has('id')) throw new Error(`${where}: dataset columns missing (have ${[...names].join(', ')})`);
+  if (!input || !labels || !names.has('id'))
+    throw new Error(`${where}: dataset columns missing (have ${[...names].join(', ')})`);
   const info: DatasetInfo = {
     shape: shape as number[],
     layout: m['distillery.layout'] ?? 'flat',
@@ -222,10 +228,13 @@ export function teacherOutputSchema(options: TeacherOutputOptions): ShardSchema 
 export function parseTeacherSchema(schema: ShardSchema, where = 'teacher outputs'): TeacherOutputOptions {
   const m = schema.metadata;
   if (m[SCHEMA_KEY] !== TEACHER_SCHEMA) {
-    throw new Error(`${where}: not a teacher-output shard set (${SCHEMA_KEY} = ${JSON.stringify(m[SCHEMA_KEY])}, expected "${TEACHER_SCHEMA}")`);
+    throw new Error(
+      `${where}: not a teacher-output shard set (${SCHEMA_KEY} = ${JSON.stringify(m[SCHEMA_KEY])}, expected "${TEACHER_SCHEMA}")`,
+    );
   }
   const activation = m['distillery.activation'];
-  if (activation !== 'softmax' && activation !== 'sigmoid') throw new Error(`${where}: bad distillery.activation ${JSON.stringify(activation)}`);
+  if (activation !== 'softmax' && activation !== 'sigmoid')
+    throw new Error(`${where}: bad distillery.activation ${JSON.stringify(activation)}`);
   const options: TeacherOutputOptions = {
     teacherId: m['distillery.teacher_id'] ?? '',
     modelSha256: m['distillery.model_sha256'] ?? '',

@@ -9,7 +9,16 @@ import { createHash, type Hash } from 'node:crypto';
 import { closeSync, mkdirSync, openSync, renameSync, rmSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import type * as ArrowNs from 'apache-arrow';
-import { checkColumn, concatColumn, copyColumn, loadArrow, makeRecordBatch, sliceColumn, toArrowSchema, type Arrow } from './arrow.js';
+import {
+  checkColumn,
+  concatColumn,
+  copyColumn,
+  loadArrow,
+  makeRecordBatch,
+  sliceColumn,
+  toArrowSchema,
+  type Arrow,
+} from './arrow.js';
 import { MANIFEST_FILE, type ColumnValues, type ShardEntry, type ShardManifest, type ShardSchema } from './schema.js';
 import { writeFileAtomicSync } from '@distillery/core/plugin';
 
@@ -77,7 +86,9 @@ function fileWriterClass(arrow: Arrow): FileWriterCtor {
     constructor(private readonly fileSink: FileSink) {
       super({ autoDestroy: true });
     }
-    protected override _write(chunk: ArrayBufferView | ArrayBufferLike | ArrayLike<number> | string | Iterable<number> | null | undefined): this {
+    protected override _write(
+      chunk: ArrayBufferView | ArrayBufferLike | ArrayLike<number> | string | Iterable<number> | null | undefined,
+    ): this {
       if (this._started && chunk != null) {
         const bytes = ArrayBuffer.isView(chunk)
           ? new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.byteLength)
@@ -98,7 +109,9 @@ export class ShardWriter {
   private readonly prefix: string;
   private readonly minBatchRows: number;
   private readonly shards: ShardEntry[] = [];
-  private current: { sink: FileSink; writer: ArrowNs.RecordBatchFileWriter; rows: number; tmp: string; file: string } | undefined;
+  private current:
+    | { sink: FileSink; writer: ArrowNs.RecordBatchFileWriter; rows: number; tmp: string; file: string }
+    | undefined;
   private pending: { columns: Record<string, ColumnValues>; rows: number }[] = [];
   private pendingRows = 0;
   private total = 0;
@@ -139,7 +152,8 @@ export class ShardWriter {
     if (!Number.isInteger(numRows) || numRows < 0) throw new Error(`shard writer: bad row count ${numRows}`);
     for (const spec of this.specs) checkColumn(spec, columns[spec.name], numRows);
     const known = new Set(this.specs.map((s) => s.name));
-    for (const name of Object.keys(columns)) if (!known.has(name)) throw new Error(`shard writer: unknown column ${name}`);
+    for (const name of Object.keys(columns))
+      if (!known.has(name)) throw new Error(`shard writer: unknown column ${name}`);
     let row = 0;
     while (row < numRows) {
       const shardRoom = this.options.rowsPerShard - (this.current?.rows ?? 0) - this.pendingRows;
@@ -218,7 +232,11 @@ export class ShardWriter {
   private flushPending(): void {
     if (this.pendingRows === 0) return;
     const merged: Record<string, ColumnValues> = {};
-    for (const spec of this.specs) merged[spec.name] = concatColumn(spec, this.pending.map((p) => p.columns[spec.name]!));
+    for (const spec of this.specs)
+      merged[spec.name] = concatColumn(
+        spec,
+        this.pending.map((p) => p.columns[spec.name]!),
+      );
     const rows = this.pendingRows;
     this.pending = [];
     this.pendingRows = 0;
@@ -251,7 +269,9 @@ export class ShardWriter {
 /** Convenience: writes all rows from an (async) iterable of column batches and closes. */
 export async function writeShards(
   options: ShardWriterOptions,
-  batches: AsyncIterable<{ columns: Record<string, ColumnValues>; rows: number }> | Iterable<{ columns: Record<string, ColumnValues>; rows: number }>,
+  batches:
+    | AsyncIterable<{ columns: Record<string, ColumnValues>; rows: number }>
+    | Iterable<{ columns: Record<string, ColumnValues>; rows: number }>,
 ): Promise<ShardManifest> {
   const writer = await ShardWriter.create(options);
   try {

@@ -65,7 +65,9 @@ export async function selectBackend(options: BackendOptions): Promise<BackendCho
   const log = options.log ?? (() => {});
   if (current) {
     if (current.key !== key && current.choice.name !== prefer && prefer !== 'auto') {
-      throw new Error(`tfjs backend already initialised as ${current.choice.name} in this process; cannot switch to ${prefer}`);
+      throw new Error(
+        `tfjs backend already initialised as ${current.choice.name} in this process; cannot switch to ${prefer}`,
+      );
     }
     return current.choice;
   }
@@ -104,13 +106,19 @@ async function registerGradients(tf: Tf): Promise<void> {
   if (tf.getGradient('Sum') !== undefined) return;
   // @ts-ignore -- no type declarations are needed for a side-effect import
   await import('@tensorflow/tfjs-layers');
-  if (tf.getGradient('Sum') === undefined) throw new Error('tfjs gradients could not be registered (@tensorflow/tfjs-layers missing?)');
+  if (tf.getGradient('Sum') === undefined)
+    throw new Error('tfjs gradients could not be registered (@tensorflow/tfjs-layers missing?)');
 }
 
 /** The threaded wasm pool did not become ready in time. */
 export class BackendStuckError extends Error {}
 
-async function loadBackend(tf: Tf, name: Exclude<BackendPreference, 'auto'>, cpus: number, log: (message: string) => void): Promise<number> {
+async function loadBackend(
+  tf: Tf,
+  name: Exclude<BackendPreference, 'auto'>,
+  cpus: number,
+  log: (message: string) => void,
+): Promise<number> {
   switch (name) {
     case 'tensorflow-gpu':
     case 'tensorflow': {
@@ -152,7 +160,6 @@ const BLOB_TEXT = Symbol('blobText');
  */
 const WASM_START_TIMEOUT_MS = 120_000;
 
-
 /**
  * Initialises the threaded-SIMD wasm build under Node with `threads` XNNPACK threads.
  * Temporarily patches (and always restores) globalThis.Blob, URL.createObjectURL and os.cpus:
@@ -192,7 +199,8 @@ async function initWasmThreads(
         writeFileAtomicSync(
           mainPath,
           "var require$$0=require('fs'),require$$1=require('path'),require$$3=require('perf_hooks')," +
-            "require$$4=require('os'),commonjsGlobal=globalThis;" + text,
+            "require$$4=require('os'),commonjsGlobal=globalThis;" +
+            text,
         );
       }
     }
@@ -203,7 +211,11 @@ async function initWasmThreads(
     const text = (blob as Partial<TextBlob>)[BLOB_TEXT];
     if (typeof text === 'string' && text.includes('worker_threads')) {
       // Once: workers allocated earlier may be reading it right now (see above).
-      if (!workerWritten) writeFileAtomicSync(workerPath, `URL.createObjectURL=()=>${JSON.stringify(mainPath)};URL.revokeObjectURL=()=>{};` + text);
+      if (!workerWritten)
+        writeFileAtomicSync(
+          workerPath,
+          `URL.createObjectURL=()=>${JSON.stringify(mainPath)};URL.revokeObjectURL=()=>{};` + text,
+        );
       workerWritten = true;
       return workerPath;
     }
@@ -220,14 +232,21 @@ async function initWasmThreads(
     wasm.setThreadsCount(threads);
     const stuck = new Promise<never>((_, reject) => {
       watchdog = setTimeout(
-        () => reject(new BackendStuckError(`the threaded wasm backend did not start within ${limitMs / 1000} s (its pthread pool never became ready); failing rather than hanging`)),
+        () =>
+          reject(
+            new BackendStuckError(
+              `the threaded wasm backend did not start within ${limitMs / 1000} s (its pthread pool never became ready); failing rather than hanging`,
+            ),
+          ),
         limitMs,
       );
     });
     if (!(await Promise.race([tf.setBackend('wasm'), stuck]))) throw new Error('setBackend(wasm) failed');
     await Promise.race([tf.ready(), stuck]);
     // The pool's worker threads must not keep the process alive once the work is done.
-    const pthreads = (tf.backend() as unknown as { wasm?: { PThread?: { unusedWorkers: WorkerLike[]; runningWorkers: WorkerLike[] } } }).wasm?.PThread;
+    const pthreads = (
+      tf.backend() as unknown as { wasm?: { PThread?: { unusedWorkers: WorkerLike[]; runningWorkers: WorkerLike[] } } }
+    ).wasm?.PThread;
     for (const worker of [...(pthreads?.unusedWorkers ?? []), ...(pthreads?.runningWorkers ?? [])]) worker.unref?.();
   } finally {
     clearTimeout(watchdog);

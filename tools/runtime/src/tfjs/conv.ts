@@ -35,11 +35,29 @@ function convPads(k: number, padding: ConvPadding): { forward: Pads; inputGrad: 
   if (padding === 'same') {
     if (k % 2 !== 1) throw new Error(`conv2d: 'same' padding needs an odd kernel, got ${k}`);
     const p = (k - 1) / 2;
-    const same: Pads = [[0, 0], [p, p], [p, p], [0, 0]];
+    const same: Pads = [
+      [0, 0],
+      [p, p],
+      [p, p],
+      [0, 0],
+    ];
     return { forward: same, inputGrad: same };
   }
   const full = k - 1;
-  return { forward: [[0, 0], [0, 0], [0, 0], [0, 0]], inputGrad: [[0, 0], [full, full], [full, full], [0, 0]] };
+  return {
+    forward: [
+      [0, 0],
+      [0, 0],
+      [0, 0],
+      [0, 0],
+    ],
+    inputGrad: [
+      [0, 0],
+      [full, full],
+      [full, full],
+      [0, 0],
+    ],
+  };
 }
 
 /** Gradient w.r.t. the filter: one forward convolution with batch and channels swapped. */
@@ -62,10 +80,16 @@ export function conv2dInputGrad(dy: tf.Tensor4D, weight: tf.Tensor4D, padding: C
  * y = act(conv(x, W) + b), stride 1, square kernel. x [n, H, W, ci], W [k, k, ci, co], b [co] or
  * null (no bias). Differentiable w.r.t. W (and b) always, and w.r.t. x when `inputGrad`.
  */
-export function conv2d(x: tf.Tensor4D, weight: tf.Tensor4D, bias: tf.Tensor1D | null, options: ConvOptions): tf.Tensor4D {
+export function conv2d(
+  x: tf.Tensor4D,
+  weight: tf.Tensor4D,
+  bias: tf.Tensor1D | null,
+  options: ConvOptions,
+): tf.Tensor4D {
   const [k, k2] = weight.shape;
   if (k !== k2) throw new Error(`conv2d: square kernels only, got ${k}x${k2}`);
-  if (x.shape[3] !== weight.shape[2]) throw new Error(`conv2d: input has ${x.shape[3]} channels, filter expects ${weight.shape[2]}`);
+  if (x.shape[3] !== weight.shape[2])
+    throw new Error(`conv2d: input has ${x.shape[3]} channels, filter expects ${weight.shape[2]}`);
   const { padding, activation } = options;
   const pads = convPads(k, padding).forward;
   const forward = (w: tf.Tensor4D, b: tf.Tensor1D | null, input: tf.Tensor4D, save: tf.GradSaveFunc) => {
@@ -87,10 +111,20 @@ export function conv2d(x: tf.Tensor4D, weight: tf.Tensor4D, bias: tf.Tensor1D | 
   const save = (args: (tf.Tensor | tf.GradSaveFunc)[]) => args[args.length - 1] as tf.GradSaveFunc;
   const t = (args: (tf.Tensor | tf.GradSaveFunc)[], i: number) => args[i] as tf.Tensor;
   if (bias && options.inputGrad) {
-    return tf.customGrad((...a) => forward(t(a, 0) as tf.Tensor4D, t(a, 1) as tf.Tensor1D, t(a, 2) as tf.Tensor4D, save(a)))(weight, bias, x) as tf.Tensor4D;
+    return tf.customGrad((...a) =>
+      forward(t(a, 0) as tf.Tensor4D, t(a, 1) as tf.Tensor1D, t(a, 2) as tf.Tensor4D, save(a)),
+    )(weight, bias, x) as tf.Tensor4D;
   }
-  if (bias) return tf.customGrad((...a) => forward(t(a, 0) as tf.Tensor4D, t(a, 1) as tf.Tensor1D, x, save(a)))(weight, bias) as tf.Tensor4D;
-  if (options.inputGrad) return tf.customGrad((...a) => forward(t(a, 0) as tf.Tensor4D, null, t(a, 1) as tf.Tensor4D, save(a)))(weight, x) as tf.Tensor4D;
+  if (bias)
+    return tf.customGrad((...a) => forward(t(a, 0) as tf.Tensor4D, t(a, 1) as tf.Tensor1D, x, save(a)))(
+      weight,
+      bias,
+    ) as tf.Tensor4D;
+  if (options.inputGrad)
+    return tf.customGrad((...a) => forward(t(a, 0) as tf.Tensor4D, null, t(a, 1) as tf.Tensor4D, save(a)))(
+      weight,
+      x,
+    ) as tf.Tensor4D;
   return tf.customGrad((...a) => forward(t(a, 0) as tf.Tensor4D, null, x, save(a)))(weight) as tf.Tensor4D;
 }
 
@@ -114,7 +148,8 @@ export function maxPool2x2(x: tf.Tensor4D): tf.Tensor4D {
       value: y,
       gradFunc: (dy: tf.Tensor4D, saved: tf.Tensor[]): tf.Tensor => {
         const [xsaved, ysaved] = saved as [tf.Tensor4D, tf.Tensor4D];
-        const even = height === 2 * h && width === 2 * w ? xsaved : tf.slice(xsaved, [0, 0, 0, 0], [n, 2 * h, 2 * w, c]);
+        const even =
+          height === 2 * h && width === 2 * w ? xsaved : tf.slice(xsaved, [0, 0, 0, 0], [n, 2 * h, 2 * w, c]);
         // Nearest-neighbour upsampling by 2 (ResizeNearestNeighbor: source row floor(r / 2)) puts each
         // window's maximum and output gradient beside its four inputs; measured faster on wasm than
         // tile or concat with a broadcast comparison, and than the backend's MaxPoolGrad.
@@ -123,7 +158,12 @@ export function maxPool2x2(x: tf.Tensor4D): tf.Tensor4D {
         const mask = tf.sub(1, tf.step(tf.sub(up(ysaved), even)));
         const dxEven = tf.mul(mask, up(dy)) as tf.Tensor4D;
         if (even === xsaved) return dxEven;
-        return tf.pad(dxEven, [[0, 0], [0, height - 2 * h], [0, width - 2 * w], [0, 0]]);
+        return tf.pad(dxEven, [
+          [0, 0],
+          [0, height - 2 * h],
+          [0, width - 2 * w],
+          [0, 0],
+        ]);
       },
     };
   })(x) as tf.Tensor4D;

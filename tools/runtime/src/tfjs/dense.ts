@@ -28,7 +28,7 @@ export function dense(
       value: y,
       gradFunc: (dy: tf.Tensor2D, saved: tf.Tensor[]): tf.Tensor[] => {
         const [xs, ws, ys] = saved as [tf.Tensor2D, tf.Tensor2D, tf.Tensor2D];
-        const dz = activation === 'relu' ? tf.mul(dy, tf.step(ys)) as tf.Tensor2D : dy;
+        const dz = activation === 'relu' ? (tf.mul(dy, tf.step(ys)) as tf.Tensor2D) : dy;
         const dw = tf.matMul(tf.transpose(xs), dz);
         const db = tf.sum(dz, 0);
         if (!inputGrad) return [dw, db];
@@ -56,7 +56,13 @@ export function dense(
  * full-size (zero elsewhere) tensors, dx = dy W[:, cols]^T. tf.gather's own gradient needs
  * UnsortedSegmentSum, which tfjs-backend-wasm lacks; scatterND on rows is supported.
  */
-export function denseColumns(x: tf.Tensor2D, weight: tf.Tensor2D, bias: tf.Tensor1D, cols: tf.Tensor1D, inputGrad = true): tf.Tensor2D {
+export function denseColumns(
+  x: tf.Tensor2D,
+  weight: tf.Tensor2D,
+  bias: tf.Tensor1D,
+  cols: tf.Tensor1D,
+  inputGrad = true,
+): tf.Tensor2D {
   const [inDim, outDim] = weight.shape;
   const m = cols.shape[0];
   const body = (w: tf.Tensor2D, b: tf.Tensor1D, input: tf.Tensor2D, save: tf.GradSaveFunc) => {
@@ -78,13 +84,14 @@ export function denseColumns(x: tf.Tensor2D, weight: tf.Tensor2D, bias: tf.Tenso
     };
   };
   if (inputGrad) {
-    return tf.customGrad((w, b, input, save) => body(w as tf.Tensor2D, b as tf.Tensor1D, input as tf.Tensor2D, save as tf.GradSaveFunc))(
-      weight,
-      bias,
-      x,
-    ) as tf.Tensor2D;
+    return tf.customGrad((w, b, input, save) =>
+      body(w as tf.Tensor2D, b as tf.Tensor1D, input as tf.Tensor2D, save as tf.GradSaveFunc),
+    )(weight, bias, x) as tf.Tensor2D;
   }
-  return tf.customGrad((w, b, save) => body(w as tf.Tensor2D, b as tf.Tensor1D, x, save as tf.GradSaveFunc))(weight, bias) as tf.Tensor2D;
+  return tf.customGrad((w, b, save) => body(w as tf.Tensor2D, b as tf.Tensor1D, x, save as tf.GradSaveFunc))(
+    weight,
+    bias,
+  ) as tf.Tensor2D;
 }
 
 /**
@@ -101,7 +108,10 @@ export function rowNormsSquared(x: tf.Tensor2D, weight: tf.Tensor2D, bias: tf.Te
     const gram = tf.matMul(W, tf.transpose(W)); // [in, in]
     const wb = tf.reshape(tf.matMul(W, tf.reshape(bv, [-1, 1])), [1, -1]); // [1, in]
     const hg = tf.matMul(h, gram);
-    const value = tf.add(tf.add(tf.sum(tf.mul(hg, h), 1), tf.mul(tf.sum(tf.mul(h, wb), 1), 2)), tf.sum(tf.square(bv))) as tf.Tensor1D;
+    const value = tf.add(
+      tf.add(tf.sum(tf.mul(hg, h), 1), tf.mul(tf.sum(tf.mul(h, wb), 1), 2)),
+      tf.sum(tf.square(bv)),
+    ) as tf.Tensor1D;
     (save as tf.GradSaveFunc)([W, bv, h, hg, wb]);
     return {
       value,

@@ -27,7 +27,14 @@ export interface ConvGeometry {
 type Pads4 = [[number, number], [number, number], [number, number], [number, number]];
 
 /** Output size of one axis. */
-export function convOutSize(size: number, k: number, stride: number, dilation: number, padBegin: number, padEnd: number): number {
+export function convOutSize(
+  size: number,
+  k: number,
+  stride: number,
+  dilation: number,
+  padBegin: number,
+  padEnd: number,
+): number {
   return Math.floor((size + padBegin + padEnd - (k - 1) * dilation - 1) / stride) + 1;
 }
 
@@ -36,10 +43,18 @@ function padOrCrop(x: tf.Tensor4D, top: number, bottom: number, left: number, ri
   let y = x;
   if (top < 0 || bottom < 0 || left < 0 || right < 0) {
     const [n, h, w, c] = y.shape;
-    const t0 = Math.max(0, -top), b0 = Math.max(0, -bottom), l0 = Math.max(0, -left), r0 = Math.max(0, -right);
+    const t0 = Math.max(0, -top),
+      b0 = Math.max(0, -bottom),
+      l0 = Math.max(0, -left),
+      r0 = Math.max(0, -right);
     y = tf.slice(y, [0, t0, l0, 0], [n, h - t0 - b0, w - l0 - r0, c]);
   }
-  const pads: Pads4 = [[0, 0], [Math.max(0, top), Math.max(0, bottom)], [Math.max(0, left), Math.max(0, right)], [0, 0]];
+  const pads: Pads4 = [
+    [0, 0],
+    [Math.max(0, top), Math.max(0, bottom)],
+    [Math.max(0, left), Math.max(0, right)],
+    [0, 0],
+  ];
   return pads.some(([a, b]) => a > 0 || b > 0) ? tf.pad(y, pads) : y;
 }
 
@@ -47,7 +62,14 @@ function padOrCrop(x: tf.Tensor4D, top: number, bottom: number, left: number, ri
 function spreadRows(dy: tf.Tensor4D, sh: number, sw: number): tf.Tensor4D {
   if (sh === 1 && sw === 1) return dy;
   const [n, ho, wo, c] = dy.shape;
-  const grid = tf.pad(tf.reshape(dy, [n, ho, 1, wo, 1, c]), [[0, 0], [0, 0], [0, sh - 1], [0, 0], [0, sw - 1], [0, 0]]);
+  const grid = tf.pad(tf.reshape(dy, [n, ho, 1, wo, 1, c]), [
+    [0, 0],
+    [0, 0],
+    [0, sh - 1],
+    [0, 0],
+    [0, sw - 1],
+    [0, 0],
+  ]);
   const full = tf.reshape(grid, [n, ho * sh, wo * sw, c]) as tf.Tensor4D;
   return tf.slice(full, [0, 0, 0, 0], [n, (ho - 1) * sh + 1, (wo - 1) * sw + 1, c]);
 }
@@ -57,7 +79,12 @@ function convGroup(x: tf.Tensor4D, weight: tf.Tensor4D, g: ConvGeometry, inputGr
   const [sh, sw] = g.strides;
   const [dh, dw] = g.dilations;
   const [pt, pl, pb, pr] = g.pads;
-  const pads: Pads4 = [[0, 0], [pt, pb], [pl, pr], [0, 0]];
+  const pads: Pads4 = [
+    [0, 0],
+    [pt, pb],
+    [pl, pr],
+    [0, 0],
+  ];
   const forward = (input: tf.Tensor4D, w: tf.Tensor4D) => tf.conv2d(input, w, [sh, sw], pads, 'NHWC', [dh, dw]);
   if ((sh > 1 || sw > 1) && (dh > 1 || dw > 1)) {
     // tfjs has no convolution with both: the same convolution with an explicitly dilated filter.
@@ -91,21 +118,37 @@ function convGroup(x: tf.Tensor4D, weight: tf.Tensor4D, g: ConvGeometry, inputGr
       },
     };
   };
-  if (inputGrad) return tf.customGrad((w, input, save) => body(w as tf.Tensor4D, input as tf.Tensor4D, save as tf.GradSaveFunc))(weight, x) as tf.Tensor4D;
+  if (inputGrad)
+    return tf.customGrad((w, input, save) => body(w as tf.Tensor4D, input as tf.Tensor4D, save as tf.GradSaveFunc))(
+      weight,
+      x,
+    ) as tf.Tensor4D;
   return tf.customGrad((w, save) => body(w as tf.Tensor4D, x, save as tf.GradSaveFunc))(weight) as tf.Tensor4D;
 }
 
 /** The filter with dilation - 1 zeros between taps (differentiable: pad, reshape and slice). */
 function dilatedFilter(weight: tf.Tensor4D, [dh, dw]: [number, number]): tf.Tensor4D {
   const [kh, kw, ci, co] = weight.shape;
-  const grid = tf.pad(tf.reshape(weight, [kh, 1, kw, 1, ci, co]), [[0, 0], [0, dh - 1], [0, 0], [0, dw - 1], [0, 0], [0, 0]]);
-  return tf.slice(tf.reshape(grid, [kh * dh, kw * dw, ci, co]), [0, 0, 0, 0], [(kh - 1) * dh + 1, (kw - 1) * dw + 1, ci, co]) as tf.Tensor4D;
+  const grid = tf.pad(tf.reshape(weight, [kh, 1, kw, 1, ci, co]), [
+    [0, 0],
+    [0, dh - 1],
+    [0, 0],
+    [0, dw - 1],
+    [0, 0],
+    [0, 0],
+  ]);
+  return tf.slice(
+    tf.reshape(grid, [kh * dh, kw * dw, ci, co]),
+    [0, 0, 0, 0],
+    [(kh - 1) * dh + 1, (kw - 1) * dw + 1, ci, co],
+  ) as tf.Tensor4D;
 }
 
 /** True when the node is the stride-1, square, 'same' or 'valid' case tools/core's conv2d handles. */
 function fastCase(weight: tf.Tensor4D, g: ConvGeometry): 'same' | 'valid' | undefined {
   const [kh, kw] = weight.shape;
-  if (g.groups !== 1 || kh !== kw || g.strides.some((s) => s !== 1) || g.dilations.some((d) => d !== 1)) return undefined;
+  if (g.groups !== 1 || kh !== kw || g.strides.some((s) => s !== 1) || g.dilations.some((d) => d !== 1))
+    return undefined;
   if (g.pads.every((p) => p === 0)) return 'valid';
   if (kh % 2 === 1 && g.pads.every((p) => p === (kh - 1) / 2)) return 'same';
   return undefined;
@@ -115,10 +158,17 @@ function fastCase(weight: tf.Tensor4D, g: ConvGeometry): 'same' | 'valid' | unde
  * ONNX Conv on NHWC: x [n, H, W, C], weight [kh, kw, C / groups, co] (HWIO), bias [co] or null.
  * `inputGrad` false skips the input gradient (the graph input).
  */
-export function convNhwc(x: tf.Tensor4D, weight: tf.Tensor4D, bias: tf.Tensor1D | null, g: ConvGeometry, inputGrad: boolean): tf.Tensor4D {
+export function convNhwc(
+  x: tf.Tensor4D,
+  weight: tf.Tensor4D,
+  bias: tf.Tensor1D | null,
+  g: ConvGeometry,
+  inputGrad: boolean,
+): tf.Tensor4D {
   const [, , ciG, co] = weight.shape;
   const c = x.shape[3];
-  if (c !== ciG * g.groups) throw new Error(`Conv: input has ${c} channels, the filter expects ${ciG} x ${g.groups} groups`);
+  if (c !== ciG * g.groups)
+    throw new Error(`Conv: input has ${c} channels, the filter expects ${ciG} x ${g.groups} groups`);
   if (co % g.groups !== 0) throw new Error(`Conv: ${co} output channels are not divisible by ${g.groups} groups`);
   const fast = fastCase(weight, g);
   if (fast) return fastConv2d(x, weight, bias, { padding: fast, activation: 'linear', inputGrad });
@@ -158,7 +208,19 @@ function maxPoolGeneral(x: tf.Tensor4D, p: PoolGeometry): tf.Tensor4D {
   const [sh, sw] = p.strides;
   return tf.customGrad((input, save) => {
     const xs = input as tf.Tensor4D;
-    const padded = pt + pl + pb + pr > 0 ? (tf.pad(xs, [[0, 0], [pt, pb], [pl, pr], [0, 0]], -3.4e38) as tf.Tensor4D) : xs;
+    const padded =
+      pt + pl + pb + pr > 0
+        ? (tf.pad(
+            xs,
+            [
+              [0, 0],
+              [pt, pb],
+              [pl, pr],
+              [0, 0],
+            ],
+            -3.4e38,
+          ) as tf.Tensor4D)
+        : xs;
     const y = tf.maxPool(padded, [kh, kw], [sh, sw], 'valid');
     (save as tf.GradSaveFunc)([padded, y]);
     return {
@@ -170,10 +232,20 @@ function maxPoolGeneral(x: tf.Tensor4D, p: PoolGeometry): tf.Tensor4D {
         let dx: tf.Tensor4D | undefined;
         for (let ky = 0; ky < kh; ky++) {
           for (let kx = 0; kx < kw; kx++) {
-            const window = tf.stridedSlice(xp, [0, ky, kx, 0], [n, ky + (ho - 1) * sh + 1, kx + (wo - 1) * sw + 1, c], [1, sh, sw, 1]) as tf.Tensor4D;
+            const window = tf.stridedSlice(
+              xp,
+              [0, ky, kx, 0],
+              [n, ky + (ho - 1) * sh + 1, kx + (wo - 1) * sw + 1, c],
+              [1, sh, sw, 1],
+            ) as tf.Tensor4D;
             const hit = tf.mul(tf.sub(1, tf.step(tf.sub(ys, window))), dy) as tf.Tensor4D;
             const spread = spreadRows(hit, sh, sw);
-            const placed = tf.pad(spread, [[0, 0], [ky, hp - ky - spread.shape[1]], [kx, wp - kx - spread.shape[2]], [0, 0]]) as tf.Tensor4D;
+            const placed = tf.pad(spread, [
+              [0, 0],
+              [ky, hp - ky - spread.shape[1]],
+              [kx, wp - kx - spread.shape[2]],
+              [0, 0],
+            ]) as tf.Tensor4D;
             dx = dx ? (tf.add(dx, placed) as tf.Tensor4D) : placed;
           }
         }
@@ -202,15 +274,34 @@ export function poolNhwc(x: tf.Tensor4D, kind: 'max' | 'avg', p: PoolGeometry): 
   const [pt, pl, pb, pr] = p.pads;
   const padded = pt + pl + pb + pr > 0;
   if (kind === 'max') {
-    if (!padded && p.kernel[0] === 2 && p.kernel[1] === 2 && p.strides[0] === 2 && p.strides[1] === 2) return maxPool2x2(x);
+    if (!padded && p.kernel[0] === 2 && p.kernel[1] === 2 && p.strides[0] === 2 && p.strides[1] === 2)
+      return maxPool2x2(x);
     return maxPoolGeneral(x, p);
   }
   if (!padded) return tf.avgPool(x, p.kernel, p.strides, 'valid');
   const cellsPerWindow = p.kernel[0] * p.kernel[1];
-  const sum = tf.mul(tf.avgPool(tf.pad(x, [[0, 0], [pt, pb], [pl, pr], [0, 0]]) as tf.Tensor4D, p.kernel, p.strides, 'valid'), cellsPerWindow);
+  const sum = tf.mul(
+    tf.avgPool(
+      tf.pad(x, [
+        [0, 0],
+        [pt, pb],
+        [pl, pr],
+        [0, 0],
+      ]) as tf.Tensor4D,
+      p.kernel,
+      p.strides,
+      'valid',
+    ),
+    cellsPerWindow,
+  );
   if (p.countIncludePad) return tf.div(sum, cellsPerWindow) as tf.Tensor4D;
   const [, h, w] = x.shape;
-  const ones = tf.pad(tf.ones([1, h, w, 1]), [[0, 0], [pt, pb], [pl, pr], [0, 0]]) as tf.Tensor4D;
+  const ones = tf.pad(tf.ones([1, h, w, 1]), [
+    [0, 0],
+    [pt, pb],
+    [pl, pr],
+    [0, 0],
+  ]) as tf.Tensor4D;
   const cells = tf.mul(tf.avgPool(ones, p.kernel, p.strides, 'valid'), cellsPerWindow);
   return tf.div(sum, cells) as tf.Tensor4D;
 }

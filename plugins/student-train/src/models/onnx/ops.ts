@@ -76,21 +76,33 @@ function input(node: OnnxNode, inputs: (Value | undefined)[], i: number): Value 
 /** Float32 data of a host value or an ONNX tensor attribute / initializer as a HostValue. */
 export function hostFromTensor(t: OnnxTensor, where: string): HostValue {
   const data = t.data;
-  if (!data || Array.isArray(data)) throw new Error(`${where}: tensor "${t.name}" has ${t.external ? 'external' : 'string'} data, not supported`);
+  if (!data || Array.isArray(data))
+    throw new Error(`${where}: tensor "${t.name}" has ${t.external ? 'external' : 'string'} data, not supported`);
   const isFloat = t.dataType === 'float32' || t.dataType === 'float64';
   const isInt = ['int64', 'int32', 'int8', 'uint8', 'int16', 'uint16', 'uint32', 'bool'].includes(t.dataType);
   if (!isFloat && !isInt) throw new Error(`${where}: tensor "${t.name}" of type ${t.dataType} is not supported`);
-  return hostValue(isFloat ? 'float' : 'int', Array.from(data as ArrayLike<number | bigint>, (x) => Number(x)), t.dims);
+  return hostValue(
+    isFloat ? 'float' : 'int',
+    Array.from(data as ArrayLike<number | bigint>, (x) => Number(x)),
+    t.dims,
+  );
 }
 
 // ------------------------------------------------------------------ host (shape) arithmetic
 
 function broadcastHost(a: HostValue, b: HostValue, f: (x: number, y: number) => number, what: string): HostValue {
   const n = Math.max(a.data.length, b.data.length);
-  if (!(a.data.length === n || a.data.length === 1) || !(b.data.length === n || b.data.length === 1)) throw new Error(`${what}: cannot broadcast constants [${a.dims}] and [${b.dims}]`);
-  const data = Array.from({ length: n }, (_, i) => f(a.data[a.data.length === 1 ? 0 : i]!, b.data[b.data.length === 1 ? 0 : i]!));
+  if (!(a.data.length === n || a.data.length === 1) || !(b.data.length === n || b.data.length === 1))
+    throw new Error(`${what}: cannot broadcast constants [${a.dims}] and [${b.dims}]`);
+  const data = Array.from({ length: n }, (_, i) =>
+    f(a.data[a.data.length === 1 ? 0 : i]!, b.data[b.data.length === 1 ? 0 : i]!),
+  );
   const type = a.type === 'float' || b.type === 'float' ? 'float' : 'int';
-  return hostValue(type, type === 'int' ? data.map(Math.trunc) : data, a.data.length >= b.data.length ? a.dims : b.dims);
+  return hostValue(
+    type,
+    type === 'int' ? data.map(Math.trunc) : data,
+    a.data.length >= b.data.length ? a.dims : b.dims,
+  );
 }
 
 // ------------------------------------------------------------------ elementwise
@@ -173,14 +185,21 @@ const gemm: OpFn = (node, inputs, ctx) => {
 const matMul: OpFn = (node, inputs, ctx) => {
   const a = toOnnxLayout(input(node, inputs, 0));
   const b = ctx.weight(1, 'onnx') ?? toOnnxLayout(input(node, inputs, 1));
-  if (a.rank === 2 && b.rank === 2) return [tensorValue(denseProduct(a as tf.Tensor2D, b as tf.Tensor2D, undefined, ctx.needsGrad(0)))];
+  if (a.rank === 2 && b.rank === 2)
+    return [tensorValue(denseProduct(a as tf.Tensor2D, b as tf.Tensor2D, undefined, ctx.needsGrad(0)))];
   return [tensorValue(tf.matMul(a, b))];
 };
 
 // ------------------------------------------------------------------ convolution, pooling, batch norm
 
 /** Explicit [top, left, bottom, right] pads from `pads` or `auto_pad`. */
-function spatialPads(node: OnnxNode, size: [number, number], kernel: [number, number], strides: [number, number], dilations: [number, number]): [number, number, number, number] {
+function spatialPads(
+  node: OnnxNode,
+  size: [number, number],
+  kernel: [number, number],
+  strides: [number, number],
+  dilations: [number, number],
+): [number, number, number, number] {
   const autoPad = attrString(node, 'auto_pad', 'NOTSET');
   if (autoPad === 'NOTSET') {
     const p = attrInts(node, 'pads') ?? [0, 0, 0, 0];
@@ -215,7 +234,12 @@ const conv: OpFn = (node, inputs, ctx) => {
   const kernel: [number, number] = [w.shape[0], w.shape[1]];
   const strides = pair(attrInts(node, 'strides'), 1, node, 'strides');
   const dilations = pair(attrInts(node, 'dilations'), 1, node, 'dilations');
-  const geometry: ConvGeometry = { strides, dilations, groups: attrInt(node, 'group', 1), pads: spatialPads(node, [x.shape[1], x.shape[2]], kernel, strides, dilations) };
+  const geometry: ConvGeometry = {
+    strides,
+    dilations,
+    groups: attrInt(node, 'group', 1),
+    pads: spatialPads(node, [x.shape[1], x.shape[2]], kernel, strides, dilations),
+  };
   return [tensorValue(convNhwc(x, w, b, geometry, ctx.needsGrad(0)), true)];
 };
 
@@ -223,18 +247,27 @@ function pool(kind: 'max' | 'avg'): OpFn {
   return (node, inputs) => {
     const x = toNhwc(input(node, inputs, 0), describe(node));
     if (attrInt(node, 'ceil_mode', 0) !== 0) throw new Error(`${describe(node)}: ceil_mode 1 is not supported`);
-    if (node.outputs.length > 1 && node.outputs[1]) throw new Error(`${describe(node)}: the Indices output is not supported`);
+    if (node.outputs.length > 1 && node.outputs[1])
+      throw new Error(`${describe(node)}: the Indices output is not supported`);
     const kernel = pair(attrInts(node, 'kernel_shape'), 1, node, 'kernel_shape');
     const strides = pair(attrInts(node, 'strides'), 1, node, 'strides');
     const dilations = pair(attrInts(node, 'dilations'), 1, node, 'dilations');
-    if (dilations[0] !== 1 || dilations[1] !== 1) throw new Error(`${describe(node)}: dilated pooling is not supported`);
+    if (dilations[0] !== 1 || dilations[1] !== 1)
+      throw new Error(`${describe(node)}: dilated pooling is not supported`);
     const pads = spatialPads(node, [x.shape[1], x.shape[2]], kernel, strides, dilations);
-    const y = poolNhwc(x, kind, { kernel, strides, pads, countIncludePad: attrInt(node, 'count_include_pad', 0) === 1 });
+    const y = poolNhwc(x, kind, {
+      kernel,
+      strides,
+      pads,
+      countIncludePad: attrInt(node, 'count_include_pad', 0) === 1,
+    });
     return [tensorValue(y, true)];
   };
 }
 
-const globalAveragePool: OpFn = (node, inputs) => [tensorValue(tf.mean(toNhwc(input(node, inputs, 0), describe(node)), [1, 2], true), true)];
+const globalAveragePool: OpFn = (node, inputs) => [
+  tensorValue(tf.mean(toNhwc(input(node, inputs, 0), describe(node)), [1, 2], true), true),
+];
 
 /** Torch's running-variance update uses the unbiased batch variance. */
 const batchNormalization: OpFn = (node, inputs, ctx) => {
@@ -246,8 +279,10 @@ const batchNormalization: OpFn = (node, inputs, ctx) => {
   // Channels are the last axis of an NHWC map and of a [n, C] matrix.
   const t = x.kind === 'tensor' && x.nhwc ? x.t : toOnnxLayout(x);
   const nhwc = x.kind === 'tensor' && x.nhwc;
-  if (!nhwc && t.rank === 4) return batchNormalization(node, [tensorValue(toNhwc(x, describe(node)), true), ...inputs.slice(1)], ctx);
-  if (t.rank !== 2 && !nhwc) throw new Error(`${describe(node)}: input of rank ${t.rank} (2-d [n, C] and 4-d NCHW supported)`);
+  if (!nhwc && t.rank === 4)
+    return batchNormalization(node, [tensorValue(toNhwc(x, describe(node)), true), ...inputs.slice(1)], ctx);
+  if (t.rank !== 2 && !nhwc)
+    throw new Error(`${describe(node)}: input of rank ${t.rank} (2-d [n, C] and 4-d NCHW supported)`);
   const axes = nhwc ? [0, 1, 2] : [0];
   if (!ctx.training) {
     const s = tf.mul(scale, tf.rsqrt(tf.add(variance, eps)));
@@ -255,7 +290,13 @@ const batchNormalization: OpFn = (node, inputs, ctx) => {
   }
   const moments = tf.moments(t, axes);
   const rows = t.size / scale.shape[0];
-  tf.tidy(() => ctx.updateRunningStats(moments.mean as tf.Tensor1D, tf.mul(moments.variance, rows / Math.max(1, rows - 1)) as tf.Tensor1D, momentum));
+  tf.tidy(() =>
+    ctx.updateRunningStats(
+      moments.mean as tf.Tensor1D,
+      tf.mul(moments.variance, rows / Math.max(1, rows - 1)) as tf.Tensor1D,
+      momentum,
+    ),
+  );
   const normalised = tf.mul(tf.sub(t, moments.mean), tf.rsqrt(tf.add(moments.variance, eps)));
   return [tensorValue(tf.add(tf.mul(normalised, scale), bias), nhwc)];
 };
@@ -291,7 +332,13 @@ const reshape: OpFn = (node, inputs) => {
   const dims = target.map((d, i) => (d === 0 && !allowZero ? shape[i]! : d));
   if (x.kind === 'host') {
     const known = product(dims.filter((d) => d !== -1));
-    return [hostValue(x.type, x.data, dims.map((d) => (d === -1 ? x.data.length / known : d)))];
+    return [
+      hostValue(
+        x.type,
+        x.data,
+        dims.map((d) => (d === -1 ? x.data.length / known : d)),
+      ),
+    ];
   }
   return [tensorValue(tf.reshape(toOnnxLayout(x), dims))];
 };
@@ -315,9 +362,24 @@ const concat: OpFn = (node, inputs) => {
   if (values.every((v) => v.kind === 'host')) {
     const hosts = values as HostValue[];
     if (rank !== 1) throw new Error(`${describe(node)}: constant concatenation of rank ${rank} is not supported`);
-    return [hostValue(hosts.some((h) => h.type === 'float') ? 'float' : 'int', hosts.flatMap((h) => h.data), [hosts.reduce((a, h) => a + h.data.length, 0)])];
+    return [
+      hostValue(
+        hosts.some((h) => h.type === 'float') ? 'float' : 'int',
+        hosts.flatMap((h) => h.data),
+        [hosts.reduce((a, h) => a + h.data.length, 0)],
+      ),
+    ];
   }
-  if (rank === 4 && values.every((v) => v.kind === 'tensor' && v.nhwc)) return [tensorValue(tf.concat(values.map((v) => (v as { t: tf.Tensor }).t), NHWC_AXIS[axis]), true)];
+  if (rank === 4 && values.every((v) => v.kind === 'tensor' && v.nhwc))
+    return [
+      tensorValue(
+        tf.concat(
+          values.map((v) => (v as { t: tf.Tensor }).t),
+          NHWC_AXIS[axis],
+        ),
+        true,
+      ),
+    ];
   return [tensorValue(tf.concat(values.map(toOnnxLayout), axis))];
 };
 
@@ -338,8 +400,15 @@ const gather: OpFn = (node, inputs) => {
   const axis = axisOf(attrInt(node, 'axis', 0), dims.length, describe(node));
   const fixed = indices.map((i) => (i < 0 ? i + dims[axis]! : i));
   if (data.kind === 'host') {
-    if (dims.length !== 1) throw new Error(`${describe(node)}: gathering from a constant of rank ${dims.length} is not supported`);
-    return [hostValue(data.type, fixed.map((i) => data.data[i]!), indexDims)];
+    if (dims.length !== 1)
+      throw new Error(`${describe(node)}: gathering from a constant of rank ${dims.length} is not supported`);
+    return [
+      hostValue(
+        data.type,
+        fixed.map((i) => data.data[i]!),
+        indexDims,
+      ),
+    ];
   }
   // Differentiable through slices (tf.gather's gradient needs UnsortedSegmentSum, absent on wasm).
   const t = toOnnxLayout(data);
@@ -376,7 +445,9 @@ const squeeze: OpFn = (node, inputs) => {
   const x = input(node, inputs, 0);
   const dims = onnxShape(x);
   const given = axesOf(node, inputs);
-  const drop = new Set((given ?? dims.flatMap((d, i) => (d === 1 ? [i] : []))).map((a) => axisOf(a, dims.length, describe(node))));
+  const drop = new Set(
+    (given ?? dims.flatMap((d, i) => (d === 1 ? [i] : []))).map((a) => axisOf(a, dims.length, describe(node))),
+  );
   const out = dims.filter((_, i) => !drop.has(i));
   if (x.kind === 'host') return [hostValue(x.type, x.data, out)];
   return [tensorValue(tf.reshape(toOnnxLayout(x), out))];
@@ -386,7 +457,8 @@ const cast: OpFn = (node, inputs) => {
   const x = input(node, inputs, 0);
   const to = attrInt(node, 'to', 1);
   const toFloat = to === 1 || to === 11 || to === 10;
-  if (x.kind === 'host') return [hostValue(toFloat ? 'float' : 'int', toFloat ? x.data : x.data.map(Math.trunc), x.dims)];
+  if (x.kind === 'host')
+    return [hostValue(toFloat ? 'float' : 'int', toFloat ? x.data : x.data.map(Math.trunc), x.dims)];
   return [tensorValue(toFloat ? x.t : tf.cast(x.t, 'int32'), x.nhwc)];
 };
 

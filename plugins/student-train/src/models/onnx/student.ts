@@ -38,9 +38,15 @@ interface ImportedParam {
 }
 
 /** Weight slots: op type -> input index -> role and the layout the op reads it in. */
-const WEIGHT_SLOTS: Record<string, Record<number, { role: ImportedParam['role']; layout: (node: OnnxNode) => WeightLayout }>> = {
+const WEIGHT_SLOTS: Record<
+  string,
+  Record<number, { role: ImportedParam['role']; layout: (node: OnnxNode) => WeightLayout }>
+> = {
   Gemm: {
-    1: { role: 'weight', layout: (n) => (n.attributes.transB && 'i' in n.attributes.transB && n.attributes.transB.i ? 'kn' : 'onnx') },
+    1: {
+      role: 'weight',
+      layout: (n) => (n.attributes.transB && 'i' in n.attributes.transB && n.attributes.transB.i ? 'kn' : 'onnx'),
+    },
     2: { role: 'bias', layout: () => 'onnx' },
   },
   MatMul: { 1: { role: 'weight', layout: () => 'onnx' } },
@@ -111,13 +117,20 @@ export class OnnxStudent implements Student {
   ) {
     const where = `student model ${config.model}`;
     const bad = unsupportedNodes(model);
-    if (bad.length > 0) throw new Error(`${where}: unsupported ${bad.length === 1 ? 'op' : 'ops'}: ${bad.join(', ')} (supported: ${Object.keys(OPS).join(', ')})`);
+    if (bad.length > 0)
+      throw new Error(
+        `${where}: unsupported ${bad.length === 1 ? 'op' : 'ops'}: ${bad.join(', ')} (supported: ${Object.keys(OPS).join(', ')})`,
+      );
     const g = model.graph;
     const initNames = new Set(g.initializers.map((t) => t.name));
     const inputs = g.inputs.filter((i) => !initNames.has(i.name));
-    if (inputs.length !== 1) throw new Error(`${where}: the graph has ${inputs.length} inputs (${inputs.map((i) => i.name).join(', ')}); a student takes one`);
+    if (inputs.length !== 1)
+      throw new Error(
+        `${where}: the graph has ${inputs.length} inputs (${inputs.map((i) => i.name).join(', ')}); a student takes one`,
+      );
     const input = inputs[0]!;
-    if (input.elemType !== 'float32') throw new Error(`${where}: input "${input.name}" is ${input.elemType}; a student takes float32`);
+    if (input.elemType !== 'float32')
+      throw new Error(`${where}: input "${input.name}" is ${input.elemType}; a student takes float32`);
     this.inputName = input.name;
     const output = g.outputs[0];
     if (!output) throw new Error(`${where}: the graph has no outputs`);
@@ -131,8 +144,12 @@ export class OnnxStudent implements Student {
     if (config.reinit) this.reinitialise();
     // One inference pass on a zero sample checks that the graph runs and gives the class count.
     const probe = tf.tidy(() => this.apply(tf.zeros([1, ...datasetShape]), false).shape);
-    if (probe.length !== 2) throw new Error(`${where}: output "${this.outputName}" has shape [${probe}] for one sample; the student's first output must be logits [batch, classes]`);
-    if (probe[1] !== numClasses) throw new Error(`${where}: output "${this.outputName}" has ${probe[1]} classes, the dataset ${numClasses}`);
+    if (probe.length !== 2)
+      throw new Error(
+        `${where}: output "${this.outputName}" has shape [${probe}] for one sample; the student's first output must be logits [batch, classes]`,
+      );
+    if (probe[1] !== numClasses)
+      throw new Error(`${where}: output "${this.outputName}" has ${probe[1]} classes, the dataset ${numClasses}`);
     this.numClasses = numClasses;
   }
 
@@ -140,21 +157,32 @@ export class OnnxStudent implements Student {
   private chooseFeed(datasetShape: number[], where: string): 'as-is' | 'hwc-as-nchw' | 'reshape' {
     const m = this.modelInputShape;
     if (m.join() === datasetShape.join()) return 'as-is';
-    if (datasetShape.length === 3 && m.length === 3 && m[0] === datasetShape[2] && m[1] === datasetShape[0] && m[2] === datasetShape[1]) return 'hwc-as-nchw';
+    if (
+      datasetShape.length === 3 &&
+      m.length === 3 &&
+      m[0] === datasetShape[2] &&
+      m[1] === datasetShape[0] &&
+      m[2] === datasetShape[1]
+    )
+      return 'hwc-as-nchw';
     if (product(m) === product(datasetShape) && m.every((d) => d > 0)) return 'reshape';
-    throw new Error(`${where}: input "${this.inputName}" has per-sample shape [${m}], the dataset [${datasetShape}] (equal, [C, H, W] for [H, W, C] images, or the same number of values)`);
+    throw new Error(
+      `${where}: input "${this.inputName}" has per-sample shape [${m}], the dataset [${datasetShape}] (equal, [C, H, W] for [H, W, C] images, or the same number of values)`,
+    );
   }
 
   private classifyInitializers(where: string): void {
     const g = this.model.graph;
     const freeze = new Set(this.config.freeze ?? []);
     const byName = new Map<string, OnnxTensor>(g.initializers.map((t) => [t.name, t]));
-    for (const name of freeze) if (!byName.has(name)) throw new Error(`${where}: freeze names "${name}", which is not an initializer`);
+    for (const name of freeze)
+      if (!byName.has(name)) throw new Error(`${where}: freeze names "${name}", which is not an initializer`);
     const slots = new Map<string, { role: ImportedParam['role']; layout: WeightLayout; node: OnnxNode }>();
     for (const node of g.nodes) {
       node.inputs.forEach((name, i) => {
         const slot = WEIGHT_SLOTS[node.opType]?.[i];
-        if (slot && byName.has(name) && !slots.has(name)) slots.set(name, { role: slot.role, layout: slot.layout(node), node });
+        if (slot && byName.has(name) && !slots.has(name))
+          slots.set(name, { role: slot.role, layout: slot.layout(node), node });
       });
     }
     for (const t of g.initializers) {
@@ -172,7 +200,14 @@ export class OnnxStudent implements Student {
       const buffer = role === 'bn-mean' || role === 'bn-var';
       const variable = tf.variable(values, !buffer, `${t.name}#onnx${nextVariableId++}`);
       values.dispose();
-      const fanIn = role === 'weight' ? (layout === 'hwio' ? product(t.dims.slice(1)) : layout === 'kn' ? t.dims[1]! : t.dims[0]!) : 1;
+      const fanIn =
+        role === 'weight'
+          ? layout === 'hwio'
+            ? product(t.dims.slice(1))
+            : layout === 'kn'
+              ? t.dims[1]!
+              : t.dims[0]!
+          : 1;
       this.imported.set(t.name, { name: t.name, variable, layout, dims: t.dims, role, fanIn });
       (buffer ? this.buffers : this.params).push({ name: t.name, variable });
     }
@@ -241,7 +276,10 @@ export class OnnxStudent implements Student {
         },
         needsGrad: (i) => this.trainedPath.has(node.inputs[i] ?? ''),
         updateRunningStats: (mean, variance, momentum) => {
-          for (const [i, stat] of [[3, mean], [4, variance]] as const) {
+          for (const [i, stat] of [
+            [3, mean],
+            [4, variance],
+          ] as const) {
             const p = this.imported.get(node.inputs[i]!);
             if (p) p.variable.assign(tf.add(tf.mul(p.variable, momentum), tf.mul(stat, 1 - momentum)));
           }
@@ -252,7 +290,11 @@ export class OnnxStudent implements Student {
         outputs = OPS[node.opType]!(node, inputs, ctx);
       } catch (e) {
         const message = (e as Error).message;
-        throw new Error(message.includes(`node "${node.name}"`) ? message : `student model ${this.config.model}: node "${node.name}" (${node.opType}): ${message}`);
+        throw new Error(
+          message.includes(`node "${node.name}"`)
+            ? message
+            : `student model ${this.config.model}: node "${node.name}" (${node.opType}): ${message}`,
+        );
       }
       outputs.forEach((v, i) => {
         const name = node.outputs[i];
@@ -262,7 +304,8 @@ export class OnnxStudent implements Student {
       });
     }
     const out = read(this.outputName)!;
-    const logits = out.kind === 'tensor' ? (out.nhwc ? tf.transpose(out.t, [0, 3, 1, 2]) : out.t) : tf.tensor(out.data, out.dims);
+    const logits =
+      out.kind === 'tensor' ? (out.nhwc ? tf.transpose(out.t, [0, 3, 1, 2]) : out.t) : tf.tensor(out.data, out.dims);
     return logits as tf.Tensor2D;
   }
 
@@ -274,9 +317,15 @@ export class OnnxStudent implements Student {
    * Every node output as an activation, named by its ONNX value name and (first output) by its
    * node name: NCHW maps as NHWC [n, h, w, c] (the feature losses' layout), others as they are.
    */
-  applyWithActivations(x: tf.Tensor, training: boolean, step = 0): { logits: tf.Tensor2D; activations: Map<string, tf.Tensor> } {
+  applyWithActivations(
+    x: tf.Tensor,
+    training: boolean,
+    step = 0,
+  ): { logits: tf.Tensor2D; activations: Map<string, tf.Tensor> } {
     const activations = new Map<string, tf.Tensor>();
-    const firstOutputOf = new Map(this.model.graph.nodes.filter((n) => n.name && n.outputs[0]).map((n) => [n.outputs[0]!, n.name]));
+    const firstOutputOf = new Map(
+      this.model.graph.nodes.filter((n) => n.name && n.outputs[0]).map((n) => [n.outputs[0]!, n.name]),
+    );
     const logits = this.run(x, training, step, (name, v) => {
       if (v.kind !== 'tensor' || v.t.dtype !== 'float32') return;
       const t = onnxShape(v).length === 4 ? toNhwc(v, name) : v.t;
@@ -295,11 +344,20 @@ export class OnnxStudent implements Student {
       const data = tf.tidy(() => toOnnx(p.variable, p.layout).dataSync() as Float32Array);
       return { ...t, data: Float32Array.from(data) };
     });
-    return { ...this.model, graph: { ...this.model.graph, initializers }, metadata: { ...this.model.metadata, ...metadata } };
+    return {
+      ...this.model,
+      graph: { ...this.model.graph, initializers },
+      metadata: { ...this.model.metadata, ...metadata },
+    };
   }
 }
 
 /** Builds an imported student from `config.model`. */
-export function createOnnxStudent(config: OnnxStudentConfig, datasetShape: number[], numClasses: number, seed: number): OnnxStudent {
+export function createOnnxStudent(
+  config: OnnxStudentConfig,
+  datasetShape: number[],
+  numClasses: number,
+  seed: number,
+): OnnxStudent {
   return new OnnxStudent(config, readOnnxFile(config.model), datasetShape, numClasses, seed);
 }

@@ -75,7 +75,8 @@ export function alignToNhwc(other: Value): tf.Tensor {
 
 /** A host value's data as integers (shape arithmetic). */
 export function hostInts(v: Value, what: string): number[] {
-  if (v.kind !== 'host') throw new Error(`${what}: expected a constant (initializer, Constant or shape arithmetic), got a computed tensor`);
+  if (v.kind !== 'host')
+    throw new Error(`${what}: expected a constant (initializer, Constant or shape arithmetic), got a computed tensor`);
   return v.data.map((x) => Math.trunc(x));
 }
 
