@@ -300,7 +300,7 @@ export default definePlugin({
       log: (m) => ctx.log.info(m),
     });
     const { openTrainingData } = await import('./data.js');
-    const { writeFileSync, renameSync } = await import('node:fs');
+    const { writeFileAtomicSync } = await import('@distillery/core/plugin');
     const { trainStudent, exportOnnx, ONNX_OPSET } = await import('./train.js');
     const teacherDirs = (ctx.inputs.teacher ?? []).map((a) => a.path);
     const feature = p.feature.kind === 'none' ? undefined : p.feature;
@@ -400,8 +400,7 @@ export default definePlugin({
       lossHistory: history.toJSON(),
       validation: history.validation,
     };
-    writeFileSync(join(ctx.outDir, 'training.json.tmp'), JSON.stringify(summary, null, 2));
-    renameSync(join(ctx.outDir, 'training.json.tmp'), join(ctx.outDir, 'training.json'));
+    writeFileAtomicSync(join(ctx.outDir, 'training.json'), JSON.stringify(summary, null, 2));
     return { metrics: { final_loss: result.finalLoss, parameters: result.parameters, steps: result.steps } };
   },
 });

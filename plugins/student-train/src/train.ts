@@ -3,9 +3,10 @@
  * checkpoints in the stage's state directory (resume after a kill), metrics and progress through
  * the stage context, a stop on NaN/Inf naming the step and the loss term, ONNX export at the end.
  */
-import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
+import { writeFileAtomicSync } from '@distillery/core/plugin';
 import { GraphBuilder, writeModelFile, type OnnxModel } from '@distillery/runtime/onnx';
 import { initStudentFromOnnx } from './init.js';
 import { imprintHeads } from './imprint.js';
@@ -174,11 +175,9 @@ function saveCheckpoint(
     at += c.length;
   }
   const full: CheckpointHeader = { version: 1, ...header, tensors: entries };
-  // Binary first, header last: a header always describes a complete binary.
-  writeFileSync(join(dir, 'checkpoint.bin.tmp'), new Uint8Array(all.buffer));
-  renameSync(join(dir, 'checkpoint.bin.tmp'), join(dir, `checkpoint-${header.step}.bin`));
-  writeFileSync(join(dir, 'checkpoint.json.tmp'), JSON.stringify({ ...full, bin: `checkpoint-${header.step}.bin` }));
-  renameSync(join(dir, 'checkpoint.json.tmp'), join(dir, 'checkpoint.json'));
+  // Binary first, header last (each written atomically): a header always describes a complete binary.
+  writeFileAtomicSync(join(dir, `checkpoint-${header.step}.bin`), new Uint8Array(all.buffer));
+  writeFileAtomicSync(join(dir, 'checkpoint.json'), JSON.stringify({ ...full, bin: `checkpoint-${header.step}.bin` }));
 }
 
 function loadCheckpoint(dir: string): { header: CheckpointHeader; tensors: Record<string, Float32Array> } | undefined {
