@@ -5,6 +5,7 @@
 // Prints ms/step, samples/s and forward FLOPs per sample (2 x multiply-adds; head counted on the
 // columns actually computed). Usage: npx tsc -b && node bench/eft-100k/head-throughput.mjs [C=100000] [R=1024] [K=10]
 import { selectBackend } from '@distillery/runtime/tfjs/backend';
+const { verticalSizes } = await import('@distillery/plugin-eft-data');
 const choice = await selectBackend({ cpus: 2, gpus: [], prefer: 'auto', log: () => {} });
 const tf = choice.tf;
 const { createStudent } = await import('@distillery/plugin-student-train');
@@ -24,10 +25,7 @@ console.log(
   `backend ${choice.name}, ${choice.threads} threads; C=${C}, batch ${B}, R=${R} sampled negatives, ${K} teacher ids + label per sample`,
 );
 // Zipf(1) vertical sizes as eft-generate makes them (contiguous ranges).
-const raw = Array.from({ length: 20 }, (_, r) => 1 / (r + 1));
-const tot = raw.reduce((a, b) => a + b, 0);
-const sizes = raw.map((w) => Math.max(1, Math.floor((w / tot) * C)));
-sizes[0] += C - sizes.reduce((a, b) => a + b, 0);
+const sizes = verticalSizes(C, 20, 1);
 const verts = [];
 let at = 0;
 for (const n of sizes) {

@@ -4,6 +4,7 @@
 // so both see the same machine load. Batch 256, K teacher ids + label per sample from the label's vertical.
 // Usage: npx tsc -b && node bench/eft-100k/sparse-head-throughput.mjs [C=100000] [K=10] [s2=256] [steps=4]
 import { selectBackend } from '@distillery/runtime/tfjs/backend';
+const { verticalSizes } = await import('@distillery/plugin-eft-data');
 const choice = await selectBackend({ cpus: 2, gpus: [], prefer: 'auto', log: () => {} });
 const tf = choice.tf;
 const { createStudent } = await import('@distillery/plugin-student-train');
@@ -24,10 +25,8 @@ const adam = { name: 'adam', lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8, mome
 console.log(
   `backend ${choice.name}, ${choice.threads} threads; C=${C}, batch ${B}, R=${R}, K=${K}, last hidden width ${S2}`,
 );
-const raw = Array.from({ length: 20 }, (_, r) => 1 / (r + 1));
-const tot = raw.reduce((a, b) => a + b, 0);
-const sizes = raw.map((w) => Math.max(1, Math.floor((w / tot) * C)));
-sizes[0] += C - sizes.reduce((a, b) => a + b, 0);
+// Zipf(1) vertical sizes as eft-generate makes them (contiguous ranges).
+const sizes = verticalSizes(C, 20, 1);
 const verts = [];
 let at = 0;
 for (const n of sizes) {
