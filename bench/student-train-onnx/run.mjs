@@ -3,7 +3,9 @@
 // exportOnnx and imported back. Adam, softmax cross-entropy, batch 128 on 28x28x1 inputs, wasm.
 // Rounds alternate built-in and imported (A B A B ...); each round times --steps steps after one
 // warm-up step. Prints the median ms/step per model and architecture; the last line is
-// `ratio N`: imported / built-in median ms/step, the larger of the two architectures' ratios.
+// `ratio N`: imported / built-in median ms/step, the larger of the two architectures' ratios. Each
+// architecture also gets the paired 95% t-interval of imported - built-in ms/step over rounds (a
+// round's two timings are adjacent, so machine drift cancels in the difference).
 // Usage: npx tsc -b && node bench/student-train-onnx/run.mjs [--threads 1] [--rounds 6] [--steps 8]
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -22,6 +24,7 @@ const { createStudent } = await import('@distillery/plugin-student-train');
 const { exportOnnx } = await import('@distillery/plugin-student-train');
 const { Optimizer, DEFAULT_OPTIMIZER } = await import('@distillery/runtime/optim');
 const { crossEntropy } = await import('@distillery/plugin-student-train');
+const { pairedTInterval } = await import('@distillery/plugin-eval');
 
 const dir = mkdtempSync(join(tmpdir(), 'bench-onnx-student-'));
 const shape = [28, 28, 1];
@@ -84,6 +87,11 @@ for (const [name, config] of Object.entries(architectures)) {
   );
   console.log(
     `  rounds built-in [${times['built-in'].map((t) => t.toFixed(1)).join(', ')}], imported [${times.imported.map((t) => t.toFixed(1)).join(', ')}]`,
+  );
+  const paired = pairedTInterval(times.imported, times['built-in'], 0.95, name);
+  const signed = (v) => `${v >= 0 ? '+' : ''}${v.toFixed(2)}`;
+  console.log(
+    `  imported - built-in: ${signed(paired.meanDifference)} ms/step, 95% paired t-interval over rounds [${signed(paired.low)}, ${signed(paired.high)}]: ${paired.verdict === 'within noise' ? 'within noise' : paired.verdict === 'a > b' ? 'imported slower' : 'imported faster'}`,
   );
   ratios.push(b / a);
 }

@@ -2,3 +2,4 @@ export * from './errors.js';
 export * from './coco/index.js';
 export * from './fid/index.js';
 export * from './classification/index.js';
+export { pairedTInterval, summarize, type PairedInterval, type SeedSummary } from './stats/paired.js';
