@@ -38,4 +38,6 @@ const model = tfl.sequential({
   ],
 });
 await model.save(layersSaveHandler(process.env.DISTILL_OUT));
-console.log(`tfjs-layers CNN: ${model.countParams()} parameters, layers ${model.layers.map((l) => l.getClassName()).join(', ')}`);
+console.log(
+  `tfjs-layers CNN: ${model.countParams()} parameters, layers ${model.layers.map((l) => l.getClassName()).join(', ')}`,
+);

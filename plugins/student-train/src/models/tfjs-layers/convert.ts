@@ -260,6 +260,16 @@ class LayerContext {
     }
   }
 
+  /**
+   * The layer's op(s) built by `build` and then its `activation`: `build(last)` makes its final node
+   * the layer's when no activation follows. `strip`: a softmax activation is left out.
+   */
+  activated(shape: number[], strip: boolean, build: (last: boolean) => string): KTensor {
+    const activation = this.activationName(strip);
+    const y = build(activation === 'linear');
+    return { value: activation === 'linear' ? y : this.activation(y, shape, activation, true), shape };
+  }
+
   /** The layer's `activation` config (linear when stripped). */
   activationName(stripSoftmax: boolean): string {
     const a = this.layer.config.activation;
@@ -313,92 +323,76 @@ const dense: Translate = (ctx, inputs, strip) => {
   const k = x.shape[x.shape.length - 1]!;
   const w = ctx.plainWeight('kernel', 0, [k, units]);
   const b = ctx.bool('use_bias', true) ? ctx.plainWeight('bias', 1, [units]) : undefined;
-  const shape = [...x.shape.slice(0, -1), units];
-  const activation = ctx.activationName(strip);
-  let y: string;
-  if (x.shape.length === 1) y = ctx.op('Gemm', b ? [x.value, w, b] : [x.value, w], {}, activation === 'linear');
-  else {
+  return ctx.activated([...x.shape.slice(0, -1), units], strip, (last) => {
+    if (x.shape.length === 1) return ctx.op('Gemm', b ? [x.value, w, b] : [x.value, w], {}, last);
     // Dense on the last axis of a map: in Keras' NHWC order, then back to NCHW.
     const input = x.shape.length === 3 ? ctx.toNhwc(x.value) : x.value;
     const product = ctx.op('MatMul', [input, w]);
     const biased = b ? ctx.op('Add', [product, b]) : product;
-    y =
-      x.shape.length === 3
-        ? ctx.toNchw(biased, activation === 'linear')
-        : activation === 'linear'
-          ? ctx.op('Identity', [biased], {}, true)
-          : biased;
-  }
-  return { value: activation === 'linear' ? y : ctx.activation(y, shape, activation, true), shape };
+    if (x.shape.length === 3) return ctx.toNchw(biased, last);
+    return last ? ctx.op('Identity', [biased], {}, true) : biased;
+  });
 };
 
-const conv2d: Translate = (ctx, inputs, strip) => {
-  const x = one(ctx, inputs);
-  const [h, w, c] = needsMap(ctx, x);
+/** A Conv2D kernel [kh, kw, C / groups, filters] as an OIHW initializer. */
+function convKernel(
+  ctx: LayerContext,
+  c: number,
+  kernel: [number, number],
+): { weight: string; groups: number; channels: number } {
   const filters = ctx.num('filters', 0);
-  const kernel = ctx.pair('kernel_size', [1, 1]);
-  const strides = ctx.pair('strides', [1, 1]);
-  const dilations = ctx.pair('dilation_rate', [1, 1]);
   const groups = ctx.num('groups', 1);
   if (c % groups !== 0 || filters % groups !== 0)
     ctx.fail(`${c} input and ${filters} output channels do not split into ${groups} groups`);
-  const { pads, out } = windowGeometry(ctx, [h, w], kernel, strides, dilations);
   const shape = [kernel[0], kernel[1], c / groups, filters];
+  const dims = [filters, c / groups, kernel[0], kernel[1]];
   const weight = ctx.weight('kernel', 0, shape, {
-    dims: [filters, c / groups, kernel[0], kernel[1]],
+    dims,
     toOnnx: (k) => transposeHost(k, shape, [3, 2, 0, 1]),
-    toKeras: (o) => transposeHost(o, [filters, c / groups, kernel[0], kernel[1]], [2, 3, 1, 0]),
+    toKeras: (o) => transposeHost(o, dims, [2, 3, 1, 0]),
   });
-  const b = ctx.bool('use_bias', true) ? [ctx.plainWeight('bias', 1, [filters])] : [];
-  const activation = ctx.activationName(strip);
-  const y = ctx.op(
-    'Conv',
-    [x.value, weight, ...b],
-    {
+  return { weight, groups, channels: filters };
+}
+
+/** A DepthwiseConv2D kernel [kh, kw, C, m] as a grouped Conv's [C * m, 1, kh, kw] (output channel c * m + j). */
+function depthwiseKernel(
+  ctx: LayerContext,
+  c: number,
+  kernel: [number, number],
+): { weight: string; groups: number; channels: number } {
+  const m = ctx.num('depth_multiplier', 1);
+  const dims = [c * m, 1, kernel[0], kernel[1]];
+  const weight = ctx.weight('depthwise_kernel', 0, [kernel[0], kernel[1], c, m], {
+    dims,
+    toOnnx: (k) => transposeHost(k, [kernel[0], kernel[1], c * m, 1], [2, 3, 0, 1]),
+    toKeras: (o) => transposeHost(o, dims, [2, 3, 0, 1]),
+  });
+  return { weight, groups: c, channels: c * m };
+}
+
+/** Conv2D and DepthwiseConv2D: one ONNX Conv (+ bias, + activation). */
+function convolution(kernelOf: typeof convKernel): Translate {
+  return (ctx, inputs, strip) => {
+    const x = one(ctx, inputs);
+    const [h, w, c] = needsMap(ctx, x);
+    const kernel = ctx.pair('kernel_size', [1, 1]);
+    const strides = ctx.pair('strides', [1, 1]);
+    const dilations = ctx.pair('dilation_rate', [1, 1]);
+    const { pads, out } = windowGeometry(ctx, [h, w], kernel, strides, dilations);
+    const { weight, groups, channels } = kernelOf(ctx, c, kernel);
+    const bias = ctx.bool('use_bias', true) ? [ctx.plainWeight('bias', 1, [channels])] : [];
+    const attributes: Record<string, OnnxAttribute> = {
       kernel_shape: { ints: kernel },
       strides: { ints: strides },
       dilations: { ints: dilations },
       pads: { ints: pads },
       group: { i: groups },
-    },
-    activation === 'linear',
-  );
-  const outShape = [out[0], out[1], filters];
-  return { value: activation === 'linear' ? y : ctx.activation(y, outShape, activation, true), shape: outShape };
-};
-
-const depthwiseConv2d: Translate = (ctx, inputs, strip) => {
-  const x = one(ctx, inputs);
-  const [h, w, c] = needsMap(ctx, x);
-  const m = ctx.num('depth_multiplier', 1);
-  const kernel = ctx.pair('kernel_size', [1, 1]);
-  const strides = ctx.pair('strides', [1, 1]);
-  const dilations = ctx.pair('dilation_rate', [1, 1]);
-  const { pads, out } = windowGeometry(ctx, [h, w], kernel, strides, dilations);
-  // [kh, kw, C, m] read as [kh, kw, C * m, 1] (output channel c * m + j), then OIHW.
-  const onnxDims = [c * m, 1, kernel[0], kernel[1]];
-  const weight = ctx.weight('depthwise_kernel', 0, [kernel[0], kernel[1], c, m], {
-    dims: onnxDims,
-    toOnnx: (k) => transposeHost(k, [kernel[0], kernel[1], c * m, 1], [2, 3, 0, 1]),
-    toKeras: (o) => transposeHost(o, onnxDims, [2, 3, 0, 1]),
-  });
-  const b = ctx.bool('use_bias', true) ? [ctx.plainWeight('bias', 1, [c * m])] : [];
-  const activation = ctx.activationName(strip);
-  const y = ctx.op(
-    'Conv',
-    [x.value, weight, ...b],
-    {
-      kernel_shape: { ints: kernel },
-      strides: { ints: strides },
-      dilations: { ints: dilations },
-      pads: { ints: pads },
-      group: { i: c },
-    },
-    activation === 'linear',
-  );
-  const outShape = [out[0], out[1], c * m];
-  return { value: activation === 'linear' ? y : ctx.activation(y, outShape, activation, true), shape: outShape };
-};
+    };
+    return ctx.activated([out[0], out[1], channels], strip, (last) =>
+      ctx.op('Conv', [x.value, weight, ...bias], attributes, last),
+    );
+  };
+}
 
 function pooling(kind: 'MaxPool' | 'AveragePool'): Translate {
   return (ctx, inputs) => {
@@ -567,8 +561,8 @@ const concatenate: Translate = (ctx, inputs) => {
 
 const TRANSLATE: Record<Exclude<(typeof SUPPORTED_LAYERS)[number], 'InputLayer'>, Translate> = {
   Dense: dense,
-  Conv2D: conv2d,
-  DepthwiseConv2D: depthwiseConv2d,
+  Conv2D: convolution(convKernel),
+  DepthwiseConv2D: convolution(depthwiseKernel),
   BatchNormalization: batchNormalization,
   MaxPooling2D: pooling('MaxPool'),
   AveragePooling2D: pooling('AveragePool'),
