@@ -10,3 +10,4 @@ export { sparseFromLists } from './targets.js';
 export { openTrainingData, epochBatches } from './data.js';
 export { trainStudent, exportOnnx } from './train.js';
 export { SparseHead } from './sparse-head.js';
+export { layersSaveHandler } from './models/tfjs-layers/write.js';

@@ -6,7 +6,8 @@
  * Inputs: `dataset` (a dataset shard set), optional `teacher` (teacher-output shard sets; several
  * for loss kc, one per vertical), optional `init` (a stage whose model.onnx, written by
  * student-train for the same architecture and widths, gives the starting weights), optional
- * `studentModel` (arch onnx: a stage whose output holds the .onnx file, `student.modelFile`).
+ * `studentModel` (arch onnx / tfjs-layers: a stage whose output holds the .onnx file or model.json,
+ * `student.modelFile`). A tfjs-layers student also writes model.json + model.weights.bin.
  */
 import { join } from 'node:path';
 import { Type, type Static } from '@sinclair/typebox';
@@ -16,26 +17,33 @@ import type { StudentConfig } from './models/types.js';
 
 const Student = Type.Object(
   {
-    arch: Type.Union([Type.Literal('mlp'), Type.Literal('cnn'), Type.Literal('kc'), Type.Literal('onnx')], {
-      default: 'mlp',
-      description:
-        'mlp / cnn / kc: built by student-train; onnx: the model in `model` (or the input "studentModel"), trained as it is',
-    }),
+    arch: Type.Union(
+      [Type.Literal('mlp'), Type.Literal('cnn'), Type.Literal('kc'), Type.Literal('onnx'), Type.Literal('tfjs-layers')],
+      {
+        default: 'mlp',
+        description:
+          'mlp / cnn / kc: built by student-train; onnx: the ONNX model in `model` (or the input "studentModel"), trained as it is; tfjs-layers: a TensorFlow.js Layers model (model.json), trained the same way and written back as model.json too',
+      },
+    ),
     model: Type.Optional(
-      PathParam({ description: 'onnx: the .onnx file to train (its weights are the start unless reinit)' }),
+      PathParam({
+        description:
+          'onnx: the .onnx file to train; tfjs-layers: its model.json, or the folder holding it (then the weight files are in the cache key too). Its weights are the start unless reinit',
+      }),
     ),
     modelFile: Type.String({
       default: 'model.onnx',
       description:
-        'onnx without `model`: the file inside the stage input "studentModel" (e.g. an exec stage that exported it)',
+        'onnx / tfjs-layers without `model`: the file inside the stage input "studentModel" (e.g. an exec stage that exported it; model.json for tfjs-layers)',
     }),
     reinit: Type.Boolean({
       default: false,
-      description: "onnx: start from fresh seeded weights instead of the file's",
+      description: "onnx / tfjs-layers: start from fresh seeded weights instead of the file's",
     }),
     freeze: Type.Array(Type.String(), {
       default: [],
-      description: 'onnx: initializers kept as they are (not trained)',
+      description:
+        'onnx: initializers kept as they are (not trained); tfjs-layers: weights (<layer>/<weight>) or layer names',
     }),
     hidden: Type.Array(Type.Integer({ minimum: 1 }), {
       default: [256],
@@ -278,16 +286,16 @@ function studentConfig(s: StudentParams, studentModelDirs: string[]): StudentCon
   const model = s.model ?? (studentModelDirs[0] !== undefined ? join(studentModelDirs[0], s.modelFile) : undefined);
   if (model === undefined)
     throw new Error(
-      'student-train: student.arch onnx needs params.student.model (a .onnx file) or the input "studentModel"',
+      `student-train: student.arch ${s.arch} needs params.student.model (${s.arch === 'onnx' ? 'a .onnx file' : 'a model.json or its folder'}) or the input "studentModel"`,
     );
-  return { arch: 'onnx', model, reinit: s.reinit, freeze: s.freeze };
+  return { arch: s.arch, model, reinit: s.reinit, freeze: s.freeze };
 }
 
 export default definePlugin({
   name: 'student-train',
   version: '1',
   description:
-    'Trains a student (MLP / CNN / Knowledge Concentration) by hard labels or distillation and exports model.onnx',
+    'Trains a student (MLP / CNN / Knowledge Concentration, or your own ONNX or TensorFlow.js Layers model) by hard labels or distillation and exports model.onnx',
   params,
   resources: { cpus: 2, gpus: 0, memoryMiB: 4096 },
   async run(ctx) {
@@ -388,6 +396,8 @@ export default definePlugin({
       { 'distillery.backend': backend.name, 'distillery.seed': String(p.seed) },
       p.exportActivations,
     );
+    const native = result.student.exportNative?.(ctx.outDir) ?? [];
+    if (native.length > 0) ctx.log.info(`trained ${student.arch} model written back: ${native.join(', ')}`);
     const summary = {
       arch: student.arch,
       parameters: result.parameters,

@@ -392,6 +392,7 @@ export async function trainStudent(
     );
 
   const student = createStudent(studentConfig, data.info.shape, numClasses, config.seed);
+  for (const note of student.notes ?? []) hooks.log(note);
   const sigmoidHard = loss.kind === 'sigmoid_ce' || (loss.kind === 'ce' && data.info.labels === 'multi');
   const sampled = (loss.sampledNegatives ?? 0) > 0 && (sigmoidHard || loss.kind === 'kc');
   if ((loss.sampledNegatives ?? 0) > 0 && !sampled)
@@ -444,7 +445,7 @@ export async function trainStudent(
     await imprintHeads(student, data, { ...imprintOptions, rule: config.headInit });
   }
   if (config.init) {
-    if (studentConfig.arch === 'onnx')
+    if (studentConfig.arch === 'onnx' || studentConfig.arch === 'tfjs-layers')
       throw new Error(
         `init ${config.init.where}: an imported student starts from its own file; give the earlier stage's model.onnx as the student model instead (input "studentModel")`,
       );

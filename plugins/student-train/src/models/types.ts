@@ -55,7 +55,18 @@ export interface OnnxStudentConfig {
   freeze?: string[];
 }
 
-export type StudentConfig = MlpConfig | CnnConfig | KcConfig | OnnxStudentConfig;
+/** A student read from a TensorFlow.js Layers model (models/tfjs-layers/), trained as an imported ONNX graph. */
+export interface TfjsLayersStudentConfig {
+  arch: 'tfjs-layers';
+  /** model.json ("format": "layers-model"), or the folder holding it. */
+  model: string;
+  /** Start from fresh seeded weights instead of the file's (default: the file's, i.e. fine-tuning). */
+  reinit: boolean;
+  /** Weights (`<layer>/<weight>`, e.g. conv2d/kernel) or whole layers (their name) kept as they are. */
+  freeze?: string[];
+}
+
+export type StudentConfig = MlpConfig | CnnConfig | KcConfig | OnnxStudentConfig | TfjsLayersStudentConfig;
 
 /** A model: trainable params, non-trainable buffers (batch-norm running stats), forward, ONNX. */
 export interface Student {
@@ -82,6 +93,13 @@ export interface Student {
   toOnnx?(builder: GraphBuilder, input: string): string;
   /** The whole trained model (imported students: their own graph with the trained initializers), `metadata` added. */
   exportModel?(metadata: Record<string, string>): OnnxModel;
+  /**
+   * A student imported from another format (tfjs-layers) writes itself back in that format into
+   * `dir` with the trained weights; returns the file names written.
+   */
+  exportNative?(dir: string): string[];
+  /** What importing the student changed (e.g. a final softmax left out), logged before training. */
+  readonly notes?: string[];
   /**
    * The same forward pass as apply(), also returning named intermediate activations (for feature
    * distillation): `conv<i>` = conv block i's output after relu and pooling, [n, h, w, c] (NHWC);

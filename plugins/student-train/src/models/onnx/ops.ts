@@ -187,6 +187,12 @@ const matMul: OpFn = (node, inputs, ctx) => {
   const b = ctx.weight(1, 'onnx') ?? toOnnxLayout(input(node, inputs, 1));
   if (a.rank === 2 && b.rank === 2)
     return [tensorValue(denseProduct(a as tf.Tensor2D, b as tf.Tensor2D, undefined, ctx.needsGrad(0)))];
+  if (a.rank > 2 && b.rank === 2) {
+    // [..., K] @ [K, N] as one 2-d product: tfjs' BatchMatMul gradient does not reduce a broadcast b.
+    const rows = tf.reshape(a, [-1, a.shape[a.rank - 1]!]) as tf.Tensor2D;
+    const y = denseProduct(rows, b as tf.Tensor2D, undefined, ctx.needsGrad(0));
+    return [tensorValue(tf.reshape(y, [...a.shape.slice(0, -1), b.shape[1]!]))];
+  }
   return [tensorValue(tf.matMul(a, b))];
 };
 
@@ -477,6 +483,21 @@ const constant: OpFn = (node) => {
   throw new Error(`${describe(node)}: only value, value_float(s) and value_int(s) constants are supported`);
 };
 
+/** Clip(x, min, max): bounds from the optional constant inputs (opset 11+) or the min / max attributes. */
+const clip: OpFn = (node, inputs) => {
+  const x = input(node, inputs, 0);
+  const bound = (i: number, name: string, fallback: number): number => {
+    const v = inputs[i];
+    if (!v) return attrFloat(node, name, fallback);
+    if (v.kind !== 'host') throw new Error(`${describe(node)}: the ${name} bound must be a constant`);
+    return v.data[0]!;
+  };
+  const lo = bound(1, 'min', -3.4e38);
+  const hi = bound(2, 'max', 3.4e38);
+  if (x.kind === 'host') return [tensorValue(tf.clipByValue(toOnnxLayout(x), lo, hi))];
+  return [tensorValue(tf.clipByValue(x.t, lo, hi), x.nhwc)];
+};
+
 const identity: OpFn = (node, inputs) => [input(node, inputs, 0)];
 
 /** Every supported op type (ai.onnx domain). */
@@ -504,6 +525,7 @@ export const OPS: Record<string, OpFn> = {
   Reshape: reshape,
   Transpose: transpose,
   Concat: concat,
+  Clip: clip,
   Identity: identity,
   Dropout: dropout,
   Constant: constant,

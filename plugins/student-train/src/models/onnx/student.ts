@@ -18,7 +18,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { decodeModel, type OnnxModel, type OnnxNode, type OnnxTensor } from '@distillery/runtime/onnx';
 import type { NamedVariable } from '@distillery/runtime/optim';
 import { Rng } from '../../rng.js';
-import type { OnnxStudentConfig, Student } from '../types.js';
+import type { OnnxStudentConfig, Student, TfjsLayersStudentConfig } from '../types.js';
 import { hostFromTensor, OPS, type OpContext, type WeightLayout } from './ops.js';
 import { onnxShape, product, tensorValue, toNhwc, type HostValue, type Value } from './values.js';
 
@@ -109,7 +109,7 @@ export class OnnxStudent implements Student {
   private readonly modelInputShape: number[];
 
   constructor(
-    readonly config: OnnxStudentConfig,
+    readonly config: OnnxStudentConfig | TfjsLayersStudentConfig,
     private readonly model: OnnxModel,
     datasetShape: number[],
     numClasses: number,
