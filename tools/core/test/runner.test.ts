@@ -222,6 +222,32 @@ describe('runner', { concurrency: 2 }, () => {
     }
   }
 
+  test('a stage reads the upstream output its key names, while another run replaces out/ with other parameters', async () => {
+    const root = makeProject('distill-input-race-');
+    writeText(root, 'p.params.yaml', 'word: one\n');
+    const file = writeText(
+      root,
+      'p.yaml',
+      pipelineYaml(
+        [
+          concatStage('a', { text: '${{ params.word }}' }),
+          concatStage('b', { text: 'B', sleepMs: 6000 }, { inputs: { x: 'a' } }),
+        ],
+        'params: p.params.yaml\n',
+      ),
+    );
+    // Run 1 (word one): b reads a's output 6 s after it starts. Meanwhile run 2 runs a alone with
+    // word two, which materialises "two" into out/p/a.
+    const one = startCli(['run', file, '--json', '--quiet'], { cwd: root });
+    await waitFor(() => existsSync(join(root, 'out', 'p', 'a', 'out.txt')), 20_000, "run 1's output of a");
+    const two = await runCli(['run', file, 'a', '--set', 'params.word=two', '--quiet'], { cwd: root });
+    assert.equal(two.code, 0, two.stderr);
+    assert.equal(output(root, 'p', 'a'), 'two');
+    const r1 = await one.result;
+    assert.equal(r1.code, 0, r1.stderr);
+    assert.equal(output(root, 'p', 'b'), 'one+B', 'b computed from the output of a its key names');
+  });
+
   test('two concurrent runs of the same pipeline: both succeed, each stage executes once', async () => {
     const root = makeProject('distill-concurrent-');
     const journal = join(root, 'journal.txt');

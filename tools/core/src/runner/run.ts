@@ -139,6 +139,13 @@ class Runner {
   private readonly freeGpus: number[];
   private freeMemory: number;
   private readonly running = new Map<string, Promise<void>>();
+  /**
+   * Upstream outputs as this run's stages read them (inputArtifacts): one materialisation per
+   * (stage, tree) under <store tmp>/<inputsName>, removed when the run ends. The pid prefix keeps
+   * gc away from it while the run lives.
+   */
+  private readonly inputsName = `${process.pid}-inputs-${randomBytes(4).toString('hex')}`;
+  private readonly inputDirs = new Map<string, Promise<string>>();
   private readonly assignedGpus = new Map<string, number[]>();
   /** With pinCpus: free core ids and each running stage's cores. */
   private readonly freeCores: number[];
@@ -209,6 +216,7 @@ class Runner {
     } finally {
       this.options.signal?.removeEventListener('abort', onAbort);
       this.live?.close();
+      await rm(join(this.ws.store.tmpDir, this.inputsName), { recursive: true, force: true }).catch(() => undefined);
       // Bookkeeping that fails (say, the disk is full) must not hide the run's own outcome.
       for (const [what, save] of [
         ['hash cache', () => this.ws.hashes.save()],
@@ -435,7 +443,7 @@ class Runner {
       pipeline: this.pipeline.name,
       pipelineDir: this.pipeline.dir,
       params: withAbsolutePaths(stage.params, stage.pathParams),
-      inputs: this.inputArtifacts(stage),
+      inputs: await this.inputArtifacts(stage),
       outDir,
       stateDir,
       devices,
@@ -495,15 +503,35 @@ class Runner {
     }
   }
 
-  private inputArtifacts(stage: StageInstance): Record<string, InputArtifact[]> {
+  /**
+   * Each upstream output as the worker reads it: the exact tree the stage's cache key names,
+   * materialised (DISTILL_CACHE_TYPE: reflinks, else copies) once per run under inputsName. Not
+   * out/<pipeline>/<stage>: another run of the same pipeline with other parameters may replace
+   * that directory while this stage runs, and the stage would then compute from bytes its key does
+   * not name and cache the result under that key (seen 2026-12-03: a teachers report of 400-step
+   * members stored under the key of the 7-epoch members).
+   */
+  private async inputArtifacts(stage: StageInstance): Promise<Record<string, InputArtifact[]>> {
+    const pathOf = (id: string): Promise<string> => {
+      const tree = this.upstreamTree(id);
+      const slot = `${id}\n${tree}`;
+      let path = this.inputDirs.get(slot);
+      if (path === undefined) {
+        const dir = join(this.ws.store.tmpDir, this.inputsName, `${id.replace(/[^A-Za-z0-9._=,-]/g, '_')}-${tree.slice(0, 16)}`);
+        path = this.ws.store.materialise(tree, dir).then(() => dir);
+        this.inputDirs.set(slot, path);
+      }
+      return path;
+    };
     const inputs: Record<string, InputArtifact[]> = {};
     const named = new Set<string>();
     for (const [name, ids] of Object.entries(stage.inputs)) {
-      inputs[name] = ids.map((id) => ({ stage: id, path: this.ws.outputDir(this.pipeline.name, id) }));
+      inputs[name] = [];
+      for (const id of ids) inputs[name].push({ stage: id, path: await pathOf(id) });
       ids.forEach((id) => named.add(id));
     }
     for (const id of stage.upstream) {
-      if (!named.has(id)) inputs[id] = [{ stage: id, path: this.ws.outputDir(this.pipeline.name, id) }];
+      if (!named.has(id)) inputs[id] = [{ stage: id, path: await pathOf(id) }];
     }
     return inputs;
   }

@@ -33,18 +33,20 @@ export default definePlugin({
   resources: { cpus: 1 },
   async run(ctx) {
     const start = Date.now();
-    const parts: string[] = [];
-    for (const name of Object.keys(ctx.inputs).sort()) {
-      for (const artifact of ctx.inputs[name] ?? []) parts.push(readFileSync(join(artifact.path, 'out.txt'), 'utf8'));
-    }
-    parts.push(ctx.params.text.repeat(ctx.params.repeat));
-    if (ctx.params.file) parts.push(readFileSync(ctx.params.file, 'utf8'));
     const steps = 5;
     for (let i = 1; i <= steps; i++) {
       await new Promise((r) => setTimeout(r, ctx.params.sleepMs / steps));
       ctx.progress(i, steps, 'steps');
       ctx.metric('loss', 1 / i, i);
     }
+    // Inputs are read after the sleep, as a long stage reads its inputs while it runs (runner tests
+    // change other runs' outputs meanwhile).
+    const parts: string[] = [];
+    for (const name of Object.keys(ctx.inputs).sort()) {
+      for (const artifact of ctx.inputs[name] ?? []) parts.push(readFileSync(join(artifact.path, 'out.txt'), 'utf8'));
+    }
+    parts.push(ctx.params.text.repeat(ctx.params.repeat));
+    if (ctx.params.file) parts.push(readFileSync(ctx.params.file, 'utf8'));
     writeFileSync(join(ctx.outDir, 'out.txt'), parts.join('+'));
     if (ctx.params.bytes > 0) {
       const blob = Buffer.alloc(ctx.params.bytes);
