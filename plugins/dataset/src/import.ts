@@ -58,7 +58,7 @@ export interface ImportOptions {
 }
 
 /** A chunk of rows from a reader. `values` is uint8 (pixels) or float32 (features), row-major. */
-interface Chunk {
+export interface Chunk {
   ids: string[];
   labels: Int32Array;
   values: Uint8Array | Float32Array;
@@ -66,13 +66,13 @@ interface Chunk {
 }
 
 /** What a reader says about its samples before the first chunk. */
-interface SourceShape {
+export interface SourceShape {
   shape: number[];
   input: 'pixels' | 'features';
   classNames?: string[];
 }
 
-interface SourceReader {
+export interface SourceReader {
   shape: SourceShape;
   chunks: AsyncGenerator<Chunk>;
 }
@@ -144,7 +144,8 @@ async function idxHeader(r: ByteReader): Promise<{ type: number; dims: number[] 
   return { type, dims: Array.from({ length: ndims }, (_, i) => d.readUInt32BE(4 * i)) };
 }
 
-async function readIdx(source: ImportSource): Promise<SourceReader> {
+/** Streams an IDX images + labels pair in chunks (also the item reader of format detection-canvas). */
+export async function readIdx(source: ImportSource): Promise<SourceReader> {
   if (!source.path || !source.labels)
     throw new Error(`idx source (split ${source.split}): needs path (images) and labels`);
   const images = await ByteReader.open(source.path);

@@ -8,21 +8,13 @@ import { PNG } from 'pngjs';
 import jpeg from 'jpeg-js';
 import { openShardSet, parseDatasetSchema } from '@distillery/runtime/shards';
 import plugin from '../src/plugin.js';
-import { makeCtx } from './helpers.js';
+import { idx, makeCtx } from './helpers.js';
 
 async function rowsOf(dir: string) {
   const set = await openShardSet(dir);
   const rows = [];
   for await (const r of set.rows()) rows.push(r);
   return { info: parseDatasetSchema(set.schema), rows, set };
-}
-
-function idx(type: number, dims: number[], data: Uint8Array): Buffer {
-  const h = Buffer.alloc(4 + 4 * dims.length);
-  h[2] = type;
-  h[3] = dims.length;
-  dims.forEach((d, i) => h.writeUInt32BE(d, 4 + 4 * i));
-  return Buffer.concat([h, Buffer.from(data)]);
 }
 
 function npy(descr: string, shape: number[], data: ArrayBufferView): Buffer {
