@@ -30,7 +30,11 @@ export interface ResourceRequest {
   minCpus?: number;
 }
 
-/** One upstream artifact: the stage that produced it and the directory holding it. */
+/**
+ * One upstream artifact: the stage that produced it and the directory holding it. The directory is
+ * the exact output the stage's cache key names, materialised for this run (not out/<pipeline>/<stage>,
+ * which another run may replace meanwhile); it is removed when the run ends, so do not keep its path.
+ */
 export interface InputArtifact {
   stage: string;
   path: string;

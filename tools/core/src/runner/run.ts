@@ -517,7 +517,11 @@ class Runner {
       const slot = `${id}\n${tree}`;
       let path = this.inputDirs.get(slot);
       if (path === undefined) {
-        const dir = join(this.ws.store.tmpDir, this.inputsName, `${id.replace(/[^A-Za-z0-9._=,-]/g, '_')}-${tree.slice(0, 16)}`);
+        const dir = join(
+          this.ws.store.tmpDir,
+          this.inputsName,
+          `${id.replace(/[^A-Za-z0-9._=,-]/g, '_')}-${tree.slice(0, 16)}`,
+        );
         path = this.ws.store.materialise(tree, dir).then(() => dir);
         this.inputDirs.set(slot, path);
       }
