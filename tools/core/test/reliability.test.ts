@@ -230,7 +230,13 @@ describe('gc beside a run in flight', () => {
     rmSync(gate);
     const variant = startCli(['run', 'p.yaml', '--quiet', '--set', 'b.text=V'], { cwd: root });
     const tmp = join(root, '.distill', 'tmp');
-    await waitFor(() => existsSync(tmp) && readdirSync(tmp).length > 0, 15_000, 'the variant run to start stage b');
+    // Stage b in flight holds two entries there: its scratch dir and the run's materialised inputs
+    // (created just after the scratch dir, so waiting for the first alone races with the second).
+    await waitFor(
+      () => existsSync(tmp) && readdirSync(tmp).some((n) => n.includes('-inputs-')) && readdirSync(tmp).length >= 2,
+      15_000,
+      'the variant run to start stage b',
+    );
     const scratch = readdirSync(tmp);
     const gc = await runCli(['gc', '--workspace'], { cwd: root });
     assert.equal(gc.code, 0, gc.stderr);
