@@ -13,3 +13,10 @@ export {
   type EncodeOptions,
 } from './centernet.js';
 export { nmsByClass } from './nms.js';
+export {
+  DETECTOR_INPUT,
+  DETECTOR_METADATA_KEY,
+  DETECTOR_OUTPUTS,
+  parseDetectorGeometry,
+  type DetectorGeometry,
+} from './model-contract.js';
