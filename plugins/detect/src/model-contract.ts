@@ -1,6 +1,6 @@
 /**
  * The detector model contract: what a detector ONNX file written by `detect-train` holds, and what
- * `detector-infer` (teacher outputs) and `detect-eval` read. Any ONNX model following it (e.g. one
+ * `detect-infer` (teacher outputs) and `detect-eval` read. Any ONNX model following it (e.g. one
  * exported from PyTorch) can be a teacher or be evaluated.
  *
  * Input
