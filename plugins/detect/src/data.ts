@@ -104,7 +104,7 @@ export async function openDetectionData(
       for (let r = 0; r < batch.numRows; r++, row++)
         if (teacherIds[r] !== ids[row])
           throw new Error(
-            `teacher ${dir}: row ${row} is sample "${teacherIds[r]}", the split's row ${row} is "${ids[row] ?? '(none: the split has ' + ids.length + ' rows)'}" (run detect-infer on split "${split}" of this dataset)`,
+            `teacher ${dir}: row ${row} is sample "${teacherIds[r]}", the split's row ${row} is "${ids[row] ?? `(none: the split has ${ids.length} rows)`}" (run detect-infer on split "${split}" of this dataset)`,
           );
     }
     if (row !== ids.length)

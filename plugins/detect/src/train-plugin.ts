@@ -31,7 +31,7 @@ const params = Type.Object(
       { additionalProperties: false, default: {} },
     ),
     split: Type.String({ default: 'train', description: 'rows trained on' }),
-    epochs: Type.Integer({ minimum: 1, default: 10 }),
+    epochs: Type.Integer({ minimum: 0, default: 10, description: '0 = the untrained detector (a baseline row)' }),
     maxSteps: Type.Integer({
       minimum: 0,
       default: 0,
@@ -116,7 +116,7 @@ export default definePlugin({
       log: (m) => ctx.log.info(m),
     });
     const { trainDetector } = await import('./train.js');
-    const teachers = (ctx.inputs['teachers'] ?? []).map((a) => a.path);
+    const teachers = (ctx.inputs.teachers ?? []).map((a) => a.path);
     const { backend: _backend, ...cfg } = ctx.params;
     const info = await trainDetector(ctx.input('dataset'), teachers, ctx.outDir, cfg, {
       log: (m) => ctx.log.info(m),

@@ -222,7 +222,7 @@ export async function trainDetector(
     }
   }
   const seconds = (Date.now() - started) / 1000;
-  hooks.log(`detector: ${step} steps in ${seconds.toFixed(1)} s; smoothed loss ${smoothed['total']?.toFixed(4)}`);
+  hooks.log(`detector: ${step} steps in ${seconds.toFixed(1)} s; smoothed loss ${smoothed.total?.toFixed(4)}`);
   const info: DetectTrainInfo = {
     detector: cfg.detector,
     geometry,

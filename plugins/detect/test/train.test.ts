@@ -6,10 +6,10 @@ import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import * as ort from 'onnxruntime-node';
 import { selectBackend } from '@distillery/runtime/tfjs/backend';
-import { datasetSchema, writeShards, type ShardSchema } from '@distillery/runtime/shards';
+import { SIZE, writeDataset } from './fixture.js';
 import { Rng } from '@distillery/runtime/rng';
 import { readModelFile } from '@distillery/runtime/onnx';
-import { batchTensors, DETECTOR_OUTPUTS_SCHEMA, disposeBatch, epochBatches, openDetectionData } from '../src/data.js';
+import { batchTensors, disposeBatch, epochBatches, openDetectionData } from '../src/data.js';
 import { Detector, type DetectorConfig } from '../src/detector.js';
 import {
   boxKd,
@@ -22,10 +22,10 @@ import {
 } from '../src/losses.js';
 import { DETECTOR_METADATA_KEY, parseDetectorGeometry } from '../src/model-contract.js';
 import { trainDetector, type DetectTrainConfig } from '../src/train.js';
+import { writeDetectorOutputs } from '../src/infer.js';
 
 const nchw = (t: tf.Tensor4D) => tf.tidy(() => tf.transpose(t, [0, 3, 1, 2]).dataSync() as Float32Array);
 
-const SIZE = 32;
 let dir: string;
 
 before(async () => {
@@ -35,106 +35,21 @@ before(async () => {
 });
 after(() => rmSync(dir, { recursive: true, force: true }));
 
-/**
- * A detection set drawn here: 32x32 images with 1-2 objects, class 0 a filled square, class 1 a
- * hollow one (side 6-12 pixels), on faint noise. `train` and `test` splits.
- */
-async function writeDataset(path: string, rows: { train: number; test: number }): Promise<void> {
-  const rng = new Rng(5);
-  const schema: ShardSchema = datasetSchema({
-    shape: [SIZE, SIZE, 1],
-    input: 'pixels',
-    labels: 'multi',
-    numClasses: 2,
-  });
-  schema.columns.push(
-    { name: 'boxes', type: 'float32', list: true },
-    { name: 'box_labels', type: 'int32', list: true },
-  );
-  const ids: string[] = [];
-  const splits: string[] = [];
-  const pixels: number[] = [];
-  const boxes: number[] = [];
-  const boxOffsets = [0];
-  const boxLabels: number[] = [];
-  const labelOffsets = [0];
-  const labels: number[] = [];
-  for (const [split, n] of Object.entries(rows)) {
-    for (let i = 0; i < n; i++) {
-      const image = Array.from({ length: SIZE * SIZE }, () => rng.int(20));
-      const count = 1 + rng.int(2);
-      const present = new Set<number>();
-      for (let k = 0; k < count; k++) {
-        const side = 6 + rng.int(7);
-        const x = rng.int(SIZE - side);
-        const y = rng.int(SIZE - side);
-        const cls = rng.int(2);
-        for (let dy = 0; dy < side; dy++)
-          for (let dx = 0; dx < side; dx++) {
-            const edge = dx === 0 || dy === 0 || dx === side - 1 || dy === side - 1;
-            if (cls === 0 || edge) image[(y + dy) * SIZE + x + dx] = 230;
-          }
-        boxes.push(x, y, side, side);
-        boxLabels.push(cls);
-        present.add(cls);
-      }
-      boxOffsets.push(boxLabels.length);
-      labels.push(...[...present].sort());
-      labelOffsets.push(labels.length);
-      ids.push(`${split}/${i}`);
-      splits.push(split);
-      pixels.push(...image);
-    }
-  }
-  await writeShards({ dir: path, schema, rowsPerShard: 40 }, [
-    {
-      rows: ids.length,
-      columns: {
-        id: ids,
-        split: splits,
-        labels: { offsets: Int32Array.from(labelOffsets), values: Int32Array.from(labels) },
-        pixels: Uint8Array.from(pixels),
-        boxes: { offsets: Int32Array.from(boxOffsets.map((o) => 4 * o)), values: Float32Array.from(boxes) },
-        box_labels: { offsets: Int32Array.from(boxOffsets), values: Int32Array.from(boxLabels) },
-      },
-    },
-  ]);
-}
-
-/** A detector-outputs set of `model`'s maps (CHW per image) on the split's rows, as detector-infer writes them. */
+/** `model`'s maps on the split's rows, written by detect-infer's writer through its ONNX export. */
 async function writeTeacherOutputs(path: string, datasetDir: string, model: Detector, split: string): Promise<void> {
-  const data = await openDetectionData(datasetDir, [], split, false);
-  const g = model.geometry;
-  const cells = (g.inputWidth / g.stride) * (g.inputHeight / g.stride);
-  const schema: ShardSchema = {
-    columns: [
-      { name: 'id', type: 'utf8' },
-      { name: 'heatmap_logits', type: 'float32', width: g.numClasses * cells },
-      { name: 'size', type: 'float32', width: 2 * cells },
-      { name: 'offset', type: 'float32', width: 2 * cells },
-      { name: 'feature', type: 'float32', width: g.featureChannels * cells },
-    ],
-    metadata: { 'distillery.schema': DETECTOR_OUTPUTS_SCHEMA, [DETECTOR_METADATA_KEY]: JSON.stringify(g) },
-  };
-  const batches: { rows: number; columns: Record<string, string[] | Float32Array> }[] = [];
-  for await (const samples of epochBatches(data, 16, 1, 0, 0, false)) {
-    // Buffer size 1 keeps the file order.
-    const b = batchTensors(samples, g, []);
-    const out = model.apply(b.x);
-    batches.push({
-      rows: samples.length,
-      columns: {
-        id: samples.map((s) => s.id),
-        heatmap_logits: nchw(out.heatmapLogits),
-        size: nchw(out.size),
-        offset: nchw(out.offset),
-        feature: nchw(out.feature),
-      },
-    });
-    tf.dispose([out.heatmapLogits, out.size, out.offset, out.feature]);
-    disposeBatch(b);
-  }
-  await writeShards({ dir: path, schema, rowsPerShard: 32 }, batches);
+  const onnx = `${path}.onnx`;
+  model.writeOnnx(onnx);
+  await writeDetectorOutputs({
+    modelPath: onnx,
+    datasetDir,
+    split,
+    batchSize: 16,
+    feature: true,
+    threads: 1,
+    outDir: path,
+    rowsPerShard: 32,
+    teacherId: 'test',
+  });
 }
 
 const TINY: DetectorConfig = { channels: [8, 16], pools: 2, kernel: 3, headWidth: 16 };
@@ -305,11 +220,11 @@ test('Detector.writeOnnx: onnxruntime equals the tfjs forward on all five output
     model.writeOnnx(path);
     const onnx = await runOnnx(path, x);
     const out = model.apply(x);
-    assertClose(onnx['heatmap_logits']!, nchw(out.heatmapLogits), 'heatmap_logits');
-    assertClose(onnx['heatmap']!, nchw(tf.sigmoid(out.heatmapLogits) as tf.Tensor4D), 'heatmap');
-    assertClose(onnx['size']!, nchw(out.size), 'size');
-    assertClose(onnx['offset']!, nchw(out.offset), 'offset');
-    assertClose(onnx['feature']!, nchw(out.feature), 'feature');
+    assertClose(onnx.heatmap_logits!, nchw(out.heatmapLogits), 'heatmap_logits');
+    assertClose(onnx.heatmap!, nchw(tf.sigmoid(out.heatmapLogits) as tf.Tensor4D), 'heatmap');
+    assertClose(onnx.size!, nchw(out.size), 'size');
+    assertClose(onnx.offset!, nchw(out.offset), 'offset');
+    assertClose(onnx.feature!, nchw(out.feature), 'feature');
     const geometry = parseDetectorGeometry((await readModelFile(path)).metadata[DETECTOR_METADATA_KEY], path);
     assert.deepEqual(geometry, {
       inputWidth: SIZE,
@@ -343,7 +258,7 @@ test('detect-train, hard labels: the focal loss falls; model.onnx holds the trai
   for await (const samples of epochBatches(d, 8, 1, 0, 0, false)) {
     const b = batchTensors(samples, info.geometry, []);
     const onnx = await runOnnx(join(out, 'model.onnx'), b.x);
-    const heat = tf.transpose(tf.tensor4d(onnx['heatmap']!, [samples.length, 2, 8, 8]), [0, 2, 3, 1]);
+    const heat = tf.transpose(tf.tensor4d(onnx.heatmap!, [samples.length, 2, 8, 8]), [0, 2, 3, 1]);
     const pos = b.positive;
     const atCentres = tf.sum(tf.mul(heat, pos)).dataSync()[0]! / tf.sum(pos).dataSync()[0]!;
     const elsewhere = tf.sum(tf.mul(heat, tf.sub(1, pos))).dataSync()[0]! / tf.sum(tf.sub(1, pos)).dataSync()[0]!;

@@ -37,6 +37,20 @@ test('parameters and FLOPs of a small CNN, counted by hand', () => {
   assert.throws(() => modelCost(bad, { x: [1, 2] }), /not implemented for op TopK/);
 });
 
+test('Split: its outputs take the given sizes along the axis and cost nothing; the ops after them are counted on those shapes', () => {
+  const model = new GraphBuilder('split', { opset: 17 })
+    .input('x', 'float32', ['batch', 6, 4, 4])
+    .initializer('sizes', BigInt64Array.from([1n, 5n]), [2])
+    .node('Split', ['x', 'sizes'], ['a', 'b'], { axis: { i: 1 } })
+    .node('Sigmoid', ['a'], ['sa'])
+    .node('Relu', ['b'], ['rb'])
+    .output('sa', 'float32', ['batch', 1, 4, 4])
+    .output('rb', 'float32', ['batch', 5, 4, 4])
+    .build();
+  const cost = modelCost(model, { x: [2, 6, 4, 4] });
+  assert.deepEqual(cost.flopsByOp, { Split: 0, Sigmoid: 2 * 16, Relu: 2 * 5 * 16 });
+});
+
 test('latency: percentiles, throughput, batch and provider of the measured runs', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'eff-test-'));
   try {

@@ -189,6 +189,22 @@ export function modelCost(model: OnnxModel, inputShapes: Record<string, number[]
         const e0 = step > 0 ? clamp(en[i]!, 0, dim) : clamp(en[i]!, -1, dim - 1);
         out[a] = Math.max(0, Math.ceil((e0 - s0) / step));
       });
+    } else if (op === 'Split') {
+      // Sizes from the second input (opset 13+) or the attribute; none = equal parts. Free: a view.
+      const axis = attrInt(node.attributes, 'axis', 0);
+      const a = axis < 0 ? axis + x.length : axis;
+      const sizesData = node.inputs[1] ? initData.get(node.inputs[1]) : undefined;
+      if (node.inputs[1] && !sizesData)
+        throw new Error(`node ${node.name} (Split): FLOP counting not implemented for non-constant split sizes`);
+      const sizes = sizesData
+        ? Array.from(sizesData, Number)
+        : (attrInts(node.attributes, 'split') ?? node.outputs.map(() => x[a]! / node.outputs.length));
+      node.outputs.forEach((name, i) => {
+        const part = [...x];
+        part[a] = sizes[i]!;
+        shapes.set(name, part);
+      });
+      out = shapes.get(node.outputs[0]!)!;
     } else if (op === 'Gather') {
       const indices = ins[1];
       if (!indices)
