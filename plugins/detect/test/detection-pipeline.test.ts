@@ -1,8 +1,9 @@
 /**
  * Smoke run of pipelines/detection.yaml on the real data (Debian's dataset-fashion-mnist) at CI
  * size: 96 / 16 / 32 canvases and 5 steps per detector. The whole DAG (canvases, two teachers,
- * their stored outputs, the tuning grid, students over the seed fan-out, both evaluations) runs,
- * the report holds what the README quotes, and a no-change rerun executes nothing.
+ * their stored outputs, students over the seed fan-out, the evaluation) runs, the report holds what
+ * the README quotes, a no-change rerun executes nothing, and pipelines/detection-tune.yaml then
+ * reuses the teachers from the cache and runs only its validation grid.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -16,13 +17,13 @@ import type { DetectReport } from '../src/evaluate.js';
 const repo = fileURLToPath(new URL('../../../../', import.meta.url));
 const DATA = '/usr/share/datasets/fashion-mnist';
 
-function run(root: string): { status: string; stages: { id: string; status: string }[] } {
+function run(root: string, file = 'detection'): { status: string; stages: { id: string; status: string }[] } {
   const r = spawnSync(
     process.execPath,
     [
       join(repo, 'tools/core/bin/distill.js'),
       'run',
-      join(repo, 'pipelines/detection.yaml'),
+      join(repo, `pipelines/${file}.yaml`),
       '--root',
       root,
       '--json',
@@ -78,8 +79,15 @@ test('pipelines/detection.yaml runs end to end at 5 steps per detector; the repo
       ],
     );
     for (const c of report.seeds.comparisons) assert.equal(c.seeds.length, 3);
+    // The validation grid: same canvases, teachers and teacher outputs, all from the cache.
+    const tuneRun = run(root, 'detection-tune');
+    const ran = tuneRun.stages.filter((s) => s.status !== 'cached').map((s) => s.id);
+    assert.ok(
+      ran.length >= 10 && ran.every((id) => id.startsWith('tune-')),
+      `detection-tune ran only its tune-* stages: ${ran.join(', ')}`,
+    );
     const tune = JSON.parse(
-      readFileSync(join(root, 'out', 'detection', 'tune-eval', 'report.json'), 'utf8'),
+      readFileSync(join(root, 'out', 'detection-tune', 'tune-eval', 'report.json'), 'utf8'),
     ) as DetectReport;
     assert.equal(tune.dataset.split, 'val');
     assert.equal(tune.models.filter((m) => m.name.startsWith('tune-kd@')).length, 6);
