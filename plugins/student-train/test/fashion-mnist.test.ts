@@ -90,7 +90,18 @@ test('pipelines/fashion-mnist.yaml runs end to end at 20 steps per model; neares
       models: EvalModel[];
     };
     assert.equal(tune.dataset.split, 'val');
-    assert.equal(tune.models.filter((m) => m.name.startsWith('tune-cnn@')).length, 6);
+    // Every grid point the matrix fan-out trained (one out/ directory each) is scored there.
+    for (const student of ['tune-mlp@', 'tune-cnn@']) {
+      const trained = readdirSync(out).filter((d) => d.startsWith(student));
+      assert.ok(trained.length >= 2, `${student} grid has ${trained.length} points`);
+      assert.deepEqual(
+        tune.models
+          .map((m) => m.name)
+          .filter((n) => n.startsWith(student))
+          .sort(),
+        trained.sort(),
+      );
+    }
 
     // Nearest class mean, recomputed from the dataset shards: means of the train rows (the val rows
     // excluded), each test image to the nearest mean in Euclidean distance (pixels / 255).
