@@ -51,6 +51,20 @@ test('Split: its outputs take the given sizes along the axis and cost nothing; t
   assert.deepEqual(cost.flopsByOp, { Split: 0, Sigmoid: 2 * 16, Relu: 2 * 5 * 16 });
 });
 
+test('an averaged-logits ensemble (Mul by 1/n, Sum of n, as teacher-ensemble writes it): n - 1 adds per element', () => {
+  const model = new GraphBuilder('ensemble')
+    .input('x', 'float32', ['batch', 4])
+    .initializer('third', new Float32Array([1 / 3]), [])
+    .node('Mul', ['x', 'third'], ['a'])
+    .node('Mul', ['x', 'third'], ['b'])
+    .node('Mul', ['x', 'third'], ['c'])
+    .node('Sum', ['a', 'b', 'c'], ['y'])
+    .output('y', 'float32', ['batch', 4])
+    .build();
+  const cost = modelCost(model, { x: [2, 4] });
+  assert.deepEqual(cost.flopsByOp, { Mul: 3 * 8, Sum: 2 * 8 });
+});
+
 test('latency: percentiles, throughput, batch and provider of the measured runs', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'eff-test-'));
   try {

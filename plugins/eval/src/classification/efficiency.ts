@@ -47,6 +47,7 @@ const ELEMENTWISE = new Set([
   'Neg',
   'Max',
   'Min',
+  'Sum',
 ]);
 const FREE = new Set(['Identity', 'Dropout', 'Flatten', 'Reshape']);
 
@@ -141,7 +142,8 @@ export function modelCost(model: OnnxModel, inputShapes: Record<string, number[]
       f = prod(x);
     } else if (ELEMENTWISE.has(op)) {
       out = ins.slice(1).reduce<number[]>((acc, s) => (s ? broadcast(acc, s) : acc), x);
-      f = prod(out);
+      // Variadic ops (Sum, Max, Min of n inputs) take n - 1 operations per output element.
+      f = prod(out) * Math.max(1, ins.length - 1);
     } else if (op === 'BatchNormalization') {
       out = x;
       f = 2 * prod(x);
