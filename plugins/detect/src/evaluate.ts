@@ -15,6 +15,8 @@ import {
   modelCost,
   pairedTInterval,
   parseCocoGroundTruth,
+  roleOf,
+  suffixOf as seedOf,
   parseJsonText,
   summarize,
   type CocoDetection,
@@ -22,6 +24,7 @@ import {
   type CocoStats,
   type LatencyStats,
   type PairedInterval,
+  type PairedVerdict,
   type SeedSummary,
 } from '@distillery/plugin-eval';
 import { readModelFile } from '@distillery/runtime/onnx';
@@ -98,7 +101,7 @@ export interface DetectComparison {
   metric: 'AP' | 'AP50';
   seeds: string[];
   interval: PairedInterval;
-  verdict: 'within noise' | 'a > b' | 'a < b';
+  verdict: PairedVerdict;
 }
 
 export interface DetectReport {
@@ -111,11 +114,6 @@ export interface DetectReport {
   efficiency: DetectEfficiencyRow[];
   seeds: { roles: DetectRoleSummary[]; comparisons: DetectComparison[]; confidence: number };
 }
-
-/** The role of a fan-out instance: its name up to "@". */
-export const roleOf = (name: string): string => name.split('@')[0] ?? name;
-const seedOf = (name: string): string | undefined =>
-  name.includes('@') ? name.slice(name.indexOf('@') + 1) : undefined;
 
 /** COCO detections of one model on the split (image ids from coco/<split>.json's file names). */
 export async function detectOnSplit(
@@ -293,8 +291,7 @@ export function seedStatistics(
         o.confidence,
         `${a} - ${b} (${metric})`,
       );
-      const verdict = interval.low > 0 ? 'a > b' : interval.high < 0 ? 'a < b' : 'within noise';
-      comparisons.push({ a, b, metric, seeds, interval, verdict });
+      comparisons.push({ a, b, metric, seeds, interval, verdict: interval.verdict });
     }
   }
   return { roles, comparisons, confidence: o.confidence };

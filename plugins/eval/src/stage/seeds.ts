@@ -115,7 +115,8 @@ export function roleOf(modelName: string): string {
   return at < 0 ? modelName : modelName.slice(0, at);
 }
 
-function suffixOf(modelName: string): string | undefined {
+/** The fan-out suffix of a model name (the part after the first "@", e.g. the seed), if it has one. */
+export function suffixOf(modelName: string): string | undefined {
   const at = modelName.indexOf('@');
   return at < 0 ? undefined : modelName.slice(at + 1);
 }
